@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build the wheel and sdist, install the wheel into a throwaway venv, run the
+# README's quick start with it: catches files missing from the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${1:-python3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$python" -m build -q --outdir "$work/dist" . >/dev/null
+ls "$work"/dist/*.whl "$work"/dist/*.tar.gz >/dev/null
+"$python" -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install -q --disable-pip-version-check "$work"/dist/*.whl
+cd "$work"  # not the checkout: import the installed copy
+"$work/venv/bin/python" - <<'PY'
+import os, pathlib, pymysqlpool
+assert "site-packages" in pymysqlpool.__file__, pymysqlpool.__file__
+assert (pathlib.Path(pymysqlpool.__file__).parent / "py.typed").exists(), "py.typed missing"
+from pymysqlpool import ConnectionPool
+
+pool = ConnectionPool(host='localhost', user='root', password=os.environ.get('MYSQL_PWD', ''),
+                      database='test', maxsize=10, pre_create_num=2, pool_name='mypool')
+conn = pool.get_conn()
+cursor = conn.cursor()
+cursor.execute('SELECT 1')
+result = cursor.fetchone()
+cursor.close()
+pool.release(conn)
+assert result == (1,), result
+print("wheel", pymysqlpool.__version__, "quick start OK:", result)
+PY
+"$work/venv/bin/pymysqlpool" --help >/dev/null

@@ -1,0 +1,39 @@
+"""Slot: the pool's record of one open connection."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class Slot:
+    """One server connection and the facts the pool keeps about it.
+
+    Times are ``time.monotonic()`` seconds.
+    """
+
+    __slots__ = (
+        "borrow_stack",
+        "borrowed_at",
+        "created",
+        "expires",
+        "generation",
+        "keepalive",
+        "last_used",
+        "leak_reported",
+        "raw",
+        "thread_id",
+    )
+
+    def __init__(self, raw: Any, created: float, expires: float, generation: int, keepalive: float) -> None:
+        self.raw = raw
+        self.created = created
+        # Already jittered: connections made together must not expire together.
+        self.expires = expires
+        self.last_used = created
+        self.generation = generation
+        self.borrowed_at = 0.0
+        self.borrow_stack: Optional[str] = None
+        self.leak_reported = False
+        self.thread_id: Optional[int] = None
+        # Ping when idle this long (0: never); below the server's wait_timeout.
+        self.keepalive = keepalive

@@ -1,0 +1,125 @@
+"""PooledConnection: the proxy a borrower holds.
+
+A new proxy is made for every borrow, so a proxy that was given back cannot
+reach the connection again even after the pool lent it to someone else.
+Everything PyMySQL's connection offers is forwarded; ``close()`` and
+``with conn:`` give the connection back instead of closing it (as in 0.5.0).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional, Type
+
+from .errors import ConnectionReturnedError
+
+if TYPE_CHECKING:
+    from ._slot import Slot
+    from .pool import ConnectionPool
+
+__all__ = ["PooledConnection"]
+
+
+class PooledConnection:
+    """A borrowed connection. Give it back with ``pool.release(conn)``,
+    ``conn.close()`` or by leaving ``with conn:``."""
+
+    __slots__ = ("__weakref__", "_pool", "_raw", "_slot")
+
+    def __init__(self, pool: ConnectionPool, slot: Slot) -> None:
+        self._pool = pool
+        self._slot: Optional[Slot] = slot
+        self._raw: Any = slot.raw
+
+    # -- life cycle ---------------------------------------------------------
+
+    def _returned_error(self) -> ConnectionReturnedError:
+        return ConnectionReturnedError(
+            f"this connection was already returned to pool {self._pool.name!r}; borrow a new one"
+        )
+
+    @property
+    def raw(self) -> Any:
+        """The underlying PyMySQL connection (do not close it or keep it)."""
+        raw = self._raw
+        if raw is None:
+            raise self._returned_error()
+        return raw
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
+
+    @property
+    def returned(self) -> bool:
+        """True once the connection was given back."""
+        return self._raw is None
+
+    def close(self) -> None:
+        """Give the connection back to its pool (the socket stays open)."""
+        self._pool.release(self)
+
+    def __enter__(self) -> PooledConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if self._raw is not None:
+            self._pool._release(self, exc is not None)
+
+    def __del__(self) -> None:
+        # Dropped while still borrowed: the pool reclaims the slot later,
+        # never from inside the garbage collector.
+        slot = self._slot
+        if slot is not None:
+            self._pool._leaked(slot)
+
+    # -- forwarding ---------------------------------------------------------
+
+    def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
+        return self.raw.cursor(cursor)
+
+    def commit(self) -> None:
+        self.raw.commit()
+
+    def rollback(self) -> None:
+        self.raw.rollback()
+
+    def begin(self) -> None:
+        self.raw.begin()
+
+    def autocommit(self, value: bool) -> None:
+        self.raw.autocommit(value)
+
+    def get_autocommit(self) -> bool:
+        return bool(self.raw.get_autocommit())
+
+    def select_db(self, db: str) -> None:
+        self.raw.select_db(db)
+
+    def ping(self, reconnect: bool = False) -> None:
+        """Check the server answers. ``reconnect=True`` (0.5.0's default)
+        replaces a dead socket in place with a new session."""
+        raw = self.raw
+        if not reconnect:
+            raw.ping(reconnect=False)
+            return
+        try:
+            raw.ping(reconnect=False)
+        except Exception:
+            self._pool._reconnect_in_place(self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names not defined here: forward to PyMySQL.
+        raw = object.__getattribute__(self, "_raw")
+        if raw is None:
+            raise object.__getattribute__(self, "_returned_error")()
+        return getattr(raw, name)
+
+    def __repr__(self) -> str:
+        state = "returned" if self._raw is None else "borrowed"
+        return f"<PooledConnection {state} from pool {self._pool.name!r}>"

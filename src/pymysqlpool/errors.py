@@ -1,0 +1,41 @@
+"""The exception tree.
+
+Every error the pool raises on its own account derives from :class:`PoolError`.
+The 0.5.0 names stay importable and are real bases of the new classes, so
+``except GetConnectionFromPoolError`` keeps catching a borrow timeout.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionReturnedError",
+    "GetConnectionFromPoolError",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "ReturnConnectionToPoolError",
+]
+
+
+class PoolError(Exception):
+    """Base class of every error raised by the pool itself."""
+
+
+class GetConnectionFromPoolError(PoolError):
+    """No connection could be borrowed (0.5.0 name)."""
+
+
+class ReturnConnectionToPoolError(PoolError):
+    """A connection could not be given back: returned twice or to another pool (0.5.0 name)."""
+
+
+class PoolTimeout(GetConnectionFromPoolError, TimeoutError):
+    """No connection became available within the borrow timeout."""
+
+
+class PoolClosed(GetConnectionFromPoolError):
+    """The pool was closed: it lends nothing any more."""
+
+
+class ConnectionReturnedError(ReturnConnectionToPoolError):
+    """A proxy was used after it was given back to its pool."""

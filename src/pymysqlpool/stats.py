@@ -1,0 +1,81 @@
+"""Counters and the stats snapshot.
+
+Counters are plain integers changed under the pool lock, so they are exact
+under any concurrency. Gauges (sizes, waiting) are computed at snapshot time
+and are not reset by ``pop_stats``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Union
+
+__all__ = ["COUNTERS", "GAUGES", "Counters"]
+
+Number = Union[int, float]
+
+# name -> meaning; the docs' stats reference is checked against this table.
+COUNTERS: Dict[str, str] = {
+    "borrows": "borrows served",
+    "borrows_waited": "borrows that had to queue because the pool was at maxsize",
+    "borrow_wait_ms": "total time borrows spent queued, in ms",
+    "borrow_timeouts": "borrows that gave up after the timeout (PoolTimeout)",
+    "borrow_errors": "borrows that failed for another reason (connect error, pool closed)",
+    "returns": "connections given back",
+    "rollbacks_on_return": "returns that needed a ROLLBACK (open transaction or autocommit off)",
+    "session_resets": "COM_RESET_CONNECTION sent on return (reset_session=True)",
+    "connections_made": "server connections opened",
+    "connect_errors": "failed connection attempts",
+    "connect_ms": "total time spent opening connections, in ms",
+    "closed_lifetime": "connections retired because they reached con_lifetime",
+    "closed_idle": "idle connections beyond size retired after max_idle",
+    "closed_broken": "connections found broken on return or at a keep-alive ping",
+    "closed_failed_check": "idle connections that failed validation before a borrow",
+    "closed_on_pool_close": "connections closed by pool.close()",
+    "leaks_detected": "borrows held longer than leak_timeout, or dropped without return",
+    "leaks_reclaimed": "connections reclaimed because their borrower dropped them",
+    "keepalive_pings": "pings sent by the maintenance thread to idle connections",
+}
+
+GAUGES: Dict[str, str] = {
+    "pool_min": "pre_create_num: connections kept open at all times",
+    "pool_size": "size: idle connections kept beyond max_idle",
+    "pool_max": "maxsize: most connections ever open at once",
+    "open": "connections open now (idle + borrowed)",
+    "idle": "connections ready to lend now",
+    "borrowed": "connections lent out now",
+    "connecting": "connections being opened now",
+    "waiting": "borrowers queued now",
+}
+
+
+class Counters:
+    """Monotonic counters; mutated only with the pool lock held."""
+
+    __slots__ = tuple(COUNTERS)
+
+    borrows: int
+    borrows_waited: int
+    borrow_wait_ms: float
+    borrow_timeouts: int
+    borrow_errors: int
+    returns: int
+    rollbacks_on_return: int
+    session_resets: int
+    connections_made: int
+    connect_errors: int
+    connect_ms: float
+    closed_lifetime: int
+    closed_idle: int
+    closed_broken: int
+    closed_failed_check: int
+    closed_on_pool_close: int
+    leaks_detected: int
+    leaks_reclaimed: int
+    keepalive_pings: int
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+
+    def snapshot(self) -> Dict[str, Number]:
+        return {name: getattr(self, name) for name in COUNTERS}
