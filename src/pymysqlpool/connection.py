@@ -101,9 +101,10 @@ class PooledConnection:
     def select_db(self, db: str) -> None:
         self.raw.select_db(db)
 
-    def ping(self, reconnect: bool = False) -> None:
-        """Check the server answers. ``reconnect=True`` (0.5.0's default)
-        replaces a dead socket in place with a new session."""
+    def ping(self, reconnect: bool = True) -> None:
+        """Check the server answers. With ``reconnect=True`` (0.5.0's default)
+        a dead socket is replaced in place by a new session; with False the
+        error is raised."""
         raw = self.raw
         if not reconnect:
             raw.ping(reconnect=False)

@@ -176,6 +176,8 @@ class ConnectionPool:
         return PooledConnection(self, self._acquire(retries * interval, pre_ping))
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> Slot:
+        if timeout is not None:
+            _build_seconds("timeout", timeout)
         if self._reclaim:
             self._drain_reclaimed()
         lock = self._lock
@@ -534,7 +536,6 @@ class ConnectionPool:
                     continue
                 self._lent.discard(slot)
                 self._stats.leaks_detected += 1
-                self._stats.leaks_reclaimed += 1
                 self._held += 1
             where = (
                 f"; borrowed at:\n{slot.borrow_stack}"
@@ -548,7 +549,7 @@ class ConnectionPool:
                 where,
             )
             # Closing, not reusing: the borrower's state is unknown.
-            self._close_held(slot, "closed_broken")
+            self._close_held(slot, "leaks_reclaimed")
 
     # -- closing ------------------------------------------------------------
 
