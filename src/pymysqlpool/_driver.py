@@ -110,12 +110,15 @@ def is_broken(raw: Any) -> bool:
 
 
 def needs_reset(raw: Any, autocommit: bool) -> bool:
-    """True when the next borrower could see this borrower's state.
+    """True when the connection cannot simply be parked: it is broken, or
+    the next borrower could see this borrower's state.
 
     An open transaction, autocommit switched off (a read snapshot may be held
     even without IN_TRANS), a mismatch with the pool's mode, or an unread
     result. All of it is read from the last OK packet: no round trip.
     """
+    if raw._sock is None:
+        return True  # broken: the caller's slow path drops it
     status = raw.server_status
     if status & _IN_TRANS or bool(status & _AUTOCOMMIT) != autocommit or not autocommit:
         return True

@@ -7,7 +7,6 @@ exactly one thread: the oldest waiter (FIFO, no thundering herd, no polling).
 from __future__ import annotations
 
 import threading
-from collections import deque
 from typing import Deque, Optional, Union
 
 from ._slot import Slot
@@ -47,34 +46,28 @@ class Waiter:
         self._wake.release()
 
 
-class WaitQueue:
-    """FIFO of waiters; every method is called with the pool lock held."""
+class WaitQueue(Deque[Waiter]):
+    """FIFO of waiters; every method is called with the pool lock held.
 
-    __slots__ = ("_queue",)
+    A deque subclass so that ``if waiters:`` on the hot path is a C call.
+    """
 
-    def __init__(self) -> None:
-        self._queue: Deque[Waiter] = deque()
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def __bool__(self) -> bool:
-        return bool(self._queue)
+    __slots__ = ()
 
     def push(self, waiter: Waiter) -> None:
-        self._queue.append(waiter)
+        self.append(waiter)
 
-    def pop(self) -> Waiter:
-        return self._queue.popleft()
+    def pop_oldest(self) -> Waiter:
+        return self.popleft()
 
-    def remove(self, waiter: Waiter) -> bool:
+    def withdraw(self, waiter: Waiter) -> bool:
         """Withdraw a waiter that timed out; False if it was served meanwhile."""
         try:
-            self._queue.remove(waiter)
+            self.remove(waiter)
         except ValueError:
             return False
         return True
 
     def fail_all(self, error: BaseException) -> None:
-        while self._queue:
-            self._queue.popleft().fail(error)
+        while self:
+            self.popleft().fail(error)

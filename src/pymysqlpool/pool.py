@@ -235,9 +235,13 @@ class ConnectionPool:
             self._waiters.push(waiter)
             self._stats.borrows_waited += 1
         started = _monotonic()
-        woken = waiter.wait(deadline - started)
+        try:
+            woken = waiter.wait(deadline - started)
+        except BaseException:  # KeyboardInterrupt and the like: leave nothing behind
+            self._withdraw(waiter)
+            raise
         with self._lock:
-            if not woken and self._waiters.remove(waiter):
+            if not woken and self._waiters.withdraw(waiter):
                 self._stats.borrow_timeouts += 1
                 self._stats.borrow_wait_ms += (_monotonic() - started) * 1000.0
                 raise PoolTimeout(
@@ -246,12 +250,29 @@ class ConnectionPool:
                 )
             self._stats.borrow_wait_ms += (_monotonic() - started) * 1000.0
         if not woken:
-            # Served between the timeout and the withdrawal: take what we got.
-            waiter.wait(-1)
+            # Served between the timeout and the withdrawal. give() ran under
+            # the pool lock, which we have held since, so this cannot block.
+            waiter.wait(0)
         if waiter.error is not None:
             raise waiter.error
         assert waiter.grant is not None
         return waiter.grant
+
+    def _withdraw(self, waiter: Waiter) -> None:
+        """Take an interrupted waiter out of the queue, or pass on what it was given."""
+        with self._lock:
+            if self._waiters.withdraw(waiter):
+                return
+            grant = waiter.grant
+            if grant is None:
+                return  # failed by close(): nothing to pass on
+            self._stats.borrows -= 1
+            if isinstance(grant, Slot):
+                self._lent.discard(grant)
+                self._put_back(grant, grant.last_used)
+            else:
+                self._connecting -= 1
+                self._pass_capacity()
 
     def _on_lend(self, slot: Slot) -> None:
         """Book-keeping for a slot leaving idle for a borrower (lock held)."""
@@ -278,7 +299,10 @@ class ConnectionPool:
                 _driver.ping(slot.raw, max(min(deadline - now, self._config.io_timeout), 0.001))
             elif check(slot.raw) is False:
                 raise ValueError("check() returned False")
-        except Exception as exc:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # interrupted mid-ping: state unknown
+                self._discard_unlent(slot, "closed_failed_check")
+                raise
             logger.info("pool %r: idle connection failed validation (%s); replacing it", self.name, exc)
             self._suspect(now)
             self._discard_unlent(slot, "closed_failed_check")
@@ -339,7 +363,10 @@ class ConnectionPool:
         while True:
             try:
                 slot = self._new_slot(deadline)
-            except Exception as exc:
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    self._unreserve(failed_borrow=True)
+                    raise
                 now = _monotonic()
                 fatal = _driver.is_fatal_connect_error(exc) or not self._ever_connected
                 if fatal or self._closed or now + delay >= deadline:
@@ -383,7 +410,7 @@ class ConnectionPool:
         if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
             self._connecting += 1
             self._stats.borrows += 1
-            self._waiters.pop().give(DIAL)
+            self._waiters.pop_oldest().give(DIAL)
 
     # -- returning ----------------------------------------------------------
 
@@ -426,7 +453,6 @@ class ConnectionPool:
             and slot.expires > now
             and not self._closed
             and not self._always_reset
-            and slot.raw._sock is not None
             and not _driver.needs_reset(slot.raw, self._autocommit)
         ):
             # Clean return: no round trip, straight to the oldest waiter.
@@ -480,7 +506,7 @@ class ConnectionPool:
         if self._waiters:
             self._stats.borrows += 1
             self._lent.add(slot)
-            self._waiters.pop().give(slot)
+            self._waiters.pop_oldest().give(slot)
         else:
             self._idle.append(slot)
 
@@ -563,6 +589,7 @@ class ConnectionPool:
             idle = list(self._idle)
             self._idle.clear()
             self._held += len(idle)
+            self._stats.borrow_errors += len(self._waiters)
             self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed while waiting"))
             maintenance, self._maintenance = self._maintenance, None
         if maintenance is not None:
