@@ -158,17 +158,23 @@ class Maintenance:
                 pool._close_held(slot, "closed_on_pool_close")
 
     def _refill(self, pool: ConnectionPool, now: float) -> None:
-        """Open connections until ``pre_create_num`` are open (not more than
-        one round of dials at a time; failures back off exponentially)."""
+        """Open connections until ``pre_create_num`` are open, and replace
+        connections retired for age while the pool holds fewer than ``size``,
+        so borrowers rarely pay for a connect. Failures back off exponentially."""
         if now < self._retry_at:
             return
         target = pool._config.pre_create_num
+        keep = max(pool._config.size, target)
         while True:
             with pool._lock:
-                if pool._closed or pool._open + pool._connecting >= target:
+                count = pool._open + pool._connecting
+                if pool._closed or count >= pool._maxsize:
                     return
-                if pool._open + pool._connecting >= pool._maxsize:
-                    return
+                if count >= target:
+                    if not pool._replacements or count >= keep:
+                        pool._replacements = 0
+                        return
+                    pool._replacements -= 1
                 pool._connecting += 1
             try:
                 slot = pool._new_slot(None)

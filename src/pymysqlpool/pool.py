@@ -114,6 +114,7 @@ class ConnectionPool:
         # one dead connection may mean the server restarted.
         self._suspect_since = -_INF
         self._ever_connected = False
+        self._replacements = 0  # connections retired for age, to be replaced in the background
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
         self._maintenance: Optional[Any] = None
@@ -526,6 +527,8 @@ class ConnectionPool:
             self._held -= 1
             self._open -= 1
             setattr(self._stats, reason, getattr(self._stats, reason) + 1)
+            if reason == "closed_lifetime":
+                self._replacements += 1  # the maintenance thread opens a successor
             self._pass_capacity()
         if self._maintenance is not None:
             self._maintenance.wake()
@@ -676,7 +679,7 @@ class ConnectionPool:
         self._lent = set()
         self._reclaim = deque()
         self._waiters = WaitQueue()
-        self._open = self._connecting = self._held = 0
+        self._open = self._connecting = self._held = self._replacements = 0
         self._maintenance = None
 
 
