@@ -1,0 +1,90 @@
+"""Fixtures for fault-injection tests: private MariaDB servers and a fault proxy.
+
+None of these touch the shared server on 127.0.0.1:3306.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    from support.tcp_proxy import TCPProxy
+    from support.throwaway_mariadb import ThrowawayMariaDB
+except ImportError:  # pytest was run without `pythonpath = ["tests"]`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from support.tcp_proxy import TCPProxy
+    from support.throwaway_mariadb import ThrowawayMariaDB
+
+
+@pytest.fixture(scope="session")
+def throwaway_server() -> Iterator[ThrowawayMariaDB]:
+    """The session's private server, shared by all tests and closed at session end.
+
+    A test may stop, kill or restart it: it is started again before the next test
+    that uses it. Use ``fresh_server`` to change server settings or get an empty one.
+    """
+    server = ThrowawayMariaDB()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _revive_throwaway_server(request: pytest.FixtureRequest) -> None:
+    if "throwaway_server" in request.fixturenames:
+        server: ThrowawayMariaDB = request.getfixturevalue("throwaway_server")
+        if not server.is_running():
+            server.start()
+
+
+@pytest.fixture
+def fresh_server(make_server: Callable[..., ThrowawayMariaDB]) -> ThrowawayMariaDB:
+    """A new, empty private server for this test only (well under a second to set up)."""
+    return make_server()
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., ThrowawayMariaDB]]:
+    """Factory: ``make_server(max_connections=20, extra_args=[...])`` -> a started server.
+
+    Takes ThrowawayMariaDB's keyword arguments; every server is closed after the test.
+    """
+    servers: list[ThrowawayMariaDB] = []
+
+    def make(**kwargs: Any) -> ThrowawayMariaDB:
+        server = ThrowawayMariaDB(**kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[[int], TCPProxy]]:
+    """Factory: ``make_proxy(server.port)`` -> a TCPProxy closed after the test."""
+    proxies: list[TCPProxy] = []
+
+    def make(target_port: int) -> TCPProxy:
+        proxy = TCPProxy(target_port=target_port)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+@pytest.fixture
+def tcp_proxy(throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy]) -> TCPProxy:
+    """A TCPProxy in front of ``throwaway_server``; connect to ``tcp_proxy.port``."""
+    return make_proxy(throwaway_server.port)
