@@ -1,4 +1,7 @@
-"""Command line: ``python -m pymysqlpool`` (placeholder until the CLI lands)."""
+"""Command line: ``python -m pymysqlpool`` and the ``pymysqlpool`` script.
+
+Run ``pymysqlpool --help`` for the commands and their exit status.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    print("pymysqlpool: command line not implemented yet", file=sys.stderr)
-    return 2
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ class ConnectionSettings:
 
     @property
     def where(self) -> str:
-        place = f"socket {self.socket}" if self.socket else f"{_host_for_display(self.host)}:{self.port}"
-        return f"{self.user}@{place}/{self.database}"
+        if self.socket:
+            return f"{self.user}@localhost/{self.database} via socket {self.socket}"
+        return f"{self.user}@{_host_for_display(self.host)}:{self.port}/{self.database}"
 
     def describe(self) -> str:
         """One line for humans; the password shows as ``***`` (or ``none``)."""
@@ -218,6 +219,8 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> ConnectionSetti
         "socket": args.socket,
     }
     merged.update({k: v for k, v in flags.items() if v is not None})
+    # Kept on the namespace so a last-resort error message can mask it too.
+    args.resolved_password = merged["password"]
     if not merged["socket"] and not merged["host"]:
         raise UsageError("no host given")
     return ConnectionSettings(
@@ -275,9 +278,9 @@ def _port_arg(text: str) -> int:
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "connection",
-        "Each setting comes from its flag, else --url, else the environment "
-        "(MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PWD, MYSQL_DATABASE), "
-        "else the default (127.0.0.1, 3306, root, no password, test).",
+        "Each setting comes from its flag, else --url, else the environment\n"
+        "(MYSQL_HOST, MYSQL_PORT, MYSQL_USER, MYSQL_PWD, MYSQL_DATABASE), else the\n"
+        "default (127.0.0.1, 3306, root, no password, test).",
     )
     group.add_argument("--url", metavar="URL", help="mysql://user:password@host:port/database (also mariadb://)")
     group.add_argument("--host", metavar="HOST", help="server host name or address")

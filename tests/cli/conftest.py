@@ -1,0 +1,66 @@
+"""Fixtures for the command-line tests: the shared server, a closed port, a
+throwaway login."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
+ENV_VARS = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PWD", "MYSQL_DATABASE")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI reads MYSQL_*: start every test without them."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def live_server() -> dict:
+    """The shared MariaDB's settings; skips the test if it is not reachable."""
+    try:
+        pymysql.connect(connect_timeout=3, **SERVER).close()
+    except pymysql.MySQLError as exc:
+        pytest.skip(f"no MariaDB on 127.0.0.1:3306: {exc}")
+    return dict(SERVER)
+
+
+@pytest.fixture
+def admin(live_server: dict) -> Iterator[pymysql.connections.Connection]:
+    conn = pymysql.connect(autocommit=True, **live_server)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+SECRET = "sekret-xyz"
+
+
+@pytest.fixture
+def secret_user(admin: pymysql.connections.Connection) -> Iterator[str]:
+    """A login whose password is SECRET, dropped after the test."""
+    name = f"pmp_cli_{os.getpid()}"
+    with admin.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (name,))
+        cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (name, SECRET))
+        cur.execute("GRANT ALL ON `test`.* TO %s@'127.0.0.1'", (name,))
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (name,))

@@ -1,0 +1,119 @@
+"""``pymysqlpool demo`` against the shared MariaDB."""
+
+from __future__ import annotations
+
+import os
+
+import pymysql
+import pytest
+
+from pymysqlpool.__main__ import main
+
+from .conftest import SECRET
+
+pytestmark = pytest.mark.server
+
+
+def _table(tag: str) -> str:
+    return f"pmp_cli_demo_{tag}_{os.getpid()}"
+
+
+def _exists(admin: pymysql.connections.Connection, table: str) -> bool:
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'test' AND TABLE_NAME = %s", (table,)
+        )
+        return bool(cur.fetchone()[0])
+
+
+def _drop(admin: pymysql.connections.Connection, table: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+
+
+def test_demo_passes_and_drops_its_table(
+    admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _table("ok")
+    try:
+        code = main(["demo", "--ops", "120", "--threads", "6", "--maxsize", "3", "--table", table, "--seed", "7"])
+        out, err = capsys.readouterr()
+        assert code == 0, out + err
+        assert "120 operations" in out
+        assert "PASS  committed rows present:" in out
+        assert "PASS  rolled-back rows absent: 0 of" in out
+        assert "PASS  server connections from the pool never exceeded maxsize: peak" in out
+        assert "PASS  the pool rolled back every transaction left open" in out
+        assert "rollbacks_on_return" in out and "borrows_waited" in out
+        assert "FAIL" not in out
+        assert out.splitlines()[-1] == "RESULT: PASS"
+        assert "ops" in err  # the plain progress lines (stderr is not a terminal here)
+        assert not _exists(admin, table)
+    finally:
+        _drop(admin, table)
+
+
+def test_demo_keep_leaves_exactly_the_committed_rows(
+    admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _table("keep")
+    try:
+        code = main(["demo", "--ops", "60", "--threads", "3", "--maxsize", "2", "--table", table, "--keep", "--quiet"])
+        out, err = capsys.readouterr()
+        assert code == 0, out + err
+        assert err == ""
+        line = next(x for x in out.splitlines() if "committed rows present:" in x)
+        committed = int(line.rsplit(" of ", 1)[1])
+        with admin.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*), COALESCE(SUM(kind <> 'commit'), 0) FROM `{table}`")
+            rows, not_committed = cur.fetchone()
+        assert rows == committed and not_committed == 0
+    finally:
+        _drop(admin, table)
+
+
+def test_demo_refuses_an_existing_table(
+    admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _table("exists")
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{table}` (x INT)")
+        cur.execute(f"INSERT INTO `{table}` VALUES (1)")
+    try:
+        assert main(["demo", "--ops", "5", "--table", table, "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("pymysqlpool demo: error: cannot create table") and "[1050]" in err
+        with admin.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+            assert cur.fetchone()[0] == 1  # someone else's table is left alone
+    finally:
+        _drop(admin, table)
+
+
+def test_demo_cannot_connect(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--ops", "5", "--port", str(closed_port), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "cannot connect" in err
+
+
+def test_demo_with_a_password(
+    secret_user: str, admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _table("pw")
+    try:
+        argv = ["demo", "--ops", "40", "--threads", "4", "--maxsize", "2", "--table", table]
+        assert main([*argv, "--user", secret_user, "--password", SECRET]) == 0
+        out, err = capsys.readouterr()
+        assert "sekret" not in out and "sekret" not in err
+        assert "(password: ***)" in out and "RESULT: PASS" in out
+    finally:
+        _drop(admin, table)
+
+
+def test_demo_by_time(admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]) -> None:
+    table = _table("time")
+    try:
+        assert main(["demo", "--seconds", "0.5", "--threads", "4", "--maxsize", "2", "--table", table, "--quiet"]) == 0
+        assert "RESULT: PASS" in capsys.readouterr().out
+    finally:
+        _drop(admin, table)

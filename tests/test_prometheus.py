@@ -1,0 +1,162 @@
+"""pymysqlpool.prometheus: the collector's scrape matches get_stats()."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from pymysqlpool import ConnectionPool  # noqa: E402
+from pymysqlpool.prometheus import PoolCollector, register, unregister  # noqa: E402
+from pymysqlpool.stats import COUNTERS, GAUGES  # noqa: E402
+
+pytestmark = pytest.mark.server
+
+SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
+
+
+@pytest.fixture(scope="module")
+def live_server() -> dict:
+    try:
+        pymysql.connect(connect_timeout=3, **SERVER).close()
+    except pymysql.MySQLError as exc:
+        pytest.skip(f"no MariaDB on 127.0.0.1:3306: {exc}")
+    return dict(SERVER)
+
+
+@pytest.fixture
+def make_pool(live_server: dict) -> Iterator[Any]:
+    pools: list = []
+
+    def make(name: str, **kwargs: Any) -> ConnectionPool:
+        pool = ConnectionPool(name=name, maxsize=4, **live_server, **kwargs)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close()
+
+
+def scrape(registry: CollectorRegistry) -> dict:
+    """{(sample name, pool label): value} from the text exposition format."""
+    found: dict = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            found[(sample.name, sample.labels["pool"])] = sample.value
+    return found
+
+
+def metric_name(key: str) -> str:
+    return f"pymysqlpool_{key}" + ("_total" if key in COUNTERS else "")
+
+
+def test_two_pools_scrape_matches_get_stats(make_pool: Any) -> None:
+    registry = CollectorRegistry()
+    orders, users = make_pool("orders"), make_pool("users", pre_create_num=1)
+    register(orders, registry)
+    register(users, registry)
+    for _ in range(3):
+        with orders.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    held = orders.get_conn()  # one borrowed at scrape time
+    with pytest.raises(RuntimeError), users.connection() as conn:
+        conn.begin()
+        raise RuntimeError("rolled back by the pool")
+    try:
+        scraped = scrape(registry)
+        expected = {"orders": orders.get_stats(), "users": users.get_stats()}
+    finally:
+        held.close()
+    assert expected["orders"]["borrows"] == 4 and expected["orders"]["borrowed"] == 1
+    assert expected["users"]["rollbacks_on_return"] == 1
+    for pool, stats in expected.items():
+        assert set(stats) == set(GAUGES) | set(COUNTERS)
+        for key, value in stats.items():
+            assert scraped[(metric_name(key), pool)] == pytest.approx(float(value)), (pool, key)
+    assert {label for _, label in scraped} == {"orders", "users"}
+
+
+def test_metric_types_and_help(make_pool: Any) -> None:
+    registry = CollectorRegistry()
+    register(make_pool("typed"), registry)
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    for key, meaning in GAUGES.items():
+        assert families[f"pymysqlpool_{key}"].type == "gauge"
+        assert families[f"pymysqlpool_{key}"].documentation == meaning
+    for key in COUNTERS:
+        family = families.get(f"pymysqlpool_{key}") or families[f"pymysqlpool_{key}_total"]
+        assert family.type == "counter"
+
+
+def test_collector_with_several_pools(make_pool: Any) -> None:
+    a, b = make_pool("a"), make_pool("b")
+    registry = CollectorRegistry()
+    collector = PoolCollector(a, b)
+    registry.register(collector)
+    with a.connection():
+        pass
+    scraped = scrape(registry)
+    assert scraped[("pymysqlpool_borrows_total", "a")] == 1
+    assert scraped[("pymysqlpool_borrows_total", "b")] == 0
+    assert collector.remove(b) is True
+    assert {label for _, label in scrape(registry)} == {"a"}
+
+
+def test_duplicate_pool_names_are_refused(make_pool: Any) -> None:
+    registry = CollectorRegistry()
+    first = make_pool("same")
+    register(first, registry)
+    register(first, registry)  # the same pool again: no-op
+    with pytest.raises(ValueError, match="same"):
+        register(make_pool("same"), registry)
+
+
+def test_unregister_and_garbage_collected_pools(live_server: dict, make_pool: Any) -> None:
+    registry = CollectorRegistry()
+    kept = make_pool("kept")
+    register(kept, registry)
+    dropped = ConnectionPool(name="dropped", **live_server)
+    register(dropped, registry)
+    assert {label for _, label in scrape(registry)} == {"kept", "dropped"}
+    dropped.close()
+    del dropped
+    gc.collect()
+    assert {label for _, label in scrape(registry)} == {"kept"}  # a weak reference only
+    assert unregister(kept, registry) is True
+    assert scrape(registry) == {}
+    assert unregister(kept, registry) is False
+
+
+def test_registries_are_independent(make_pool: Any) -> None:
+    one, two = CollectorRegistry(), CollectorRegistry()
+    register(make_pool("p1"), one)
+    register(make_pool("p2"), two)
+    assert {label for _, label in scrape(one)} == {"p1"}
+    assert {label for _, label in scrape(two)} == {"p2"}
+
+
+def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in sys.modules if n == "prometheus_client" or n.startswith("prometheus_client.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "pymysqlpool.prometheus")
+    with pytest.raises(ImportError, match=r"pymysqlpool\[prometheus\]"):
+        importlib.import_module("pymysqlpool.prometheus")
+
+
+def test_importing_pymysqlpool_does_not_import_prometheus_client() -> None:
+    import subprocess
+
+    code = "import sys, pymysqlpool; print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False"
