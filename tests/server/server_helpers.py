@@ -1,0 +1,95 @@
+"""Helpers shared by the server-tier tests and their fixtures."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+
+def mysql_kwargs() -> dict[str, Any]:
+    """Connection arguments for the test server, from the environment."""
+    return {
+        "host": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+        "port": int(os.environ.get("MYSQL_PORT", "3306")),
+        "user": os.environ.get("MYSQL_USER", "root"),
+        "password": os.environ.get("MYSQL_PWD", ""),
+        "database": os.environ.get("MYSQL_DATABASE", "test"),
+    }
+
+
+def raw_connect(**overrides: Any) -> pymysql.connections.Connection:
+    """A plain PyMySQL connection (autocommit on) outside any pool."""
+    kwargs = {**mysql_kwargs(), "autocommit": True, "connect_timeout": 10, **overrides}
+    return pymysql.connect(**kwargs)
+
+
+def query(conn: Any, sql: str, args: Any = None) -> tuple[Any, ...]:
+    with conn.cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute(sql, args)
+        return tuple(cur.fetchall())
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds passed (bounded loop)."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 2):
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    return predicate()
+
+
+@dataclass
+class Account:
+    user: str
+    password: str
+
+
+def kill_own(admin: Any, thread_ids: set[int]) -> None:
+    for tid in thread_ids:
+        try:
+            query(admin, f"KILL CONNECTION {int(tid)}")
+        except pymysql.err.MySQLError:
+            pass  # already gone
+
+
+class ServerView:
+    """What the server says about one pool's connections.
+
+    ``connect_kwargs`` are the arguments the pool must be made with so that
+    the server can tell its connections apart from everyone else's.
+    """
+
+    def __init__(self, connect_kwargs: dict[str, Any], tag: str, by_user: bool) -> None:
+        self.connect_kwargs = connect_kwargs
+        self.tag = tag
+        self.by_user = by_user
+
+    def thread_ids(self, via: Any) -> set[int]:
+        """Server thread ids of this pool's connections, read through ``via``
+        (an admin connection; one per thread, PyMySQL connections are not shared)."""
+        if self.by_user:
+            rows = query(via, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (self.tag,))
+        else:
+            rows = query(
+                via,
+                "SELECT DISTINCT PROCESSLIST_ID FROM performance_schema.session_connect_attrs"
+                " WHERE ATTR_NAME = 'program_name' AND ATTR_VALUE = %s",
+                (self.tag,),
+            )
+        return {int(row[0]) for row in rows}
+
+    def count(self, via: Any) -> int:
+        return len(self.thread_ids(via))
+
+    def settles_at(self, via: Any, expected: int, timeout: float = 10.0) -> bool:
+        """True once the server shows exactly ``expected`` connections. A closed
+        connection leaves the process list a moment after the client let go."""
+        return wait_until(lambda: self.count(via) == expected, timeout)
