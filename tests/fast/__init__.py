@@ -1,0 +1,1 @@
+"""Fast tier: the pool against a fake driver, no server."""

@@ -1,0 +1,443 @@
+"""Connection life cycle against the fake driver: lifetime and its jitter,
+validation before lending, leak reclaim, in-place reconnect and the stats."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, List
+
+import pytest
+
+from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout
+from pymysqlpool.stats import COUNTERS, GAUGES
+
+from .fakes import FakeResult, FakeServer
+from .test_threads import join_all, wait_until
+
+CLOSED_COUNTERS = [name for name in COUNTERS if name.startswith("closed_")] + ["leaks_reclaimed"]
+
+
+def conserved(pool: ConnectionPool) -> bool:
+    """Every connection made is either open or was closed under one reason."""
+    stats = pool.get_stats()
+    return stats["connections_made"] - sum(stats[k] for k in CLOSED_COUNTERS) == stats["open"]
+
+
+# -- lifetime -------------------------------------------------------------------
+
+
+def test_expired_connection_is_closed_on_return(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(con_lifetime=0.05, size=0)
+    conn = pool.get_conn()
+    fake = conn.raw
+    time.sleep(0.06)
+    conn.close()
+    assert fake.disposed
+    assert pool.total_num == 0 and server.open_count == 0
+    assert pool.get_stats()["closed_lifetime"] == 1
+    assert conserved(pool)
+
+
+def test_expired_idle_connection_is_replaced_at_borrow(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pool = make_pool(con_lifetime=0.05, size=0)
+    with pool.connection() as conn:
+        first = conn.raw
+    time.sleep(0.06)
+    with pool.connection(timeout=1) as conn:
+        assert conn.raw is not first
+        assert not conn.raw.disposed
+    assert first.disposed
+    stats = pool.get_stats()
+    assert stats["closed_lifetime"] == 1
+    assert stats["connections_made"] == 2
+    assert pool.total_num == server.open_count == 1
+    assert conserved(pool)
+
+
+def test_connection_retired_for_age_is_replaced_in_the_background(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    # max_idle only shortens the maintenance tick here: one idle conn is within size.
+    pool = make_pool(con_lifetime=0.1, size=1, max_idle=0.2)
+    with pool.connection() as conn:
+        first = conn.raw
+    wait_until(lambda: first.disposed and len(server.made) >= 2 and pool.available_num == 1)
+    assert pool.get_stats()["closed_lifetime"] >= 1
+    assert server.open_count == pool.total_num
+
+
+def test_lifetime_jitter_spreads_expiries_below_the_limit(make_pool: Callable[..., ConnectionPool]) -> None:
+    limit = 1000.0
+    pool = make_pool(maxsize=60, con_lifetime=limit)
+    conns = [pool.get_conn(timeout=0) for _ in range(60)]
+    spans = [c._slot.expires - c._slot.created for c in conns]
+    assert all(spans_ok <= limit + 1e-6 for spans_ok in spans)
+    assert all(span >= 0.95 * limit - 1e-6 for span in spans)
+    assert max(spans) - min(spans) > 0.01 * limit, "expiries are not spread"
+    for c in conns:
+        c.close()
+
+
+# -- validation -------------------------------------------------------------------
+
+
+def test_zero_window_pings_every_reuse(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(validation_interval=0)
+    for _ in range(5):
+        with pool.connection():
+            pass
+    assert len(server.made) == 1
+    assert server.made[0].pings == 4  # the first borrow dialed; the four reuses pinged
+
+
+def test_large_window_clean_reuse_sends_nothing(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(validation_interval=1000)
+    for _ in range(5):
+        with pool.connection():
+            pass
+    fake = server.made[0]
+    assert len(server.made) == 1
+    assert (fake.pings, fake.rollbacks, fake.commits, fake.queries, fake.autocommit_calls) == (0, 0, 0, 0, 0)
+
+
+def test_failed_ping_replaces_the_connection_silently(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pool = make_pool(validation_interval=0)
+    with pool.connection() as conn:
+        first = conn.raw
+    first.ping_fails = True
+    with pool.connection(timeout=0) as conn:
+        assert conn.raw is not first
+        conn.ping(reconnect=False)  # a working one
+    assert first.disposed and first.pings == 1
+    stats = pool.get_stats()
+    assert stats["closed_failed_check"] == 1
+    assert stats["borrows"] == stats["returns"] == 2
+    assert pool.total_num == server.open_count == 1
+    assert conserved(pool)
+
+
+def test_dead_idle_connection_makes_its_siblings_suspect(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pool = make_pool(validation_interval=1000)
+    a, b = pool.get_conn(), pool.get_conn()
+    a.close()
+    b.close()
+    for fake in server.made:
+        fake.break_(noticed=False)  # a server restart kills both sessions
+    # Nothing is due for a ping, but pre_ping finds the first one dead...
+    with pool.get_connection(pre_ping=True) as conn:
+        assert not conn.raw.server_gone
+    # ...so the other idle one is pinged too before it is lent.
+    with pool.connection(timeout=0) as conn:
+        assert not conn.raw.server_gone
+    assert pool.get_stats()["closed_failed_check"] == 2
+    assert all(f.disposed for f in server.made[:2])
+
+
+def test_check_callback_false_replaces(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    seen: List[Any] = []
+
+    def check(raw: Any) -> bool:
+        seen.append(raw)
+        return raw is not server.made[0]
+
+    pool = make_pool(validation_interval=0, check=check)
+    with pool.connection() as conn:
+        first = conn.raw
+    with pool.connection(timeout=0) as conn:
+        assert conn.raw is server.made[1]
+    assert seen == [first]  # the fresh connection was not checked
+    assert first.disposed and first.pings == 0  # check= replaces the ping
+    assert pool.get_stats()["closed_failed_check"] == 1
+    with pool.connection(timeout=0) as conn:
+        assert conn.raw is server.made[1]
+    assert seen == [first, server.made[1]]
+
+
+def test_check_callback_raising_replaces(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    def check(raw: Any) -> None:
+        if raw is server.made[0]:
+            raise RuntimeError("bad session")
+
+    pool = make_pool(validation_interval=0, check=check)
+    with pool.connection():
+        pass
+    with pool.connection(timeout=0) as conn:
+        assert conn.raw is server.made[1]
+    assert pool.get_stats()["closed_failed_check"] == 1
+
+
+def test_pre_ping_always_pings(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(validation_interval=1000)
+    with pool.connection():
+        pass
+    fake = server.made[0]
+    with pool.get_connection(pre_ping=True) as conn:
+        assert conn.raw is fake
+    assert fake.pings == 1
+    with pool.get_connection() as conn:
+        assert conn.raw is fake
+    assert fake.pings == 1
+    fake.ping_fails = True
+    with pool.get_connection(pre_ping=True) as conn:
+        assert conn.raw is server.made[1]
+    assert fake.disposed
+
+
+# -- leaks --------------------------------------------------------------------------
+
+
+def _leak(pool: ConnectionPool) -> Any:
+    """Borrow and drop the proxy without returning it; return the fake."""
+    conn = pool.get_conn(timeout=0)
+    fake = conn.raw
+    del conn
+    gc.collect()
+    return fake
+
+
+def _leak_warnings(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "pymysqlpool" and r.levelno == logging.WARNING and "garbage-collected" in r.getMessage()
+    ]
+
+
+def test_dropped_connection_is_reclaimed_for_the_next_borrow(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pymysqlpool")
+    pool = make_pool(maxsize=1)
+    fake = _leak(pool)
+    with pool.connection(timeout=2) as conn:  # would time out if the slot were lost
+        assert conn.raw is not fake
+    assert fake.disposed
+    stats = pool.get_stats()
+    assert stats["leaks_reclaimed"] == 1
+    assert stats["leaks_detected"] == 1
+    assert pool.total_num == server.open_count == 1
+    assert len(_leak_warnings(caplog)) == 1
+    assert conserved(pool)
+
+
+def test_dropped_connection_is_reclaimed_by_maintenance(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pymysqlpool")
+    pool = make_pool(maxsize=2, size=0)
+    fake = _leak(pool)
+    wait_until(lambda: pool.total_num == 0)
+    assert fake.disposed and server.open_count == 0
+    assert pool.get_stats()["leaks_reclaimed"] == 1
+    assert len(_leak_warnings(caplog)) == 1
+
+
+def test_connection_dropped_after_pool_close_is_closed(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pool = make_pool(maxsize=2)
+    conn = pool.get_conn()
+    fake = conn.raw
+    pool.close()
+    del conn
+    gc.collect()
+    # Nobody borrows from a closed pool again: the pool itself must let it go.
+    wait_until(lambda: fake.disposed, timeout=1.0)
+    assert pool.total_num == 0 and server.open_count == 0
+
+
+# -- reconnect in place -------------------------------------------------------------
+
+
+def test_ping_reconnect_swaps_a_dead_connection(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(maxsize=1)
+    conn = pool.get_conn()
+    old = conn.raw
+    old.break_()
+    conn.ping()  # 0.5.0 default: reconnect=True
+    assert conn.raw is not old and conn.raw is server.made[1]
+    assert old.disposed
+    assert pool.total_num == server.open_count == 1
+    conn.close()
+    assert pool.available_num == 1
+    assert conserved(pool), pool.get_stats()
+
+
+# -- stats ------------------------------------------------------------------------------
+
+
+def test_stats_keys_and_pop_resets_counters_only(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(maxsize=3, pre_create_num=1, size=2)
+    held = pool.get_conn()
+    with pool.connection() as conn:
+        conn.begin()
+    stats = pool.get_stats()
+    assert set(stats) == set(COUNTERS) | set(GAUGES)
+    assert stats["borrows"] == 2 and stats["returns"] == 1 and stats["rollbacks_on_return"] == 1
+    popped = pool.pop_stats()
+    assert {k: popped[k] for k in COUNTERS if not k.endswith("_ms")} == {
+        k: stats[k] for k in COUNTERS if not k.endswith("_ms")
+    }
+    after = pool.get_stats()
+    assert all(after[k] == 0 for k in COUNTERS), after
+    gauges = {k: after[k] for k in GAUGES}
+    assert gauges == {k: stats[k] for k in GAUGES}
+    assert gauges["pool_min"] == 1 and gauges["pool_size"] == 2 and gauges["pool_max"] == 3
+    assert gauges["open"] == 2 and gauges["idle"] == 1 and gauges["borrowed"] == 1
+    held.close()
+    assert pool.get_stats()["returns"] == 1
+
+
+def test_prefill_opens_pre_create_num(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(maxsize=4, pre_create_num=3)
+    assert len(server.made) == 3
+    assert pool.total_num == pool.available_num == server.open_count == 3
+    assert pool.get_stats()["connections_made"] == 3
+
+
+def test_closed_pool_refuses_and_closes_returns(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(maxsize=3)
+    out = pool.get_conn()
+    with pool.connection():
+        pass
+    pool.close()
+    pool.close()  # idempotent
+    assert pool.closed
+    assert pool.available_num == 0 and pool.total_num == 1 and server.open_count == 1
+    with pytest.raises(PoolClosed):
+        pool.get_conn()
+    out.close()
+    assert pool.total_num == server.open_count == 0
+    stats = pool.get_stats()
+    assert stats["closed_on_pool_close"] == 2
+    assert stats["borrow_errors"] == 1
+    assert conserved(pool)
+
+
+def test_pool_as_context_manager(server: FakeServer) -> None:
+    with ConnectionPool(connection_factory=server, maxsize=2) as pool, pool.connection():
+        pass
+    assert pool.closed and server.open_count == 0
+
+
+# -- maintenance ---------------------------------------------------------------------
+
+
+def test_long_borrow_is_reported_with_its_stack(
+    make_pool: Callable[..., ConnectionPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pymysqlpool")
+    pool = make_pool(leak_timeout=0.05)
+    conn = pool.get_conn()
+    wait_until(lambda: pool.get_stats()["leaks_detected"] == 1)
+    reports = [r.getMessage() for r in caplog.records if "has been borrowed for" in r.getMessage()]
+    assert len(reports) == 1
+    assert "test_long_borrow_is_reported_with_its_stack" in reports[0]
+    conn.close()
+    assert pool.get_stats()["leaks_reclaimed"] == 0  # reported, not taken away
+    assert pool.available_num == 1
+
+
+def test_idle_beyond_size_retired_after_max_idle(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(maxsize=4, size=1, max_idle=0.05)
+    held = [pool.get_conn() for _ in range(3)]
+    for conn in held:
+        conn.close()
+    wait_until(lambda: pool.available_num == 1)
+    assert pool.get_stats()["closed_idle"] == 2
+    assert pool.total_num == server.open_count == 1
+    assert conserved(pool)
+
+
+def test_keepalive_pings_idle_and_replaces_dead(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(keepalive_interval=0.05, pre_create_num=1)
+    wait_until(lambda: pool.get_stats()["keepalive_pings"] >= 1)
+    first = server.made[0]
+    assert first.pings >= 1
+    first.break_(noticed=False)
+    wait_until(lambda: first.disposed and pool.available_num == 1)  # refilled to pre_create_num
+    assert pool.get_stats()["closed_broken"] == 1
+    assert server.open_count == pool.total_num == 1
+
+
+def test_configure_runs_once_per_connection_and_its_transaction_is_committed(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    configured: List[Any] = []
+
+    def configure(raw: Any) -> None:
+        configured.append(raw)
+        raw.begin()  # e.g. a SET inside an implicit transaction
+
+    pool = make_pool(configure=configure, maxsize=2)
+    for _ in range(3):
+        with pool.connection() as conn:
+            assert not conn.raw.in_trans
+    assert configured == server.made[:1]
+    assert server.made[0].commits == 1
+    assert pool.get_stats()["rollbacks_on_return"] == 0
+
+
+def test_configure_failure_closes_the_connection(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    def configure(raw: Any) -> None:
+        raise RuntimeError("SET failed")
+
+    pool = make_pool(configure=configure)
+    with pytest.raises(RuntimeError, match="SET failed"):
+        pool.get_conn(timeout=0)
+    assert len(server.made) == 1 and server.made[0].disposed
+    stats = pool.get_stats()
+    assert stats["connect_errors"] == 1 and stats["borrow_errors"] == 1 and stats["borrows"] == 0
+    assert pool.total_num == 0 and stats["connecting"] == 0
+
+
+def test_unread_results_are_drained_on_return(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(maxsize=1)
+    with pool.connection() as conn:
+        fake = conn.raw
+        fake._result = FakeResult(fake, unbuffered_active=True, pending=2)
+    assert fake._result is None
+    assert fake.drained_rows == 1 and fake.next_results == 2
+    assert fake.rollbacks == 0 and not fake.disposed
+    assert pool.available_num == 1
+
+
+def test_leak_frees_the_slot_for_a_waiter(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+    pool = make_pool(maxsize=1)
+    conn = pool.get_conn()
+    got: List[Any] = []
+
+    def waiter() -> None:
+        with pool.connection(timeout=5) as c:
+            got.append(c.raw)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    fake = conn.raw
+    del conn
+    gc.collect()
+    join_all([t])
+    assert got and got[0] is not fake and fake.disposed
+    assert pool.get_stats()["leaks_reclaimed"] == 1
+
+
+def test_default_borrow_timeout_is_the_pools(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(maxsize=1, timeout=0.02)
+    assert pool.timeout == 0.02
+    held = pool.get_conn()
+    with pytest.raises(PoolTimeout):
+        pool.get_conn()
+    with pytest.raises(PoolTimeout):
+        pool.connection()
+    held.close()
