@@ -52,6 +52,7 @@ class Settings:
     trip_repeats: int = 5
     contention: tuple[tuple[int, int], ...] = ((32, 8), (256, 32))
     duration_s: float = 3.0
+    contention_runs: int = 2  # per pool; the machine is noisy, one run is not enough
     max_cycles_per_thread: int = 1_000_000
     fake_cycles: int = 20000
     fake_sizes: tuple[int, ...] = (10, 100, 1000)
@@ -69,6 +70,7 @@ class Settings:
             trip_cycles=30,
             trip_repeats=3,
             duration_s=1.0,
+            contention_runs=1,
             fake_cycles=5000,
             warmup_cycles=50,
         )

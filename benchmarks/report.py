@@ -200,7 +200,7 @@ def contention_tables(result: ContentionResult, subjects: list[Subject], checks:
             label = labels[row.key].label
             if row.error is not None:
                 if row.error != "no pool":
-                    rows.append([label, *[NA] * 8, ""])
+                    rows.append([label, *[NA] * 8, verdict_cell(checks, scen, label)])
                 continue
             rows.append(
                 [
@@ -228,12 +228,12 @@ def contention_tables(result: ContentionResult, subjects: list[Subject], checks:
                     "borrow_errors",
                 )
                 shown = ", ".join(f"{k}={row.pool_stats[k]}" for k in keys if k in row.pool_stats)
-                notes.append(f"{label}: pool.get_stats() after the run: {shown}")
+                notes.append(f"{label}: pool.get_stats(), summed over its runs: {shown}")
             if row.stuck_threads:
                 notes.append(f"{label}: {row.stuck_threads} threads still running at the end")
         tables.append(
             Table(
-                f"4. Contention: {threads} threads on maxsize={maxsize}, {result.duration_s:g} s",
+                f"4. Contention: {threads} threads on maxsize={maxsize}, {result.runs} x {result.duration_s:g} s",
                 [
                     "Pool",
                     "cycles/s",
@@ -250,6 +250,9 @@ def contention_tables(result: ContentionResult, subjects: list[Subject], checks:
                 [
                     "Each thread loops borrow + SELECT 1 + fetch + return until a shared "
                     "deadline (also capped in count). Wait = time inside the borrow call.",
+                    f"Every pool ran {result.runs} time(s), in reversed order on alternate passes; "
+                    "cycles, errors and waits are added up over its runs, fairness is the mean of the "
+                    "runs' CVs.",
                     "fairness CV = stdev/mean of per-thread completed cycles (0 = perfectly fair).",
                     f"server conns = peak, sampled every ~20 ms: {result.method}.",
                     "0.5.0 borrows with get_connection(retry_num=10, retry_interval=0.1).",

@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import os
 import platform
+import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,6 +122,22 @@ def _drop_bench_user(server: Server) -> None:
         pass
 
 
+def _revision() -> str:
+    """The checkout being measured; results from uncommitted src/ changes say so."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "src"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return head + (" with uncommitted changes in src/" if dirty else "")
+
+
 def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[str, str]]:
     cur = admin.cursor()
     cur.execute("SELECT VERSION()")
@@ -132,7 +149,9 @@ def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[
         ("CPUs", str(os.cpu_count())),
         ("load average at start", load),
         ("Python", platform.python_version() + f" ({platform.python_implementation()})"),
-        ("PyMySQL", pymysql.__version__),
+        # pymysql.__version__ is a MySQLdb-compatibility value, not the release.
+        ("repository", _revision()),
+        ("PyMySQL", getattr(pymysql, "VERSION_STRING", None) or pymysql.__version__),
         ("server", f"{server_version} (pools log in as `{pool_user}`)"),
     ]
     seen: set[str] = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import statistics
 import sys
 import threading
 import time
@@ -408,6 +409,24 @@ def _measure_windows(
     return TripRow("", "dirty" if dirty else "clean", k, added, len(quiet), len(every))
 
 
+def _admin_cost(cur: Any, wanted: int = 5, tries: int = 60) -> dict[str, int]:
+    """What one SHOW GLOBAL STATUS adds to the counters (normally 1 Question).
+
+    Measured on back-to-back reads; pairs with foreign traffic (any control
+    counter moved) are skipped, and the minimum of the rest is kept.
+    """
+    quiet: list[dict[str, int]] = []
+    every: list[dict[str, int]] = []
+    while len(quiet) < wanted and len(every) < tries:
+        first = read_status(cur)
+        delta = _diff(read_status(cur), first)
+        every.append(delta)
+        if not any(delta[name] for name in CONTROLS):
+            quiet.append(delta)
+    pool = quiet or every
+    return {name: min(d[name] for d in pool) for name in _ALL}
+
+
 def run_round_trips(ctx: Context) -> TripResult:
     """Global status counters around K cycles, read from a separate admin connection.
 
@@ -425,11 +444,7 @@ def run_round_trips(ctx: Context) -> TripResult:
     failed: dict[str, str] = {}
     try:
         cur = admin.cursor()
-        calib = []
-        for _ in range(7):
-            first = read_status(cur)
-            calib.append(_diff(read_status(cur), first))
-        admin_cost = {name: min(d[name] for d in calib) for name in _ALL}
+        admin_cost = _admin_cost(cur)
         with open_handles(ctx.subjects, ctx.pool_kwargs, s.small_maxsize, failed) as handles:
             for subject in ctx.subjects:
                 for kind, cycle in (("clean", _clean_cycle), ("dirty", _dirty_cycle)):
@@ -479,6 +494,41 @@ class ContentionRow:
     server_conns: int | None = None
     stuck_threads: int = 0
     pool_stats: dict[str, Any] | None = None
+    runs: int = 0
+    waits_ns: list[int] = field(default_factory=list, repr=False)  # every borrow's wait
+    run_cvs: list[float] = field(default_factory=list)  # fairness of each run
+
+    def absorb(self, other: ContentionRow) -> None:
+        """Add another run of the same subject and configuration to this row."""
+        if other.error is not None or self.error is not None:
+            self.error = self.error or other.error
+            return
+        self.runs += other.runs
+        self.cycles += other.cycles
+        self.errors += other.errors
+        self.error_sample = self.error_sample or other.error_sample
+        self.elapsed_s += other.elapsed_s
+        self.run_cvs += other.run_cvs
+        self.server_conns = max(self.server_conns or 0, other.server_conns or 0)
+        self.stuck_threads += other.stuck_threads
+        if other.pool_stats is not None:
+            merged = dict(self.pool_stats or {})
+            for name, value in other.pool_stats.items():
+                if isinstance(value, (int, float)) and isinstance(merged.get(name), (int, float)):
+                    merged[name] = merged[name] + value
+                else:
+                    merged[name] = value
+            self.pool_stats = merged
+        self.waits_ns += other.waits_ns
+        self.summarize_waits()
+
+    def summarize_waits(self) -> None:
+        waits = sorted(self.waits_ns)
+        self.waits_ns = waits
+        if waits:
+            self.wait_p50_ms = percentile(waits, 50) / 1e6
+            self.wait_p99_ms = percentile(waits, 99) / 1e6
+            self.wait_max_ms = waits[-1] / 1e6
 
     @property
     def throughput(self) -> float | None:
@@ -488,7 +538,10 @@ class ContentionRow:
 
     @property
     def fairness_cv(self) -> float | None:
-        return None if self.error is not None else coefficient_of_variation(self.per_thread)
+        """Mean over runs of the per-run CV (summing runs first would smooth it)."""
+        if self.error is not None or not self.run_cvs:
+            return None
+        return statistics.fmean(self.run_cvs)
 
 
 @dataclass
@@ -622,11 +675,10 @@ def _contend(ctx: Context, subject: Subject, threads: int, maxsize: int) -> Cont
         row.cycles = sum(row.per_thread)
         row.errors = sum(errors for _, errors in tallies)
         row.error_sample = shared.error_sample
-        all_waits = sorted(w for per in waits for w in per)
-        if all_waits:
-            row.wait_p50_ms = percentile(all_waits, 50) / 1e6
-            row.wait_p99_ms = percentile(all_waits, 99) / 1e6
-            row.wait_max_ms = all_waits[-1] / 1e6
+        row.runs = 1
+        row.run_cvs = [coefficient_of_variation(row.per_thread)]
+        row.waits_ns = [w for per in waits for w in per]
+        row.summarize_waits()
         row.server_conns = peak[0]
         if handle.stats is not None:
             with contextlib.suppress(Exception):
@@ -640,18 +692,33 @@ def _contend(ctx: Context, subject: Subject, threads: int, maxsize: int) -> Cont
 @dataclass
 class ContentionResult:
     duration_s: float
+    runs: int
     method: str
     rows: list[ContentionRow]
 
 
 def run_contention(ctx: Context) -> ContentionResult:
+    """Each configuration runs every pool `contention_runs` times, the order
+    reversed on every pass so that a noisy stretch of the machine does not
+    always land on the same pools; the runs of a pool are added together."""
+    s = ctx.settings
     rows = []
-    for threads, maxsize in ctx.settings.contention:
-        for subject in ctx.subjects:
-            if subject.factory is not None and subject.is_pool:
-                ctx.say(f"{threads} threads / maxsize {maxsize}: {subject.label}")
-            rows.append(_contend(ctx, subject, threads, maxsize))
-    return ContentionResult(ctx.settings.duration_s, ctx.conn_counter.method, rows)
+    for threads, maxsize in s.contention:
+        merged: dict[str, ContentionRow] = {}
+        for run in range(s.contention_runs):
+            order = ctx.subjects if run % 2 == 0 else list(reversed(ctx.subjects))
+            for subject in order:
+                if subject.factory is not None and subject.is_pool:
+                    ctx.say(f"{threads} threads / maxsize {maxsize}, run {run + 1}: {subject.label}")
+                row = _contend(ctx, subject, threads, maxsize)
+                if subject.key in merged:
+                    merged[subject.key].absorb(row)
+                else:
+                    merged[subject.key] = row
+        for row in merged.values():
+            row.waits_ns = []  # summarized; no need to keep them
+        rows += [merged[subject.key] for subject in ctx.subjects]
+    return ContentionResult(s.duration_s, s.contention_runs, ctx.conn_counter.method, rows)
 
 
 # --- scenario 5: bookkeeping cost with many idle connections (fake driver) ----------
