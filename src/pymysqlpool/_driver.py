@@ -9,15 +9,16 @@ one-file review.
 from __future__ import annotations
 
 import inspect
+import select
 from contextlib import contextmanager
-from typing import Any, Dict, FrozenSet, Iterator, Optional, Type
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Type
 
 import pymysql
 import pymysql.connections
 import pymysql.cursors
 from pymysql.constants import CR, ER, SERVER_STATUS
 
-from .cursors import Cursor, DictCursor
+from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
 
 __all__ = ["Connection"]
 
@@ -30,6 +31,8 @@ _COM_RESET_CONNECTION = 0x1F
 _CURSOR_MAP: Dict[Any, Any] = {
     pymysql.cursors.Cursor: Cursor,
     pymysql.cursors.DictCursor: DictCursor,
+    pymysql.cursors.SSCursor: SSCursor,
+    pymysql.cursors.SSDictCursor: SSDictCursor,
 }
 
 
@@ -41,8 +44,12 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
     """
 
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
-        cls: Any = self.cursorclass if cursor is None else cursor
-        return _CURSOR_MAP.get(cls, cls)(self)
+        return cursor_class(self.cursorclass if cursor is None else cursor)(self)
+
+
+def cursor_class(cls: Any) -> Any:
+    """Our cursor class for PyMySQL's ``Cursor``/``DictCursor``, else ``cls``."""
+    return _CURSOR_MAP.get(cls, cls)
 
 
 @contextmanager
@@ -102,6 +109,26 @@ CONNECT_PARAMETERS = _connect_parameters()
 def unknown_parameters(kwargs: Dict[str, Any]) -> list[str]:
     """Names in ``kwargs`` that ``pymysql.connect`` would reject."""
     return sorted(k for k in kwargs if k not in CONNECT_PARAMETERS)
+
+
+Probe = Callable[[int], List[Any]]
+
+
+def make_probe(raw: Any) -> Optional[Probe]:
+    """A zero-timeout readability check of the connection's socket.
+
+    Between commands a healthy connection has nothing to read. If the socket
+    is readable the server closed it (KILL, restart, wait_timeout) or sent
+    something unasked: the connection must not be lent again. One poll()
+    syscall, no exception, no round trip. None when there is no real socket.
+    """
+    try:
+        fd = raw._sock.fileno()
+    except Exception:
+        return None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return poller.poll
 
 
 def is_broken(raw: Any) -> bool:

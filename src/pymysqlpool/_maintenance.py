@@ -170,11 +170,11 @@ class Maintenance:
                 count = pool._open + pool._connecting
                 if pool._closed or count >= pool._maxsize:
                     return
-                if count >= target:
-                    if not pool._replacements or count >= keep:
-                        pool._replacements = 0
-                        return
-                    pool._replacements -= 1
+                if count >= target and (not pool._replacements or count >= keep):
+                    pool._replacements = 0
+                    return
+                if pool._replacements:
+                    pool._replacements -= 1  # one dial answers one retirement
                 pool._connecting += 1
             try:
                 slot = pool._new_slot(None)

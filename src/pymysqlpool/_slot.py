@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, List, Optional
 
 
 class Slot:
@@ -20,8 +20,8 @@ class Slot:
         "keepalive",
         "last_used",
         "leak_reported",
+        "probe",
         "raw",
-        "thread_id",
     )
 
     def __init__(self, raw: Any, created: float, expires: float, generation: int, keepalive: float) -> None:
@@ -34,6 +34,7 @@ class Slot:
         self.borrowed_at = 0.0
         self.borrow_stack: Optional[str] = None
         self.leak_reported = False
-        self.thread_id: Optional[int] = None
         # Ping when idle this long (0: never); below the server's wait_timeout.
         self.keepalive = keepalive
+        # poll(0) of the socket: non-empty means the server hung up on it.
+        self.probe: Optional[Callable[[int], List[Any]]] = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type
 
+from ._driver import cursor_class
 from .errors import ConnectionReturnedError
 
 if TYPE_CHECKING:
@@ -81,7 +82,12 @@ class PooledConnection:
     # -- forwarding ---------------------------------------------------------
 
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
-        return self.raw.cursor(cursor)
+        """A cursor bound to this proxy, not to the PyMySQL connection: once
+        the connection is given back, the cursor fails with
+        ``ConnectionReturnedError`` instead of running statements in the
+        next borrower's session."""
+        raw = self.raw
+        return cursor_class(raw.cursorclass if cursor is None else cursor)(self)
 
     def commit(self) -> None:
         self.raw.commit()

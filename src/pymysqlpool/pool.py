@@ -190,11 +190,13 @@ class ConnectionPool:
             self._stats.borrows += 1
             lock.release()
             now = _monotonic()
+            probe = slot.probe
             if (
                 now - slot.last_used <= self._window
                 and slot.expires > now
                 and slot.last_used >= self._suspect_since
                 and not force_check
+                and not (probe is not None and probe(0))
             ):
                 self._mark_borrowed(slot, now)
                 return slot
@@ -292,7 +294,13 @@ class ConnectionPool:
         if slot.expires <= now:
             self._discard_unlent(slot, "closed_lifetime")
             return False
-        if not force and now - slot.last_used <= self._window and slot.last_used >= self._suspect_since:
+        probe = slot.probe
+        if (
+            not force
+            and now - slot.last_used <= self._window
+            and slot.last_used >= self._suspect_since
+            and not (probe is not None and probe(0))
+        ):
             return True
         try:
             check = self._config.check
@@ -350,6 +358,7 @@ class ConnectionPool:
         lifetime = self._lifetime
         expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
         slot = Slot(raw, now, expires, self._generation, keepalive)
+        slot.probe = _driver.make_probe(raw)
         with self._lock:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
@@ -449,12 +458,14 @@ class ConnectionPool:
             return
         self._lent.discard(slot)
         now = _monotonic()
+        probe = slot.probe
         if (
             not failed
             and slot.expires > now
             and not self._closed
             and not self._always_reset
             and not _driver.needs_reset(slot.raw, self._autocommit)
+            and not (probe is not None and probe(0))
         ):
             # Clean return: no round trip, straight to the oldest waiter.
             self._put_back(slot, now)
@@ -468,7 +479,8 @@ class ConnectionPool:
         raw = slot.raw
         cfg = self._config
         reason = None
-        if _driver.is_broken(raw):
+        probe = slot.probe
+        if _driver.is_broken(raw) or (probe is not None and probe(0)):
             reason = "closed_broken"
             self._suspect(_monotonic())
         elif self._closed:
@@ -543,6 +555,7 @@ class ConnectionPool:
         slot.raw = fresh.raw
         slot.created = fresh.created
         slot.expires = fresh.expires
+        slot.probe = fresh.probe
         conn._raw = fresh.raw
 
     # -- leaks --------------------------------------------------------------
