@@ -39,7 +39,8 @@ class ConnectionPoolSingleton(ConnectionPool):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ConnectionPoolSingleton:
         settings = _arguments(args, kwargs)
-        name = pool_label(settings.get("name"), settings.get("pool_name"), settings)
+        name = pool_label(settings.pop("name"), settings.pop("pool_name"), settings)
+        settings["name"] = name  # name= and pool_name= are one setting
         with cls._registry_lock:
             existing = cls._instances.get(name)
             if existing is not None and not existing.closed:

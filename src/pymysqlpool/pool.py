@@ -272,10 +272,15 @@ class ConnectionPool:
             self._stats.borrows -= 1
             if isinstance(grant, Slot):
                 self._lent.discard(grant)
-                self._put_back(grant, grant.last_used)
+                if not self._closed:
+                    self._put_back(grant, grant.last_used)
+                    return
+                self._held += 1
             else:
                 self._connecting -= 1
                 self._pass_capacity()
+                return
+        self._close_held(grant, "closed_on_pool_close")
 
     def _on_lend(self, slot: Slot) -> None:
         """Book-keeping for a slot leaving idle for a borrower (lock held)."""
@@ -551,7 +556,9 @@ class ConnectionPool:
         if slot is None:
             raise conn._returned_error()
         _driver.force_close(slot.raw)
-        fresh = self._new_slot(None)
+        fresh = self._new_slot(None)  # on failure the dead one stays, dropped on return
+        with self._lock:
+            self._stats.closed_broken += 1
         slot.raw = fresh.raw
         slot.created = fresh.created
         slot.expires = fresh.expires
@@ -564,8 +571,14 @@ class ConnectionPool:
         """Called from a proxy's ``__del__``: never take the lock here, the
         collector may run while this very thread holds it."""
         self._reclaim.append(slot)
-        if self._maintenance is not None:
-            self._maintenance.wake()
+        maintenance = self._maintenance
+        if maintenance is not None:
+            maintenance.wake()
+        elif self._lock.acquire(blocking=False):
+            # No thread to hand it to (closed pool): reclaim now, unless this
+            # thread holds the lock, in which case the next borrow does it.
+            self._lock.release()
+            self._drain_reclaimed()
 
     def _drain_reclaimed(self) -> None:
         while True:

@@ -276,6 +276,7 @@ class PoolMachine(RuleBasedStateMachine):
             self.server.fail_next = 0
         if dead:
             self.expect["connections_made"] += 1
+            self.expect["closed_broken"] += 1  # the dead session it replaced
             self.ever_connected = True
             assert fake.disposed
             assert proxy.raw is self.server.made[-1]
