@@ -88,3 +88,48 @@ def make_proxy() -> Iterator[Callable[[int], TCPProxy]]:
 def tcp_proxy(throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy]) -> TCPProxy:
     """A TCPProxy in front of ``throwaway_server``; connect to ``tcp_proxy.port``."""
     return make_proxy(throwaway_server.port)
+
+
+# -- pools and the fault summary -------------------------------------------------
+
+# One row per fault scenario, filled by the tests through ``fault_report`` and
+# printed at the end of the run: how users fared while the fault lasted.
+FAULT_RESULTS: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def fault_report() -> Callable[..., None]:
+    """``fault_report(fault, errors, recovery_s, note="")`` adds a row to the summary table."""
+
+    def report(fault: str, errors: int, recovery_s: float | None, note: str = "") -> None:
+        FAULT_RESULTS.append({"fault": fault, "errors": errors, "recovery_s": recovery_s, "note": note})
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FAULT_RESULTS:
+        return
+    width = max(len(row["fault"]) for row in FAULT_RESULTS)
+    terminalreporter.section("fault injection: what users saw")
+    terminalreporter.write_line(f"{'fault':<{width}} | user-visible errors | recovery s | note")
+    for row in FAULT_RESULTS:
+        recovery = "-" if row["recovery_s"] is None else f"{row['recovery_s']:.3f}"
+        terminalreporter.write_line(f"{row['fault']:<{width}} | {row['errors']:>19} | {recovery:>10} | {row['note']}")
+
+
+@pytest.fixture
+def make_pool() -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_pool(**kwargs)`` -> a ConnectionPool closed after the test."""
+    from pymysqlpool import ConnectionPool
+
+    pools: list[ConnectionPool] = []
+
+    def make(**kwargs: Any) -> ConnectionPool:
+        pool = ConnectionPool(**kwargs)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close()
