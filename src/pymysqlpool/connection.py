@@ -120,6 +120,19 @@ class PooledConnection:
         except Exception:
             self._pool._reconnect_in_place(self)
 
+    # What PyMySQL's cursors use on every execute, spelled out so the cursor
+    # path does not pay for a failed lookup plus __getattr__ each time.
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        return int(self.raw.query(sql, unbuffered))
+
+    @property
+    def _result(self) -> Any:
+        return self.raw._result
+
+    @property
+    def encoding(self) -> str:
+        return str(self.raw.encoding)
+
     def __getattr__(self, name: str) -> Any:
         # Only called for names not defined here: forward to PyMySQL.
         raw = object.__getattribute__(self, "_raw")

@@ -156,13 +156,31 @@ class ConnectionPool:
 
     def get_conn(self, timeout: Optional[float] = None) -> PooledConnection:
         """Borrow a connection, waiting up to ``timeout`` seconds (default:
-        the pool's ``timeout``) when all ``maxsize`` are in use."""
-        return PooledConnection(self, self._acquire(timeout, False))
+        the pool's ``timeout``) when all ``maxsize`` are in use.
 
-    def connection(self, timeout: Optional[float] = None) -> PooledConnection:
-        """Borrow for a ``with`` block; given back (rolled back if the block
-        raised) when the block ends."""
-        return PooledConnection(self, self._acquire(timeout, False))
+        ``pool.connection()`` is the same call, named for ``with`` blocks: the
+        connection goes back when the block ends (rolled back if it raised).
+        """
+        if timeout is not None or self._reclaim or self._track_borrows:
+            return PooledConnection(self, self._acquire(timeout, False))
+        # The common case inlined: an idle connection used within the
+        # validation window, neither expired nor suspect, needs no check.
+        lock = self._lock
+        lock.acquire()
+        if self._idle:
+            slot = self._idle.pop()
+            self._lent.add(slot)
+            self._stats.borrows += 1
+            lock.release()
+            now = _monotonic()
+            last_used = slot.last_used
+            if now - last_used <= self._window and slot.expires > now and last_used >= self._suspect_since:
+                return PooledConnection(self, slot)
+            return PooledConnection(self, self._acquire_slow(slot, None, False))
+        lock.release()
+        return PooledConnection(self, self._acquire_slow(None, None, False))
+
+    connection = get_conn
 
     def get_connection(
         self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
@@ -190,13 +208,11 @@ class ConnectionPool:
             self._stats.borrows += 1
             lock.release()
             now = _monotonic()
-            probe = slot.probe
             if (
                 now - slot.last_used <= self._window
                 and slot.expires > now
                 and slot.last_used >= self._suspect_since
                 and not force_check
-                and not (probe is not None and probe(0))
             ):
                 self._mark_borrowed(slot, now)
                 return slot
@@ -299,13 +315,7 @@ class ConnectionPool:
         if slot.expires <= now:
             self._discard_unlent(slot, "closed_lifetime")
             return False
-        probe = slot.probe
-        if (
-            not force
-            and now - slot.last_used <= self._window
-            and slot.last_used >= self._suspect_since
-            and not (probe is not None and probe(0))
-        ):
+        if not force and now - slot.last_used <= self._window and slot.last_used >= self._suspect_since:
             return True
         try:
             check = self._config.check
@@ -448,10 +458,22 @@ class ConnectionPool:
             raise ReturnConnectionToPoolError(
                 f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
             )
-        lock = self._lock
-        lock.acquire()
         slot = conn._slot
         if slot is None:
+            raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
+        # Judge the connection before taking the lock: attribute reads and one
+        # zero-timeout poll(), kept out of the critical section.
+        probe = slot.probe
+        clean = (
+            not failed
+            and not self._always_reset
+            and not _driver.needs_reset(slot.raw, self._autocommit)
+            and not (probe is not None and probe(0))
+        )
+        now = _monotonic()
+        lock = self._lock
+        lock.acquire()
+        if conn._slot is not slot:  # another thread returned it meanwhile
             lock.release()
             raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
         conn._slot = None
@@ -462,18 +484,15 @@ class ConnectionPool:
             _driver.abandon(slot.raw)
             return
         self._lent.discard(slot)
-        now = _monotonic()
-        probe = slot.probe
-        if (
-            not failed
-            and slot.expires > now
-            and not self._closed
-            and not self._always_reset
-            and not _driver.needs_reset(slot.raw, self._autocommit)
-            and not (probe is not None and probe(0))
-        ):
+        if clean and slot.expires > now and not self._closed:
             # Clean return: no round trip, straight to the oldest waiter.
-            self._put_back(slot, now)
+            slot.last_used = now
+            if self._waiters:
+                self._stats.borrows += 1
+                self._lent.add(slot)
+                self._waiters.pop_oldest().give(slot)
+            else:
+                self._idle.append(slot)
             lock.release()
             return
         self._held += 1  # neither idle nor lent while we clean it
