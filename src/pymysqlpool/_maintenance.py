@@ -66,8 +66,11 @@ class Maintenance:
                 self.run_once(pool)
             except Exception:  # never let the thread die: log and go on
                 logger.exception("pool %r: maintenance round failed", pool.name)
+            # A session's wait_timeout may ask for pings more often than the
+            # configured interval: tick at a quarter of the shortest.
+            tick = min(self._tick, max(pool._shortest_keepalive / 4.0, 0.05))
             del pool  # do not keep the pool alive while sleeping
-            self._event.wait(self._tick)
+            self._event.wait(tick)
             self._event.clear()
 
     # -- one round ------------------------------------------------------------
@@ -90,7 +93,6 @@ class Maintenance:
             for slot in pool._lent:
                 if not slot.leak_reported and slot.borrowed_at and now - slot.borrowed_at > limit:
                     slot.leak_reported = True
-                    pool._stats.leaks_detected += 1
                     late.append(slot)
         for slot in late:
             logger.warning(
@@ -100,6 +102,9 @@ class Maintenance:
                 limit,
                 slot.borrow_stack or "(stack not recorded)",
             )
+        if late:
+            with pool._lock:  # counted once logged, so a reader of the stats finds the record
+                pool._stats.leaks_detected += len(late)
 
     def _take_idle(self, pool: ConnectionPool, pick: Callable[[Slot, int], bool]) -> List[Slot]:
         """Move the idle slots ``pick`` selects out of idle (lock taken here)."""

@@ -24,9 +24,10 @@ Grant = Union[Slot, DialToken]
 
 
 class Waiter:
-    __slots__ = ("_wake", "error", "grant")
+    __slots__ = ("_wake", "error", "grant", "since")
 
-    def __init__(self) -> None:
+    def __init__(self, since: float) -> None:
+        self.since = since  # when it started waiting (monotonic)
         self._wake = threading.Lock()
         self._wake.acquire()
         self.grant: Optional[Grant] = None

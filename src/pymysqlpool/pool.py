@@ -15,6 +15,7 @@ Invariants, true whenever the lock is free::
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -115,6 +116,7 @@ class ConnectionPool:
         self._suspect_since = -_INF
         self._ever_connected = False
         self._replacements = 0  # connections retired for age, to be replaced in the background
+        self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
         self._maintenance: Optional[Any] = None
@@ -224,17 +226,32 @@ class ConnectionPool:
         wait = self._config.timeout if timeout is None else _build_seconds("timeout", timeout)
         deadline = _monotonic() + wait
         grant = first
-        for _ in range(4 * self._maxsize + 8):  # each turn discards a dead slot or dials
+        delay = _BACKOFF_FIRST
+        rejected = 0
+        while True:
             if grant is None:
                 grant = self._reserve(deadline)
             if grant is DIAL:
-                return self._dial_for_borrower(deadline)
+                slot = self._dial_for_borrower(deadline, delay)
+                if slot is not None:
+                    return slot
+                # A transient connect failure: back off without holding the
+                # right to dial, then queue again, so a connection returned
+                # meanwhile (or a waiter's turn) is not missed.
+                time.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, _BACKOFF_CAP)
+                grant = None
+                continue
             assert isinstance(grant, Slot)
             if self._validate(grant, deadline, force_check):
                 self._mark_borrowed(grant, _monotonic())
                 return grant
             grant = None
-        raise PoolTimeout(f"pool {self.name!r}: no healthy connection after repeated validation failures")
+            rejected += 1
+            if rejected > 4 * self._maxsize + 8:  # bound the work of one borrow
+                with self._lock:
+                    self._stats.borrow_timeouts += 1
+                raise PoolTimeout(f"pool {self.name!r}: no healthy connection after {rejected} validation failures")
 
     def _reserve(self, deadline: float) -> Grant:
         """Take an idle slot, a right to dial, or queue until one is handed over."""
@@ -250,25 +267,23 @@ class ConnectionPool:
                 self._connecting += 1
                 self._stats.borrows += 1
                 return DIAL
-            waiter = Waiter()
+            waiter = Waiter(_monotonic())
             self._waiters.push(waiter)
             self._stats.borrows_waited += 1
-        started = _monotonic()
         try:
-            woken = waiter.wait(deadline - started)
+            woken = waiter.wait(deadline - waiter.since)
         except BaseException:  # KeyboardInterrupt and the like: leave nothing behind
             self._withdraw(waiter)
             raise
-        with self._lock:
-            if not woken and self._waiters.withdraw(waiter):
-                self._stats.borrow_timeouts += 1
-                self._stats.borrow_wait_ms += (_monotonic() - started) * 1000.0
-                raise PoolTimeout(
-                    f"pool {self.name!r}: no connection available within"
-                    f" {max(deadline - started, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
-                )
-            self._stats.borrow_wait_ms += (_monotonic() - started) * 1000.0
         if not woken:
+            with self._lock:
+                if self._waiters.withdraw(waiter):
+                    self._stats.borrow_timeouts += 1
+                    self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+                    raise PoolTimeout(
+                        f"pool {self.name!r}: no connection available within"
+                        f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
+                    )
             # Served between the timeout and the withdrawal. give() ran under
             # the pool lock, which we have held since, so this cannot block.
             waiter.wait(0)
@@ -307,7 +322,7 @@ class ConnectionPool:
         if self._track_borrows:
             slot.borrowed_at = now
             slot.leak_reported = False
-            slot.borrow_stack = "".join(traceback.format_stack(limit=16)[:-3])
+            slot.borrow_stack = _caller_stack()
 
     def _validate(self, slot: Slot, deadline: float, force: bool) -> bool:
         """Make sure a slot taken from idle can be lent; discard it if not."""
@@ -372,6 +387,8 @@ class ConnectionPool:
         now = _monotonic()
         lifetime = self._lifetime
         expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
+        if keepalive and keepalive < self._shortest_keepalive:
+            self._shortest_keepalive = keepalive  # the maintenance thread ticks faster
         slot = Slot(raw, now, expires, self._generation, keepalive)
         slot.probe = _driver.make_probe(raw)
         with self._lock:
@@ -381,61 +398,62 @@ class ConnectionPool:
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
 
-    def _dial_for_borrower(self, deadline: float) -> Slot:
-        """Open a connection in a reserved slot, retrying transient failures
-        with capped exponential back-off until ``deadline``."""
-        delay = _BACKOFF_FIRST
-        while True:
-            try:
-                slot = self._new_slot(deadline)
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    self._unreserve(failed_borrow=True)
-                    raise
-                now = _monotonic()
-                fatal = _driver.is_fatal_connect_error(exc) or not self._ever_connected
-                if fatal or self._closed or now + delay >= deadline:
-                    self._unreserve(failed_borrow=True)
-                    logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
-                    if fatal or self._closed:
-                        raise
-                    raise PoolTimeout(
-                        f"pool {self.name!r}: could not connect to {describe(self._config)}"
-                        f" before the borrow timeout: {exc}"
-                    ) from exc
-                time.sleep(delay * (0.5 + random.random() / 2))
-                delay = min(delay * 2, _BACKOFF_CAP)
-                continue
-            with self._lock:
-                closed = self._closed
-                if not closed:
-                    self._connecting -= 1
-                    self._open += 1
-                    self._lent.add(slot)
-            if closed:
-                _driver.close(slot.raw)
-                self._unreserve(failed_borrow=True)
-                raise PoolClosed(f"pool {self.name!r} is closed")
-            self._mark_borrowed(slot, _monotonic())
-            if self._maintenance is None:
-                self._ensure_maintenance()
-            return slot
+    def _dial_for_borrower(self, deadline: float, delay: float) -> Optional[Slot]:
+        """Open a connection with the right to dial this borrower holds.
 
-    def _unreserve(self, failed_borrow: bool) -> None:
-        """Give back a right to dial that was not used (lock not held)."""
+        Returns None after a transient failure when there is time to retry
+        (``delay`` is the back-off the caller will sleep); raises at once
+        when retrying cannot help, and ``PoolTimeout`` when time is up.
+        """
+        try:
+            slot = self._new_slot(deadline)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._unreserve("borrow_errors")
+                raise
+            fatal = _driver.is_fatal_connect_error(exc) or not self._ever_connected
+            if not (fatal or self._closed) and _monotonic() + delay < deadline:
+                self._unreserve(None)
+                logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
+                return None
+            logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
+            if fatal or self._closed:
+                self._unreserve("borrow_errors")
+                raise
+            self._unreserve("borrow_timeouts")
+            raise PoolTimeout(
+                f"pool {self.name!r}: could not connect to {describe(self._config)} before the borrow timeout: {exc}"
+            ) from exc
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._connecting -= 1
+                self._open += 1
+                self._lent.add(slot)
+        if closed:
+            _driver.close(slot.raw)
+            self._unreserve("borrow_errors")
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        self._mark_borrowed(slot, _monotonic())
+        if self._maintenance is None:
+            self._ensure_maintenance()
+        return slot
+
+    def _unreserve(self, outcome: Optional[str]) -> None:
+        """Give back a right to dial that was not used (lock not held); the
+        borrow it was counted as did not happen, ``outcome`` says why."""
         with self._lock:
             self._connecting -= 1
-            if failed_borrow:
-                self._stats.borrows -= 1
-                self._stats.borrow_errors += 1
+            self._stats.borrows -= 1
+            if outcome is not None:
+                setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
             self._pass_capacity()
 
     def _pass_capacity(self) -> None:
         """A slot became free: the oldest waiter may dial (lock held)."""
         if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
             self._connecting += 1
-            self._stats.borrows += 1
-            self._waiters.pop_oldest().give(DIAL)
+            self._hand_over(DIAL)
 
     # -- returning ----------------------------------------------------------
 
@@ -488,9 +506,8 @@ class ConnectionPool:
             # Clean return: no round trip, straight to the oldest waiter.
             slot.last_used = now
             if self._waiters:
-                self._stats.borrows += 1
                 self._lent.add(slot)
-                self._waiters.pop_oldest().give(slot)
+                self._hand_over(slot)
             else:
                 self._idle.append(slot)
             lock.release()
@@ -541,11 +558,18 @@ class ConnectionPool:
         """Hand a healthy slot to the oldest waiter or park it idle (lock held)."""
         slot.last_used = now
         if self._waiters:
-            self._stats.borrows += 1
             self._lent.add(slot)
-            self._waiters.pop_oldest().give(slot)
+            self._hand_over(slot)
         else:
             self._idle.append(slot)
+
+    def _hand_over(self, grant: Grant) -> None:
+        """Serve the oldest waiter (lock held). The waiter's books are kept
+        here so that, once woken, it never has to take the lock again."""
+        waiter = self._waiters.pop_oldest()
+        self._stats.borrows += 1
+        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+        waiter.give(grant)
 
     def _discard_unlent(self, slot: Slot, reason: str) -> None:
         """Close a slot granted to a borrower that failed validation before
@@ -609,7 +633,8 @@ class ConnectionPool:
                 if slot.generation != self._generation:
                     continue
                 self._lent.discard(slot)
-                self._stats.leaks_detected += 1
+                if not slot.leak_reported:  # not already counted by leak_timeout
+                    self._stats.leaks_detected += 1
                 self._held += 1
             where = (
                 f"; borrowed at:\n{slot.borrow_stack}"
@@ -726,6 +751,15 @@ class ConnectionPool:
         self._waiters = WaitQueue()
         self._open = self._connecting = self._held = self._replacements = 0
         self._maintenance = None
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _caller_stack() -> str:
+    """The borrower's stack, without the pool's own frames."""
+    frames = [f for f in traceback.extract_stack(limit=24) if not f.filename.startswith(_PACKAGE_DIR)]
+    return "".join(traceback.format_list(frames[-16:]))
 
 
 def _build_int(name: str, value: Any) -> int:

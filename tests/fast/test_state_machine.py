@@ -137,8 +137,9 @@ class PoolMachine(RuleBasedStateMachine):
                 if len(self.borrowed) < self.maxsize:
                     if fail_connect:
                         self.expect["connect_errors"] += 1
-                        self.expect["borrow_errors"] += 1
-                        # Never connected: the driver's error is final; else retried until the deadline.
+                        # Never connected: the driver's error is final (a borrow error);
+                        # else retried until the deadline (a borrow timeout).
+                        self.expect["borrow_timeouts" if self.ever_connected else "borrow_errors"] += 1
                         error = (PoolTimeout,) if self.ever_connected else (FakeConnectError,)
                     else:
                         self.expect["connections_made"] += 1
