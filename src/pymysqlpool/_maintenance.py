@@ -90,8 +90,9 @@ class Maintenance:
             return
         late: List[Slot] = []
         with pool._lock:
-            for slot in pool._lent:
-                if not slot.leak_reported and slot.borrowed_at and now - slot.borrowed_at > limit:
+            for slot in pool._slots:
+                lent = slot.borrowed_at > slot.last_used  # returned slots get last_used >= borrowed_at
+                if lent and not slot.leak_reported and now - slot.borrowed_at > limit:
                     slot.leak_reported = True
                     late.append(slot)
         for slot in late:
@@ -204,6 +205,7 @@ class Maintenance:
                 else:
                     closing = False
                     pool._open += 1
+                    pool._slots.add(slot)
                     pool._put_back(slot, time.monotonic())
             if closing:
                 _driver.close(slot.raw)

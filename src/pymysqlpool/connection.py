@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type
 
 from ._driver import cursor_class
+from .cursors import BOUND_CURSORS
 from .errors import ConnectionReturnedError
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class PooledConnection:
         tb: Optional[TracebackType],
     ) -> None:
         if self._raw is not None:
-            self._pool._release(self, exc is not None)
+            self._pool.release(self, exc is not None)
 
     def __del__(self) -> None:
         # Dropped while still borrowed: the pool reclaims the slot later,
@@ -82,12 +83,18 @@ class PooledConnection:
     # -- forwarding ---------------------------------------------------------
 
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
-        """A cursor bound to this proxy, not to the PyMySQL connection: once
-        the connection is given back, the cursor fails with
-        ``ConnectionReturnedError`` instead of running statements in the
-        next borrower's session."""
-        raw = self.raw
-        return cursor_class(raw.cursorclass if cursor is None else cursor)(self)
+        """A cursor tied to this borrow: once the connection is given back,
+        the cursor fails with ``ConnectionReturnedError`` instead of running
+        statements in the next borrower's session."""
+        raw = self._raw
+        if raw is None:
+            raise self._returned_error()
+        cls = cursor_class(raw.cursorclass if cursor is None else cursor)
+        if cls in BOUND_CURSORS:
+            cur = cls(raw)
+            cur._borrow = self
+            return cur
+        return cls(self)  # another cursor class: it reaches PyMySQL through the proxy
 
     def commit(self) -> None:
         self.raw.commit()
@@ -122,12 +129,18 @@ class PooledConnection:
 
     # What PyMySQL's cursors use on every execute, spelled out so the cursor
     # path does not pay for a failed lookup plus __getattr__ each time.
-    def query(self, sql: Any, unbuffered: bool = False) -> int:
-        return int(self.raw.query(sql, unbuffered))
+    def query(self, sql: Any, unbuffered: bool = False) -> Any:
+        raw = self._raw
+        if raw is None:
+            raise self._returned_error()
+        return raw.query(sql, unbuffered)
 
     @property
     def _result(self) -> Any:
-        return self.raw._result
+        raw = self._raw
+        if raw is None:
+            raise self._returned_error()
+        return raw._result
 
     @property
     def encoding(self) -> str:

@@ -9,27 +9,45 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple, Union
 
 import pymysql.cursors
+import pymysql.err
 
 __all__ = ["Cursor", "DictCursor", "SSCursor", "SSDictCursor"]
 
 Args = Optional[Union[Tuple[Any, ...], Dict[str, Any], Any]]
 
 
-class _LetGoWhenReturned:
-    """A cursor closed (or collected) after its connection went back to the
-    pool has nothing left to drain, the pool did it: just let go instead of
-    raising ``ConnectionReturnedError`` from ``close()``."""
+class BoundToBorrow:
+    """Ties a cursor to the borrow that made it.
+
+    The cursor talks to the PyMySQL connection directly (no proxy hop on the
+    query path), but every command it sends first checks that its borrow is
+    still open: a cursor kept after its connection went back to the pool fails
+    with ``ConnectionReturnedError`` instead of running in the next
+    borrower's session. Closing such a cursor just lets go: the pool already
+    drained the connection.
+    """
 
     connection: Any
+    _borrow: Any = None  # the PooledConnection; None when made on a bare connection
+
+    def _get_db(self) -> Any:
+        borrow = self._borrow
+        if borrow is not None and borrow._raw is None:
+            raise borrow._returned_error()
+        connection = self.connection
+        if not connection:
+            raise pymysql.err.ProgrammingError("Cursor closed")
+        return connection
 
     def close(self) -> None:
-        if getattr(getattr(self, "connection", None), "returned", False):
+        borrow = self._borrow
+        if borrow is not None and borrow._raw is None:
             self.connection = None
             return
         super().close()  # type: ignore[misc]
 
 
-class Cursor(_LetGoWhenReturned, pymysql.cursors.Cursor):  # type: ignore[misc]
+class Cursor(BoundToBorrow, pymysql.cursors.Cursor):  # type: ignore[misc]
     """A PyMySQL cursor with the 0.5.0 helpers."""
 
     def db_query(self, query: str, args: Args = ()) -> Any:
@@ -53,15 +71,19 @@ class DictCursor(pymysql.cursors.DictCursorMixin, Cursor):  # type: ignore[misc]
     """A cursor returning rows as dictionaries, with the 0.5.0 helpers."""
 
 
-class SSCursor(_LetGoWhenReturned, pymysql.cursors.SSCursor):  # type: ignore[misc]
+class SSCursor(BoundToBorrow, pymysql.cursors.SSCursor):  # type: ignore[misc]
     """PyMySQL's unbuffered cursor, safe to close after the connection went back."""
 
     def __del__(self) -> None:  # PyMySQL binds __del__ to its own close
         self.close()
 
 
-class SSDictCursor(_LetGoWhenReturned, pymysql.cursors.SSDictCursor):  # type: ignore[misc]
+class SSDictCursor(BoundToBorrow, pymysql.cursors.SSDictCursor):  # type: ignore[misc]
     """PyMySQL's unbuffered dict cursor, safe to close after the connection went back."""
 
     def __del__(self) -> None:  # PyMySQL binds __del__ to its own close
         self.close()
+
+
+# Cursor classes that check their borrow themselves (see BoundToBorrow).
+BOUND_CURSORS = frozenset({Cursor, DictCursor, SSCursor, SSDictCursor})

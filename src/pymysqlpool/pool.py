@@ -104,7 +104,7 @@ class ConnectionPool:
         self._always_reset = cfg.reset_session
         self._lock = threading.Lock()
         self._idle: Deque[Slot] = deque()
-        self._lent: Set[Slot] = set()
+        self._slots: Set[Slot] = set()  # every open connection, idle or not
         self._waiters = WaitQueue()
         self._open = 0
         self._connecting = 0
@@ -171,12 +171,12 @@ class ConnectionPool:
         lock.acquire()
         if self._idle:
             slot = self._idle.pop()
-            self._lent.add(slot)
             self._stats.borrows += 1
             lock.release()
             now = _monotonic()
             last_used = slot.last_used
             if now - last_used <= self._window and slot.expires > now and last_used >= self._suspect_since:
+                slot.borrowed_at = now
                 return PooledConnection(self, slot)
             return PooledConnection(self, self._acquire_slow(slot, None, False))
         lock.release()
@@ -206,7 +206,6 @@ class ConnectionPool:
         if self._idle:
             # Fast path: idle connections exist, so nobody is waiting.
             slot = self._idle.pop()
-            self._lent.add(slot)
             self._stats.borrows += 1
             lock.release()
             now = _monotonic()
@@ -302,7 +301,6 @@ class ConnectionPool:
                 return  # failed by close(): nothing to pass on
             self._stats.borrows -= 1
             if isinstance(grant, Slot):
-                self._lent.discard(grant)
                 if not self._closed:
                     self._put_back(grant, grant.last_used)
                     return
@@ -315,12 +313,11 @@ class ConnectionPool:
 
     def _on_lend(self, slot: Slot) -> None:
         """Book-keeping for a slot leaving idle for a borrower (lock held)."""
-        self._lent.add(slot)
         self._stats.borrows += 1
 
     def _mark_borrowed(self, slot: Slot, now: float) -> None:
+        slot.borrowed_at = now
         if self._track_borrows:
-            slot.borrowed_at = now
             slot.leak_reported = False
             slot.borrow_stack = _caller_stack()
 
@@ -429,7 +426,7 @@ class ConnectionPool:
             if not closed:
                 self._connecting -= 1
                 self._open += 1
-                self._lent.add(slot)
+                self._slots.add(slot)
         if closed:
             _driver.close(slot.raw)
             self._unreserve("borrow_errors")
@@ -457,17 +454,15 @@ class ConnectionPool:
 
     # -- returning ----------------------------------------------------------
 
-    def release(self, conn: PooledConnection) -> None:
+    def release(self, conn: PooledConnection, failed: bool = False) -> None:
         """Give a borrowed connection back.
 
         Rolls back an open transaction and restores autocommit first, so the
-        next borrower never sees this one's work. Raises
+        next borrower never sees this one's work; ``failed=True`` (what a
+        ``with`` block that raised passes) rolls back in any case. Raises
         ``ReturnConnectionToPoolError`` if ``conn`` was already given back or
         belongs to another pool.
         """
-        self._release(conn, False)
-
-    def _release(self, conn: PooledConnection, failed: bool) -> None:
         if not isinstance(conn, PooledConnection):
             raise ReturnConnectionToPoolError(
                 f"pool {self.name!r} can only take back the PooledConnection it lent, not {type(conn).__name__}"
@@ -479,16 +474,18 @@ class ConnectionPool:
         slot = conn._slot
         if slot is None:
             raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
-        # Judge the connection before taking the lock: attribute reads and one
-        # zero-timeout poll(), kept out of the critical section.
+        # Judge the connection before taking the lock. The server may have
+        # dropped it while it was lent without the borrower noticing (KILL,
+        # restart): as on borrow, a connection not known alive within the
+        # validation window is checked, here with a zero-timeout poll().
+        now = _monotonic()
         probe = slot.probe
         clean = (
             not failed
             and not self._always_reset
             and not _driver.needs_reset(slot.raw, self._autocommit)
-            and not (probe is not None and probe(0))
+            and (now - slot.borrowed_at <= self._window or probe is None or not probe(0))
         )
-        now = _monotonic()
         lock = self._lock
         lock.acquire()
         if conn._slot is not slot:  # another thread returned it meanwhile
@@ -501,12 +498,10 @@ class ConnectionPool:
             lock.release()  # lent before a fork: the socket is the parent's
             _driver.abandon(slot.raw)
             return
-        self._lent.discard(slot)
         if clean and slot.expires > now and not self._closed:
             # Clean return: no round trip, straight to the oldest waiter.
             slot.last_used = now
             if self._waiters:
-                self._lent.add(slot)
                 self._hand_over(slot)
             else:
                 self._idle.append(slot)
@@ -558,7 +553,6 @@ class ConnectionPool:
         """Hand a healthy slot to the oldest waiter or park it idle (lock held)."""
         slot.last_used = now
         if self._waiters:
-            self._lent.add(slot)
             self._hand_over(slot)
         else:
             self._idle.append(slot)
@@ -575,7 +569,6 @@ class ConnectionPool:
         """Close a slot granted to a borrower that failed validation before
         the borrower got it: the borrow it was counted for did not happen."""
         with self._lock:
-            self._lent.discard(slot)
             self._stats.borrows -= 1
             self._held += 1
         self._close_held(slot, reason)
@@ -586,6 +579,7 @@ class ConnectionPool:
         with self._lock:
             self._held -= 1
             self._open -= 1
+            self._slots.discard(slot)
             setattr(self._stats, reason, getattr(self._stats, reason) + 1)
             if reason == "closed_lifetime":
                 self._replacements += 1  # the maintenance thread opens a successor
@@ -632,7 +626,6 @@ class ConnectionPool:
             with self._lock:
                 if slot.generation != self._generation:
                     continue
-                self._lent.discard(slot)
                 if not slot.leak_reported:  # not already counted by leak_timeout
                     self._stats.leaks_detected += 1
                 self._held += 1
@@ -726,6 +719,7 @@ class ConnectionPool:
             raise
         with self._lock:
             self._open += len(made)
+            self._slots.update(made)
             self._idle.extend(made)
         if made:
             self._ensure_maintenance()
@@ -743,10 +737,10 @@ class ConnectionPool:
         """The child inherits the parent's sockets: forget them unsent-to."""
         self._lock = threading.Lock()
         self._generation += 1
-        for slot in list(self._idle) + list(self._lent):
+        for slot in self._slots:
             _driver.abandon(slot.raw)
         self._idle = deque()
-        self._lent = set()
+        self._slots = set()
         self._reclaim = deque()
         self._waiters = WaitQueue()
         self._open = self._connecting = self._held = self._replacements = 0

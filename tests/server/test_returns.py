@@ -3,6 +3,7 @@ wrong pool, and connections the server killed while they were borrowed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -160,13 +161,17 @@ def test_killed_and_noticed_by_the_borrower_is_dropped_on_return(
     assert server_view.count(admin) == 1
 
 
+@pytest.mark.parametrize("window, held", [(0.0, 0.0), (0.2, 0.3)], ids=["always-checked", "held-past-window"])
 def test_killed_while_borrowed_and_unused_is_not_lent_again(
-    make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any
+    make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any, window: float, held: float
 ) -> None:
-    pool = make_pool(maxsize=2, pool_name="killed-silent")
+    # A connection lent longer ago than validation_interval is checked on
+    # return (a zero-timeout poll of its socket), as it would be on borrow.
+    pool = make_pool(maxsize=2, pool_name="killed-silent", validation_interval=window)
     conn = pool.get_conn()
     dead = conn.thread_id()
     kill(admin, dead)
+    time.sleep(held)
     pool.release(conn)  # the borrower never touched it after the kill
     assert (pool.available_num, pool.total_num) == (0, 0), "a killed connection was parked as idle"
 
