@@ -197,28 +197,11 @@ class ConnectionPool:
         return PooledConnection(self, self._acquire(retries * interval, pre_ping))
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> Slot:
+        """Every borrow that is not get_conn()'s inlined common case."""
         if timeout is not None:
             _build_seconds("timeout", timeout)
         if self._reclaim:
             self._drain_reclaimed()
-        lock = self._lock
-        lock.acquire()
-        if self._idle:
-            # Fast path: idle connections exist, so nobody is waiting.
-            slot = self._idle.pop()
-            self._stats.borrows += 1
-            lock.release()
-            now = _monotonic()
-            if (
-                now - slot.last_used <= self._window
-                and slot.expires > now
-                and slot.last_used >= self._suspect_since
-                and not force_check
-            ):
-                self._mark_borrowed(slot, now)
-                return slot
-            return self._acquire_slow(slot, timeout, force_check)
-        lock.release()
         return self._acquire_slow(None, timeout, force_check)
 
     def _acquire_slow(self, first: Optional[Grant], timeout: Optional[float], force_check: bool) -> Slot:
