@@ -38,7 +38,7 @@ COUNTERS: Dict[str, str] = {
 
 GAUGES: Dict[str, str] = {
     "pool_min": "pre_create_num: connections kept open at all times",
-    "pool_size": "size: idle connections kept beyond max_idle",
+    "pool_size": "size: idle connections never retired for idleness (max_idle applies beyond it)",
     "pool_max": "maxsize: most connections ever open at once",
     "open": "connections open now (idle + borrowed)",
     "idle": "connections ready to lend now",
