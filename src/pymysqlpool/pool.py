@@ -26,6 +26,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Type
 
 from . import _driver, _forking
 from ._config import PoolConfig, build, describe
+from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import DIAL, Grant, Waiter, WaitQueue
 from .connection import PooledConnection
@@ -94,7 +95,6 @@ class ConnectionPool:
         )
         cfg = self._config
         self.name: str = cfg.name
-        self.maxsize: int = cfg.maxsize
         self._maxsize = cfg.maxsize
         self._autocommit = cfg.autocommit
         self._window = cfg.validation_interval
@@ -108,7 +108,7 @@ class ConnectionPool:
         self._waiters = WaitQueue()
         self._open = 0
         self._connecting = 0
-        self._held = 0  # slots the maintenance thread has taken out of idle
+        self._held = 0  # open slots neither idle nor lent: being cleaned, pinged or closed
         self._closed = False
         self._generation = 0
         # Idle slots last seen alive before this moment are pinged before use:
@@ -119,7 +119,7 @@ class ConnectionPool:
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
-        self._maintenance: Optional[Any] = None
+        self._maintenance: Optional[Maintenance] = None
         _forking.register(self)
         self._prefill()
 
@@ -129,6 +129,11 @@ class ConnectionPool:
     def size(self) -> int:
         """Idle connections kept beyond ``max_idle`` (0.5.0's "normal size")."""
         return self._config.size
+
+    @property
+    def maxsize(self) -> int:
+        """The most connections open at once."""
+        return self._maxsize
 
     @property
     def available_num(self) -> int:
@@ -709,8 +714,6 @@ class ConnectionPool:
 
     def _ensure_maintenance(self) -> None:
         if self._maintenance is None and not self._closed:
-            from ._maintenance import Maintenance
-
             with self._lock:
                 if self._maintenance is None and not self._closed:
                     self._maintenance = Maintenance(self)
