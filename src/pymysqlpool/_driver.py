@@ -28,7 +28,7 @@ _COM_RESET_CONNECTION = 0x1F
 
 # PyMySQL's own cursor classes are swapped for ours so that ``db_query`` and
 # ``db_modify`` exist on every cursor a pooled connection makes (0.5.0 did this).
-_CURSOR_MAP: Dict[Any, Any] = {
+CURSOR_MAP: Dict[Any, Any] = {
     pymysql.cursors.Cursor: Cursor,
     pymysql.cursors.DictCursor: DictCursor,
     pymysql.cursors.SSCursor: SSCursor,
@@ -49,7 +49,7 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
 
 def cursor_class(cls: Any) -> Any:
     """Our cursor class for PyMySQL's ``Cursor``/``DictCursor``, else ``cls``."""
-    return _CURSOR_MAP.get(cls, cls)
+    return CURSOR_MAP.get(cls, cls)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type
 
-from ._driver import cursor_class
+from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
 from .errors import ConnectionReturnedError
 
@@ -89,7 +89,8 @@ class PooledConnection:
         raw = self._raw
         if raw is None:
             raise self._returned_error()
-        cls = cursor_class(raw.cursorclass if cursor is None else cursor)
+        cls = cursor or raw.cursorclass
+        cls = CURSOR_MAP.get(cls, cls)
         if cls in BOUND_CURSORS:
             cur = cls(raw)
             cur._borrow = self

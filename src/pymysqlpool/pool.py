@@ -451,11 +451,11 @@ class ConnectionPool:
         ``ReturnConnectionToPoolError`` if ``conn`` was already given back or
         belongs to another pool.
         """
-        if not isinstance(conn, PooledConnection):
-            raise ReturnConnectionToPoolError(
-                f"pool {self.name!r} can only take back the PooledConnection it lent, not {type(conn).__name__}"
-            )
-        if conn._pool is not self:
+        if getattr(conn, "_pool", None) is not self:  # one test for both misuses
+            if not isinstance(conn, PooledConnection):
+                raise ReturnConnectionToPoolError(
+                    f"pool {self.name!r} can only take back the PooledConnection it lent, not {type(conn).__name__}"
+                )
             raise ReturnConnectionToPoolError(
                 f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
             )
