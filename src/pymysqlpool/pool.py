@@ -42,6 +42,7 @@ _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
+_FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
 
 
 class ConnectionPool:
@@ -235,6 +236,10 @@ class ConnectionPool:
                 return grant
             grant = None
             rejected += 1
+            if rejected == _FLUSH_AFTER:
+                # Several dead in a row: the server most likely restarted.
+                # Close the other suspects unpinged; this borrow dials anew.
+                self._flush_suspects()
             if rejected > 4 * self._maxsize + 8:  # bound the work of one borrow
                 with self._lock:
                     self._stats.borrow_timeouts += 1
@@ -333,6 +338,18 @@ class ConnectionPool:
             return False
         slot.last_used = _monotonic()
         return True
+
+    def _flush_suspects(self) -> None:
+        """Close every idle connection last seen alive before the suspect moment."""
+        with self._lock:
+            since = self._suspect_since
+            doomed = [slot for slot in self._idle if slot.last_used < since]
+            if not doomed:
+                return
+            self._idle = deque(slot for slot in self._idle if slot.last_used >= since)
+            self._held += len(doomed)
+        for slot in doomed:
+            self._close_held(slot, "closed_failed_check")
 
     def _suspect(self, moment: float) -> None:
         """A connection died: check every idle one last seen alive before now."""
