@@ -252,9 +252,8 @@ class ConnectionPool:
                 self._stats.borrow_errors += 1
                 raise PoolClosed(f"pool {self.name!r} is closed")
             if self._idle:
-                slot = self._idle.pop()
-                self._on_lend(slot)
-                return slot
+                self._stats.borrows += 1
+                return self._idle.pop()
             if self._open + self._connecting < self._maxsize:
                 self._connecting += 1
                 self._stats.borrows += 1
@@ -303,10 +302,6 @@ class ConnectionPool:
                 self._pass_capacity()
                 return
         self._close_held(grant, "closed_on_pool_close")
-
-    def _on_lend(self, slot: Slot) -> None:
-        """Book-keeping for a slot leaving idle for a borrower (lock held)."""
-        self._stats.borrows += 1
 
     def _mark_borrowed(self, slot: Slot, now: float) -> None:
         slot.borrowed_at = now
@@ -605,6 +600,7 @@ class ConnectionPool:
         slot.created = fresh.created
         slot.expires = fresh.expires
         slot.probe = fresh.probe
+        slot.keepalive = fresh.keepalive
         conn._raw = fresh.raw
 
     # -- leaks --------------------------------------------------------------
