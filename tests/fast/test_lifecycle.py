@@ -446,16 +446,19 @@ def test_default_borrow_timeout_is_the_pools(make_pool: Callable[..., Connection
 def test_restart_costs_one_borrow_a_few_pings_then_the_rest_are_closed_unpinged(
     make_pool: Callable[..., ConnectionPool], server: FakeServer
 ) -> None:
-    # Six idle connections, all silently dropped by a server restart.
-    pool = make_pool(maxsize=6, pre_create_num=6, validation_interval=0, keepalive_interval=0)
+    # Six idle connections, all silently dropped by a server restart. Opened by
+    # borrowing, not pre_create_num, so the maintenance thread has nothing to refill.
+    pool = make_pool(maxsize=6, validation_interval=0, keepalive_interval=0)
+    for conn in [pool.get_conn() for _ in range(6)]:
+        conn.close()
     for fake in server.live_snapshot():
         fake.break_(noticed=False)
-    pings_before = server.total_pings
+    pings_before = server.total_pings  # the six set-up borrows each pinged (window 0)
     with pool.connection() as conn:
         assert conn.raw is server.made[-1] and not conn.raw.server_gone  # a fresh one
     stats = pool.get_stats()
     assert server.total_pings - pings_before == 3  # three tried, the other three presumed dead
     assert stats["closed_failed_check"] == 6
-    assert stats["borrows"] == 1 and stats["borrow_errors"] == 0
+    assert stats["borrows"] == 7 and stats["borrow_errors"] == 0  # six to set up, one here
     assert pool.total_num == server.open_count == 1
     assert conserved(pool)
