@@ -183,7 +183,7 @@ class Maintenance:
                     pool._replacements -= 1  # one dial answers one retirement
                 pool._connecting += 1
             try:
-                slot = pool._new_slot(None)
+                slot = pool._new_slot()
             except Exception as exc:
                 with pool._lock:
                     pool._connecting -= 1

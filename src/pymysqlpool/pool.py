@@ -231,7 +231,7 @@ class ConnectionPool:
                 grant = None
                 continue
             assert isinstance(grant, Slot)
-            if self._validate(grant, deadline, force_check):
+            if self._validate(grant, force_check):
                 self._mark_borrowed(grant, _monotonic())
                 return grant
             grant = None
@@ -309,7 +309,7 @@ class ConnectionPool:
             slot.leak_reported = False
             slot.borrow_stack = _caller_stack()
 
-    def _validate(self, slot: Slot, deadline: float, force: bool) -> bool:
+    def _validate(self, slot: Slot, force: bool) -> bool:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
         if slot.expires <= now:
@@ -320,7 +320,9 @@ class ConnectionPool:
         try:
             check = self._config.check
             if check is None:
-                _driver.ping(slot.raw, max(min(deadline - now, self._config.io_timeout), 0.001))
+                # Bounded by connect_timeout, not by what is left of the borrow:
+                # a borrow with timeout=0 must still be able to ping.
+                _driver.ping(slot.raw, self._config.io_timeout)
             elif check(slot.raw) is False:
                 raise ValueError("check() returned False")
         except BaseException as exc:
@@ -353,10 +355,12 @@ class ConnectionPool:
 
     # -- dialing ------------------------------------------------------------
 
-    def _new_slot(self, deadline: Optional[float]) -> Slot:
+    def _new_slot(self) -> Slot:
         """Open one connection (no lock held). Raises the driver's error."""
         cfg = self._config
-        limit = cfg.io_timeout if deadline is None else max(min(deadline - _monotonic(), cfg.io_timeout), 0.001)
+        # Every wait of the connect is bounded by connect_timeout, whatever is
+        # left of the borrow: the borrow's timeout governs queueing and retries.
+        limit = cfg.io_timeout
         started = _monotonic()
         try:
             if cfg.connection_factory is not None:
@@ -403,7 +407,7 @@ class ConnectionPool:
         when retrying cannot help, and ``PoolTimeout`` when time is up.
         """
         try:
-            slot = self._new_slot(deadline)
+            slot = self._new_slot()
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 self._unreserve("borrow_errors")
@@ -593,7 +597,7 @@ class ConnectionPool:
         if slot is None:
             raise conn._returned_error()
         _driver.force_close(slot.raw)
-        fresh = self._new_slot(None)  # on failure the dead one stays, dropped on return
+        fresh = self._new_slot()  # on failure the dead one stays, dropped on return
         with self._lock:
             self._stats.closed_broken += 1
         slot.raw = fresh.raw
@@ -713,7 +717,7 @@ class ConnectionPool:
         made: List[Slot] = []
         try:
             for _ in range(self._config.pre_create_num):
-                made.append(self._new_slot(None))
+                made.append(self._new_slot())
         except BaseException:
             for slot in made:
                 _driver.close(slot.raw)

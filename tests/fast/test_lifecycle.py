@@ -462,3 +462,36 @@ def test_restart_costs_one_borrow_a_few_pings_then_the_rest_are_closed_unpinged(
     assert stats["borrows"] == 7 and stats["borrow_errors"] == 0  # six to set up, one here
     assert pool.total_num == server.open_count == 1
     assert conserved(pool)
+
+
+def test_zero_timeout_borrow_still_gets_full_connect_and_ping_time(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # timeout=0 means "do not queue", not "give the network no time": the
+    # handshake and the validation ping are bounded by connect_timeout.
+    import pymysqlpool._driver as driver
+
+    waits: List[Any] = []
+
+    def connect(kwargs: Any, timeout: Any) -> Any:
+        waits.append(("connect", timeout))
+        return server(**kwargs)
+
+    real_ping = driver.ping
+
+    def ping(raw: Any, timeout: Any = None) -> None:
+        waits.append(("ping", timeout))
+        real_ping(raw, timeout)
+
+    monkeypatch.setattr(driver, "connect", connect)
+    monkeypatch.setattr(driver, "session_wait_timeout", lambda raw: None)
+    monkeypatch.setattr(driver, "ping", ping)
+    pool = ConnectionPool(host="127.0.0.1", user="u", connect_timeout=7, maxsize=1, validation_interval=0)
+    try:
+        with pool.connection(timeout=0):
+            pass
+        with pool.connection(timeout=0):
+            pass
+        assert waits == [("connect", 7.0), ("ping", 7.0)]
+    finally:
+        pool.close()
