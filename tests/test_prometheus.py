@@ -10,14 +10,12 @@ from typing import Any
 
 import pymysql
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-prometheus_client = pytest.importorskip("prometheus_client")
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from pymysqlpool import ConnectionPool  # noqa: E402
-from pymysqlpool.prometheus import PoolCollector, register, unregister  # noqa: E402
-from pymysqlpool.stats import COUNTERS, GAUGES  # noqa: E402
+from pymysqlpool import ConnectionPool
+from pymysqlpool.prometheus import PoolCollector, register, unregister
+from pymysqlpool.stats import COUNTERS, GAUGES
 
 pytestmark = pytest.mark.server
 
@@ -29,7 +27,7 @@ def live_server() -> dict:
     try:
         pymysql.connect(connect_timeout=3, **SERVER).close()
     except pymysql.MySQLError as exc:
-        pytest.skip(f"no MariaDB on 127.0.0.1:3306: {exc}")
+        pytest.fail(f"no MariaDB on 127.0.0.1:3306 (./dev test starts it): {exc}")
     return dict(SERVER)
 
 

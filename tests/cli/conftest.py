@@ -23,11 +23,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def live_server() -> dict:
-    """The shared MariaDB's settings; skips the test if it is not reachable."""
+    """The shared MariaDB's settings; fails the test if it is not reachable."""
     try:
         pymysql.connect(connect_timeout=3, **SERVER).close()
     except pymysql.MySQLError as exc:
-        pytest.skip(f"no MariaDB on 127.0.0.1:3306: {exc}")
+        pytest.fail(f"no MariaDB on 127.0.0.1:3306 (./dev test starts it): {exc}")
     return dict(SERVER)
 
 
