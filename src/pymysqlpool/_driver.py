@@ -251,13 +251,6 @@ def abandon(raw: Any) -> None:
         pass
 
 
-def server_thread_id(raw: Any) -> Optional[int]:
-    try:
-        return int(raw.thread_id())
-    except Exception:
-        return None
-
-
 # Errors retrying cannot fix: wrong credentials, unknown database, unknown host.
 _FATAL_CONNECT_ERRORS = frozenset(
     {
