@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,17 +17,6 @@ from pymysqlpool.prometheus import PoolCollector, register, unregister
 from pymysqlpool.stats import COUNTERS, GAUGES
 
 pytestmark = pytest.mark.server
-
-SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
-
-
-@pytest.fixture(scope="module")
-def live_server() -> dict:
-    try:
-        pymysql.connect(connect_timeout=3, **SERVER).close()
-    except pymysql.MySQLError as exc:
-        pytest.fail(f"no MariaDB on 127.0.0.1:3306 (./dev test starts it): {exc}")
-    return dict(SERVER)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
 ENV_VARS = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PWD", "MYSQL_DATABASE")
 
 
@@ -19,16 +18,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI reads MYSQL_*: start every test without them."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture(scope="session")
-def live_server() -> dict:
-    """The shared MariaDB's settings; fails the test if it is not reachable."""
-    try:
-        pymysql.connect(connect_timeout=3, **SERVER).close()
-    except pymysql.MySQLError as exc:
-        pytest.fail(f"no MariaDB on 127.0.0.1:3306 (./dev test starts it): {exc}")
-    return dict(SERVER)
 
 
 @pytest.fixture
