@@ -37,14 +37,79 @@ CURSOR_MAP: Dict[Any, Any] = {
 
 
 class Connection(pymysql.connections.Connection):  # type: ignore[misc]
-    """A PyMySQL connection whose cursors carry the 0.5.0 helpers.
+    """A PyMySQL connection whose cursors carry the 0.5.0 helpers, and which
+    knows whether it stopped in the middle of an answer.
+
+    ``_exchanging`` is set when a command is sent (or the next result of a
+    multi-result answer is read) and cleared once the answer was read to its
+    end, or ended with the server's error packet. If a Python exception -- an
+    interrupt, a signal-based timeout, a decoding error -- escapes in between,
+    it stays set: the rest of that answer is still on the wire or in PyMySQL's
+    read buffer, and the connection must never be lent again. No I/O, one
+    attribute store per command and per answer.
 
     The pool's connections are of this class. Used on its own it is an
     ordinary PyMySQL connection (0.5.0 exported ``Connection`` too).
     """
 
+    _exchanging = False
+
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
+
+    def _execute_command(self, command: int, sql: Any) -> None:
+        self._exchanging = True
+        super()._execute_command(command, sql)
+
+    def next_result(self, unbuffered: bool = False) -> Any:
+        self._exchanging = True
+        return super().next_result(unbuffered)
+
+    def _read_query_result(self, unbuffered: bool = False) -> Any:
+        try:
+            affected = super()._read_query_result(unbuffered)
+        except pymysql.err.MySQLError as exc:
+            _answer_ended_by(self, exc)
+            raise
+        self._exchanging = False
+        return affected
+
+    def _read_ok_packet(self) -> Any:
+        try:
+            ok = super()._read_ok_packet()
+        except pymysql.err.MySQLError as exc:
+            _answer_ended_by(self, exc)
+            raise
+        self._exchanging = False
+        return ok
+
+    # The two commands PyMySQL reads by hand rather than through the above.
+    def show_warnings(self) -> Any:
+        rows = super().show_warnings()
+        self._exchanging = False
+        return rows
+
+    def set_character_set(self, charset: str, collation: Optional[str] = None) -> None:
+        super().set_character_set(charset, collation)
+        self._exchanging = False
+
+
+def _answer_ended_by(raw: Any, exc: BaseException) -> None:
+    """A server error packet ends an answer at a packet boundary; a client
+    error (2000-2999, or a broken sequence) leaves PyMySQL's socket closed."""
+    code = exc.args[0] if exc.args else None
+    if isinstance(code, int) and not 2000 <= code < 3000 and raw._sock is not None:
+        raw._exchanging = False
+
+
+def adopt(raw: Any) -> None:
+    """Make a connection from a ``connection_factory`` report mid-answer
+    states too: a plain PyMySQL connection becomes our subclass (which only
+    adds methods); anything else at least gets the attribute."""
+    if type(raw) is pymysql.connections.Connection:
+        raw.__class__ = Connection
+    elif not hasattr(raw, "_exchanging"):
+        raw._exchanging = False
 
 
 def cursor_class(cls: Any) -> Any:
@@ -144,13 +209,24 @@ def needs_reset(raw: Any, autocommit: bool) -> bool:
     even without IN_TRANS), a mismatch with the pool's mode, or an unread
     result. All of it is read from the last OK packet: no round trip.
     """
-    if raw._sock is None:
-        return True  # broken: the caller's slow path drops it
+    if raw._sock is None or raw._exchanging:
+        return True  # broken or mid-answer: the caller's slow path drops it
     status = raw.server_status
     if status & _IN_TRANS or bool(status & _AUTOCOMMIT) != autocommit or not autocommit:
         return True
     result = raw._result
     return result is not None and (result.unbuffered_active or result.has_next)
+
+
+def mid_answer(raw: Any) -> bool:
+    """True when the borrower left in the middle of an answer: a command
+    whose reply was not read to its end, or an unbuffered result not read to
+    its end. Either way the stream position is the borrower's, not a packet
+    boundary the pool can prove, so the connection is closed, not drained."""
+    if raw._exchanging:
+        return True
+    result = raw._result
+    return result is not None and bool(result.unbuffered_active)
 
 
 def reset(raw: Any, autocommit: bool, timeout: Optional[float]) -> bool:
@@ -164,14 +240,11 @@ def reset(raw: Any, autocommit: bool, timeout: Optional[float]) -> bool:
 
 
 def _reset(raw: Any, autocommit: bool) -> bool:
-    result = raw._result
-    if result is not None:
-        # Drain unread rows so the next command is not out of sync; PyMySQL
-        # would do it too, but with a warning aimed at the borrower.
-        if result.unbuffered_active:
-            result._finish_unbuffered_query()
-        while raw._result is not None and raw._result.has_next:
-            raw.next_result()
+    # Further result sets of a multi-result answer whose first sets were read
+    # in full (mid_answer() was False): the stream is at a packet boundary,
+    # so reading them to the end is safe.
+    while raw._result is not None and raw._result.has_next:
+        raw.next_result()
     rolled_back = False
     status = raw.server_status
     if status & _IN_TRANS or not status & _AUTOCOMMIT:
@@ -216,8 +289,17 @@ def ping(raw: Any, timeout: Optional[float] = None) -> None:
         raw.ping(reconnect=False)
 
 
+def _forget_result(raw: Any) -> None:
+    # An unbuffered result left mid-way would try to read itself to the end
+    # from a closed socket when garbage-collected (PyMySQL's MySQLResult.__del__).
+    result = getattr(raw, "_result", None)
+    if result is not None:
+        result.unbuffered_active = False
+
+
 def close(raw: Any) -> None:
     """Polite close (COM_QUIT); never raises."""
+    _forget_result(raw)
     try:
         if not raw._closed:
             raw.close()
@@ -227,6 +309,7 @@ def close(raw: Any) -> None:
 
 def force_close(raw: Any) -> None:
     """Close the socket without a word to the server; never raises."""
+    _forget_result(raw)
     try:
         raw._force_close()
     except Exception:

@@ -15,10 +15,11 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Callable, List
+from typing import TYPE_CHECKING, List
 
 from . import _driver
-from ._slot import Slot
+from ._slot import GONE, HELD, Slot
+from ._waiting import DialToken
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
@@ -64,7 +65,7 @@ class Maintenance:
                 return
             try:
                 self.run_once(pool)
-            except Exception:  # never let the thread die: log and go on
+            except BaseException:  # never let the thread die (even an injected exception): log and go on
                 logger.exception("pool %r: maintenance round failed", pool.name)
             # A session's wait_timeout may ask for pings more often than the
             # configured interval: tick at a quarter of the shortest.
@@ -78,6 +79,7 @@ class Maintenance:
     def run_once(self, pool: ConnectionPool) -> None:
         if pool._reclaim:
             pool._drain_reclaimed()
+        pool._reconcile(2 * pool._config.io_timeout + 1.0)
         now = time.monotonic()
         self._report_leaks(pool, now)
         self._retire(pool, now)
@@ -107,22 +109,6 @@ class Maintenance:
             with pool._lock:  # counted once logged, so a reader of the stats finds the record
                 pool._stats.leaks_detected += len(late)
 
-    def _take_idle(self, pool: ConnectionPool, pick: Callable[[Slot, int], bool]) -> List[Slot]:
-        """Move the idle slots ``pick`` selects out of idle (lock taken here)."""
-        taken: List[Slot] = []
-        with pool._lock:
-            if pool._closed:
-                return taken
-            keep: List[Slot] = []
-            # Oldest first: idle is used LIFO, so the left end rested longest.
-            for position, slot in enumerate(pool._idle):
-                (taken if pick(slot, position) else keep).append(slot)
-            if taken:
-                pool._idle.clear()
-                pool._idle.extend(keep)
-                pool._held += len(taken)
-        return taken
-
     def _retire(self, pool: ConnectionPool, now: float) -> None:
         cfg = pool._config
         idle_count = len(pool._idle)
@@ -134,34 +120,34 @@ class Maintenance:
                 return True
             return bool(max_idle) and position < surplus and now - slot.last_used > max_idle
 
-        for slot in self._take_idle(pool, pick):
-            reason = "closed_lifetime" if slot.expires <= now else "closed_idle"
-            pool._close_held(slot, reason)
+        taken = pool._take_idle(pick)
+        try:
+            for slot in taken:
+                pool._dispose(slot, "closed_lifetime" if slot.expires <= now else "closed_idle")
+        finally:
+            pool._dispose_all([s for s in taken if s.state != GONE], "closed_idle")
 
     def _keepalive(self, pool: ConnectionPool, now: float) -> None:
         def pick(slot: Slot, position: int) -> bool:
             return bool(slot.keepalive) and now - slot.last_used > slot.keepalive
 
         timeout = pool._config.io_timeout
-        for slot in self._take_idle(pool, pick):
-            try:
-                _driver.ping(slot.raw, timeout)
-            except Exception as exc:
-                logger.info("pool %r: keep-alive ping failed (%s); replacing the connection", pool.name, exc)
-                pool._suspect(time.monotonic())
-                pool._close_held(slot, "closed_broken")
-                continue
-            with pool._lock:
-                pool._stats.keepalive_pings += 1
-                pool._held -= 1
-                if pool._closed:
-                    pool._held += 1
-                    closing = True
-                else:
-                    closing = False
-                    pool._put_back(slot, time.monotonic())
-            if closing:
-                pool._close_held(slot, "closed_on_pool_close")
+        taken = pool._take_idle(pick)
+        try:
+            for slot in taken:
+                try:
+                    _driver.ping(slot.raw, timeout)
+                except Exception as exc:
+                    logger.info("pool %r: keep-alive ping failed (%s); replacing the connection", pool.name, exc)
+                    pool._suspect(time.monotonic())
+                    pool._dispose(slot, "closed_broken")
+                    continue
+                with pool._lock:
+                    pool._stats.keepalive_pings += 1
+                pool._put_back_held(slot)
+        finally:
+            # Interrupted: what was not pinged back into idle is closed.
+            pool._dispose_all([s for s in taken if s.state == HELD], "closed_broken")
 
     def _refill(self, pool: ConnectionPool, now: float) -> None:
         """Open connections until ``pre_create_num`` are open, and replace
@@ -172,6 +158,7 @@ class Maintenance:
         target = pool._config.pre_create_num
         keep = max(pool._config.size, target)
         while True:
+            token = DialToken()
             with pool._lock:
                 count = pool._open + pool._connecting
                 if pool._closed or count >= pool._maxsize:
@@ -185,9 +172,7 @@ class Maintenance:
             try:
                 slot = pool._new_slot()
             except Exception as exc:
-                with pool._lock:
-                    pool._connecting -= 1
-                    pool._pass_capacity()
+                pool._unreserve(token, None, served=False)
                 self._backoff = min(max(self._backoff * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
                 self._retry_at = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
                 logger.warning(
@@ -197,16 +182,9 @@ class Maintenance:
                     self._retry_at - time.monotonic(),
                 )
                 return
+            except BaseException:
+                pool._unreserve(token, None, served=False)
+                raise
             self._backoff = 0.0
-            with pool._lock:
-                pool._connecting -= 1
-                if pool._closed:
-                    closing = True
-                else:
-                    closing = False
-                    pool._open += 1
-                    pool._slots.add(slot)
-                    pool._put_back(slot, time.monotonic())
-            if closing:
-                _driver.close(slot.raw)
+            if not pool._book_idle(slot, token):
                 return

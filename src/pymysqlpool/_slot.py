@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
 
+# Where a slot is. Every change of state happens under the pool lock together
+# with the counters it implies, so an interrupted operation can always tell
+# what it still owns: see ConnectionPool._unbook.
+NEW = 0  # opened, not yet counted by the pool
+IDLE = 1  # in the idle deque
+OUT = 2  # granted to a borrower (being validated) or lent
+HELD = 3  # the pool is pinging, cleaning or closing it
+GONE = 4  # closed and no longer counted
+
 
 class Slot:
     """One server connection and the facts the pool keeps about it.
@@ -20,8 +29,10 @@ class Slot:
         "keepalive",
         "last_used",
         "leak_reported",
+        "owner",
         "probe",
         "raw",
+        "state",
     )
 
     def __init__(self, raw: Any, created: float, expires: float, generation: int, keepalive: float) -> None:
@@ -38,3 +49,6 @@ class Slot:
         self.keepalive = keepalive
         # poll(0) of the socket: non-empty means the server hung up on it.
         self.probe: Optional[Callable[[int], List[Any]]] = None
+        self.state = NEW
+        # A weak reference to the proxy it was last lent through.
+        self.owner: Optional[Callable[[], Any]] = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type
+from weakref import ref
 
 from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
@@ -32,6 +33,8 @@ class PooledConnection:
         self._pool = pool
         self._slot: Optional[Slot] = slot
         self._raw: Any = slot.raw
+        # Lets the pool tell a lent slot from one an interrupt orphaned.
+        slot.owner = ref(self)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -76,7 +79,10 @@ class PooledConnection:
     def __del__(self) -> None:
         # Dropped while still borrowed: the pool reclaims the slot later,
         # never from inside the garbage collector.
-        slot = self._slot
+        try:
+            slot = self._slot
+        except AttributeError:  # __init__ was interrupted: the borrow gave the slot up itself
+            return
         if slot is not None:
             self._pool._leaked(slot)
 

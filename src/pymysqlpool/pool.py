@@ -22,13 +22,13 @@ import time
 import traceback
 from collections import deque
 from types import TracebackType
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Type
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
 from . import _driver, _forking
 from ._config import PoolConfig, build, describe
 from ._maintenance import Maintenance
-from ._slot import Slot
-from ._waiting import DIAL, Grant, Waiter, WaitQueue
+from ._slot import GONE, HELD, IDLE, NEW, OUT, Slot
+from ._waiting import DialToken, Grant, Waiter, WaitQueue
 from .connection import PooledConnection
 from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError
 from .stats import Counters, Number
@@ -42,6 +42,7 @@ _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
+_MIN_ATTEMPT = 0.005  # a ping or connect with less time than this left is not started
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
 
 
@@ -119,6 +120,7 @@ class ConnectionPool:
         self._replacements = 0  # connections retired for age, to be replaced in the background
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
+        self._orphan_candidates: Dict[Slot, Tuple[float, float]] = {}
         self._stats = Counters()
         self._maintenance: Optional[Maintenance] = None
         _forking.register(self)
@@ -161,32 +163,47 @@ class ConnectionPool:
         )
 
     # -- borrowing ----------------------------------------------------------
+    #
+    # Interrupts (KeyboardInterrupt, SystemExit, asynchronous exceptions, gevent
+    # timeouts) may land anywhere. Whatever a borrow holds -- a slot taken from
+    # idle, a right to dial, a fresh connection -- is in a local variable and is
+    # given up by one idempotent call in an ``except BaseException`` handler;
+    # the slot's state says whether it still has to be done.
 
     def get_conn(self, timeout: Optional[float] = None) -> PooledConnection:
         """Borrow a connection, waiting up to ``timeout`` seconds (default:
-        the pool's ``timeout``) when all ``maxsize`` are in use.
+        the pool's ``timeout``; ``float('inf')`` waits forever) when all
+        ``maxsize`` are in use.
 
         ``pool.connection()`` is the same call, named for ``with`` blocks: the
         connection goes back when the block ends (rolled back if it raised).
         """
         if timeout is not None or self._reclaim or self._track_borrows:
-            return PooledConnection(self, self._acquire(timeout, False))
+            return self._acquire(timeout, False)
         # The common case inlined: an idle connection used within the
         # validation window, neither expired nor suspect, needs no check.
-        lock = self._lock
-        lock.acquire()
-        if self._idle:
-            slot = self._idle.pop()
-            self._stats.borrows += 1
-            lock.release()
+        # ``with``, not acquire()/release(): an asynchronous exception can land
+        # right after a call returns, never between ``with`` taking the lock
+        # and its body, so the lock is always released.
+        slot: Optional[Slot] = None
+        try:
+            with self._lock:
+                if self._idle:
+                    slot = self._idle.pop()
+                    slot.state = OUT
+                    self._stats.borrows += 1
+            if slot is None:
+                return self._acquire_slow(None, None, False)
             now = _monotonic()
             last_used = slot.last_used
             if now - last_used <= self._window and slot.expires > now and last_used >= self._suspect_since:
                 slot.borrowed_at = now
                 return PooledConnection(self, slot)
-            return PooledConnection(self, self._acquire_slow(slot, None, False))
-        lock.release()
-        return PooledConnection(self, self._acquire_slow(None, None, False))
+            return self._acquire_slow(slot, None, False)
+        except BaseException:
+            if slot is not None:
+                self._abandon(slot)
+            raise
 
     connection = get_conn
 
@@ -200,9 +217,9 @@ class ConnectionPool:
         """
         retries = min(_build_int("retry_num", retry_num), 10)
         interval = _build_seconds("retry_interval", retry_interval)
-        return PooledConnection(self, self._acquire(retries * interval, pre_ping))
+        return self._acquire(retries * interval if retries else 0.0, pre_ping)
 
-    def _acquire(self, timeout: Optional[float], force_check: bool) -> Slot:
+    def _acquire(self, timeout: Optional[float], force_check: bool) -> PooledConnection:
         """Every borrow that is not get_conn()'s inlined common case."""
         if timeout is not None:
             _build_seconds("timeout", timeout)
@@ -210,106 +227,169 @@ class ConnectionPool:
             self._drain_reclaimed()
         return self._acquire_slow(None, timeout, force_check)
 
-    def _acquire_slow(self, first: Optional[Grant], timeout: Optional[float], force_check: bool) -> Slot:
-        wait = self._config.timeout if timeout is None else _build_seconds("timeout", timeout)
-        deadline = _monotonic() + wait
-        grant = first
+    def _acquire_slow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> PooledConnection:
+        """Lend ``first`` or whatever the pool grants, within the deadline.
+
+        Queueing and connect retries end at the deadline (``timeout``). A
+        ping or a connect may still start after it -- a borrow with
+        ``timeout=0`` gets a fresh connection when the idle one is dead --
+        but every network wait is cut to what is left of ``timeout +
+        connect_timeout``, so no borrow outlives that bound however many
+        connections fail.
+        """
+        started = _monotonic()
+        deadline = started + (self._config.timeout if timeout is None else timeout)
+        io_timeout = self._config.io_timeout
+        hard_end = deadline + io_timeout
+        grant: Optional[Grant] = first
         delay = _BACKOFF_FIRST
         rejected = 0
-        while True:
-            if grant is None:
-                grant = self._reserve(deadline)
-            if grant is DIAL:
-                slot = self._dial_for_borrower(deadline, delay)
-                if slot is not None:
-                    return slot
-                # A transient connect failure: back off without holding the
-                # right to dial, then queue again, so a connection returned
-                # meanwhile (or a waiter's turn) is not missed.
-                time.sleep(delay * (0.5 + random.random() / 2))
-                delay = min(delay * 2, _BACKOFF_CAP)
-                grant = None
-                continue
-            assert isinstance(grant, Slot)
-            if self._validate(grant, force_check):
-                self._mark_borrowed(grant, _monotonic())
-                return grant
-            grant = None
-            rejected += 1
-            if rejected == _FLUSH_AFTER:
-                # Several dead in a row: the server most likely restarted.
-                # Close the other suspects unpinged; this borrow dials anew.
-                self._flush_suspects()
-            if rejected > 4 * self._maxsize + 8:  # bound the work of one borrow
-                with self._lock:
-                    self._stats.borrow_timeouts += 1
-                raise PoolTimeout(f"pool {self.name!r}: no healthy connection after {rejected} validation failures")
-
-    def _reserve(self, deadline: float) -> Grant:
-        """Take an idle slot, a right to dial, or queue until one is handed over."""
-        with self._lock:
-            if self._closed:
-                self._stats.borrow_errors += 1
-                raise PoolClosed(f"pool {self.name!r} is closed")
-            if self._idle:
-                self._stats.borrows += 1
-                return self._idle.pop()
-            if self._open + self._connecting < self._maxsize:
-                self._connecting += 1
-                self._stats.borrows += 1
-                return DIAL
-            waiter = Waiter(_monotonic())
-            self._waiters.push(waiter)
-            self._stats.borrows_waited += 1
+        queued = False
+        last_error: Optional[BaseException] = None
+        fresh: Optional[Slot] = None  # a connection dialed but not yet booked
         try:
-            woken = waiter.wait(deadline - waiter.since)
-        except BaseException:  # KeyboardInterrupt and the like: leave nothing behind
-            self._withdraw(waiter)
+            while True:
+                # The first attempt gets all of connect_timeout; later ones what is left.
+                budget = min(io_timeout, hard_end - _monotonic()) if rejected or last_error else io_timeout
+                if grant is None:
+                    if budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout):
+                        self._count_timeout()
+                        why = f": {last_error}" if last_error is not None else ""
+                        raise PoolTimeout(
+                            f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"
+                            f" ({rejected} failed validation){why}"
+                        )
+                    grant, queued = self._reserve(deadline, queued)
+                if isinstance(grant, DialToken):
+                    try:
+                        fresh = self._new_slot(budget)
+                    except Exception as exc:
+                        self._dial_failed(grant, exc, deadline, delay)  # raises unless worth retrying
+                        grant = None
+                        last_error = exc
+                        # Back off without holding the right to dial, then
+                        # queue again, so a connection returned meanwhile
+                        # (or a waiter's turn) is not missed.
+                        time.sleep(delay * (0.5 + random.random() / 2))
+                        delay = min(delay * 2, _BACKOFF_CAP)
+                        continue
+                    grant = self._book_dialed(grant, fresh)
+                    if self._maintenance is None:
+                        self._ensure_maintenance()
+                    return self._lend(grant)
+                if self._validate(grant, force_check, budget):
+                    return self._lend(grant)
+                grant = None
+                rejected += 1
+                if rejected == _FLUSH_AFTER:
+                    # Several dead in a row: the server most likely restarted.
+                    # Close the other suspects unpinged; this borrow dials anew.
+                    self._flush_suspects()
+        except BaseException:
+            if grant is not None:
+                self._abandon(grant)
+            if fresh is not None and fresh.state == NEW:
+                _driver.force_close(fresh.raw)
+                self._unbook(fresh, "closed_broken")
             raise
-        if not woken:
+
+    def _lend(self, slot: Slot) -> PooledConnection:
+        slot.borrowed_at = _monotonic()
+        if self._track_borrows:
+            slot.leak_reported = False
+            slot.borrow_stack = _caller_stack()
+        return PooledConnection(self, slot)
+
+    def _reserve(self, deadline: float, queued: bool) -> Tuple[Grant, bool]:
+        """Take an idle slot, a right to dial, or queue until one is handed
+        over. Returns the grant and whether this borrow has queued so far."""
+        waiter: Optional[Waiter] = None
+        timed_out = False
+        try:
             with self._lock:
-                if self._waiters.withdraw(waiter):
-                    self._stats.borrow_timeouts += 1
-                    self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
-                    raise PoolTimeout(
-                        f"pool {self.name!r}: no connection available within"
-                        f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
-                    )
-            # Served between the timeout and the withdrawal. give() ran under
-            # the pool lock, which we have held since, so this cannot block.
-            waiter.wait(0)
+                if self._closed:
+                    self._stats.borrow_errors += 1
+                    raise PoolClosed(f"pool {self.name!r} is closed")
+                if self._idle:
+                    slot = self._idle.pop()
+                    slot.state = OUT
+                    self._stats.borrows += 1
+                    return slot, queued
+                if self._open + self._connecting < self._maxsize:
+                    token = DialToken()
+                    self._connecting += 1
+                    self._stats.borrows += 1
+                    return token, queued
+                waiter = Waiter(_monotonic())
+                waiter.queued = True
+                self._waiters.append(waiter)
+                if not queued:  # a borrow that queues again is still one borrow that waited
+                    self._stats.borrows_waited += 1
+            if not waiter.wait(deadline - waiter.since):
+                with self._lock:
+                    if self._waiters.withdraw(waiter):
+                        timed_out = True
+                        self._stats.borrow_timeouts += 1
+                        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+                # Otherwise served between the timeout and the withdrawal: the
+                # grant (or the error) was recorded before the waiter left the queue.
+        except BaseException:  # KeyboardInterrupt and the like: leave nothing behind
+            if waiter is not None and not timed_out:
+                self._withdraw(waiter)
+            raise
+        if timed_out:
+            raise PoolTimeout(
+                f"pool {self.name!r}: no connection available within"
+                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
+            )
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.grant is not None
-        return waiter.grant
+        grant = waiter.grant
+        assert grant is not None
+        return grant, True
 
     def _withdraw(self, waiter: Waiter) -> None:
-        """Take an interrupted waiter out of the queue, or pass on what it was given."""
+        """Take an interrupted waiter out of the queue, or pass on what it was
+        given: it never touched it, so a slot goes back as it came."""
         with self._lock:
             if self._waiters.withdraw(waiter):
                 return
             grant = waiter.grant
-            if grant is None:
-                return  # failed by close(): nothing to pass on
-            self._stats.borrows -= 1
-            if isinstance(grant, Slot):
-                if not self._closed:
-                    self._put_back(grant, grant.last_used)
-                    return
+            if not isinstance(grant, Slot) or grant.state != OUT:
+                pass
+            elif self._closed:
+                self._stats.borrows -= 1
+                grant.state = HELD
                 self._held += 1
             else:
-                self._connecting -= 1
-                self._pass_capacity()
+                self._stats.borrows -= 1
+                self._park(grant, grant.last_used)
                 return
-        self._close_held(grant, "closed_on_pool_close")
+        if isinstance(grant, DialToken):
+            self._unreserve(grant, None, served=True)
+        elif isinstance(grant, Slot) and grant.state == HELD:
+            self._dispose(grant, "closed_on_pool_close")
 
-    def _mark_borrowed(self, slot: Slot, now: float) -> None:
-        slot.borrowed_at = now
-        if self._track_borrows:
-            slot.leak_reported = False
-            slot.borrow_stack = _caller_stack()
+    def _abandon(self, grant: Grant) -> None:
+        """Give up a grant a borrower holds but will not get: an interrupted
+        borrow. Idempotent. A slot goes back untouched if it was not used yet
+        would be unsafe to assume, so it is closed: its state is unknown."""
+        if isinstance(grant, DialToken):
+            self._unreserve(grant, None, served=True)
+            return
+        with self._lock:
+            if grant.state == OUT:
+                self._stats.borrows -= 1
+            elif grant.state != HELD:  # parked again, or already closed
+                return
+        _driver.force_close(grant.raw)
+        self._unbook(grant, "closed_broken")
 
-    def _validate(self, slot: Slot, force: bool) -> bool:
+    def _count_timeout(self) -> None:
+        with self._lock:
+            self._stats.borrow_timeouts += 1
+
+    def _validate(self, slot: Slot, force: bool, budget: float) -> bool:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
         if slot.expires <= now:
@@ -320,15 +400,12 @@ class ConnectionPool:
         try:
             check = self._config.check
             if check is None:
-                # Bounded by connect_timeout, not by what is left of the borrow:
-                # a borrow with timeout=0 must still be able to ping.
-                _driver.ping(slot.raw, self._config.io_timeout)
+                # Bounded by connect_timeout (or less, late in a borrow), not by
+                # what is left of the timeout: timeout=0 must still be able to ping.
+                _driver.ping(slot.raw, budget)
             elif check(slot.raw) is False:
                 raise ValueError("check() returned False")
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # interrupted mid-ping: state unknown
-                self._discard_unlent(slot, "closed_failed_check")
-                raise
+        except Exception as exc:
             logger.info("pool %r: idle connection failed validation (%s); replacing it", self.name, exc)
             self._suspect(now)
             self._discard_unlent(slot, "closed_failed_check")
@@ -338,15 +415,24 @@ class ConnectionPool:
 
     def _flush_suspects(self) -> None:
         """Close every idle connection last seen alive before the suspect moment."""
-        with self._lock:
-            since = self._suspect_since
-            doomed = [slot for slot in self._idle if slot.last_used < since]
-            if not doomed:
-                return
-            self._idle = deque(slot for slot in self._idle if slot.last_used >= since)
-            self._held += len(doomed)
-        for slot in doomed:
-            self._close_held(slot, "closed_failed_check")
+        doomed: List[Slot] = []
+        try:
+            with self._lock:
+                since = self._suspect_since
+                doomed = [slot for slot in self._idle if slot.last_used < since]
+                if not doomed:
+                    return
+                self._idle = deque(slot for slot in self._idle if slot.last_used >= since)
+                for slot in doomed:
+                    slot.state = HELD
+                self._held += len(doomed)
+            self._dispose_all(doomed, "closed_failed_check")
+        except BaseException:
+            for slot in doomed:
+                if slot.state == HELD:
+                    _driver.force_close(slot.raw)
+                    self._unbook(slot, "closed_failed_check")
+            raise
 
     def _suspect(self, moment: float) -> None:
         """A connection died: check every idle one last seen alive before now."""
@@ -355,43 +441,48 @@ class ConnectionPool:
 
     # -- dialing ------------------------------------------------------------
 
-    def _new_slot(self) -> Slot:
-        """Open one connection (no lock held). Raises the driver's error."""
+    def _new_slot(self, limit: Optional[float] = None) -> Slot:
+        """Open one connection (no lock held). Raises the driver's error.
+
+        The slot comes back NEW: counted in ``connections_made`` but not yet
+        booked; the caller books it (_book_dialed, _book_idle) or closes it."""
         cfg = self._config
-        # Every wait of the connect is bounded by connect_timeout, whatever is
-        # left of the borrow: the borrow's timeout governs queueing and retries.
-        limit = cfg.io_timeout
+        # Every wait of the connect is bounded by connect_timeout (or by
+        # ``limit``, what is left of a borrow's hard bound), never by the
+        # borrow's timeout alone: that governs queueing and retries.
+        if limit is None:
+            limit = cfg.io_timeout
         started = _monotonic()
+        raw: Any = None
         try:
             if cfg.connection_factory is not None:
                 raw = cfg.connection_factory(**cfg.connect_kwargs)
             else:
                 raw = _driver.connect(cfg.connect_kwargs, limit)
-            try:
-                if cfg.configure is not None:
-                    cfg.configure(raw)
-                    if raw.server_status & 1:  # configure() left a transaction open
-                        raw.commit()
-                keepalive = cfg.keepalive_interval
-                if keepalive and cfg.connection_factory is None:
-                    server_idle = _driver.session_wait_timeout(raw)
-                    if server_idle:
-                        keepalive = min(keepalive, server_idle / 2.0)
-            except BaseException:
-                _driver.close(raw)
-                raise
+            _driver.adopt(raw)
+            if cfg.configure is not None:
+                cfg.configure(raw)
+                if raw.server_status & 1:  # configure() left a transaction open
+                    raw.commit()
+            keepalive = cfg.keepalive_interval
+            if keepalive and cfg.connection_factory is None:
+                server_idle = _driver.session_wait_timeout(raw)
+                if server_idle:
+                    keepalive = min(keepalive, server_idle / 2.0)
+            now = _monotonic()
+            lifetime = self._lifetime
+            expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
+            slot = Slot(raw, now, expires, self._generation, keepalive)
+            slot.probe = _driver.make_probe(raw)
         except BaseException:
+            if raw is not None:
+                _driver.close(raw)
             with self._lock:
                 self._stats.connect_errors += 1
                 self._stats.connect_ms += (_monotonic() - started) * 1000.0
             raise
-        now = _monotonic()
-        lifetime = self._lifetime
-        expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
         if keepalive and keepalive < self._shortest_keepalive:
             self._shortest_keepalive = keepalive  # the maintenance thread ticks faster
-        slot = Slot(raw, now, expires, self._generation, keepalive)
-        slot.probe = _driver.make_probe(raw)
         with self._lock:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
@@ -399,53 +490,53 @@ class ConnectionPool:
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
 
-    def _dial_for_borrower(self, deadline: float, delay: float) -> Optional[Slot]:
-        """Open a connection with the right to dial this borrower holds.
-
-        Returns None after a transient failure when there is time to retry
-        (``delay`` is the back-off the caller will sleep); raises at once
-        when retrying cannot help, and ``PoolTimeout`` when time is up.
-        """
-        try:
-            slot = self._new_slot()
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                self._unreserve("borrow_errors")
-                raise
-            fatal = _driver.is_fatal_connect_error(exc) or not self._ever_connected
-            if not (fatal or self._closed) and _monotonic() + delay < deadline:
-                self._unreserve(None)
-                logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
-                return None
-            logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
-            if fatal or self._closed:
-                self._unreserve("borrow_errors")
-                raise
-            self._unreserve("borrow_timeouts")
-            raise PoolTimeout(
-                f"pool {self.name!r}: could not connect to {describe(self._config)} before the borrow timeout: {exc}"
-            ) from exc
+    def _book_dialed(self, token: DialToken, slot: Slot) -> Slot:
+        """Count a connection dialed with ``token`` as lent to the dialer.
+        On a closed pool it is closed and PoolClosed raised."""
         with self._lock:
-            closed = self._closed
-            if not closed:
+            if token.live and not self._closed:
+                token.live = False
                 self._connecting -= 1
                 self._open += 1
+                slot.state = OUT
                 self._slots.add(slot)
-        if closed:
+                return slot
+        try:
             _driver.close(slot.raw)
-            self._unreserve("borrow_errors")
-            raise PoolClosed(f"pool {self.name!r} is closed")
-        self._mark_borrowed(slot, _monotonic())
-        if self._maintenance is None:
-            self._ensure_maintenance()
-        return slot
+        finally:
+            self._unbook(slot, "closed_on_pool_close")
+            self._unreserve(token, "borrow_errors", served=True)
+        raise PoolClosed(f"pool {self.name!r} is closed")
 
-    def _unreserve(self, outcome: Optional[str]) -> None:
-        """Give back a right to dial that was not used (lock not held); the
-        borrow it was counted as did not happen, ``outcome`` says why."""
+    def _dial_failed(self, token: DialToken, exc: Exception, deadline: float, delay: float) -> None:
+        """A borrower's connect failed. Gives the right to dial back, then
+        returns when retrying after ``delay`` can still help, raises the
+        driver's error when it cannot, and ``PoolTimeout`` when time is up."""
+        fatal = _driver.is_fatal_connect_error(exc) or not self._ever_connected
+        if not (fatal or self._closed) and _monotonic() + delay < deadline:
+            self._unreserve(token, None, served=True)
+            logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
+            return
+        logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
+        if fatal or self._closed:
+            self._unreserve(token, "borrow_errors", served=True)
+            raise exc
+        self._unreserve(token, "borrow_timeouts", served=True)
+        raise PoolTimeout(
+            f"pool {self.name!r}: could not connect to {describe(self._config)} before the borrow timeout: {exc}"
+        ) from exc
+
+    def _unreserve(self, token: DialToken, outcome: Optional[str], served: bool) -> None:
+        """Give back a right to dial that was not used (lock not held);
+        idempotent. ``served``: it was counted as a borrow, which did not
+        happen; ``outcome`` names the counter that says why."""
         with self._lock:
+            if not token.live:
+                return
+            token.live = False
             self._connecting -= 1
-            self._stats.borrows -= 1
+            if served:
+                self._stats.borrows -= 1
             if outcome is not None:
                 setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
             self._pass_capacity()
@@ -453,8 +544,7 @@ class ConnectionPool:
     def _pass_capacity(self) -> None:
         """A slot became free: the oldest waiter may dial (lock held)."""
         if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
-            self._connecting += 1
-            self._hand_over(DIAL)
+            self._hand_over(DialToken())
 
     # -- returning ----------------------------------------------------------
 
@@ -463,18 +553,13 @@ class ConnectionPool:
 
         Rolls back an open transaction and restores autocommit first, so the
         next borrower never sees this one's work; ``failed=True`` (what a
-        ``with`` block that raised passes) rolls back in any case. Raises
-        ``ReturnConnectionToPoolError`` if ``conn`` was already given back or
-        belongs to another pool.
+        ``with`` block that raised passes) rolls back in any case. A
+        connection returned with an answer not fully read (an interrupted
+        fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
+        if ``conn`` was already given back or is not this pool's.
         """
-        if getattr(conn, "_pool", None) is not self:  # one test for both misuses
-            if not isinstance(conn, PooledConnection):
-                raise ReturnConnectionToPoolError(
-                    f"pool {self.name!r} can only take back the PooledConnection it lent, not {type(conn).__name__}"
-                )
-            raise ReturnConnectionToPoolError(
-                f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
-            )
+        if type(conn) is not PooledConnection or conn._pool is not self:  # one test for both misuses
+            raise self._foreign(conn)
         slot = conn._slot
         if slot is None:
             raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
@@ -484,112 +569,277 @@ class ConnectionPool:
         # validation window is checked, here with a zero-timeout poll().
         now = _monotonic()
         probe = slot.probe
+        raw = slot.raw
         clean = (
             not failed
             and not self._always_reset
-            and not _driver.needs_reset(slot.raw, self._autocommit)
+            and not _driver.needs_reset(raw, self._autocommit)
             and (now - slot.borrowed_at <= self._window or probe is None or not probe(0))
         )
-        lock = self._lock
-        lock.acquire()
-        if conn._slot is not slot:  # another thread returned it meanwhile
-            lock.release()
-            raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
-        conn._slot = None
-        conn._raw = None
-        self._stats.returns += 1
-        if slot.generation != self._generation:
-            lock.release()  # lent before a fork: the socket is the parent's
-            _driver.abandon(slot.raw)
-            return
-        if clean and slot.expires > now and not self._closed:
-            # Clean return: no round trip, straight to the oldest waiter.
-            slot.last_used = now
-            if self._waiters:
-                self._hand_over(slot)
-            else:
-                self._idle.append(slot)
-            lock.release()
-            return
-        self._held += 1  # neither idle nor lent while we clean it
-        lock.release()
-        self._return_slow(slot, failed)
+        owned: Optional[Slot] = None  # the slot once taken from the proxy, HELD until parked
+        try:
+            with self._lock:
+                if conn._slot is not slot:  # another thread returned it meanwhile
+                    raise ReturnConnectionToPoolError(
+                        f"this connection was already returned to pool {self.name!r}"
+                    )
+                # Plain stores, no call in between: an interrupt lands before
+                # all of them or after all of them.
+                slot.state = HELD
+                self._held += 1
+                conn._slot = None
+                conn._raw = None
+                owned = slot
+                self._stats.returns += 1
+                if slot.generation != self._generation:
+                    owned = None  # lent before a fork: the socket is the parent's
+                elif clean and slot.expires > now and not self._closed:
+                    # Clean return: no round trip, straight to the oldest waiter.
+                    self._park(slot, now, from_held=True)
+                    return
+            if owned is None:
+                _driver.abandon(raw)
+                return
+            self._return_slow(slot, failed)
+        except BaseException:
+            # Interrupted while we held it: the session's state is unknown.
+            if owned is not None and owned.state == HELD:
+                _driver.force_close(owned.raw)
+                self._unbook(owned, "closed_broken")
+            raise
+
+    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
+        if not isinstance(conn, PooledConnection):
+            return ReturnConnectionToPoolError(
+                f"pool {self.name!r} can only take back the PooledConnection it lent, not {type(conn).__name__}"
+            )
+        return ReturnConnectionToPoolError(
+            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
+        )
 
     def _return_slow(self, slot: Slot, failed: bool) -> None:
         raw = slot.raw
         cfg = self._config
-        reason = None
         probe = slot.probe
-        if _driver.is_broken(raw) or (probe is not None and probe(0)):
-            reason = "closed_broken"
+        rolled_back = False
+        if _driver.is_broken(raw):
+            reason: Optional[str] = "closed_broken"
+            self._suspect(_monotonic())
+        elif _driver.mid_answer(raw):
+            # The borrower stopped in the middle of an answer (an interrupted
+            # fetch, a half-sent command): what is left on the wire belongs to
+            # it, and the position in the stream cannot be proved. Never reuse.
+            reason = "closed_unread"
+        elif probe is not None and probe(0):
+            reason = "closed_broken"  # the server hung up on it while it was lent
             self._suspect(_monotonic())
         elif self._closed:
             reason = "closed_on_pool_close"
         elif slot.expires <= _monotonic():
             reason = "closed_lifetime"
         else:
+            reason = None
             try:
                 if cfg.reset_session:
                     _driver.reset_session(raw, self._autocommit, cfg.io_timeout)
-                    rolled_back = False
                 elif failed or _driver.needs_reset(raw, self._autocommit):
                     rolled_back = _driver.reset(raw, self._autocommit, cfg.io_timeout)
-                else:
-                    rolled_back = False
             except Exception as exc:
                 logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
                 reason = "closed_broken"
-                rolled_back = False
-            if reason is None:
-                with self._lock:
-                    if rolled_back:
-                        self._stats.rollbacks_on_return += 1
-                    if cfg.reset_session:
-                        self._stats.session_resets += 1
-                    if not self._closed:
-                        self._held -= 1
-                        self._put_back(slot, _monotonic())
-                        return
-                reason = "closed_on_pool_close"
-        self._close_held(slot, reason)
+        if reason is None:
+            with self._lock:
+                if rolled_back:
+                    self._stats.rollbacks_on_return += 1
+                if cfg.reset_session:
+                    self._stats.session_resets += 1
+                if not self._closed:
+                    self._park(slot, _monotonic(), from_held=True)
+                    return
+            reason = "closed_on_pool_close"
+        self._dispose(slot, reason)
 
-    def _put_back(self, slot: Slot, now: float) -> None:
-        """Hand a healthy slot to the oldest waiter or park it idle (lock held)."""
+    def _park(self, slot: Slot, now: float, from_held: bool = False) -> None:
+        """Hand a healthy slot to the oldest waiter or park it idle (lock
+        held). ``from_held``: the slot was counted as HELD until now."""
         slot.last_used = now
         if self._waiters:
-            self._hand_over(slot)
+            self._hand_over(slot, from_held)
         else:
+            slot.state = IDLE
+            if from_held:
+                self._held -= 1
             self._idle.append(slot)
 
-    def _hand_over(self, grant: Grant) -> None:
+    def _hand_over(self, grant: Grant, from_held: bool = False) -> None:
         """Serve the oldest waiter (lock held). The waiter's books are kept
-        here so that, once woken, it never has to take the lock again."""
-        waiter = self._waiters.pop_oldest()
+        here so that, once woken, it never has to take the lock again.
+
+        Every change to the books is a plain store made before the first
+        call: an interrupt lands before all of them (nothing happened) or
+        after the waiter holds its grant (it finds it even if never woken).
+        """
+        waiter = self._waiters[0]
+        waiter.grant = grant
+        if isinstance(grant, Slot):
+            grant.state = OUT
+            if from_held:
+                self._held -= 1
+        else:
+            self._connecting += 1
         self._stats.borrows += 1
+        self._waiters.popleft()
+        waiter.queued = False
+        waiter._wake.release()
         self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
-        waiter.give(grant)
 
     def _discard_unlent(self, slot: Slot, reason: str) -> None:
         """Close a slot granted to a borrower that failed validation before
         the borrower got it: the borrow it was counted for did not happen."""
         with self._lock:
+            if slot.state != OUT:
+                return
             self._stats.borrows -= 1
+            slot.state = HELD
             self._held += 1
-        self._close_held(slot, reason)
+        self._dispose(slot, reason)
 
-    def _close_held(self, slot: Slot, reason: str) -> None:
-        _driver.close(slot.raw)
-        logger.debug("pool %r: closed a connection (%s)", self.name, reason)
+    def _dispose(self, slot: Slot, reason: str) -> None:
+        """Close a slot's connection politely and stop counting it."""
+        try:
+            _driver.close(slot.raw)
+        except BaseException:
+            _driver.force_close(slot.raw)
+            raise
+        finally:
+            self._unbook(slot, reason)
+
+    def _dispose_all(self, slots: List[Slot], reason: str) -> None:
+        """Dispose of several slots; after an interrupt, the rest are closed
+        without a word to the server so that none stays counted."""
+        try:
+            for slot in slots:
+                self._dispose(slot, reason)
+        finally:
+            for slot in slots:
+                if slot.state != GONE:
+                    _driver.force_close(slot.raw)
+                    self._unbook(slot, reason)
+
+    def _unbook(self, slot: Slot, reason: str) -> None:
+        """Stop counting a slot whose connection is closed; idempotent.
+
+        ``reason`` names the counter of closes it adds to, so that
+        ``connections_made`` = closes + ``open`` whenever the pool is quiet.
+        """
         with self._lock:
-            self._held -= 1
-            self._open -= 1
-            self._slots.discard(slot)
-            setattr(self._stats, reason, getattr(self._stats, reason) + 1)
-            if reason == "closed_lifetime":
-                self._replacements += 1  # the maintenance thread opens a successor
-            self._pass_capacity()
-        if self._maintenance is not None:
-            self._maintenance.wake()
+            state = slot.state
+            if state == GONE:
+                return
+            if state == IDLE:
+                try:
+                    self._idle.remove(slot)
+                except ValueError:
+                    pass  # an interrupted park: counted idle but never queued
+            # Plain stores first, so an interrupt cannot split them.
+            slot.state = GONE
+            self._stats.closes[reason] += 1
+            if state != NEW:
+                self._open -= 1
+                if state == HELD:
+                    self._held -= 1
+                if reason == "closed_lifetime":
+                    self._replacements += 1  # the maintenance thread opens a successor
+                self._slots.discard(slot)
+                self._pass_capacity()
+        logger.debug("pool %r: closed a connection (%s)", self.name, reason)
+        maintenance = self._maintenance
+        if maintenance is not None:
+            maintenance.wake()
+
+    def _take_idle(self, pick: Callable[[Slot, int], bool]) -> List[Slot]:
+        """Move the idle slots ``pick`` selects (oldest first) to HELD."""
+        taken: List[Slot] = []
+        with self._lock:
+            if self._closed:
+                return taken
+            keep: List[Slot] = []
+            # Oldest first: idle is used LIFO, so the left end rested longest.
+            for position, slot in enumerate(self._idle):
+                (taken if pick(slot, position) else keep).append(slot)
+            if taken:
+                self._idle.clear()
+                self._idle.extend(keep)
+                for slot in taken:
+                    slot.state = HELD
+                self._held += len(taken)
+        return taken
+
+    def _put_back_held(self, slot: Slot) -> None:
+        """A HELD slot the pool finished working on goes back to idle (or is
+        closed if the pool closed meanwhile)."""
+        with self._lock:
+            if slot.state != HELD:
+                return
+            if not self._closed:
+                self._park(slot, _monotonic(), from_held=True)
+                return
+        self._dispose(slot, "closed_on_pool_close")
+
+    def _book_idle(self, slot: Slot, token: Optional[DialToken] = None) -> bool:
+        """Count a NEW slot opened in the background (with the right to dial
+        ``token``, if any) as idle. False, and the connection closed, if the
+        pool closed meanwhile."""
+        with self._lock:
+            if token is not None and token.live:
+                token.live = False
+                self._connecting -= 1
+            if not self._closed:
+                self._open += 1
+                slot.state = HELD
+                self._held += 1
+                self._slots.add(slot)
+                self._park(slot, _monotonic(), from_held=True)
+                return True
+        self._dispose(slot, "closed_on_pool_close")
+        return False
+
+    def _reconcile(self, grace: float) -> int:
+        """Close slots an interrupt orphaned (one that landed inside the
+        clean-up of another): counted idle but not in the idle queue, or lent
+        but held by no live proxy, unchanged for ``grace`` seconds -- longer
+        than any validation or connect of a borrow in progress. Called by the
+        maintenance thread; returns how many were closed."""
+        now = _monotonic()
+        seen = self._orphan_candidates
+        with self._lock:
+            queued = set(map(id, self._idle))
+            orphans = []
+            for slot in self._slots:
+                if slot.state == IDLE:
+                    if id(slot) not in queued:
+                        orphans.append(slot)
+                    continue
+                if slot.state != OUT:
+                    continue
+                proxy = slot.owner() if slot.owner is not None else None
+                if proxy is not None and proxy._slot is slot:
+                    continue
+                first = seen.get(slot)
+                if first is None or first[0] != slot.borrowed_at:
+                    first = seen[slot] = (slot.borrowed_at, now)
+                if now - first[1] >= grace:
+                    orphans.append(slot)
+            for slot in list(seen):
+                if slot.state != OUT or slot in orphans:
+                    del seen[slot]
+            for slot in orphans:
+                slot.state = HELD
+            self._held += len(orphans)
+        if orphans:
+            logger.warning("pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(orphans))
+            self._dispose_all(orphans, "closed_broken")
+        return len(orphans)
 
     def _reconnect_in_place(self, conn: PooledConnection) -> None:
         """0.5.0 ``ping(reconnect=True)``: swap a dead socket for a new session."""
@@ -599,12 +849,14 @@ class ConnectionPool:
         _driver.force_close(slot.raw)
         fresh = self._new_slot()  # on failure the dead one stays, dropped on return
         with self._lock:
-            self._stats.closed_broken += 1
-        slot.raw = fresh.raw
-        slot.created = fresh.created
-        slot.expires = fresh.expires
-        slot.probe = fresh.probe
-        slot.keepalive = fresh.keepalive
+            # The dead session is closed, the fresh one takes its place.
+            self._stats.closes["closed_broken"] += 1
+            fresh.state = GONE
+            slot.raw = fresh.raw
+            slot.created = fresh.created
+            slot.expires = fresh.expires
+            slot.probe = fresh.probe
+            slot.keepalive = fresh.keepalive
         conn._raw = fresh.raw
 
     # -- leaks --------------------------------------------------------------
@@ -616,10 +868,9 @@ class ConnectionPool:
         maintenance = self._maintenance
         if maintenance is not None:
             maintenance.wake()
-        elif self._lock.acquire(blocking=False):
-            # No thread to hand it to (closed pool): reclaim now, unless this
-            # thread holds the lock, in which case the next borrow does it.
-            self._lock.release()
+        elif not self._lock.locked():
+            # No thread to hand it to (closed pool): reclaim now, unless a
+            # thread (maybe this one) holds the lock; then the next borrow does it.
             self._drain_reclaimed()
 
     def _drain_reclaimed(self) -> None:
@@ -629,10 +880,11 @@ class ConnectionPool:
             except IndexError:
                 return
             with self._lock:
-                if slot.generation != self._generation:
-                    continue
+                if slot.generation != self._generation or slot.state != OUT:
+                    continue  # forked, or already given up by an interrupted borrow
                 if not slot.leak_reported:  # not already counted by leak_timeout
                     self._stats.leaks_detected += 1
+                slot.state = HELD
                 self._held += 1
             where = (
                 f"; borrowed at:\n{slot.borrow_stack}"
@@ -646,7 +898,7 @@ class ConnectionPool:
                 where,
             )
             # Closing, not reusing: the borrower's state is unknown.
-            self._close_held(slot, "leaks_reclaimed")
+            self._dispose(slot, "leaks_reclaimed")
 
     # -- closing ------------------------------------------------------------
 
@@ -659,14 +911,17 @@ class ConnectionPool:
             self._closed = True
             idle = list(self._idle)
             self._idle.clear()
+            for slot in idle:
+                slot.state = HELD
             self._held += len(idle)
             self._stats.borrow_errors += len(self._waiters)
             self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed while waiting"))
             maintenance, self._maintenance = self._maintenance, None
-        if maintenance is not None:
-            maintenance.stop()
-        for slot in idle:
-            self._close_held(slot, "closed_on_pool_close")
+        try:
+            if maintenance is not None:
+                maintenance.stop()
+        finally:
+            self._dispose_all(idle, "closed_on_pool_close")
         self._drain_reclaimed()
         logger.debug("pool %r: closed", self.name)
 
@@ -718,14 +973,11 @@ class ConnectionPool:
         try:
             for _ in range(self._config.pre_create_num):
                 made.append(self._new_slot())
-        except BaseException:
             for slot in made:
-                _driver.close(slot.raw)
+                self._book_idle(slot)
+        except BaseException:
+            self._dispose_all(made, "closed_on_pool_close")
             raise
-        with self._lock:
-            self._open += len(made)
-            self._slots.update(made)
-            self._idle.extend(made)
         if made:
             self._ensure_maintenance()
 

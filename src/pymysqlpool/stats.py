@@ -30,6 +30,7 @@ COUNTERS: Dict[str, str] = {
     "closed_idle": "idle connections beyond size retired after max_idle",
     "closed_broken": "connections found broken on return or at a keep-alive ping",
     "closed_failed_check": "idle connections that failed validation before a borrow",
+    "closed_unread": "connections returned in the middle of an answer (an interrupted fetch): closed, never reused",
     "closed_on_pool_close": "connections closed by pool.close()",
     "leaks_detected": "borrows held longer than leak_timeout, or dropped without return",
     "leaks_reclaimed": "connections reclaimed because their borrower dropped them",
@@ -48,10 +49,19 @@ GAUGES: Dict[str, str] = {
 }
 
 
-class Counters:
-    """Monotonic counters; mutated only with the pool lock held."""
+# Counters of closed connections, one per reason a connection was closed.
+CLOSE_REASONS = (*(name for name in COUNTERS if name.startswith("closed_")), "leaks_reclaimed")
 
-    __slots__ = tuple(COUNTERS)
+
+class Counters:
+    """Monotonic counters; mutated only with the pool lock held.
+
+    The close counters live in ``closes``, a dict keyed by reason, so that the
+    pool adds to the one a caller names with a plain item store (no call an
+    interrupt could land after).
+    """
+
+    __slots__ = (*(name for name in COUNTERS if name not in CLOSE_REASONS), "closes")
 
     borrows: int
     borrows_waited: int
@@ -64,18 +74,15 @@ class Counters:
     connections_made: int
     connect_errors: int
     connect_ms: float
-    closed_lifetime: int
-    closed_idle: int
-    closed_broken: int
-    closed_failed_check: int
-    closed_on_pool_close: int
     leaks_detected: int
-    leaks_reclaimed: int
     keepalive_pings: int
 
     def __init__(self) -> None:
         for name in COUNTERS:
-            setattr(self, name, 0)
+            if name not in CLOSE_REASONS:
+                setattr(self, name, 0)
+        self.closes: Dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
 
     def snapshot(self) -> Dict[str, Number]:
-        return {name: getattr(self, name) for name in COUNTERS}
+        closes = self.closes
+        return {name: closes[name] if name in closes else getattr(self, name) for name in COUNTERS}

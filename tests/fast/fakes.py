@@ -65,6 +65,8 @@ class FakeConnection:
         self.autocommit_mode = autocommit
         self.server_status = AUTOCOMMIT if autocommit else 0
         self._sock: Optional[object] = object()
+        # Set by a test to stand for an answer left half read (see _driver.Connection).
+        self._exchanging = False
         self._rfile: Optional[object] = None
         self._result: Optional[FakeResult] = None
         self.cursorclass = pymysql.cursors.Cursor

@@ -10,9 +10,10 @@ from typing import Any, List
 import pytest
 
 import pymysqlpool._waiting
-from pymysqlpool import ConnectionPool
+from pymysqlpool import ConnectionPool, PoolTimeout
 
 from .fakes import FakeServer
+from .test_lifecycle import conserved
 from .test_threads import join_all, wait_until
 
 
@@ -141,3 +142,229 @@ def test_interrupted_ping_discards_the_connection(make_pool: Callable[..., Conne
     assert pool.get_stats()["borrowed"] == 0
     with pool.connection(timeout=0) as conn:
         assert conn.raw is not fake
+
+
+# -- an interrupt at every step ---------------------------------------------------
+
+def books_exact(pool: ConnectionPool, server: FakeServer) -> None:
+    """The quiet pool's books: every open connection idle or lent, none lost,
+    every connection made either open or counted as closed."""
+    wait_until(lambda: pool.get_stats()["connecting"] == 0)  # a background refill may be under way
+    stats = pool.get_stats()
+    assert stats["connecting"] == 0 and stats["waiting"] == 0
+    assert stats["open"] == stats["idle"] + stats["borrowed"] == pool._open
+    assert stats["open"] == len(pool._slots) == server.open_count
+    assert conserved(pool)
+
+
+def all_slots_usable(pool: ConnectionPool) -> None:
+    conns = [pool.get_conn(timeout=1) for _ in range(pool.maxsize)]
+    for conn in conns:
+        pool.release(conn)
+
+
+def raise_interrupt(*args: Any, **kwargs: Any) -> Any:
+    raise Interrupt
+
+
+def _dirty_return(pool: ConnectionPool) -> None:
+    conn = pool.get_conn(timeout=1)
+    conn.begin()
+    pool.release(conn)
+
+
+def _failed_with_block(pool: ConnectionPool) -> None:
+    with pytest.raises(RuntimeError), pool.connection(timeout=1):
+        raise RuntimeError("the borrower's own error")
+
+
+def _validated_borrow(pool: ConnectionPool) -> None:
+    pool.release(pool.get_connection(pre_ping=True))
+
+
+def _close_pool(pool: ConnectionPool) -> None:
+    pool.close()
+
+
+# (what to break, which call of the fake or the driver raises Interrupt, what the borrower does)
+INJECTIONS = [
+    ("rollback on return", "FakeConnection.rollback", _dirty_return),
+    ("autocommit restore on return", "FakeConnection.autocommit", _dirty_return),
+    ("reset of a failed with-block", "_driver.reset", _failed_with_block),
+    ("session reset on return", "_driver.reset_session", _dirty_return),
+    ("socket probe on return", "_driver.mid_answer", _dirty_return),
+    ("validation ping", "FakeConnection.ping", _validated_borrow),
+    ("dial", "FakeServer.__call__", _validated_borrow),
+    ("bookkeeping after a dial", "ConnectionPool._book_dialed", _validated_borrow),
+    ("lending", "ConnectionPool._lend", _validated_borrow),
+    ("proxy creation", "PooledConnection.__init__", _validated_borrow),
+    ("polite close on pool close", "FakeConnection.close", _close_pool),
+    ("unbooking on pool close", "ConnectionPool._unbook", _close_pool),
+]
+
+
+@pytest.mark.parametrize(("step", "target", "action"), INJECTIONS, ids=[i[0] for i in INJECTIONS])
+def test_interrupt_at_any_step_keeps_the_books_exact(
+    make_pool: Callable[..., ConnectionPool],
+    server: FakeServer,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    target: str,
+    action: Callable[[ConnectionPool], None],
+) -> None:
+    import pymysqlpool._driver as driver
+    import pymysqlpool.connection as connection
+    import pymysqlpool.pool as pool_module
+
+    from . import fakes
+
+    owners = {
+        "FakeConnection": fakes.FakeConnection,
+        "FakeServer": fakes.FakeServer,
+        "_driver": driver,
+        "ConnectionPool": pool_module.ConnectionPool,
+        "PooledConnection": connection.PooledConnection,
+    }
+    owner_name, attr = target.split(".")
+    owner = owners[owner_name]
+    kwargs: dict[str, Any] = {"maxsize": 2, "pre_create_num": 1}
+    if "session reset" in step:
+        kwargs["reset_session"] = True
+    if "dial" in step:
+        kwargs["pre_create_num"] = 0
+    pool = make_pool(**kwargs)
+    real = getattr(owner, attr)
+    calls = {"n": 0}
+
+    def once(*args: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Interrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(owner, attr, once)
+    with pytest.raises(Interrupt):
+        action(pool)
+    monkeypatch.undo()
+    if pool.closed:
+        assert pool.total_num == server.open_count == 0
+        assert conserved(pool)
+        return
+    books_exact(pool, server)
+    assert pool.get_stats()["borrowed"] == 0
+    all_slots_usable(pool)
+    books_exact(pool, server)
+
+
+def test_interrupt_during_the_return_closes_the_connection_it_was_cleaning(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """0.5.0-era bug: maxsize=1, KeyboardInterrupt during the ROLLBACK of a
+    return, and every later borrow raised PoolTimeout for ever."""
+    pool = make_pool(maxsize=1)
+    conn = pool.get_conn()
+    fake = conn.raw
+    conn.begin()
+    fake.rollback = raise_interrupt
+    with pytest.raises(Interrupt):
+        pool.release(conn)
+    assert fake.disposed and conn.returned  # its session state is unknown: never reused
+    stats = pool.get_stats()
+    assert stats["open"] == stats["idle"] == stats["borrowed"] == 0
+    assert stats["returns"] == 1 and stats["closed_broken"] == 1
+    with pool.connection(timeout=0) as again:
+        assert again.raw is not fake
+
+
+# -- asynchronous exceptions: the storm ---------------------------------------------
+
+
+def _async_raise(thread: threading.Thread, exc_type: type) -> bool:
+    import ctypes
+
+    assert thread.ident is not None
+    hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+    return bool(hit == 1)
+
+
+def test_asynchronous_exception_storm_loses_no_slot(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """Asynchronous exceptions land between any two bytecodes of borrowers and
+    returners; afterwards every slot must be usable again and the books exact
+    (an orphan left by an exception between two lock-held steps is found and
+    closed by the maintenance round)."""
+    import random
+    import sys
+    import time
+
+    pool = make_pool(maxsize=8, size=8, validation_interval=0.0005, keepalive_interval=0, max_idle=0)
+    stop = threading.Event()
+    rng = random.Random(7)
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                with pool.connection(timeout=0.5) as conn:
+                    if rng.random() < 0.3:
+                        conn.begin()
+            except Interrupt:
+                continue
+            except Exception:
+                continue
+
+    old_interval = sys.getswitchinterval()
+    old_hook = sys.unraisablehook
+    # An exception landing in a proxy's __del__ is "unraisable"; pytest's own
+    # hook would keep its traceback, and so the half-finalized proxy, alive.
+    unraisable: List[str] = []
+    sys.unraisablehook = lambda info: unraisable.append(type(info.exc_value).__name__)
+    # A worker hit outside its own try ends; that is the injector's doing, not the pool's.
+    old_thread_hook = threading.excepthook
+    threading.excepthook = lambda args: unraisable.append(args.exc_type.__name__)
+    sys.setswitchinterval(1e-5)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(32)]
+    for t in threads:
+        t.start()
+    injected = 0
+    deadline = time.monotonic() + 8.0
+    try:
+        while injected < 1500 and time.monotonic() < deadline:
+            if _async_raise(rng.choice(threads), Interrupt):
+                injected += 1
+            time.sleep(0.0005)
+    finally:
+        stop.set()
+        sys.setswitchinterval(old_interval)
+    # A worker may be hit once more while leaving: make sure each one ends.
+    end = time.monotonic() + 10
+    for t in threads:
+        while t.is_alive() and time.monotonic() < end:
+            t.join(0.05)
+    sys.unraisablehook = old_hook
+    threading.excepthook = old_thread_hook
+    assert not any(t.is_alive() for t in threads)
+    assert set(unraisable) <= {"Interrupt"}
+    assert injected >= 200
+    import gc
+
+    gc.collect()
+    pool._drain_reclaimed()
+    # What an exception between two steps orphaned (lent to nobody) is found
+    # and closed; the maintenance thread does this after a grace period.
+    pool._reconcile(0)
+    stats = pool.get_stats()
+    assert stats["open"] == stats["idle"] + stats["borrowed"] + pool._held == len(pool._slots)
+    borrowed: List[Any] = []
+    for _ in range(pool.maxsize):
+        try:
+            borrowed.append(pool.get_conn(timeout=0.2))
+        except PoolTimeout:
+            break
+    for conn in borrowed:
+        pool.release(conn)
+    # Before the fix 4-7 of 8 slots were lost in every run. A second exception
+    # landing inside the pool's own clean-up of the first can still orphan one
+    # slot the pool cannot tell from one in use (measured: about 1 run in 8).
+    assert pool.maxsize - len(borrowed) <= 1, stats
+    assert not server.ownership_violations

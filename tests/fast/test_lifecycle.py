@@ -12,7 +12,7 @@ from typing import Any, List
 
 import pytest
 
-from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout
+from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout, ReturnConnectionToPoolError
 from pymysqlpool.stats import COUNTERS, GAUGES
 
 from .fakes import FakeResult, FakeServer
@@ -401,15 +401,38 @@ def test_configure_failure_closes_the_connection(make_pool: Callable[..., Connec
     assert pool.total_num == 0 and stats["connecting"] == 0
 
 
-def test_unread_results_are_drained_on_return(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+def test_unread_further_results_are_drained_on_return(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
     pool = make_pool(maxsize=1)
     with pool.connection() as conn:
         fake = conn.raw
-        fake._result = FakeResult(fake, unbuffered_active=True, pending=2)
+        fake._result = FakeResult(fake, pending=2)  # first result read in full, two more to come
     assert fake._result is None
-    assert fake.drained_rows == 1 and fake.next_results == 2
+    assert fake.next_results == 2
     assert fake.rollbacks == 0 and not fake.disposed
     assert pool.available_num == 1
+
+
+@pytest.mark.parametrize("how", ["unbuffered rows left", "answer half read"])
+@pytest.mark.parametrize("failed", [False, True])
+def test_connection_left_mid_answer_is_closed_not_reused(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, how: str, failed: bool
+) -> None:
+    pool = make_pool(maxsize=1)
+    conn = pool.get_conn()
+    fake = conn.raw
+    if how == "unbuffered rows left":
+        fake._result = FakeResult(fake, unbuffered_active=True)
+    else:
+        fake._exchanging = True  # an interrupt landed between a command and the end of its answer
+    pool.release(conn, failed=failed)
+    assert fake.disposed and fake.drained_rows == 0 and fake.queries == 0 and fake.rollbacks == 0
+    stats = pool.get_stats()
+    assert stats["closed_unread"] == 1 and stats["closed_broken"] == 0
+    assert pool.total_num == server.open_count == 0
+    with pool.connection(timeout=0) as again:
+        assert again.raw is not fake
 
 
 def test_leak_frees_the_slot_for_a_waiter(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
@@ -495,3 +518,86 @@ def test_zero_timeout_borrow_still_gets_full_connect_and_ping_time(
         assert waits == [("connect", 7.0), ("ping", 7.0)]
     finally:
         pool.close()
+
+
+# -- counters that agree with what clients saw ------------------------------------
+
+
+def test_dial_completing_after_close_is_counted_as_closed(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pools: List[ConnectionPool] = []
+
+    def slow_factory(**kwargs: Any) -> Any:
+        conn = server(**kwargs)
+        pools[0].close()  # the pool closes while this connect is in flight
+        return conn
+
+    pool = make_pool(maxsize=1, connection_factory=slow_factory)
+    pools.append(pool)
+    with pytest.raises(PoolClosed):
+        pool.get_conn(timeout=0)
+    stats = pool.get_stats()
+    assert stats["connections_made"] == 1 and stats["closed_on_pool_close"] == 1
+    assert conserved(pool) and server.open_count == 0
+
+
+def test_a_borrow_that_queues_twice_counts_once_as_waited(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """A waiter handed a dead connection queues again: still one borrow that
+    waited, so borrow_wait_ms / borrows_waited is the mean wait."""
+    pool = make_pool(maxsize=1, validation_interval=0)
+    held = pool.get_conn()
+    got: List[Any] = []
+
+    def waiter() -> None:
+        with pool.connection(timeout=5) as c:
+            got.append(c.raw)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    dead = held.raw
+    dead.ping_fails = True
+    held.close()  # handed to the waiter, fails its ping; the waiter dials
+    join_all([t])
+    assert got and got[0] is not dead
+    stats = pool.get_stats()
+    assert stats["borrows_waited"] == 1 and stats["borrows"] == stats["returns"] == 2
+    assert conserved(pool)
+
+
+def test_infinite_timeouts_wait_until_a_connection_comes_back(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(maxsize=1)
+    held = pool.get_conn()
+    got: List[Any] = []
+
+    def waiter(how: str) -> None:
+        conn = pool.get_conn(timeout=float("inf")) if how == "inf" else pool.get_connection(10, 1e308)
+        got.append(conn)
+        conn.close()
+
+    for how in ("inf", "huge retry_interval"):
+        t = threading.Thread(target=waiter, args=(how,))
+        t.start()
+        wait_until(lambda: pool.get_stats()["waiting"] == 1)
+        held.close()
+        join_all([t])
+        held = pool.get_conn()
+    assert len(got) == 2
+    held.close()
+
+
+def test_release_of_a_look_alike_is_refused_clearly(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(maxsize=1)
+
+    class LookAlike:
+        _pool = pool
+        _slot = None
+
+    for thing in (LookAlike(), object(), None):
+        with pytest.raises(ReturnConnectionToPoolError):
+            pool.release(thing)  # type: ignore[arg-type]
+    with pool.connection(timeout=0):
+        pass

@@ -172,7 +172,9 @@ def test_read_snapshot_is_not_carried_to_the_next_borrower(
         pool.release(conn)
 
 
-def test_unread_unbuffered_result_is_drained(make_pool: Callable[..., ConnectionPool], table: str, admin: Any) -> None:
+def test_unread_unbuffered_result_is_closed_not_handed_on(
+    make_pool: Callable[..., ConnectionPool], table: str, admin: Any
+) -> None:
     query(admin, f"INSERT INTO `{table}` (v) SELECT seq FROM seq_1_to_500")
     pool = make_pool(maxsize=1, pool_name="leak-unbuffered")
     conn = pool.get_conn()
@@ -180,14 +182,16 @@ def test_unread_unbuffered_result_is_drained(make_pool: Callable[..., Connection
     cur = conn.cursor(pymysql.cursors.SSCursor)
     cur.execute(f"SELECT v FROM `{table}` ORDER BY id")
     assert cur.fetchone() == (1,)
-    pool.release(conn)  # 499 rows unread
+    pool.release(conn)  # 499 rows unread: closed, never drained on the next borrower's time
 
-    conn = next_borrower(pool, thread)
+    conn = pool.get_conn(timeout=5)
     try:
+        assert conn.thread_id() != thread
         assert query(conn, "SELECT 12345") == ((12345,),)
         assert count_rows(conn, table) == 500
     finally:
         pool.release(conn)
+    assert pool.get_stats()["closed_unread"] == 1
 
 
 def test_clean_return_sends_nothing(make_pool: Callable[..., ConnectionPool]) -> None:
