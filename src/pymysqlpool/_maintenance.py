@@ -135,7 +135,7 @@ class Maintenance:
             return bool(max_idle) and position < surplus and now - slot.last_used > max_idle
 
         for slot in self._take_idle(pool, pick):
-            reason = "closed_lifetime" if slot.expires <= now else "closed_idle"
+            reason = slot.retire or ("closed_lifetime" if slot.expires <= now else "closed_idle")
             pool._close_held(slot, reason)
 
     def _keepalive(self, pool: ConnectionPool, now: float) -> None:

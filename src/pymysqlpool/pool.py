@@ -14,6 +14,7 @@ Invariants, true whenever the lock is free::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -26,6 +27,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Type
 
 from . import _driver, _forking
 from ._config import PoolConfig, build, describe
+from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import DIAL, Grant, Waiter, WaitQueue
@@ -73,6 +75,8 @@ class ConnectionPool:
         configure: Optional[Callable[[Any], None]] = None,
         check: Optional[Callable[[Any], Any]] = None,
         connection_factory: Optional[Callable[..., Any]] = None,
+        events: Any = None,
+        reset: Optional[Callable[[Any], Any]] = None,
         **connect_kwargs: Any,
     ) -> None:
         self._config: PoolConfig = build(
@@ -101,8 +105,18 @@ class ConnectionPool:
         self._window = cfg.validation_interval
         self._lifetime = cfg.con_lifetime
         self._track_borrows = cfg.leak_timeout is not None
-        # Any reset work on return: the clean fast path is skipped when set.
-        self._always_reset = cfg.reset_session
+        self._events = Events()
+        for obj in as_sequence(events):
+            self._events.add(obj)
+        if reset is not None:
+            if not callable(reset):
+                raise TypeError(f"reset must be callable or None, got {type(reset).__name__}")
+            self._events.add(ResetHook(reset))
+        # Set by _refresh_events: borrows that leave get_conn's inlined path,
+        # and returns that skip the clean fast path (reset work or a check-in hook).
+        self._divert = False
+        self._always_reset = False
+        self._refresh_events()
         self._lock = threading.Lock()
         self._idle: Deque[Slot] = deque()
         self._slots: Set[Slot] = set()  # every open connection, idle or not
@@ -169,7 +183,7 @@ class ConnectionPool:
         ``pool.connection()`` is the same call, named for ``with`` blocks: the
         connection goes back when the block ends (rolled back if it raised).
         """
-        if timeout is not None or self._reclaim or self._track_borrows:
+        if timeout is not None or self._reclaim or self._divert:
             return PooledConnection(self, self._acquire(timeout, False))
         # The common case inlined: an idle connection used within the
         # validation window, neither expired nor suspect, needs no check.
@@ -208,7 +222,72 @@ class ConnectionPool:
             _build_seconds("timeout", timeout)
         if self._reclaim:
             self._drain_reclaimed()
+        events = self._events
+        if events.on_checkout or events.on_timeout:
+            return self._acquire_evented(timeout, force_check)
         return self._acquire_slow(None, timeout, force_check)
+
+    def _acquire_evented(self, timeout: Optional[float], force_check: bool) -> Slot:
+        """A borrow with on_checkout / on_timeout listeners: a connection a
+        check-out hook rejects is closed and another one taken, never lent."""
+        started = _monotonic()
+        deadline = started + (self._config.timeout if timeout is None else timeout)
+        events = self._events
+        try:
+            while True:
+                slot = self._acquire_slow(None, max(deadline - _monotonic(), 0.0), force_check)
+                hooks = events.on_checkout
+                try:
+                    for hook in hooks:
+                        hook(slot.raw, _monotonic() - started)
+                    return slot
+                except Exception as exc:
+                    logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
+                    self._discard_unlent(slot, "closed_failed_check")
+                    if _monotonic() >= deadline:
+                        with self._lock:
+                            self._stats.borrow_timeouts += 1
+                        raise PoolTimeout(
+                            f"pool {self.name!r}: on_checkout rejected every connection until the borrow timeout: {exc}"
+                        ) from exc
+                except BaseException:
+                    self._discard_unlent(slot, "closed_failed_check")  # interrupted inside a hook
+                    raise
+        except PoolTimeout:
+            fire_logged(events.on_timeout, self.name, _monotonic() - started)
+            raise
+
+    # -- events -------------------------------------------------------------
+
+    def add_events(self, obj: Any) -> None:
+        """Call ``obj``'s ``on_connect``/``on_checkout``/``on_checkin``/
+        ``on_close``/``on_timeout`` methods (those it has) from now on."""
+        with self._lock:
+            self._events.add(obj)
+            self._refresh_events()
+
+    def remove_events(self, obj: Any) -> bool:
+        """Stop calling ``obj``; False if it was not added."""
+        with self._lock:
+            removed = self._events.remove(obj)
+            self._refresh_events()
+        return removed
+
+    def _refresh_events(self) -> None:
+        events = self._events
+        self._divert = self._track_borrows or bool(events.on_checkout or events.on_timeout)
+        self._always_reset = self._config.reset_session or bool(events.on_checkin)
+
+    def _checked_in(self, slot: Slot) -> bool:
+        """Run the check-in hooks on a returned connection; False if one raised."""
+        used = _monotonic() - slot.borrowed_at
+        try:
+            for hook in self._events.on_checkin:
+                hook(slot.raw, used)
+        except Exception as exc:
+            logger.warning("pool %r: on_checkin failed (%s); closing the connection", self.name, exc)
+            return False
+        return True
 
     def _acquire_slow(self, first: Optional[Grant], timeout: Optional[float], force_check: bool) -> Slot:
         wait = self._config.timeout if timeout is None else _build_seconds("timeout", timeout)
@@ -313,7 +392,7 @@ class ConnectionPool:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
         if slot.expires <= now:
-            self._discard_unlent(slot, "closed_lifetime")
+            self._discard_unlent(slot, slot.retire or "closed_lifetime")
             return False
         if not force and now - slot.last_used <= self._window and slot.last_used >= self._suspect_since:
             return True
@@ -377,6 +456,8 @@ class ConnectionPool:
                     server_idle = _driver.session_wait_timeout(raw)
                     if server_idle:
                         keepalive = min(keepalive, server_idle / 2.0)
+                for hook in self._events.on_connect:
+                    hook(raw, _monotonic() - started)
             except BaseException:
                 _driver.close(raw)
                 raise
@@ -392,6 +473,7 @@ class ConnectionPool:
             self._shortest_keepalive = keepalive  # the maintenance thread ticks faster
         slot = Slot(raw, now, expires, self._generation, keepalive)
         slot.probe = _driver.make_probe(raw)
+        self._watch(slot)
         with self._lock:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
@@ -497,7 +579,12 @@ class ConnectionPool:
             raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
         conn._slot = None
         conn._raw = None
-        self._stats.returns += 1
+        stats = self._stats
+        stats.returns += 1
+        used = now - slot.borrowed_at
+        stats.use_s += used
+        if used > stats.use_max_s:
+            stats.use_max_s = used
         if slot.generation != self._generation:
             lock.release()  # lent before a fork: the socket is the parent's
             _driver.abandon(slot.raw)
@@ -520,7 +607,9 @@ class ConnectionPool:
         cfg = self._config
         reason = None
         probe = slot.probe
-        if _driver.is_broken(raw) or (probe is not None and probe(0)):
+        if slot.retire is not None:
+            reason = slot.retire
+        elif _driver.is_broken(raw) or (probe is not None and probe(0)):
             reason = "closed_broken"
             self._suspect(_monotonic())
         elif self._closed:
@@ -540,6 +629,8 @@ class ConnectionPool:
                 logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
                 reason = "closed_broken"
                 rolled_back = False
+            if reason is None and self._events.on_checkin and not self._checked_in(slot):
+                reason = "closed_broken"
             if reason is None:
                 with self._lock:
                     if rolled_back:
@@ -590,6 +681,8 @@ class ConnectionPool:
             self._pass_capacity()
         if self._maintenance is not None:
             self._maintenance.wake()
+        if self._events.on_close:
+            fire_logged(self._events.on_close, self.name, slot.raw, reason)
 
     def _reconnect_in_place(self, conn: PooledConnection) -> None:
         """0.5.0 ``ping(reconnect=True)``: swap a dead socket for a new session."""
@@ -605,7 +698,13 @@ class ConnectionPool:
         slot.expires = fresh.expires
         slot.probe = fresh.probe
         slot.keepalive = fresh.keepalive
+        self._watch(slot)
         conn._raw = fresh.raw
+
+    @staticmethod
+    def _watch(slot: Slot) -> None:
+        """A wrong-node error seen on the connection dooms its slot: closed on return."""
+        _driver.watch_wrong_node(slot.raw, functools.partial(slot.doom, "closed_wrong_node"))
 
     # -- leaks --------------------------------------------------------------
 
