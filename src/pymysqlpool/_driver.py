@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import select
+import socket
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Type
 
@@ -271,6 +272,18 @@ def force_close(raw: Any) -> None:
     """Close the socket without a word to the server; never raises."""
     try:
         raw._force_close()
+    except Exception:
+        pass
+
+
+def interrupt(raw: Any) -> None:
+    """Shut the socket down under a borrower still using it: its next (or
+    current) read or write fails at once and the server ends the session.
+    The borrower's thread still owns the object and closes it; never raises."""
+    try:
+        sock = raw._sock
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
     except Exception:
         pass
 
