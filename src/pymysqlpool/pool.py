@@ -301,7 +301,7 @@ class ConnectionPool:
         self._always_reset = self._config.reset_session or bool(events.on_checkin)
 
     def _checked_in(self, slot: Slot) -> bool:
-        """Run the check-in hooks on a returned connection; False if one raised."""
+        """Run the check-in hooks on a returned (held) connection; False if one raised."""
         used = _monotonic() - slot.borrowed_at
         try:
             for hook in self._events.on_checkin:
@@ -309,6 +309,9 @@ class ConnectionPool:
         except Exception as exc:
             logger.warning("pool %r: on_checkin failed (%s); closing the connection", self.name, exc)
             return False
+        except BaseException:  # interrupted inside a hook: its state is unknown
+            self._close_held(slot, "closed_broken")
+            raise
         return True
 
     def _acquire_slow(self, first: Optional[Grant], timeout: Optional[float], force_check: bool) -> Slot:
@@ -555,15 +558,20 @@ class ConnectionPool:
     def _connect_failed(self, exc: Exception, started: float) -> None:
         """Remember the error for wait(); call reconnect_failed once per outage
         that lasted reconnect_timeout."""
-        self._last_connect_error = exc
-        if self._failing_since is None:
-            self._failing_since = started
-            self._failure_reported = False
         callback = self._reconnect_failed
-        if callback is None or self._failure_reported:
-            return
-        if _monotonic() - self._failing_since >= self._reconnect_timeout:
-            self._failure_reported = True
+        with self._lock:
+            self._last_connect_error = exc
+            if self._failing_since is None:
+                self._failing_since = started
+                self._failure_reported = False
+            due = (
+                callback is not None
+                and not self._failure_reported
+                and _monotonic() - self._failing_since >= self._reconnect_timeout
+            )
+            if due:
+                self._failure_reported = True
+        if callback is not None and due:
             logger.error(
                 "pool %r: no connection could be opened for %.1f s: %s", self.name, self._reconnect_timeout, exc
             )
