@@ -142,6 +142,8 @@ class ConnectionPool:
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
         self._maintenance: Optional[Maintenance] = None
+        if not isinstance(open, bool):
+            raise TypeError(f"open must be True or False, got {open!r}")
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -844,11 +846,11 @@ class ConnectionPool:
         out (their borrower's next call fails). Returns how many were forced.
         Safe to call more than once.
         """
+        grace = None if timeout is None else _build_seconds("timeout", timeout)
         self._life.shut = True
-        forced = 0
-        if self._close_now() and timeout is not None:
-            forced = self._force_borrowed(_build_seconds("timeout", timeout))
-        return forced
+        if self._close_now() and grace is not None:
+            return self._force_borrowed(grace)
+        return 0
 
     def _force_borrowed(self, timeout: float) -> int:
         deadline = _monotonic() + timeout
