@@ -237,3 +237,65 @@ def test_absurd_control_calls_are_refused_and_change_nothing(make_pool: Callable
         pool.close(timeout=float("nan"))
     assert not pool.closed  # a refused close() did not half-close the pool
     assert pool.close(timeout=1) == 0
+
+
+def test_drain_resize_and_check_under_concurrent_borrowers(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """Borrowers hammer the pool while another thread drains, resizes and
+    checks it: nobody ever shares a connection, no borrow fails but by
+    timeout, and once everyone is done the books match the server."""
+    import random
+
+    pool = make_pool(maxsize=4, size=2, pre_create_num=1, validation_interval=0.0)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    served = [0]
+
+    def borrower(seed: int) -> None:
+        rng = random.Random(seed)
+        me = object()
+        for _ in range(20_000):  # bounded; stop ends it sooner
+            if stop.is_set():
+                return
+            try:
+                conn = pool.get_conn(timeout=2.0)
+            except PoolTimeout:
+                continue
+            except BaseException as exc:
+                failures.append(exc)
+                return
+            fake = conn.raw
+            fake.claim(me)
+            if rng.random() < 0.2:
+                conn.query("SELECT 1")
+            fake.unclaim(me)
+            conn.close()
+            served[0] += 1
+
+    threads = [threading.Thread(target=borrower, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    rng = random.Random(7)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        action = rng.choice(["drain", "grow", "shrink", "check"])
+        if action == "drain":
+            pool.drain()
+        elif action == "check":
+            pool.check()
+        else:
+            pool.resize(maxsize=rng.randint(1, 3) if action == "shrink" else rng.randint(4, 6), size=1)
+        time.sleep(0.01)
+    pool.resize(maxsize=2, size=1)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == [] and served[0] > 0
+    assert server.ownership_violations == []
+    stats = pool.get_stats()
+    assert stats["borrowed"] == 0 and stats["connecting"] == 0
+    assert _wait_for(lambda: pool.total_num == server.open_count)
+    assert server.open_count <= 2  # settled at the final maxsize
+    assert stats["borrows"] == stats["returns"]
