@@ -25,6 +25,7 @@ class Lifecycle:
         "opened",
         "reconnect_failed",
         "reconnect_timeout",
+        "shed",
         "shut",
     )
 
@@ -37,6 +38,9 @@ class Lifecycle:
         self.opened = False
         self.shut = False  # close() was called: open() refuses
         self.epoch = 0  # bumped by drain(): connections dialed before it are replaced
+        # Connections being opened when resize() lowered maxsize that are to be
+        # closed on arrival, because no open one was left to mark instead.
+        self.shed = 0
         # Borrowers allowed to queue at maxsize; one more fails at once (None: no limit).
         self.max_waiting = max_waiting
         self.reconnect_timeout = reconnect_timeout

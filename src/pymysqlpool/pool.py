@@ -549,7 +549,8 @@ class ConnectionPool:
             self._life.failing_since = None
             if epoch != self._life.epoch:  # drain() ran while this one was dialing
                 slot.doom("closed_drained")
-            elif self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+            elif self._life.shed and self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+                self._life.shed -= 1
                 slot.doom("closed_resized")
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
@@ -977,6 +978,7 @@ class ConnectionPool:
                 if slot.retire is None:
                     slot.doom("closed_resized")
                     excess -= 1
+            self._life.shed = max(excess, 0)  # the rest are still being opened
         for slot in idle:
             self._close_held(slot, "closed_resized")
 

@@ -299,3 +299,69 @@ def test_drain_resize_and_check_under_concurrent_borrowers(
     assert _wait_for(lambda: pool.total_num == server.open_count)
     assert server.open_count <= 2  # settled at the final maxsize
     assert stats["borrows"] == stats["returns"]
+
+
+class GatedServer(FakeServer):
+    """Connects wait until ``gate`` is set, so a test can act while they are in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.waiting = 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self.lock:
+            self.waiting += 1
+        self.gate.wait(10)
+        return super().__call__(**kwargs)
+
+
+def _borrow_in_thread(pool: ConnectionPool, got: list[Any]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: got.append(pool.get_conn(timeout=10)))
+    thread.start()
+    return thread
+
+
+def test_drain_replaces_a_connection_that_was_being_opened(make_pool: Callable[..., ConnectionPool]) -> None:
+    gated = GatedServer()
+    pool = make_pool(maxsize=2, connection_factory=gated)
+    got: list[Any] = []
+    thread = _borrow_in_thread(pool, got)
+    assert _wait_for(lambda: gated.waiting == 1)
+    pool.drain()  # the connect under way may use the old credentials
+    gated.gate.set()
+    thread.join(10)
+    got[0].close()
+    assert gated.made[0].disposed
+    assert pool.get_stats()["closed_drained"] == 1
+
+
+def test_resize_below_connections_being_opened_settles_at_the_new_maxsize(
+    make_pool: Callable[..., ConnectionPool],
+) -> None:
+    gated = GatedServer()
+    pool = make_pool(maxsize=3, size=3, connection_factory=gated)
+    got: list[Any] = []
+    threads = [_borrow_in_thread(pool, got) for _ in range(3)]
+    assert _wait_for(lambda: gated.waiting == 3)
+    pool.resize(maxsize=1, size=1)  # nothing open yet to mark: all three are being opened
+    gated.gate.set()
+    for thread in threads:
+        thread.join(10)
+    for conn in got:
+        conn.close()
+    assert gated.open_count == 1  # exactly the new maxsize: two shed, one kept
+    assert pool.get_stats()["closed_resized"] == 2
+
+
+def test_drained_idle_connections_are_replaced_in_the_background(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pool = make_pool(maxsize=3, size=3)  # pre_create_num=0: only the drain asks for successors
+    first, second = pool.get_conn(), pool.get_conn()
+    first.close()
+    second.close()
+    old = set(server.live_snapshot())
+    pool.drain()
+    assert _wait_for(lambda: pool.available_num == 2)
+    assert not (set(server.live_snapshot()) & old)
