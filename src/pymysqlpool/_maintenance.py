@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from . import _driver
 from ._slot import GONE, HELD, Slot
@@ -38,6 +38,7 @@ class Maintenance:
         self._stopping = False
         self._backoff = 0.0
         self._retry_at = 0.0
+        self._orphans: Dict[Slot, Tuple[float, float]] = {}  # see ConnectionPool._reconcile
         cfg = pool._config
         tick = _TICK
         for interval in (cfg.keepalive_interval, cfg.leak_timeout or 0.0, cfg.max_idle):
@@ -79,7 +80,7 @@ class Maintenance:
     def run_once(self, pool: ConnectionPool) -> None:
         if pool._reclaim:
             pool._drain_reclaimed()
-        pool._reconcile(2 * pool._config.io_timeout + 1.0)
+        pool._reconcile(2 * pool._config.io_timeout + 1.0, self._orphans)
         now = time.monotonic()
         self._report_leaks(pool, now)
         self._retire(pool, now)
@@ -123,7 +124,7 @@ class Maintenance:
         taken = pool._take_idle(pick)
         try:
             for slot in taken:
-                pool._dispose(slot, "closed_lifetime" if slot.expires <= now else "closed_idle")
+                pool._dispose(slot, slot.retire or ("closed_lifetime" if slot.expires <= now else "closed_idle"))
         finally:
             pool._dispose_all([s for s in taken if s.state != GONE], "closed_idle")
 
@@ -132,19 +133,16 @@ class Maintenance:
             return bool(slot.keepalive) and now - slot.last_used > slot.keepalive
 
         timeout = pool._config.io_timeout
+
+        def ping(raw: Any) -> None:
+            _driver.ping(raw, timeout)
+
         taken = pool._take_idle(pick)
         try:
             for slot in taken:
-                try:
-                    _driver.ping(slot.raw, timeout)
-                except Exception as exc:
-                    logger.info("pool %r: keep-alive ping failed (%s); replacing the connection", pool.name, exc)
-                    pool._suspect(time.monotonic())
-                    pool._dispose(slot, "closed_broken")
-                    continue
-                with pool._lock:
-                    pool._stats.keepalive_pings += 1
-                pool._put_back_held(slot)
+                if pool._recheck(slot, ping, "closed_broken"):
+                    with pool._lock:
+                        pool._stats.keepalive_pings += 1
         finally:
             # Interrupted: what was not pinged back into idle is closed.
             pool._dispose_all([s for s in taken if s.state == HELD], "closed_broken")

@@ -13,6 +13,8 @@ OUT = 2  # granted to a borrower (being validated) or lent
 HELD = 3  # the pool is pinging, cleaning or closing it
 GONE = 4  # closed and no longer counted
 
+_INF = float("inf")
+
 
 class Slot:
     """One server connection and the facts the pool keeps about it.
@@ -32,6 +34,7 @@ class Slot:
         "owner",
         "probe",
         "raw",
+        "retire",
         "state",
     )
 
@@ -52,3 +55,16 @@ class Slot:
         self.state = NEW
         # A weak reference to the proxy it was last lent through.
         self.owner: Optional[Callable[[], Any]] = None
+        # Set once the connection must not be reused (drain, resize, wrong
+        # node): the stats counter it is closed under.
+        self.retire: Optional[str] = None
+
+    def doom(self, reason: str) -> None:
+        """Close this connection at its next return or borrow instead of reusing it.
+
+        Setting ``expires`` to the past sends it down the slow paths that
+        already exist for an expired connection, so the fast paths pay nothing.
+        """
+        if self.retire is None:
+            self.retire = reason
+        self.expires = -_INF

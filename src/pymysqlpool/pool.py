@@ -14,6 +14,8 @@ Invariants, true whenever the lock is free::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import random
@@ -25,12 +27,14 @@ from types import TracebackType
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
 from . import _driver, _forking
-from ._config import PoolConfig, build, describe
+from ._config import PoolConfig, build, describe, resolve
+from ._events import Events, ResetHook, as_sequence, fire_logged
+from ._lifecycle import Lifecycle
 from ._maintenance import Maintenance
 from ._slot import GONE, HELD, IDLE, NEW, OUT, Slot
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
 from .connection import PooledConnection
-from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError
+from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 from .stats import Counters, Number
 
 __all__ = ["ConnectionPool"]
@@ -43,6 +47,7 @@ _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at 
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
 _MIN_ATTEMPT = 0.005  # a ping or connect with less time than this left is not started
+_REPLACED = ("closed_lifetime", "closed_drained")  # reasons whose connections get a successor
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
 
 
@@ -74,6 +79,12 @@ class ConnectionPool:
         configure: Optional[Callable[[Any], None]] = None,
         check: Optional[Callable[[Any], Any]] = None,
         connection_factory: Optional[Callable[..., Any]] = None,
+        events: Any = None,
+        reset: Optional[Callable[[Any], Any]] = None,
+        open: bool = True,
+        max_waiting: Optional[int] = None,
+        reconnect_timeout: float = 300.0,
+        reconnect_failed: Optional[Callable[[ConnectionPool], Any]] = None,
         **connect_kwargs: Any,
     ) -> None:
         self._config: PoolConfig = build(
@@ -102,8 +113,18 @@ class ConnectionPool:
         self._window = cfg.validation_interval
         self._lifetime = cfg.con_lifetime
         self._track_borrows = cfg.leak_timeout is not None
-        # Any reset work on return: the clean fast path is skipped when set.
-        self._always_reset = cfg.reset_session
+        self._events = Events()
+        for obj in as_sequence(events):
+            self._events.add(obj)
+        if reset is not None:
+            if not callable(reset):
+                raise TypeError(f"reset must be callable or None, got {type(reset).__name__}")
+            self._events.add(ResetHook(reset))
+        # Set by _refresh_events: borrows that leave get_conn's inlined path,
+        # and returns that skip the clean fast path (reset work or a check-in hook).
+        self._divert = False
+        self._always_reset = False
+        self._refresh_events()
         self._lock = threading.Lock()
         self._idle: Deque[Slot] = deque()
         self._slots: Set[Slot] = set()  # every open connection, idle or not
@@ -120,11 +141,23 @@ class ConnectionPool:
         self._replacements = 0  # connections retired for age, to be replaced in the background
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
-        self._orphan_candidates: Dict[Slot, Tuple[float, float]] = {}
         self._stats = Counters()
         self._maintenance: Optional[Maintenance] = None
+        if not isinstance(open, bool):
+            raise TypeError(f"open must be True or False, got {open!r}")
+        if reconnect_failed is not None and not callable(reconnect_failed):
+            raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
+        self._life = Lifecycle(
+            None if max_waiting is None else _build_int("max_waiting", max_waiting),
+            _build_seconds("reconnect_timeout", reconnect_timeout),
+            reconnect_failed,
+        )
         _forking.register(self)
-        self._prefill()
+        if open:
+            self._prefill()
+            self._life.opened = True
+        else:
+            self._closed = True  # lends nothing until open()
 
     # -- public properties --------------------------------------------------
 
@@ -178,7 +211,7 @@ class ConnectionPool:
         ``pool.connection()`` is the same call, named for ``with`` blocks: the
         connection goes back when the block ends (rolled back if it raised).
         """
-        if timeout is not None or self._reclaim or self._track_borrows:
+        if timeout is not None or self._reclaim or self._divert:
             return self._acquire(timeout, False)
         # The common case inlined: an idle connection used within the
         # validation window, neither expired nor suspect, needs no check.
@@ -225,7 +258,59 @@ class ConnectionPool:
             _build_seconds("timeout", timeout)
         if self._reclaim:
             self._drain_reclaimed()
-        return self._acquire_slow(None, timeout, force_check)
+        hooks = self._events.on_timeout
+        if not hooks:
+            return self._acquire_slow(None, timeout, force_check)
+        started = _monotonic()
+        try:
+            return self._acquire_slow(None, timeout, force_check)
+        except PoolTimeout:
+            fire_logged(hooks, self.name, _monotonic() - started)
+            raise
+
+    # -- events -------------------------------------------------------------
+
+    def add_events(self, obj: Any) -> None:
+        """Call ``obj``'s ``on_connect``/``on_checkout``/``on_checkin``/
+        ``on_close``/``on_timeout`` methods (those it has) from now on."""
+        with self._lock:
+            self._events.add(obj)
+            self._refresh_events()
+
+    def remove_events(self, obj: Any) -> bool:
+        """Stop calling ``obj``; False if it was not added."""
+        with self._lock:
+            removed = self._events.remove(obj)
+            self._refresh_events()
+        return removed
+
+    def _refresh_events(self) -> None:
+        events = self._events
+        self._divert = self._track_borrows or bool(events.on_checkout or events.on_timeout)
+        self._always_reset = self._config.reset_session or bool(events.on_checkin)
+
+    def _checked_in(self, slot: Slot) -> bool:
+        """Run the check-in hooks on a returned (held) connection; False if one raised."""
+        used = _monotonic() - slot.borrowed_at
+        try:
+            for hook in self._events.on_checkin:
+                hook(slot.raw, used)
+        except Exception as exc:
+            logger.warning("pool %r: on_checkin failed (%s); closing the connection", self.name, exc)
+            return False
+        return True  # an interrupt propagates: release() closes the HELD slot
+
+    def _checked_out(self, slot: Slot, started: float) -> Optional[Exception]:
+        """Run the check-out hooks on a slot about to be lent; the error (and
+        the slot closed, the borrow not counted) if one raised."""
+        try:
+            for hook in self._events.on_checkout:
+                hook(slot.raw, _monotonic() - started)
+        except Exception as exc:
+            logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
+            self._discard_unlent(slot, "closed_failed_check")
+            return ValueError(f"on_checkout rejected a connection: {exc}")
+        return None
 
     def _acquire_slow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> PooledConnection:
         """Lend ``first`` or whatever the pool grants, within the deadline.
@@ -276,9 +361,15 @@ class ConnectionPool:
                     grant = self._book_dialed(grant, fresh)
                     if self._maintenance is None:
                         self._ensure_maintenance()
-                    return self._lend(grant)
-                if self._validate(grant, force_check, budget):
-                    return self._lend(grant)
+                elif not self._validate(grant, force_check, budget):
+                    grant = None
+                if grant is not None:
+                    # A check-out hook's refusal is retried until the deadline
+                    # like a failed connect, not until the hard bound.
+                    refused = self._checked_out(grant, started) if self._events.on_checkout else None
+                    if refused is None:
+                        return self._lend(grant)
+                    last_error = refused
                 grant = None
                 rejected += 1
                 if rejected == _FLUSH_AFTER:
@@ -320,6 +411,13 @@ class ConnectionPool:
                     self._connecting += 1
                     self._stats.borrows += 1
                     return token, queued
+                limit = self._life.max_waiting
+                if limit is not None and len(self._waiters) >= limit:
+                    self._stats.borrows_rejected += 1
+                    raise TooManyRequests(
+                        f"pool {self.name!r}: all {self._maxsize} connections in use and"
+                        f" {len(self._waiters)} borrowers already waiting (max_waiting={limit})"
+                    )
                 waiter = Waiter(_monotonic())
                 waiter.queued = True
                 self._waiters.append(waiter)
@@ -393,18 +491,12 @@ class ConnectionPool:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
         if slot.expires <= now:
-            self._discard_unlent(slot, "closed_lifetime")
+            self._discard_unlent(slot, slot.retire or "closed_lifetime")
             return False
         if not force and now - slot.last_used <= self._window and slot.last_used >= self._suspect_since:
             return True
         try:
-            check = self._config.check
-            if check is None:
-                # Bounded by connect_timeout (or less, late in a borrow), not by
-                # what is left of the timeout: timeout=0 must still be able to ping.
-                _driver.ping(slot.raw, budget)
-            elif check(slot.raw) is False:
-                raise ValueError("check() returned False")
+            self._check_alive(slot.raw, budget)
         except Exception as exc:
             logger.info("pool %r: idle connection failed validation (%s); replacing it", self.name, exc)
             self._suspect(now)
@@ -412,6 +504,39 @@ class ConnectionPool:
             return False
         slot.last_used = _monotonic()
         return True
+
+    def _check_alive(self, raw: Any, budget: Optional[float] = None) -> None:
+        """The pool's validation of an idle connection: ``check=`` or a ping.
+        Raises if the connection must not be lent."""
+        check = self._config.check
+        if check is None:
+            # Bounded by connect_timeout (or less, late in a borrow), not by
+            # what is left of the timeout: timeout=0 must still be able to ping.
+            _driver.ping(raw, self._config.io_timeout if budget is None else budget)
+        elif check(raw) is False:
+            raise ValueError("check() returned False")
+
+    def _recheck(self, slot: Slot, alive: Callable[[Any], None], reason: str) -> bool:
+        """Probe a held idle slot with ``alive``; park it again, or close it
+        under ``reason``. True if it was alive."""
+        try:
+            alive(slot.raw)
+        except Exception as exc:
+            logger.info("pool %r: idle connection failed a check (%s); replacing it", self.name, exc)
+            self._suspect(_monotonic())
+            self._dispose(slot, reason)
+            return False
+        self._put_back_held(slot)
+        return True
+
+    def check(self) -> int:
+        """Validate every idle connection now (``check=`` or a ping) and close
+        the ones that fail; returns how many were closed."""
+        slots = self._take_idle(lambda slot, position: True)
+        try:
+            return sum(not self._recheck(slot, self._check_alive, "closed_failed_check") for slot in slots)
+        finally:  # interrupted: what was not checked is closed, not lost
+            self._dispose_all([slot for slot in slots if slot.state == HELD], "closed_failed_check")
 
     def _flush_suspects(self) -> None:
         """Close every idle connection last seen alive before the suspect moment."""
@@ -454,11 +579,13 @@ class ConnectionPool:
             limit = cfg.io_timeout
         started = _monotonic()
         raw: Any = None
+        epoch = self._life.epoch
         try:
+            kwargs = resolve(cfg.connect_kwargs)  # callables (rotating passwords) evaluated now
             if cfg.connection_factory is not None:
-                raw = cfg.connection_factory(**cfg.connect_kwargs)
+                raw = cfg.connection_factory(**kwargs)
             else:
-                raw = _driver.connect(cfg.connect_kwargs, limit)
+                raw = _driver.connect(kwargs, limit)
             _driver.adopt(raw)
             if cfg.configure is not None:
                 cfg.configure(raw)
@@ -469,17 +596,22 @@ class ConnectionPool:
                 server_idle = _driver.session_wait_timeout(raw)
                 if server_idle:
                     keepalive = min(keepalive, server_idle / 2.0)
+            for hook in self._events.on_connect:
+                hook(raw, _monotonic() - started)
             now = _monotonic()
             lifetime = self._lifetime
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
             slot.probe = _driver.make_probe(raw)
-        except BaseException:
+            self._watch(slot)
+        except BaseException as exc:
             if raw is not None:
                 _driver.close(raw)
             with self._lock:
                 self._stats.connect_errors += 1
                 self._stats.connect_ms += (_monotonic() - started) * 1000.0
+            if isinstance(exc, Exception):
+                self._connect_failed(exc, started)
             raise
         if keepalive and keepalive < self._shortest_keepalive:
             self._shortest_keepalive = keepalive  # the maintenance thread ticks faster
@@ -487,8 +619,29 @@ class ConnectionPool:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
             self._ever_connected = True
+            self._life.failing_since = None
+            if epoch != self._life.epoch:  # drain() ran while this one was dialing
+                slot.doom("closed_drained")
+            elif self._life.shed and self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+                self._life.shed -= 1
+                slot.doom("closed_resized")
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
+
+    def _connect_failed(self, exc: Exception, started: float) -> None:
+        """Remember the error for wait(); call reconnect_failed once per outage
+        that lasted reconnect_timeout."""
+        life = self._life
+        with self._lock:
+            due = life.connect_failed(exc, started, _monotonic())
+        if due and life.reconnect_failed is not None:
+            logger.error(
+                "pool %r: no connection could be opened for %.1f s: %s", self.name, life.reconnect_timeout, exc
+            )
+            try:
+                life.reconnect_failed(self)
+            except Exception:
+                logger.exception("pool %r: reconnect_failed callback failed; ignored", self.name)
 
     def _book_dialed(self, token: DialToken, slot: Slot) -> Slot:
         """Count a connection dialed with ``token`` as lent to the dialer.
@@ -590,7 +743,12 @@ class ConnectionPool:
                 conn._slot = None
                 conn._raw = None
                 owned = slot
-                self._stats.returns += 1
+                stats = self._stats
+                stats.returns += 1
+                used = now - slot.borrowed_at
+                stats.use_s += used
+                if used > stats.use_max_s:
+                    stats.use_max_s = used
                 if slot.generation != self._generation:
                     owned = None  # lent before a fork: the socket is the parent's
                 elif clean and slot.expires > now and not self._closed:
@@ -622,8 +780,10 @@ class ConnectionPool:
         cfg = self._config
         probe = slot.probe
         rolled_back = False
-        if _driver.is_broken(raw):
-            reason: Optional[str] = "closed_broken"
+        if slot.retire is not None:
+            reason: Optional[str] = slot.retire
+        elif _driver.is_broken(raw):
+            reason = "closed_broken"
             self._suspect(_monotonic())
         elif _driver.mid_answer(raw):
             # The borrower stopped in the middle of an answer (an interrupted
@@ -647,6 +807,8 @@ class ConnectionPool:
             except Exception as exc:
                 logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
                 reason = "closed_broken"
+        if reason is None and self._events.on_checkin and not self._checked_in(slot):
+            reason = "closed_broken"
         if reason is None:
             with self._lock:
                 if rolled_back:
@@ -748,7 +910,7 @@ class ConnectionPool:
                 self._open -= 1
                 if state == HELD:
                     self._held -= 1
-                if reason == "closed_lifetime":
+                if reason in _REPLACED:
                     self._replacements += 1  # the maintenance thread opens a successor
                 self._slots.discard(slot)
                 self._pass_capacity()
@@ -756,6 +918,8 @@ class ConnectionPool:
         maintenance = self._maintenance
         if maintenance is not None:
             maintenance.wake()
+        if self._events.on_close:
+            fire_logged(self._events.on_close, self.name, slot.raw, reason)
 
     def _take_idle(self, pick: Callable[[Slot, int], bool]) -> List[Slot]:
         """Move the idle slots ``pick`` selects (oldest first) to HELD."""
@@ -804,14 +968,14 @@ class ConnectionPool:
         self._dispose(slot, "closed_on_pool_close")
         return False
 
-    def _reconcile(self, grace: float) -> int:
+    def _reconcile(self, grace: float, seen: Dict[Slot, Tuple[float, float]]) -> int:
         """Close slots an interrupt orphaned (one that landed inside the
         clean-up of another): counted idle but not in the idle queue, or lent
         but held by no live proxy, unchanged for ``grace`` seconds -- longer
         than any validation or connect of a borrow in progress. Called by the
-        maintenance thread; returns how many were closed."""
+        maintenance thread, which keeps ``seen`` (candidates and since when)
+        between rounds; returns how many were closed."""
         now = _monotonic()
-        seen = self._orphan_candidates
         with self._lock:
             queued = set(map(id, self._idle))
             orphans = []
@@ -857,7 +1021,13 @@ class ConnectionPool:
             slot.expires = fresh.expires
             slot.probe = fresh.probe
             slot.keepalive = fresh.keepalive
+        self._watch(slot)
         conn._raw = fresh.raw
+
+    @staticmethod
+    def _watch(slot: Slot) -> None:
+        """A wrong-node error seen on the connection dooms its slot: closed on return."""
+        _driver.watch_wrong_node(slot.raw, functools.partial(slot.doom, "closed_wrong_node"))
 
     # -- leaks --------------------------------------------------------------
 
@@ -902,12 +1072,45 @@ class ConnectionPool:
 
     # -- closing ------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close idle connections now and borrowed ones when they come back.
-        New borrows raise ``PoolClosed``. Safe to call more than once."""
+    def close(self, timeout: Optional[float] = None) -> int:
+        """Stop lending and close idle connections now; borrowed ones are
+        closed when they come back. New borrows raise ``PoolClosed``.
+
+        With ``timeout``, wait up to that many seconds for borrowed
+        connections to come back, then shut down the sockets of those still
+        out (their borrower's next call fails). Returns how many were forced.
+        Safe to call more than once.
+        """
+        grace = None if timeout is None else _build_seconds("timeout", timeout)
+        self._life.shut = True
+        if self._close_now() and grace is not None:
+            return self._force_borrowed(grace)
+        return 0
+
+    def _force_borrowed(self, timeout: float) -> int:
+        deadline = _monotonic() + timeout
+        while self._open and _monotonic() < deadline:
+            time.sleep(min(0.01, max(deadline - _monotonic(), 0.0)))  # bounded by the deadline
+        with self._lock:
+            late = [slot for slot in self._slots if slot.retire != "closed_on_pool_close"]
+            for slot in late:
+                slot.doom("closed_on_pool_close")
+        for slot in late:
+            _driver.interrupt(slot.raw)
+        if late:
+            logger.warning(
+                "pool %r: closed; %d borrowed connection(s) not returned within %.3g s were shut down",
+                self.name,
+                len(late),
+                timeout,
+            )
+        return len(late)
+
+    def _close_now(self) -> bool:
+        """The closing itself; False if the pool was closed (or never opened) already."""
         with self._lock:
             if self._closed:
-                return
+                return self._life.opened
             self._closed = True
             idle = list(self._idle)
             self._idle.clear()
@@ -924,6 +1127,93 @@ class ConnectionPool:
             self._dispose_all(idle, "closed_on_pool_close")
         self._drain_reclaimed()
         logger.debug("pool %r: closed", self.name)
+        return True
+
+    # -- control ------------------------------------------------------------
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Start a pool made with ``open=False``: connections are opened in the
+        background (retrying with back-off) and borrows are served from now
+        on. ``wait=True`` then blocks like :meth:`wait`. Opening an open pool
+        does nothing; a closed pool cannot be opened again."""
+        with self._lock:
+            if self._life.shut:
+                raise PoolClosed(f"pool {self.name!r} was closed; make a new pool")
+            if not self._life.opened:
+                self._life.opened = True
+                self._closed = False
+        self._ensure_maintenance()
+        if wait:
+            self.wait(timeout)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until ``pre_create_num`` connections are open; ``PoolTimeout``
+        (naming the last connect error) if that takes longer than ``timeout``."""
+        limit = _build_seconds("timeout", timeout)
+        deadline = _monotonic() + limit
+        target = self._config.pre_create_num
+        while self._open < target:
+            if self._closed:
+                raise PoolClosed(f"pool {self.name!r} is {'closed' if self._life.shut else 'not open'}")
+            if _monotonic() >= deadline:
+                raise PoolTimeout(
+                    f"pool {self.name!r}: {self._open} of {target} connections open after {limit:.3g} s;"
+                    f" last connect error: {self._life.last_error!r}"
+                )
+            if self._maintenance is not None:
+                self._maintenance.wake()
+            time.sleep(0.01)  # bounded by the deadline
+
+    def drain(self) -> int:
+        """Replace every connection without failing a borrower: idle ones are
+        closed now, borrowed ones when they come back, connections being
+        opened right now once they are used. The pool reopens what it keeps
+        warm. Use after a credential rotation, failover or DNS change.
+        Returns how many connections were marked."""
+        with self._lock:
+            self._life.epoch += 1
+            for slot in self._slots:
+                slot.doom("closed_drained")
+            marked = len(self._slots)
+        self._dispose_all(self._take_idle(lambda slot, position: True), "closed_drained")
+        return marked
+
+    def resize(self, maxsize: Optional[int] = None, size: Optional[int] = None) -> None:
+        """Change ``maxsize`` and/or ``size`` while running. Growing serves
+        queued borrowers at once; shrinking closes idle extras now and
+        borrowed extras when they come back."""
+        with self._lock:
+            cfg = self._config
+            new_max = cfg.maxsize if maxsize is None else _build_int("maxsize", maxsize)
+            new_size = cfg.size if size is None else _build_int("size", size)
+            if new_max < 1:
+                raise ValueError("maxsize must be >= 1")
+            if new_size > new_max:
+                raise ValueError(f"size ({new_size}) must not exceed maxsize ({new_max})")
+            if cfg.pre_create_num > new_max:
+                raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
+            self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
+            self._maxsize = new_max
+            while self._waiters and not self._closed and self._open + self._connecting < new_max:
+                self._hand_over(DialToken())
+            excess = self._open + self._connecting - new_max
+            idle: List[Slot] = []
+            while excess > 0 and self._idle:
+                slot = self._idle.popleft()  # the longest rested first
+                slot.state = HELD
+                self._held += 1
+                idle.append(slot)
+                excess -= 1
+            for slot in idle:
+                slot.doom("closed_resized")
+            for slot in self._slots:
+                if excess <= 0:
+                    break
+                if slot.retire is None:
+                    slot.doom("closed_resized")
+                    excess -= 1
+            self._life.shed = max(excess, 0)  # the rest are still being opened
+        self._dispose_all(idle, "closed_resized")
 
     def __enter__(self) -> ConnectionPool:
         return self

@@ -352,7 +352,7 @@ def test_asynchronous_exception_storm_loses_no_slot(
     pool._drain_reclaimed()
     # What an exception between two steps orphaned (lent to nobody) is found
     # and closed; the maintenance thread does this after a grace period.
-    pool._reconcile(0)
+    pool._reconcile(0, {})
     stats = pool.get_stats()
     assert stats["open"] == stats["idle"] + stats["borrowed"] + pool._held == len(pool._slots)
     borrowed: List[Any] = []
