@@ -28,6 +28,7 @@ from . import _driver, _forking
 from ._config import PoolConfig, build, describe
 from ._maintenance import Maintenance
 from ._slot import Slot
+from ._tls import TlsContexts
 from ._waiting import DIAL, Grant, Waiter, WaitQueue
 from .connection import PooledConnection
 from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError
@@ -120,6 +121,7 @@ class ConnectionPool:
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
+        self._tls = TlsContexts()  # built once here, not by PyMySQL on every connect
         self._maintenance: Optional[Maintenance] = None
         _forking.register(self)
         self._prefill()
@@ -366,7 +368,7 @@ class ConnectionPool:
             if cfg.connection_factory is not None:
                 raw = cfg.connection_factory(**cfg.connect_kwargs)
             else:
-                raw = _driver.connect(cfg.connect_kwargs, limit)
+                raw = _driver.connect(cfg.connect_kwargs, limit, self._tls)
             try:
                 if cfg.configure is not None:
                     cfg.configure(raw)
