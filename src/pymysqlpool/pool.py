@@ -24,7 +24,7 @@ from collections import deque
 from types import TracebackType
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Type
 
-from . import _driver, _forking
+from . import _driver, _forking, _warmup
 from ._config import PoolConfig, build, describe
 from ._maintenance import Maintenance
 from ._slot import Slot
@@ -715,13 +715,34 @@ class ConnectionPool:
     # -- background work ----------------------------------------------------
 
     def _prefill(self) -> None:
-        """Open ``pre_create_num`` connections now, in the constructor."""
+        """Open ``pre_create_num`` connections now, in the constructor, up to
+        ``MAX_AT_ONCE`` at a time. If one fails, all are closed and the error
+        raised."""
+        wanted = self._config.pre_create_num
         made: List[Slot] = []
+        books = threading.Lock()
+        dials = [0, 0]  # started, abandoned (the constructor failed or was interrupted)
+
+        def step() -> bool:
+            with books:
+                if dials[0] >= wanted or dials[1]:
+                    return False
+                dials[0] += 1
+            slot = self._new_slot()
+            with books:
+                if not dials[1]:
+                    made.append(slot)
+                    return True
+            _driver.close(slot.raw)  # finished after the constructor gave up
+            return False
+
         try:
-            for _ in range(self._config.pre_create_num):
-                made.append(self._new_slot())
+            _warmup.run(step, min(wanted, _warmup.MAX_AT_ONCE), f"pymysqlpool-warmup-{self.name}")
         except BaseException:
-            for slot in made:
+            with books:
+                dials[1] = 1
+                doomed = list(made)
+            for slot in doomed:
                 _driver.close(slot.raw)
             raise
         with self._lock:
