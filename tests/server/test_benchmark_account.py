@@ -12,9 +12,9 @@ from server_helpers import mysql_kwargs, query, raw_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: `benchmarks`
 
-from benchmarks import connect, run  # noqa: E402
-from benchmarks.common import Server, Settings  # noqa: E402
-from benchmarks.scenarios import ConnCounter, Context  # noqa: E402
+from benchmarks import connect, run
+from benchmarks.common import Server, Settings
+from benchmarks.scenarios import ConnCounter, Context
 
 pytestmark = pytest.mark.server
 
