@@ -67,7 +67,7 @@ class ConnectionPool:
         pool_name: Optional[str] = None,
         timeout: float = 30.0,
         validation_interval: float = 0.5,
-        keepalive_interval: Optional[float] = None,
+        keepalive_interval: Optional[float] = 60.0,
         max_idle: float = 600.0,
         leak_timeout: Optional[float] = None,
         reset_session: bool = False,
