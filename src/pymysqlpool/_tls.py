@@ -36,6 +36,12 @@ class TlsContexts:
         self._context: Any = None
         self.built = 0  # contexts built so far: 1 for a pool's whole life unless files change
 
+    def after_fork(self) -> None:
+        """In a forked child: another thread of the parent may have held the
+        lock at the fork, and will never release it here. The context itself
+        holds no socket and stays usable."""
+        self._lock = threading.Lock()
+
     def context(self, options: Any, build: Builder) -> Any:
         """What PyMySQL's ``_create_ssl_ctx(options)`` returns, built at most
         once for the same options and files."""

@@ -762,6 +762,7 @@ class ConnectionPool:
     def _after_fork_in_child(self) -> None:
         """The child inherits the parent's sockets: forget them unsent-to."""
         self._lock = threading.Lock()
+        self._tls.after_fork()
         self._generation += 1
         for slot in self._slots:
             _driver.abandon(slot.raw)

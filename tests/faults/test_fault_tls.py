@@ -10,9 +10,7 @@ certificate from another CA.
 from __future__ import annotations
 
 import os
-import ssl
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pymysql
 import pytest
 
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.tls_contexts import count_tls_contexts
 
 pytestmark = pytest.mark.faults
 
@@ -73,18 +72,7 @@ def tls_server(certs: Path) -> Iterator[ThrowawayMariaDB]:
 
 @pytest.fixture
 def contexts_built(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """Counts the TLS contexts built (PyMySQL builds them with ssl.create_default_context)."""
-    count = [0]
-    lock = threading.Lock()
-    real = ssl.create_default_context
-
-    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
-        with lock:
-            count[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ssl, "create_default_context", counting)
-    return lambda: count[0]
+    return count_tls_contexts(monkeypatch)
 
 
 def _cipher(conn: Any) -> str:

@@ -4,7 +4,6 @@ the pool's connects build no TLS context against a server that offers no TLS."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from server_helpers import ServerView, mysql_kwargs, query
 
 from pymysqlpool import ConnectionPool
+from support.tls_contexts import count_tls_contexts
 
 pytestmark = pytest.mark.server
 
@@ -61,19 +61,12 @@ def test_preferred_mode_builds_one_tls_context_at_most(
     make_pool: Callable[..., ConnectionPool], admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offers_tls = query(admin, "SELECT @@have_ssl")[0][0] == "YES"
-    built = [0]
-    real = ssl.create_default_context
-
-    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
-        built[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ssl, "create_default_context", counting)
+    built = count_tls_contexts(monkeypatch)
     pool = make_pool(maxsize=4, pre_create_num=4, pool_name="preferred")
     with pool.connection() as conn, conn.cursor() as cur:
         cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
         assert bool(cur.fetchone()[1]) == offers_tls
     # None against a server without TLS (the usual case here), else one for all four.
-    assert built[0] == (1 if offers_tls else 0)
+    assert built() == (1 if offers_tls else 0)
     pymysql.connect(**mysql_kwargs()).close()
-    assert built[0] == (1 if offers_tls else 0) + 1  # PyMySQL alone builds one per connect
+    assert built() == (1 if offers_tls else 0) + 1  # PyMySQL alone builds one per connect
