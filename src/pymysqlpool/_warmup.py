@@ -22,11 +22,16 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
     returns False, then return; re-raise the first error once every thread
     has stopped.
 
+    The first step runs alone: a wrong password or a server that is down
+    then costs one failed attempt, not ``workers``, and whatever the first
+    connect sets up once (the pool's TLS context) is ready for the others.
     After an error no thread starts another step. An interrupt of the calling
     thread (KeyboardInterrupt) is re-raised at once, without waiting: the
     other threads stop after their current step, which must then clean up
     after itself.
     """
+    if not step():
+        return
     errors: List[BaseException] = []
     stop = threading.Event()
 

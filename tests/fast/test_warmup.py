@@ -94,6 +94,8 @@ def test_a_failed_prefill_closes_every_connection_and_raises(server: FakeServer,
     assert server.open_count == 0
     # After the failure no new dial starts: only those already in flight finish.
     assert slow.calls <= failing + _warmup.MAX_AT_ONCE - 1
+    if failing == 1:
+        assert slow.calls == 1  # the first dial runs alone: a bad password costs one attempt
     assert all(c.disposed for c in server.made)
 
 
