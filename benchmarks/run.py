@@ -19,19 +19,26 @@ import dataclasses
 import datetime
 import os
 import platform
+import secrets
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymysql
 
-from benchmarks import report, scenarios, targets
+from benchmarks import connect, report, scenarios, targets
 from benchmarks.common import Check, Progress, Server, Settings, Table
 from benchmarks.peers import DEFAULT_CACHE, REPO_ROOT, Subject, discover
 
-SCENARIOS = ("overhead", "query", "roundtrips", "contention", "bookkeeping", "memory")
-BENCH_USER = "pymysqlpool_bench"
-BENCH_PASSWORD = "pymysqlpool_bench"
+SCENARIOS = ("overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect")
+BENCH_USER_PREFIX = "pymysqlpool_bench_"
+
+
+def bench_account() -> tuple[str, str]:
+    """A user name of its own for this run (two runs on one server must not
+    clobber each other's account) and a random password. 32 characters at most:
+    MySQL's limit."""
+    return BENCH_USER_PREFIX + secrets.token_hex(6), secrets.token_urlsafe(18)
 
 
 def _stderr_progress(message: str, done: int, total: int) -> None:
@@ -97,29 +104,32 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _pool_login(admin: Any, server: Server, use_bench_user: bool) -> tuple[dict[str, Any], scenarios.ConnCounter, str]:
     """Give the pools a user of their own so their server connections can be told apart."""
     if use_bench_user:
+        user, password = bench_account()
         try:
             cur = admin.cursor()
-            # Drop first: a user left by an interrupted run may have another password.
-            cur.execute("DROP USER IF EXISTS %s@'%%'", (BENCH_USER,))
-            cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (BENCH_USER, BENCH_PASSWORD))
-            cur.execute(f"GRANT ALL ON `{server.database}`.* TO %s@'%%'", (BENCH_USER,))
-            kwargs = server.kwargs(user=BENCH_USER, password=BENCH_PASSWORD)
-            pymysql.connect(**kwargs).close()
-            return kwargs, scenarios.ConnCounter(BENCH_USER), BENCH_USER
+            cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, password))
+            try:
+                cur.execute(f"GRANT ALL ON `{server.database}`.* TO %s@'%%'", (user,))
+                kwargs = server.kwargs(user=user, password=password)
+                pymysql.connect(**kwargs).close()
+            except BaseException:
+                _drop_bench_user(server, user)
+                raise
+            return kwargs, scenarios.ConnCounter(user), user
         except pymysql.MySQLError as exc:
             print(f"note: no dedicated pool user ({exc}); using {server.user}", file=sys.stderr)
     return server.kwargs(), scenarios.ConnCounter(None), server.user
 
 
-def _drop_bench_user(server: Server) -> None:
+def _drop_bench_user(server: Server, user: str) -> None:
     try:
         conn = pymysql.connect(**server.kwargs())
         try:
-            conn.cursor().execute("DROP USER IF EXISTS %s@'%%'", (BENCH_USER,))
+            conn.cursor().execute("DROP USER IF EXISTS %s@'%%'", (user,))
         finally:
             conn.close()
-    except pymysql.MySQLError:
-        pass
+    except pymysql.MySQLError as exc:
+        print(f"note: could not drop the benchmark user {user!r}: {exc}", file=sys.stderr)
 
 
 def _revision() -> str:
@@ -188,12 +198,11 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     total = len(selected)
     progress("loading pools", 0, total)
     subjects = discover(Path(args.cache_dir))
-    pool_kwargs, counter, pool_user = _pool_login(admin, server, not args.no_bench_user)
     try:
-        machine = _machine(admin, subjects, pool_user)
-    finally:
+        pool_kwargs, counter, pool_user = _pool_login(admin, server, not args.no_bench_user)
+    except BaseException:
         admin.close()
-
+        raise
     tables: list[Table] = []
     checks: list[Check] = []
     results: dict[str, Any] = {}
@@ -204,7 +213,11 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
         for table in new_tables:
             print(report.render_section(table) + "\n", flush=True)
 
-    try:
+    try:  # from here on the run's account is dropped however the run ends
+        try:
+            machine = _machine(admin, subjects, pool_user)
+        finally:
+            admin.close()
         for done, name in enumerate(selected):
             say = _scenario_progress(progress, name, done, total)
             say("start")
@@ -231,9 +244,13 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
                 emit([report.bookkeeping_table(r5, c)], c)
             elif name == "memory":
                 emit([report.memory_table(scenarios.run_memory(ctx))], [])
+            elif name == "connect":
+                r7 = connect.run_connect(ctx)
+                c = connect.connect_checks(r7)
+                emit(connect.connect_tables(r7, c), c)
     finally:
         if counter.user is not None:
-            _drop_bench_user(server)
+            _drop_bench_user(server, counter.user)
     progress("done", total, total)
 
     print(report.render_section(report.targets_table(checks)) + "\n")

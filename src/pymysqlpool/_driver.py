@@ -19,6 +19,7 @@ import pymysql.connections
 import pymysql.cursors
 from pymysql.constants import CR, ER, SERVER_STATUS
 
+from ._tls import TlsContexts
 from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
 
 __all__ = ["Connection"]
@@ -64,6 +65,15 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
     # Called (no argument) the first time this connection sees a wrong-node
     # error; the pool sets it to doom the connection's slot.
     wrong_node_hook: Optional[Callable[[], Any]] = None
+
+    # The pool's shared TLS contexts; None (used on its own): PyMySQL's behaviour.
+    _pool_tls: Optional[TlsContexts] = None
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        tls = self._pool_tls
+        if tls is None:
+            return super()._create_ssl_ctx(sslp)
+        return tls.context(sslp, super()._create_ssl_ctx)
 
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
@@ -171,15 +181,18 @@ def _bounded(raw: Any, seconds: Optional[float]) -> Iterator[None]:
         raw._read_timeout, raw._write_timeout = read, write
 
 
-def connect(kwargs: Dict[str, Any], timeout: Optional[float]) -> Connection:
+def connect(kwargs: Dict[str, Any], timeout: Optional[float], tls: Optional[TlsContexts] = None) -> Connection:
     """Open a connection; no socket wait (TCP connect, handshake, set-up
     queries) lasts longer than ``timeout`` seconds.
 
     Without this a server that accepts TCP but never answers (a hung server,
     a black-holing firewall) would block the handshake forever: PyMySQL reads
-    it with ``read_timeout``, which defaults to no limit.
+    it with ``read_timeout``, which defaults to no limit. ``tls``: the pool's
+    TLS contexts, so that PyMySQL does not build one per connection.
     """
-    raw = Connection(defer_connect=True, **kwargs)
+    raw = Connection.__new__(Connection)
+    raw._pool_tls = tls  # read by _create_ssl_ctx, which PyMySQL calls from __init__
+    pymysql.connections.Connection.__init__(raw, defer_connect=True, **kwargs)
     if timeout is not None:
         raw.connect_timeout = min(raw.connect_timeout or timeout, max(timeout, 0.001))
     with _bounded(raw, timeout):

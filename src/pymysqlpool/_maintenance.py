@@ -17,7 +17,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from . import _driver
+from . import _driver, _warmup
 from ._slot import GONE, HELD, Slot
 from ._waiting import DialToken
 
@@ -150,39 +150,50 @@ class Maintenance:
     def _refill(self, pool: ConnectionPool, now: float) -> None:
         """Open connections until ``pre_create_num`` are open, and replace
         connections retired for age while the pool holds fewer than ``size``,
-        so borrowers rarely pay for a connect. Failures back off exponentially."""
+        so borrowers rarely pay for a connect. Up to ``MAX_AT_ONCE`` dial at a
+        time (a restart empties the pool at once); failures back off
+        exponentially."""
         if now < self._retry_at:
             return
+        cfg = pool._config
+        with pool._lock:
+            count = pool._open + pool._connecting
+            wanted = max(cfg.pre_create_num - count, min(pool._replacements, max(cfg.size, cfg.pre_create_num) - count))
+        if wanted <= 0 and not pool._replacements:
+            return
+        try:
+            workers = min(max(wanted, 1), _warmup.MAX_AT_ONCE)
+            _warmup.run(lambda: self._refill_one(pool), workers, f"pymysqlpool-refill-{pool.name}")
+        except Exception as exc:
+            self._backoff = min(max(self._backoff * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+            self._retry_at = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
+            logger.warning(
+                "pool %r: could not open a connection (%s); next try in %.2f s",
+                pool.name,
+                exc,
+                self._retry_at - time.monotonic(),
+            )
+            return
+        self._backoff = 0.0
+
+    def _refill_one(self, pool: ConnectionPool) -> bool:
+        """Open one connection if the pool still wants one; False when not."""
         target = pool._config.pre_create_num
         keep = max(pool._config.size, target)
-        while True:
-            token = DialToken()
-            with pool._lock:
-                count = pool._open + pool._connecting
-                if pool._closed or count >= pool._maxsize:
-                    return
-                if count >= target and (not pool._replacements or count >= keep):
-                    pool._replacements = 0
-                    return
-                if pool._replacements:
-                    pool._replacements -= 1  # one dial answers one retirement
-                pool._connecting += 1
-            try:
-                slot = pool._new_slot()
-            except Exception as exc:
-                pool._unreserve(token, None, served=False)
-                self._backoff = min(max(self._backoff * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
-                self._retry_at = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
-                logger.warning(
-                    "pool %r: could not open a connection (%s); next try in %.2f s",
-                    pool.name,
-                    exc,
-                    self._retry_at - time.monotonic(),
-                )
-                return
-            except BaseException:
-                pool._unreserve(token, None, served=False)
-                raise
-            self._backoff = 0.0
-            if not pool._book_idle(slot, token):
-                return
+        token = DialToken()
+        with pool._lock:
+            count = pool._open + pool._connecting
+            if pool._closed or count >= pool._maxsize:
+                return False
+            if count >= target and (not pool._replacements or count >= keep):
+                pool._replacements = 0
+                return False
+            if pool._replacements:
+                pool._replacements -= 1  # one dial answers one retirement
+            pool._connecting += 1
+        try:
+            slot = pool._new_slot()
+        except BaseException:
+            pool._unreserve(token, None, served=False)
+            raise
+        return pool._book_idle(slot, token)

@@ -26,12 +26,13 @@ from collections import deque
 from types import TracebackType
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
-from . import _driver, _forking
+from . import _driver, _forking, _warmup
 from ._config import PoolConfig, build, describe, resolve
 from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import Lifecycle
 from ._maintenance import Maintenance
 from ._slot import GONE, HELD, IDLE, NEW, OUT, Slot
+from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
 from .connection import PooledConnection
 from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
@@ -72,7 +73,7 @@ class ConnectionPool:
         pool_name: Optional[str] = None,
         timeout: float = 30.0,
         validation_interval: float = 0.5,
-        keepalive_interval: Optional[float] = None,
+        keepalive_interval: Optional[float] = 60.0,
         max_idle: float = 600.0,
         leak_timeout: Optional[float] = None,
         reset_session: bool = False,
@@ -142,6 +143,7 @@ class ConnectionPool:
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
+        self._tls = TlsContexts()  # built once here, not by PyMySQL on every connect
         self._maintenance: Optional[Maintenance] = None
         if not isinstance(open, bool):
             raise TypeError(f"open must be True or False, got {open!r}")
@@ -585,7 +587,7 @@ class ConnectionPool:
             if cfg.connection_factory is not None:
                 raw = cfg.connection_factory(**kwargs)
             else:
-                raw = _driver.connect(kwargs, limit)
+                raw = _driver.connect(kwargs, limit, self._tls)
             _driver.adopt(raw)
             if cfg.configure is not None:
                 cfg.configure(raw)
@@ -1258,14 +1260,34 @@ class ConnectionPool:
     # -- background work ----------------------------------------------------
 
     def _prefill(self) -> None:
-        """Open ``pre_create_num`` connections now, in the constructor."""
+        """Open ``pre_create_num`` connections now, in the constructor, up to
+        ``MAX_AT_ONCE`` at a time. If one fails, all are closed and the error
+        raised."""
+        wanted = self._config.pre_create_num
         made: List[Slot] = []
+        books = threading.Lock()
+        dials = [0, 0]  # started, abandoned (the constructor failed or was interrupted)
+
+        def step() -> bool:
+            with books:
+                if dials[0] >= wanted or dials[1]:
+                    return False
+                dials[0] += 1
+            slot = self._new_slot()
+            with books:
+                if not dials[1]:
+                    made.append(slot)
+                    return True
+            self._dispose(slot, "closed_on_pool_close")  # finished after the constructor gave up
+            return False
+
         try:
-            for _ in range(self._config.pre_create_num):
-                made.append(self._new_slot())
+            _warmup.run(step, min(wanted, _warmup.MAX_AT_ONCE), f"pymysqlpool-warmup-{self.name}")
             for slot in made:
                 self._book_idle(slot)
         except BaseException:
+            with books:
+                dials[1] = 1
             self._dispose_all(made, "closed_on_pool_close")
             raise
         if made:
@@ -1281,6 +1303,7 @@ class ConnectionPool:
     def _after_fork_in_child(self) -> None:
         """The child inherits the parent's sockets: forget them unsent-to."""
         self._lock = threading.Lock()
+        self._tls.after_fork()
         self._generation += 1
         for slot in self._slots:
             _driver.abandon(slot.raw)

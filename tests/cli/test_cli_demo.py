@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
 
 import pymysql
 import pytest
@@ -117,3 +121,78 @@ def test_demo_by_time(admin: pymysql.connections.Connection, capsys: pytest.Capt
         assert "RESULT: PASS" in capsys.readouterr().out
     finally:
         _drop(admin, table)
+
+
+# -- output: header first, Ctrl-C, a reader that goes away, one meaning of "rolled back" --
+
+
+def _demo_process(table: str, *args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "pymysqlpool", "demo", "--table", table, "--threads", "4", "--maxsize", "2", *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL_")}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    killer = threading.Timer(90, proc.kill)  # the test never hangs on a stuck demo
+    killer.daemon = True
+    killer.start()
+    return proc
+
+
+def test_demo_prints_its_header_first_and_its_summary_on_ctrl_c(admin: pymysql.connections.Connection) -> None:
+    table = _table("sigint")
+    proc = _demo_process(table, "--seconds", "60")
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        header = proc.stdout.readline()
+        assert header.startswith("pymysqlpool demo: 4 threads, one pool"), header
+        progress = proc.stderr.readline()  # the workload is running
+        assert progress.startswith("demo ") and proc.poll() is None, progress
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: the summary so far" in out
+    assert "rolled back (raise + abandon + rollback)" in out and "rollbacks_on_return" in out
+    assert "RESULT: PASS" in out  # every worker finished its operation: the rows were verified
+    assert err.rstrip().endswith("pymysqlpool demo: error: interrupted") and "Traceback" not in err
+    assert not _exists(admin, table)
+
+
+@pytest.mark.parametrize("streams", ["stdout", "stdout and stderr"])
+def test_demo_ends_quietly_when_its_reader_goes_away(admin: pymysql.connections.Connection, streams: str) -> None:
+    # `pymysqlpool demo | head -1` (and `2>&1 | head -1`): read one line, close the pipe.
+    table = _table("head")
+    both = streams == "stdout and stderr"
+    args = ("--ops", "300") if both else ("--ops", "300", "--quiet")
+    proc = _demo_process(table, *args, stderr=subprocess.STDOUT if both else subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("pymysqlpool demo:")
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0
+        err = "" if both else proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert err == ""  # no traceback, no "Exception ignored"
+    assert not _exists(admin, table)
+
+
+def test_demo_means_the_same_by_rolled_back_in_progress_and_table(
+    admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _table("rolled")
+    try:
+        assert main(["demo", "--ops", "150", "--threads", "4", "--maxsize", "2", "--table", table, "--seed", "3"]) == 0
+        out, err = capsys.readouterr()
+    finally:
+        _drop(admin, table)
+    counts = {}
+    for line in out.splitlines():
+        name, _, number = line.rpartition("  ")
+        if number.strip().isdigit():
+            counts[name.strip()] = int(number)
+    total = counts["rolled back (raise + abandon + rollback)"]
+    assert total == counts["raise"] + counts["abandon"] + counts["rollback"] > 0
+    last_progress = err.strip().splitlines()[-1]
+    assert f" rolled back {total} " in last_progress and " rollback " not in last_progress

@@ -496,7 +496,7 @@ def test_zero_timeout_borrow_still_gets_full_connect_and_ping_time(
 
     waits: List[Any] = []
 
-    def connect(kwargs: Any, timeout: Any) -> Any:
+    def connect(kwargs: Any, timeout: Any, tls: Any = None) -> Any:
         waits.append(("connect", timeout))
         return server(**kwargs)
 

@@ -121,7 +121,12 @@ def test_max_waiting_refuses_beyond_the_queue(make_pool: Callable[..., Connectio
 def test_check_finds_a_killed_idle_connection(
     make_pool: Callable[..., ConnectionPool], admin: Any, server_view: ServerView
 ) -> None:
-    pool = make_pool(maxsize=3, pre_create_num=3)
+    # Opened by borrowing, not pre_create_num: the background refill would
+    # replace the closed one and the server would settle at 3 again.
+    pool = make_pool(maxsize=3, size=3)
+    conns = [pool.get_conn() for _ in range(3)]
+    for conn in conns:
+        pool.release(conn)
     victim = sorted(server_view.thread_ids(admin))[0]
     query(admin, f"KILL CONNECTION {victim}")
     assert pool.check() == 1

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import logging
+import os
 import platform
 import sys
 from typing import Iterator, List, Optional, Sequence
@@ -117,6 +118,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print_error(args.command, "interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pymysqlpool demo | head`): a normal way for
+        # output to end. Point stdout at /dev/null so the flush at exit cannot
+        # fail again and print a traceback.
+        _discard_stdout()
+        return 0
     except Exception as exc:
         # Driver and pool errors are expected failures: one line, no traceback.
         import pymysql
@@ -127,3 +134,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print_error(args.command, describe_error(exc, getattr(args, "resolved_password", "")))
             return 1
         raise
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (captured in-process): nothing will flush to the pipe
+    finally:
+        os.close(devnull)

@@ -43,7 +43,7 @@ or "OK (N warnings)". --json prints one JSON object instead."""
 _SHARE_OF_FREE_SLOTS = 0.8
 # Below this many seconds of wait_timeout, borrowed-but-unused connections are at risk.
 _SHORT_WAIT_TIMEOUT = 60.0
-# The pool's default keep-alive interval (ConnectionPool keepalive_interval=None).
+# The pool's default keep-alive interval (ConnectionPool keepalive_interval=60.0).
 _DEFAULT_KEEPALIVE = 60.0
 
 

@@ -11,6 +11,7 @@ never had more than ``maxsize`` connections open.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import threading
@@ -54,13 +55,19 @@ kinds of operation:
             the pool sees the open transaction and rolls back
   rollback  BEGIN, INSERT, ROLLBACK by the caller
   read      SELECT COUNT(*) of this thread's rows
+The progress line counts "rolled back": raise + abandon + rollback together;
+the final table shows each kind and that total.
+
+output: the header first, progress on stderr, then the summary on stdout.
+Ctrl-C stops the workload and prints the summary so far (exit status 130);
+when the reader of stdout goes away (`| head`), the demo ends quietly.
 
 exit status:
   0    every verification passed ("RESULT: PASS" is the last stdout line)
   1    a verification failed ("RESULT: FAIL"), or cannot connect or create the
        table (one line on stderr)
   2    usage error
-  130  interrupted (the table is still dropped)"""
+  130  interrupted (the summary so far is printed, the table still dropped)"""
 
 TABLE_PREFIX = "pymysqlpool_demo_"
 KINDS = ("commit", "raise", "abandon", "rollback", "read")
@@ -224,6 +231,7 @@ class Demo:
         self.stop = threading.Event()
         self._pool_ids: Set[int] = set()
         self._ids_lock = threading.Lock()
+        self._workers: List[threading.Thread] = []
 
     # -- set-up and tear-down ----------------------------------------------------
 
@@ -289,7 +297,14 @@ class Demo:
         with self._ids_lock:
             return set(self._pool_ids)
 
+    def _header(self) -> str:
+        return (
+            f"pymysqlpool demo: {self.threads} threads, one pool ({self.pool_cfg.describe()}),"
+            f" table {self.table}, {self.settings.describe()}"
+        )
+
     def _run_with_table(self) -> int:
+        print(self._header(), flush=True)
         try:
             pool = ConnectionPool(
                 name="pymysqlpool-demo",
@@ -300,27 +315,40 @@ class Demo:
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         ledgers = [Ledger(worker=i) for i in range(self.threads)]
+        interrupted = False
         try:
             monitor = _Monitor(self.settings, self._known_ids, pool)
             monitor.start()
             started = time.monotonic()
             try:
-                self._drive(pool, ledgers, monitor, started)
+                settled = self._drive(pool, ledgers, monitor, started)
+            except KeyboardInterrupt:
+                interrupted = True
+                settled = not any(t.is_alive() for t in self._workers)
             finally:
                 elapsed = time.monotonic() - started
                 monitor.stop()
             stats = pool.get_stats()
         finally:
             pool.close()
-        present = {int(row[0]) for row in self._sql(f"SELECT token FROM `{self.table}`")}
-        checks = self._verify(ledgers, present, stats, monitor)
-        self._report(ledgers, stats, checks, elapsed)
+        if settled:
+            present = {int(row[0]) for row in self._sql(f"SELECT token FROM `{self.table}`")}
+            checks = self._verify(ledgers, present, stats, monitor)
+        else:
+            checks = [Check(None, "not verified: some threads were still in an operation when the demo stopped")]
+        self._report(ledgers, stats, checks, elapsed, interrupted)
+        if interrupted:
+            print_error("demo", "interrupted")
+            return 130
         return 0 if all(c.ok is not False for c in checks) else 1
 
-    def _drive(self, pool: ConnectionPool, ledgers: List[Ledger], monitor: _Monitor, started: float) -> None:
+    def _drive(self, pool: ConnectionPool, ledgers: List[Ledger], monitor: _Monitor, started: float) -> bool:
+        """Run the workload; True when every worker has finished. On any
+        exception (Ctrl-C, a broken pipe on stderr) the workers are stopped
+        first: they finish their current operation, for at most 5 s."""
         deadline = started + self.duration if self.duration is not None else None
         budget = _Budget(self.ops, deadline, self.stop)
-        workers = [
+        self._workers = workers = [
             threading.Thread(
                 target=self._work,
                 args=(pool, ledger, budget, random.Random(self.seed * 1000 + ledger.worker)),
@@ -336,17 +364,19 @@ class Demo:
                 for worker in workers:
                     worker.join(timeout=self.progress.interval / len(workers))
                 self.progress.update(self._status(pool, ledgers, monitor, started))
-        except KeyboardInterrupt:
+        except BaseException:
             self.stop.set()
             # Workers finish their current operation; a borrower still queued
             # gets PoolClosed when the caller closes the pool.
             give_up = time.monotonic() + 5.0
             for worker in workers:
                 worker.join(timeout=max(give_up - time.monotonic(), 0.0))
-            self.progress.done()
+            with contextlib.suppress(Exception):
+                self.progress.done()
             raise
         self.progress.update(self._status(pool, ledgers, monitor, started), force=True)
         self.progress.done()
+        return True
 
     def _status(self, pool: ConnectionPool, ledgers: List[Ledger], monitor: _Monitor, started: float) -> str:
         elapsed = time.monotonic() - started
@@ -355,11 +385,10 @@ class Demo:
         for ledger in ledgers:
             total.update(ledger.kinds)
         stats = pool.get_stats()
-        rolled = total["raise"] + total["abandon"] + total["rollback"]
         errors = sum(len(ledger.errors) for ledger in ledgers)
         return (
             f"demo {elapsed:4.1f}s ops {ops} ({ops / max(elapsed, 1e-9):.0f}/s)"
-            f" commit {total['commit']} rollback {rolled} read {total['read']} errors {errors}"
+            f" commit {total['commit']} rolled back {_rolled_back(total)} read {total['read']} errors {errors}"
             f" | pool open {stats['open']}/{self.pool_cfg.maxsize} busy {stats['borrowed']} queued {stats['waiting']}"
             f" | server {monitor.current}"
         )
@@ -476,21 +505,22 @@ class Demo:
         )
         return checks
 
-    def _report(self, ledgers: List[Ledger], stats: Dict[str, Any], checks: List[Check], elapsed: float) -> None:
-        out: Callable[..., None] = print
+    def _report(
+        self, ledgers: List[Ledger], stats: Dict[str, Any], checks: List[Check], elapsed: float, interrupted: bool
+    ) -> None:
+        out: Callable[..., None] = print  # the header was printed when the demo started
         total: Counter[str] = Counter()
         for ledger in ledgers:
             total.update(ledger.kinds)
         ops = sum(total.values())
-        out(
-            f"pymysqlpool demo: {self.threads} threads, one pool ({self.pool_cfg.describe()}),"
-            f" table {self.table}, {self.settings.describe()}"
-        )
         out(f"{ops} operations in {elapsed:.1f} s ({ops / max(elapsed, 1e-9):.0f}/s), seed {self.seed}")
-        if self.stop.is_set():
+        if interrupted:
+            out("interrupted: the summary so far")
+        elif self.stop.is_set():
             out(f"stopped early: a thread hit {_MAX_ERRORS} errors")
         out()
-        rows = [(kind, total[kind]) for kind in KINDS]
+        rows: List[Any] = [(kind, total[kind]) for kind in KINDS]
+        rows.append(("rolled back (raise + abandon + rollback)", _rolled_back(total)))
         out(format_table(("operation", "count"), rows, right=(1,)))
         out()
         stat_rows = [(key, _fmt(stats[key]), GAUGES[key]) for key in GAUGES if key in stats]
@@ -504,6 +534,11 @@ class Demo:
             out(f"  {mark}  {check.text}")
         passed = all(c.ok is not False for c in checks)
         out("RESULT: PASS" if passed else "RESULT: FAIL")
+
+
+def _rolled_back(total: Counter[str]) -> int:
+    """Operations whose transaction was rolled back, by the pool or by the caller."""
+    return total["raise"] + total["abandon"] + total["rollback"]
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,66 @@
+"""Open many connections at once, a bounded number at a time.
+
+A connect is mostly waiting (TCP, handshake, authentication round trips), so
+warming up 50 connections one after the other wastes most of the time.
+:func:`run` calls a step function on a few threads until it says there is
+nothing left to do; the step itself decides, under the pool's lock, whether
+one more connection is wanted, so the books stay exact however many run.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, List
+
+# Enough to overlap the round trips of a connect; few enough not to swamp a
+# server that is just coming back up.
+MAX_AT_ONCE = 8
+
+
+def run(step: Callable[[], bool], workers: int, name: str) -> None:
+    """Call ``step()`` on ``workers`` threads (this one included) until it
+    returns False, then return; re-raise the first error once every thread
+    has stopped.
+
+    The first step runs alone: a wrong password or a server that is down
+    then costs one failed attempt, not ``workers``, and whatever the first
+    connect sets up once (the pool's TLS context) is ready for the others.
+    After an error no thread starts another step. An interrupt of the calling
+    thread (KeyboardInterrupt) is re-raised at once, without waiting: the
+    other threads stop after their current step, which must then clean up
+    after itself.
+    """
+    if not step():
+        return
+    errors: List[BaseException] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            _steps(step, stop)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    started: List[threading.Thread] = []
+    try:
+        for i in range(1, workers):
+            thread = threading.Thread(target=loop, name=f"{name}-{i}", daemon=True)
+            thread.start()
+            started.append(thread)
+        _steps(step, stop)
+    except Exception as exc:  # a step failed here, or no thread could be started
+        errors.append(exc)
+        stop.set()
+    except BaseException:
+        stop.set()
+        raise
+    for thread in started:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _steps(step: Callable[[], bool], stop: threading.Event) -> None:
+    while not stop.is_set() and step():
+        pass

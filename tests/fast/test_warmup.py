@@ -1,0 +1,145 @@
+"""Warm-up and refill dial several connections at once, never more than MAX_AT_ONCE,
+and keep the books exact when a dial fails or the constructor is interrupted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pymysqlpool import ConnectionPool, _warmup
+
+from .fakes import FakeConnectError, FakeServer
+
+
+class SlowServer:
+    """A FakeServer whose connects take ``delay`` seconds; records how many ran at once."""
+
+    def __init__(self, server: FakeServer, delay: float) -> None:
+        self.server = server
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.fail_at: set[int] = set()  # 1-based numbers of the connects that fail
+        self.interrupt_main_at = 0  # the caller's n-th connect raises KeyboardInterrupt
+        self.calls = 0
+        self.main_calls = 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self.lock:
+            self.calls += 1
+            number = self.calls
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            on_main = threading.current_thread() is threading.main_thread()
+            self.main_calls += on_main
+            interrupt = on_main and self.main_calls == self.interrupt_main_at
+        try:
+            time.sleep(self.delay)
+            if interrupt:
+                raise KeyboardInterrupt
+            if number in self.fail_at:
+                raise FakeConnectError(2003, "Can't connect to MySQL server on 'fake' (refused)")
+            return self.server(**kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _warmup_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(("pymysqlpool-warmup", "pymysqlpool-refill"))]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_prefill_dials_at_most_max_at_once(server: FakeServer, make_pool: Callable[..., ConnectionPool]) -> None:
+    slow = SlowServer(server, 0.03)
+    pool = make_pool(maxsize=30, pre_create_num=30, connection_factory=slow)
+    assert 2 <= slow.peak <= _warmup.MAX_AT_ONCE
+    stats = pool.get_stats()
+    assert (stats["open"], stats["idle"], stats["connecting"], stats["connections_made"]) == (30, 30, 0, 30)
+    assert server.open_count == 30
+    assert _wait_for(lambda: not _warmup_threads())
+
+
+def test_prefill_of_one_uses_no_thread(server: FakeServer, make_pool: Callable[..., ConnectionPool]) -> None:
+    seen: list[str] = []
+
+    def factory(**kwargs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return server(**kwargs)
+
+    make_pool(maxsize=2, pre_create_num=1, connection_factory=factory)
+    assert seen == [threading.current_thread().name]
+
+
+@pytest.mark.parametrize("failing", [1, 5, 12])
+def test_a_failed_prefill_closes_every_connection_and_raises(server: FakeServer, failing: int) -> None:
+    slow = SlowServer(server, 0.02)
+    slow.fail_at = {failing}
+    with pytest.raises(FakeConnectError):
+        ConnectionPool(maxsize=12, pre_create_num=12, connection_factory=slow)
+    assert _wait_for(lambda: not _warmup_threads())
+    assert server.open_count == 0
+    # After the failure no new dial starts: only those already in flight finish.
+    assert slow.calls <= failing + _warmup.MAX_AT_ONCE - 1
+    if failing == 1:
+        assert slow.calls == 1  # the first dial runs alone: a bad password costs one attempt
+    assert all(c.disposed for c in server.made)
+
+
+def test_an_interrupted_prefill_leaves_no_connection_open(server: FakeServer) -> None:
+    slow = SlowServer(server, 0.05)
+    slow.interrupt_main_at = 2  # Ctrl-C while helpers are dialing too
+    with pytest.raises(KeyboardInterrupt):
+        ConnectionPool(maxsize=20, pre_create_num=20, connection_factory=slow)
+    # The helpers finish the dial they were in, then close what they opened.
+    assert _wait_for(lambda: not _warmup_threads())
+    assert server.made, "helpers should have opened some connections"
+    assert server.open_count == 0
+
+
+def test_refill_after_a_mass_failure_is_concurrent_bounded_and_exact(
+    server: FakeServer, make_pool: Callable[..., ConnectionPool]
+) -> None:
+    slow = SlowServer(server, 0.02)
+    pool = make_pool(maxsize=12, pre_create_num=12, connection_factory=slow)
+    conns = [pool.get_conn() for _ in range(12)]
+    slow.peak = 0
+    slow.fail_at = {slow.calls + 3}  # one refill dial fails: back-off, then the rest
+    overshoot: list[Any] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            stats = pool.get_stats()
+            if stats["open"] + stats["connecting"] > 12:
+                overshoot.append(stats)
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        for conn in conns:  # the server restarted: every connection is dead
+            conn._raw.break_()
+            conn.close()
+        assert _wait_for(lambda: pool.get_stats()["idle"] == 12, timeout=20), pool.get_stats()
+    finally:
+        watching.set()
+        watcher.join(5)
+    stats = pool.get_stats()
+    assert (stats["open"], stats["connecting"], stats["connect_errors"], stats["closed_broken"]) == (12, 0, 1, 12)
+    assert 2 <= slow.peak <= _warmup.MAX_AT_ONCE
+    assert overshoot == []
+    assert server.open_count == 12
