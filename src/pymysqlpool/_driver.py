@@ -36,7 +36,7 @@ CURSOR_MAP: Dict[Any, Any] = {
 }
 
 
-class Connection(pymysql.connections.Connection):  # type: ignore[misc]
+class Connection(pymysql.connections.Connection):
     """A PyMySQL connection whose cursors carry the 0.5.0 helpers.
 
     The pool's connections are of this class. Used on its own it is an

@@ -1,4 +1,4 @@
-"""Prometheus metrics for pools: ``pip install 'pymysqlpool[prometheus]'``.
+"""Prometheus metrics for pools: ``pip install 'pymysql-pool[prometheus]'``.
 
 ::
 
@@ -26,7 +26,7 @@ try:
     from prometheus_client.registry import Collector, CollectorRegistry
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
-        "pymysqlpool.prometheus needs prometheus_client: install the extra with pip install 'pymysqlpool[prometheus]'"
+        "pymysqlpool.prometheus needs prometheus_client: install the extra with pip install 'pymysql-pool[prometheus]'"
     ) from exc
 
 from .stats import COUNTERS, GAUGES
