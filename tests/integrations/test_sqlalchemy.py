@@ -177,3 +177,49 @@ def test_url_form_and_refused_keywords(server_kwargs: dict[str, Any]) -> None:
         create_engine(pool)
     with pytest.raises(ValueError, match="MySQL"):
         create_engine("postgresql://u@h/db")
+
+
+def test_connection_killed_mid_session_is_replaced(make_pool: Any, table: str, admin: Any) -> None:
+    from server.server_helpers import query
+
+    pool = make_pool(maxsize=1)
+    engine = create_engine(pool)
+    t = _table(table)
+    with engine.connect() as conn:
+        conn.execute(t.insert(), {"v": 1})  # uncommitted when the server kills the session
+        victim = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+        query(admin, f"KILL CONNECTION {int(victim)}")
+        with pytest.raises(sa.exc.OperationalError) as caught:
+            conn.execute(t.insert(), {"v": 2})
+        assert caught.value.connection_invalidated
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar() != victim
+        conn.execute(t.insert(), {"v": 3})
+    assert values(admin, table) == [3]
+    stats = pool.get_stats()
+    assert stats["borrowed"] == 0 and stats["open"] == 1
+
+
+def test_pool_timeout_reaches_the_caller(make_pool: Any) -> None:
+    from pymysqlpool import PoolTimeout
+
+    pool = make_pool(maxsize=1, timeout=0.05)
+    engine = create_engine(pool)
+    with engine.connect() as held:
+        held.execute(sa.text("SELECT 1"))
+        with pytest.raises(PoolTimeout):
+            engine.connect()
+    assert pool.get_stats()["borrowed"] == 0
+    with engine.connect() as conn:  # and the engine works again
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_missing_sqlalchemy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    for name in [n for n in sys.modules if n == "sqlalchemy" or n.startswith("sqlalchemy.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "pymysqlpool.sqlalchemy")
+    with pytest.raises(ImportError, match=r"pymysql-pool\[sqlalchemy\]"):
+        importlib.import_module("pymysqlpool.sqlalchemy")
