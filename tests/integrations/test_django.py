@@ -198,3 +198,25 @@ def test_conn_max_age_keeps_and_health_check_replaces(django_db: str) -> None:
     assert pool.get_stats()["borrowed"] == 1
     connections["persistent"].close()
     assert pool.get_stats()["borrowed"] == 0
+
+
+def test_pool_exhausted_request_fails_then_recovers(django_db: str) -> None:
+    pool = _pool("single")
+    held = pool.get_conn()
+    try:
+        assert request("/count?db=single")[0] == 500  # PoolTimeout after the alias's 0.5 s
+    finally:
+        held.close()
+    assert pool.get_stats()["borrow_timeouts"] >= 1
+    assert request("/count?db=single")[0] == 200
+    assert pool.get_stats()["borrowed"] == 0
+
+
+def test_bad_pool_option_is_a_configuration_error(django_db: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pymysqlpool.django.base import _pool_options
+
+    assert _pool_options(True) == {} and _pool_options({"maxsize": 3}) == {"maxsize": 3}
+    with pytest.raises(ImproperlyConfigured, match="OPTIONS"):
+        _pool_options(5)

@@ -33,5 +33,8 @@ DATABASES = {
     # pings it at the start of each request.
     "persistent": {**_DB, "CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True},
     # One connection, never re-validated within the test: its counters are exact.
-    "single": {**_DB, "OPTIONS": {"pool": {"maxsize": 1, "validation_interval": 60, "ssl_disabled": True}}},
+    "single": {
+        **_DB,
+        "OPTIONS": {"pool": {"maxsize": 1, "validation_interval": 60, "timeout": 0.5, "ssl_disabled": True}},
+    },
 }
