@@ -74,13 +74,16 @@ class PoolDialect(MySQLDialect_pymysql):
 
     driver = "pymysqlpool"
     supports_statement_cache = True
+    connection_pool: ConnectionPool  # set by create_engine()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Checkouts SQLAlchemy runs at isolation level AUTOCOMMIT: no BEGIN for them.
         self._autocommit_borrows: weakref.WeakSet[PooledConnection] = weakref.WeakSet()
-        # The isolation level this dialect last set on each server session.
+        # The isolation level this dialect last set on each server session;
+        # not kept when the pool resets sessions (reset_session=True) on return.
         self._session_levels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self.session_levels_persist = True
 
     def on_connect(self) -> Optional[Callable[[Any], None]]:  # type: ignore[override]  # None is allowed by Dialect
         # Every checkout is a "connect" to SQLAlchemy; PyMySQL already set the
@@ -114,7 +117,8 @@ class PoolDialect(MySQLDialect_pymysql):
         if self._session_levels.get(raw) != level:
             with raw.cursor() as cur:
                 cur.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
-            self._session_levels[raw] = level
+            if self.session_levels_persist:
+                self._session_levels[raw] = level
 
     def do_terminate(self, dbapi_connection: Any) -> None:
         # SQLAlchemy invalidated the connection: the pool must not lend it again.
@@ -179,5 +183,8 @@ def create_engine(pool_or_url: Union[ConnectionPool, str, URL], **engine_kwargs:
         poolclass=NullPool,
         **engine_kwargs,
     )
-    engine.dialect.connection_pool = pool  # type: ignore[attr-defined]
+    dialect = engine.dialect
+    assert isinstance(dialect, PoolDialect)
+    dialect.connection_pool = pool
+    dialect.session_levels_persist = not pool._config.reset_session
     return engine

@@ -157,6 +157,13 @@ def test_warm_request_costs_only_its_query(django_db: str) -> None:
     assert pool.get_stats()["rollbacks_on_return"] == 0
 
 
+def test_session_settings_once_per_connection_and_after_resets(django_db: str) -> None:
+    # Django's default isolation level for MySQL is READ COMMITTED (the server's is REPEATABLE READ).
+    assert [request("/isolation")[1] for _ in range(3)] == ["READ-COMMITTED 0"] * 3
+    assert [request("/isolation?db=resetting")[1] for _ in range(3)] == ["READ-COMMITTED 0"] * 3
+    assert _pool("resetting").get_stats()["session_resets"] >= 2
+
+
 def test_threads_serving_requests(django_db: str) -> None:
     before = _rows(django_db)
     errors: list[BaseException] = []

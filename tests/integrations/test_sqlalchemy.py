@@ -148,6 +148,14 @@ def test_engine_isolation_level_set_once_per_session(make_pool: Any) -> None:
     assert counted(pool, checkout)["questions"] == 3
 
 
+def test_engine_isolation_level_survives_session_resets(make_pool: Any) -> None:
+    pool = make_pool(maxsize=1, reset_session=True)  # COM_RESET_CONNECTION on every return
+    engine = create_engine(pool, isolation_level="READ COMMITTED")
+    for _ in range(3):
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT @@tx_isolation")).scalar() == "READ-COMMITTED"
+
+
 def test_invalidated_connection_is_not_lent_again(make_pool: Any) -> None:
     pool = make_pool(maxsize=1)
     engine = create_engine(pool)

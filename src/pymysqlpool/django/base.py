@@ -74,7 +74,10 @@ class DatabaseWrapper(_mysql.DatabaseWrapper):  # type: ignore[misc,name-defined
 
     def get_new_connection(self, conn_params: Dict[str, Any]) -> Any:
         options = {"autocommit": bool(self.settings_dict["AUTOCOMMIT"]), **self._pool_options}
-        conn = get_pool(self.alias, conn_params, options).get_conn()
+        pool = get_pool(self.alias, conn_params, options)
+        # reset_session=True wipes the session settings on every return.
+        self._settings_persist = not pool._config.reset_session
+        conn = pool.get_conn()
         if conn.encoders.get(bytes) is bytes:  # as Django does for mysqlclient
             conn.encoders.pop(bytes)
         return conn
@@ -90,7 +93,7 @@ class DatabaseWrapper(_mysql.DatabaseWrapper):  # type: ignore[misc,name-defined
             assignments.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level.upper()}")
         wanted = "; ".join(assignments)
         raw = self.connection.raw
-        if wanted and _applied.get(raw) != wanted:
+        if wanted and (_applied.get(raw) != wanted or not self._settings_persist):
             with self.cursor() as cursor:
                 cursor.execute(wanted)
             _applied[raw] = wanted

@@ -37,4 +37,6 @@ DATABASES = {
         **_DB,
         "OPTIONS": {"pool": {"maxsize": 1, "validation_interval": 60, "timeout": 0.5, "ssl_disabled": True}},
     },
+    # COM_RESET_CONNECTION on every return: Django's session settings must be re-applied.
+    "resetting": {**_DB, "OPTIONS": {"pool": {"maxsize": 1, "reset_session": True, "ssl_disabled": True}}},
 }

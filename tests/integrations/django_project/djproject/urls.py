@@ -7,4 +7,5 @@ urlpatterns = [
     path("fail", views.fail),
     path("dirty", views.dirty),
     path("conn", views.conn),
+    path("isolation", views.isolation),
 ]

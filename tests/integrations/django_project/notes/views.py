@@ -34,3 +34,10 @@ def conn(request: HttpRequest) -> HttpResponse:
     with connections[_db(request)].cursor() as cur:
         cur.execute("SELECT CONNECTION_ID()")
         return HttpResponse(str(cur.fetchone()[0]))
+
+
+def isolation(request: HttpRequest) -> HttpResponse:
+    with connections[_db(request)].cursor() as cur:
+        cur.execute("SELECT @@tx_isolation, @@sql_auto_is_null")
+        level, auto_is_null = cur.fetchone()
+        return HttpResponse(f"{level} {auto_is_null}")
