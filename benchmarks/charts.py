@@ -30,10 +30,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def _is_ours(label: str) -> bool:
-    return label.startswith("pymysqlpool")
-
-
 def _timing_bars(subjects: list[Subject], result: TimingResult) -> Bars:
     bars = [(s.label, result.median_us(s.key)) for s in subjects]
     return [(label, value) for label, value in bars if value is not None]
@@ -55,13 +51,15 @@ def _contention_panels(
     return panels
 
 
-def _draw(plt: Any, path: Path, title: str, xlabel: str, panels: list[tuple[str, Bars]], log: bool = False) -> None:
+def _draw(
+    plt: Any, path: Path, title: str, xlabel: str, panels: list[tuple[str, Bars]], ours: set[str], log: bool
+) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 0.45 * max(len(b) for _, b in panels) + 1.6))
     axes = axes if len(panels) > 1 else [axes]
     for ax, (subtitle, bars) in zip(axes, panels):
         names = [name for name, _ in bars]
         values = [value for _, value in bars]
-        ax.barh(names, values, color=["tab:green" if _is_ours(n) else "tab:gray" for n in names])
+        ax.barh(names, values, color=["tab:green" if n in ours else "tab:gray" for n in names])
         ax.invert_yaxis()
         ax.set_title(subtitle, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
@@ -92,12 +90,13 @@ def write(
     if plt is None:
         return []
     folder = report_path.parent / IMG_DIR
+    ours = {s.label for s in subjects if s.ours}
     made: list[tuple[str, str]] = []
 
     def chart(name: str, caption: str, xlabel: str, panels: list[tuple[str, Bars]], log: bool = False) -> None:
         panels = [(t, b) for t, b in panels if b]
         if panels:
-            _draw(plt, folder / f"{name}.png", caption, xlabel, panels, log)
+            _draw(plt, folder / f"{name}.png", caption, xlabel, panels, ours, log)
             made.append((caption, f"{IMG_DIR}/{name}.png"))
 
     if overhead is not None:
