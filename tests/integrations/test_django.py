@@ -32,6 +32,7 @@ def django_db(server_kwargs: dict[str, Any]) -> Iterator[str]:
     name = f"it_dj_{secrets.token_hex(5)}"
     admin = raw_connect()
     query(admin, f"CREATE DATABASE `{name}`")
+    saved_env = {key: os.environ.get(key) for key in ("PYMYSQLPOOL_DJANGO_DB", "DJANGO_SETTINGS_MODULE")}
     os.environ["PYMYSQLPOOL_DJANGO_DB"] = name
     os.environ["DJANGO_SETTINGS_MODULE"] = "djproject.settings"
     sys.path.insert(0, str(PROJECT))
@@ -52,6 +53,11 @@ def django_db(server_kwargs: dict[str, Any]) -> Iterator[str]:
         query(admin, f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
         sys.path.remove(str(PROJECT))
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def request(path: str) -> tuple[int, str]:
