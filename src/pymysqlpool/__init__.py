@@ -19,6 +19,7 @@ from .errors import (
     PoolError,
     PoolTimeout,
     ReturnConnectionToPoolError,
+    TooManyRequests,
 )
 from .pool import ConnectionPool
 
@@ -38,6 +39,7 @@ __all__ = [
     "PoolTimeout",
     "PooledConnection",
     "ReturnConnectionToPoolError",
+    "TooManyRequests",
     "__version__",
     "logger",
 ]

@@ -14,6 +14,7 @@ __all__ = [
     "PoolError",
     "PoolTimeout",
     "ReturnConnectionToPoolError",
+    "TooManyRequests",
 ]
 
 
@@ -31,6 +32,10 @@ class ReturnConnectionToPoolError(PoolError):
 
 class PoolTimeout(GetConnectionFromPoolError, TimeoutError):
     """No connection became available within the borrow timeout."""
+
+
+class TooManyRequests(GetConnectionFromPoolError):
+    """``max_waiting`` borrowers were already queued: refused at once (load shedding)."""
 
 
 class PoolClosed(GetConnectionFromPoolError):
