@@ -125,7 +125,9 @@ def test_histograms_from_the_pool_events(make_pool: Any) -> None:
     buckets = [v for (name, le), v in sorted(samples.items(), key=lambda kv: float(kv[0][1] or 0))
                if name == "pymysqlpool_use_seconds_bucket"]
     assert buckets == sorted(buckets) and buckets[-1] == 3  # cumulative
+    assert len(pool._events.objects) == 1
     assert unregister(pool, registry) is True
+    assert pool._events.objects == ()  # detached: an unregistered pool pays nothing
 
 
 def test_duplicate_pool_names_are_refused(make_pool: Any) -> None:
