@@ -48,7 +48,7 @@ from .pool import ConnectionPool
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PoolDialect", "create_engine"]
+__all__ = ["PoolDialect", "create_engine", "pool_from_url"]
 
 DIALECT_NAME = "mysql.pymysqlpool"
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
