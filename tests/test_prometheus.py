@@ -179,3 +179,17 @@ def test_importing_pymysqlpool_does_not_import_prometheus_client() -> None:
     code = f"import sys, pymysqlpool; print([m for m in {optional!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    from pymysqlpool.prometheus import BUCKETS, Histogram
+
+    histogram = Histogram()
+    for value in (0.001, 0.0011, 100.0):  # on a bound, just above it, beyond the last
+        histogram.observe(value)
+    buckets, total = histogram.snapshot()
+    counts = dict(buckets)
+    assert [le for le, _ in buckets] == [*map(str, BUCKETS), "+Inf"]
+    assert counts["0.0005"] == 0 and counts["0.001"] == 1  # le means "less than or equal"
+    assert counts["0.005"] == 2 and counts["30.0"] == 2 and counts["+Inf"] == 3
+    assert total == pytest.approx(100.0021)

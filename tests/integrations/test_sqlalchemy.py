@@ -123,6 +123,7 @@ def test_autocommit_isolation_level_sends_no_begin(make_pool: Any, table: str, a
     def autocommitted() -> None:
         with engine.connect() as conn:
             conn.execute(t.insert(), {"v": 5})
+            conn.commit()  # nothing open: no COMMIT sent
 
     assert counted(pool, autocommitted) == {"com_begin": 0, "com_commit": 0, "com_rollback": 0, "questions": 1}
     assert values(admin, table) == [5]
