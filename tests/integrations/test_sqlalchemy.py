@@ -232,3 +232,29 @@ def test_missing_sqlalchemy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delitem(sys.modules, "pymysqlpool.sqlalchemy")
     with pytest.raises(ImportError, match=r"pymysql-pool\[sqlalchemy\]"):
         importlib.import_module("pymysqlpool.sqlalchemy")
+
+
+def test_keyboard_interrupt_mid_statement(make_pool: Any, table: str, admin: Any) -> None:
+    pool = make_pool(maxsize=1)
+    engine = create_engine(pool)
+    t = _table(table)
+    interrupt = {"armed": False}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def interrupted(*args: Any) -> None:
+        if interrupt["armed"]:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), engine.connect() as conn:
+        conn.execute(t.insert(), {"v": 1})
+        interrupt["armed"] = True
+        conn.execute(t.insert(), {"v": 2})
+    interrupt["armed"] = False
+    # SQLAlchemy invalidates a connection interrupted mid-statement: the pool
+    # closed it instead of lending a session in an unknown state again.
+    stats = pool.get_stats()
+    assert stats["borrowed"] == 0 and stats["closed_broken"] == 1
+    assert values(admin, table) == []
+    with engine.begin() as conn:
+        conn.execute(t.insert(), {"v": 3})
+    assert values(admin, table) == [3]
