@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -161,15 +160,6 @@ def test_registries_are_independent(make_pool: Any) -> None:
     register(make_pool("p2"), two)
     assert {label for _, label in scrape(one)} == {"p1"}
     assert {label for _, label in scrape(two)} == {"p2"}
-
-
-def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in sys.modules if n == "prometheus_client" or n.startswith("prometheus_client.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "pymysqlpool.prometheus")
-    with pytest.raises(ImportError, match=r"pymysql-pool\[prometheus\]"):
-        importlib.import_module("pymysqlpool.prometheus")
 
 
 def test_importing_pymysqlpool_does_not_import_prometheus_client() -> None:

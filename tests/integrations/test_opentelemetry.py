@@ -123,15 +123,3 @@ def test_closed_pool_drops_out(make_pool: Any, reader: Any) -> None:
     }
     pool.close()
     assert all(dict(p.attributes)[POOL_NAME] != pool.name for p in read(memory).get("db.client.connection.max", []))
-
-
-def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-    import sys
-
-    for name in [n for n in sys.modules if n == "opentelemetry" or n.startswith("opentelemetry.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    monkeypatch.delitem(sys.modules, "pymysqlpool.opentelemetry")
-    with pytest.raises(ImportError, match=r"pymysql-pool\[opentelemetry\]"):
-        importlib.import_module("pymysqlpool.opentelemetry")

@@ -223,17 +223,6 @@ def test_pool_timeout_reaches_the_caller(make_pool: Any) -> None:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
 
 
-def test_missing_sqlalchemy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-    import sys
-
-    for name in [n for n in sys.modules if n == "sqlalchemy" or n.startswith("sqlalchemy.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.delitem(sys.modules, "pymysqlpool.sqlalchemy")
-    with pytest.raises(ImportError, match=r"pymysql-pool\[sqlalchemy\]"):
-        importlib.import_module("pymysqlpool.sqlalchemy")
-
-
 def test_keyboard_interrupt_mid_statement(make_pool: Any, table: str, admin: Any) -> None:
     pool = make_pool(maxsize=1)
     engine = create_engine(pool)
