@@ -4,6 +4,7 @@ extra to install."""
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 
 import pytest
@@ -27,3 +28,10 @@ def test_missing_dependency_names_the_extra(
     monkeypatch.delitem(sys.modules, module)
     with pytest.raises(ImportError, match=rf"pymysql-pool\[{extra}\]"):
         importlib.import_module(module)
+
+
+def test_importing_pymysqlpool_imports_no_optional_dependency() -> None:
+    optional = ["prometheus_client", "opentelemetry", "sqlalchemy", "django"]
+    code = f"import sys, pymysqlpool; print([m for m in {optional!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

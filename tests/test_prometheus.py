@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,15 +159,6 @@ def test_registries_are_independent(make_pool: Any) -> None:
     register(make_pool("p2"), two)
     assert {label for _, label in scrape(one)} == {"p1"}
     assert {label for _, label in scrape(two)} == {"p2"}
-
-
-def test_importing_pymysqlpool_does_not_import_prometheus_client() -> None:
-    import subprocess
-
-    optional = ["prometheus_client", "opentelemetry", "sqlalchemy", "django"]
-    code = f"import sys, pymysqlpool; print([m for m in {optional!r} if m in sys.modules])"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "[]"
 
 
 def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
