@@ -203,3 +203,37 @@ def test_callable_user_is_not_called_for_the_label(make_pool: Callable[..., Conn
 
     pool = make_pool(maxsize=1, user=user)
     assert "<callable>" in repr(pool)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_waiting": -1}, ValueError),
+        ({"max_waiting": 1.5}, ValueError),
+        ({"reconnect_timeout": -1}, ValueError),
+        ({"reconnect_timeout": float("nan")}, ValueError),
+        ({"reconnect_failed": "page me"}, TypeError),
+        ({"open": "no"}, TypeError),
+        ({"events": 42}, TypeError),
+    ],
+)
+def test_absurd_control_arguments_are_refused(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, kwargs: dict[str, Any], error: type
+) -> None:
+    with pytest.raises(error):
+        make_pool(maxsize=1, **kwargs)
+    assert server.connect_attempts == 0
+
+
+def test_absurd_control_calls_are_refused_and_change_nothing(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(maxsize=2, pre_create_num=1)
+    for bad in ({"maxsize": True}, {"maxsize": -3}, {"size": "2"}, {"maxsize": 0}):
+        with pytest.raises(ValueError):
+            pool.resize(**bad)
+    assert pool.maxsize == 2
+    with pytest.raises(ValueError):
+        pool.wait(-1)
+    with pytest.raises(ValueError):
+        pool.close(timeout=float("nan"))
+    assert not pool.closed  # a refused close() did not half-close the pool
+    assert pool.close(timeout=1) == 0

@@ -262,3 +262,28 @@ def test_wrong_node_error_closes_on_return(
     # The next borrow gets a working connection either way.
     with pool.connection() as again:
         assert (again.raw is fake) is not closed
+
+
+@pytest.mark.parametrize("event", ["on_checkout", "on_checkin"])
+def test_interrupt_inside_a_hook_leaves_the_pool_consistent(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, event: str
+) -> None:
+    class Interrupts:
+        armed = True
+
+    def hook(raw: Any, seconds: float) -> None:
+        if Interrupts.armed:
+            Interrupts.armed = False
+            raise KeyboardInterrupt
+
+    obj = Interrupts()
+    setattr(obj, event, hook)
+    pool = make_pool(maxsize=1, events=obj)
+    with pytest.raises(KeyboardInterrupt):
+        pool.release(pool.get_conn())
+    # The interrupted connection was closed, not lent or parked half-done.
+    assert server.made[0].disposed
+    stats = pool.get_stats()
+    assert stats["open"] == 0 and stats["idle"] == 0 and stats["borrowed"] == 0
+    with pool.connection() as conn:  # and the pool works on
+        assert conn.raw is server.made[1]

@@ -135,3 +135,31 @@ def test_open_later_then_wait(make_pool: Callable[..., ConnectionPool], admin: A
     pool.open(wait=True, timeout=10)
     assert pool.total_num == 2
     assert server_view.settles_at(admin, 2)
+
+
+def test_close_with_timeout_interrupts_a_borrower_blocked_in_a_query(
+    make_pool: Callable[..., ConnectionPool], admin: Any, server_view: ServerView
+) -> None:
+    pool = make_pool(maxsize=1)
+    conn = pool.get_conn()
+    outcome: list[Any] = []
+
+    def long_query() -> None:
+        started = time.monotonic()
+        try:
+            query(conn, "SELECT SLEEP(20)")
+            outcome.append("finished")
+        except pymysql.err.MySQLError as exc:
+            outcome.append(exc)
+        outcome.append(time.monotonic() - started)
+        conn.close()
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    time.sleep(0.2)  # the query is on the server now
+    assert pool.close(timeout=0.2) == 1
+    worker.join(15)
+    assert isinstance(outcome[0], pymysql.err.OperationalError)
+    assert outcome[1] < 10  # woken by the shutdown, not by the query's end
+    assert server_view.settles_at(admin, 0)
+    assert pool.get_stats()["open"] == 0
