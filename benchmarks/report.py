@@ -1,9 +1,8 @@
-"""Markdown tables for stdout and docs/benchmarks.md, and an optional PNG chart."""
+"""Markdown tables for stdout and docs/benchmarks.md (the charts are in charts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from benchmarks.common import NA, Check, Settings, Table, fmt
 from benchmarks.peers import OURS_PAIR, RAW, Subject
@@ -326,7 +325,7 @@ def document(
     quick: bool,
     tables: list[Table],
     checks: list[Check],
-    chart: str | None,
+    charts: list[tuple[str, str]],
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -344,67 +343,11 @@ def document(
         "## Results",
         "",
     ]
-    if chart:
-        lines += [f"![benchmark chart]({chart})", ""]
+    for caption, path in charts:
+        lines += [f"![{caption}]({path})", ""]
+    if not charts:
+        lines += ["(No charts: matplotlib, in the `bench` extra, is not installed.)", ""]
     for table in tables:
         lines += [render_section(table), ""]
     lines += [render_section(targets_table(checks)), "", f"**{summary_line(checks)}**", ""]
     return "\n".join(lines)
-
-
-def chart(
-    path: Path,
-    subjects: list[Subject],
-    overhead: TimingResult | None,
-    query: TimingResult | None,
-    contention: ContentionResult | None,
-) -> bool:
-    """Write a PNG of the headline numbers if matplotlib is importable."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    panels: list[tuple[str, list[str], list[float]]] = []
-    for title, result in (
-        ("Overhead: µs per borrow+return (log)", overhead),
-        ("Query cycle: µs per borrow+SELECT 1+return", query),
-    ):
-        if result is None:
-            continue
-        pairs = [(s.label, result.median_us(s.key)) for s in subjects]
-        kept = [(label, v) for label, v in pairs if v is not None]
-        panels.append((title, [p[0] for p in kept], [p[1] for p in kept]))
-    if contention is not None:
-        for threads, maxsize in sorted({(r.threads, r.maxsize) for r in contention.rows}):
-            kept = [
-                (s.label, r.throughput)
-                for s in subjects
-                for r in contention.rows
-                if r.key == s.key and (r.threads, r.maxsize) == (threads, maxsize) and r.throughput is not None
-            ]
-            panels.append(
-                (
-                    f"Contention {threads} threads / maxsize {maxsize}: cycles/s",
-                    [p[0] for p in kept],
-                    [p[1] for p in kept],
-                )
-            )
-    if not panels:
-        return False
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), squeeze=False)
-    for ax, (title, names, values) in zip(axes[:, 0], panels, strict=True):
-        colors = ["tab:green" if "pymysqlpool " in n else "tab:gray" for n in names]
-        ax.barh(names, values, color=colors)
-        ax.invert_yaxis()
-        ax.set_title(title, fontsize=10)
-        ax.tick_params(labelsize=8)
-        if title.startswith("Overhead"):
-            ax.set_xscale("log")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True

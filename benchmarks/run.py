@@ -26,7 +26,7 @@ from typing import Any
 
 import pymysql
 
-from benchmarks import connect, report, scenarios, targets
+from benchmarks import charts, connect, report, scenarios, targets
 from benchmarks.common import Check, Progress, Server, Settings, Table
 from benchmarks.peers import DEFAULT_CACHE, REPO_ROOT, Subject, discover
 
@@ -63,7 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         default=str(REPO_ROOT / "docs" / "benchmarks.md"),
-        help="Markdown report path (a PNG chart goes beside it)",
+        help="Markdown report path (PNG charts go to img/ beside it)",
     )
     p.add_argument("--no-out", action="store_true", help="print tables only, write no files")
     p.add_argument("--host", default=env("PYMYSQLPOOL_BENCH_HOST", "127.0.0.1"))
@@ -148,6 +148,17 @@ def _revision() -> str:
     return head + (" with uncommitted changes in src/" if dirty else "")
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "model unknown"
+
+
 def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[str, str]]:
     cur = admin.cursor()
     cur.execute("SELECT VERSION()")
@@ -156,7 +167,7 @@ def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[
     info = [
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("platform", platform.platform()),
-        ("CPUs", str(os.cpu_count())),
+        ("CPUs", f"{os.cpu_count()} ({_cpu_model()})"),
         ("load average at start", load),
         ("Python", platform.python_version() + f" ({platform.python_implementation()})"),
         # pymysql.__version__ is a MySQLdb-compatibility value, not the release.
@@ -257,18 +268,11 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     print(report.summary_line(checks))
     if not args.no_out:
         out = Path(args.out)
-        png = out.with_suffix(".png")
-        drew = report.chart(
-            png,
-            subjects,
-            results.get("overhead"),
-            results.get("query"),
-            results.get("contention"),
-        )
-        text = report.document(machine, settings, args.quick, tables, checks, png.name if drew else None)
+        drawn = charts.write(out, subjects, results.get("overhead"), results.get("query"), results.get("contention"))
+        text = report.document(machine, settings, args.quick, tables, checks, drawn)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-        print(f"wrote {out}" + (f" and {png}" if drew else ""), file=sys.stderr)
+        print(f"wrote {out}" + "".join(f", {out.parent / path}" for _, path in drawn), file=sys.stderr)
     return 1 if args.strict and any(c.ok is False for c in checks) else 0
 
 

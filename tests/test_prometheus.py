@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,6 +96,38 @@ def test_collector_with_several_pools(make_pool: Any) -> None:
     assert {label for _, label in scrape(registry)} == {"a"}
 
 
+def test_histograms_from_the_pool_events(make_pool: Any) -> None:
+    registry = CollectorRegistry()
+    pool = make_pool("timed")
+    register(pool, registry)
+    for _ in range(3):
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    held = pool.get_conn()
+    text = generate_latest(registry).decode()
+    held.close()
+    samples = {
+        (s.name, s.labels.get("le")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("pool") == "timed"
+    }
+    stats = pool.get_stats()
+    assert samples[("pymysqlpool_wait_seconds_count", None)] == 4  # every borrow served
+    assert samples[("pymysqlpool_use_seconds_count", None)] == 3  # every return so far
+    assert samples[("pymysqlpool_create_seconds_count", None)] == stats["connections_made"] == 1
+    assert samples[("pymysqlpool_wait_seconds_bucket", "+Inf")] == 4
+    assert samples[("pymysqlpool_create_seconds_sum", None)] == pytest.approx(
+        stats["connect_ms"] / 1000, rel=0.5, abs=0.05
+    )
+    buckets = [v for (name, le), v in sorted(samples.items(), key=lambda kv: float(kv[0][1] or 0))
+               if name == "pymysqlpool_use_seconds_bucket"]
+    assert buckets == sorted(buckets) and buckets[-1] == 3  # cumulative
+    assert len(pool._events.objects) == 1
+    assert unregister(pool, registry) is True
+    assert pool._events.objects == ()  # detached: an unregistered pool pays nothing
+
+
 def test_duplicate_pool_names_are_refused(make_pool: Any) -> None:
     registry = CollectorRegistry()
     first = make_pool("same")
@@ -131,18 +161,15 @@ def test_registries_are_independent(make_pool: Any) -> None:
     assert {label for _, label in scrape(two)} == {"p2"}
 
 
-def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in sys.modules if n == "prometheus_client" or n.startswith("prometheus_client.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "pymysqlpool.prometheus")
-    with pytest.raises(ImportError, match=r"pymysqlpool\[prometheus\]"):
-        importlib.import_module("pymysqlpool.prometheus")
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    from pymysqlpool.prometheus import BUCKETS, Histogram
 
-
-def test_importing_pymysqlpool_does_not_import_prometheus_client() -> None:
-    import subprocess
-
-    code = "import sys, pymysqlpool; print('prometheus_client' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "False"
+    histogram = Histogram()
+    for value in (0.001, 0.0011, 100.0):  # on a bound, just above it, beyond the last
+        histogram.observe(value)
+    buckets, total = histogram.snapshot()
+    counts = dict(buckets)
+    assert [le for le, _ in buckets] == [*map(str, BUCKETS), "+Inf"]
+    assert counts["0.0005"] == 0 and counts["0.001"] == 1  # le means "less than or equal"
+    assert counts["0.005"] == 2 and counts["30.0"] == 2 and counts["+Inf"] == 3
+    assert total == pytest.approx(100.0021)

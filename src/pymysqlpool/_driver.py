@@ -45,7 +45,7 @@ _READ_ONLY = 1290
 _NOT_READY = 1047
 
 
-class Connection(pymysql.connections.Connection):  # type: ignore[misc]
+class Connection(pymysql.connections.Connection):
     """A PyMySQL connection whose cursors carry the 0.5.0 helpers, and which
     knows whether it stopped in the middle of an answer.
 
@@ -69,18 +69,20 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
     # The pool's shared TLS contexts; None (used on its own): PyMySQL's behaviour.
     _pool_tls: Optional[TlsContexts] = None
 
+    # The private PyMySQL methods overridden below are not in its published
+    # stubs (types-PyMySQL): hence the type: ignore[misc] on each super() call.
     def _create_ssl_ctx(self, sslp: Any) -> Any:
         tls = self._pool_tls
         if tls is None:
-            return super()._create_ssl_ctx(sslp)
-        return tls.context(sslp, super()._create_ssl_ctx)
+            return super()._create_ssl_ctx(sslp)  # type: ignore[misc]
+        return tls.context(sslp, super()._create_ssl_ctx)  # type: ignore[misc]
 
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
 
     def _execute_command(self, command: int, sql: Any) -> None:
         self._exchanging = True
-        super()._execute_command(command, sql)
+        super()._execute_command(command, sql)  # type: ignore[misc]
 
     def next_result(self, unbuffered: bool = False) -> Any:
         self._exchanging = True
@@ -88,7 +90,7 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
 
     def _read_query_result(self, unbuffered: bool = False) -> Any:
         try:
-            affected = super()._read_query_result(unbuffered)
+            affected = super()._read_query_result(unbuffered)  # type: ignore[misc]
         except pymysql.err.MySQLError as exc:
             _answer_ended_by(self, exc)
             note_error(self, exc)
@@ -98,7 +100,7 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
 
     def _read_ok_packet(self) -> Any:
         try:
-            ok = super()._read_ok_packet()
+            ok = super()._read_ok_packet()  # type: ignore[misc]
         except pymysql.err.MySQLError as exc:
             _answer_ended_by(self, exc)
             note_error(self, exc)
@@ -108,7 +110,7 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
 
     # The two commands PyMySQL reads by hand rather than through the above.
     def show_warnings(self) -> Any:
-        rows = super().show_warnings()
+        rows = super().show_warnings()  # type: ignore[no-untyped-call]
         self._exchanging = False
         return rows
 

@@ -47,7 +47,7 @@ class BoundToBorrow:
         super().close()  # type: ignore[misc]
 
 
-class Cursor(BoundToBorrow, pymysql.cursors.Cursor):  # type: ignore[misc]
+class Cursor(BoundToBorrow, pymysql.cursors.Cursor):
     """A PyMySQL cursor with the 0.5.0 helpers."""
 
     def close(self) -> None:
@@ -74,7 +74,7 @@ class Cursor(BoundToBorrow, pymysql.cursors.Cursor):  # type: ignore[misc]
         Returns ``{'rowcount': ..., 'lastrowid': ...}`` as 0.5.0 did.
         """
         if exec_many:
-            self.executemany(query, args)
+            self.executemany(query, args or ())  # None: nothing to run, as PyMySQL does for ()
         else:
             self.execute(query, args)
         return {"rowcount": self.rowcount, "lastrowid": self.lastrowid}
@@ -84,7 +84,7 @@ class DictCursor(pymysql.cursors.DictCursorMixin, Cursor):  # type: ignore[misc]
     """A cursor returning rows as dictionaries, with the 0.5.0 helpers."""
 
 
-class SSCursor(BoundToBorrow, pymysql.cursors.SSCursor):  # type: ignore[misc]
+class SSCursor(BoundToBorrow, pymysql.cursors.SSCursor):
     """PyMySQL's unbuffered cursor, safe to close after the connection went back."""
 
     def __del__(self) -> None:  # PyMySQL binds __del__ to its own close

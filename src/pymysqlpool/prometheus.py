@@ -1,4 +1,4 @@
-"""Prometheus metrics for pools: ``pip install 'pymysqlpool[prometheus]'``.
+"""Prometheus metrics for pools: ``pip install 'pymysql-pool[prometheus]'``.
 
 ::
 
@@ -11,24 +11,38 @@ counters (exposed with the ``_total`` suffix, e.g.
 ``pymysqlpool_borrows_total``). Values are read when Prometheus scrapes, under
 the pool's lock, so each pool's numbers are one consistent snapshot.
 
+Three histograms come from the pool's events, attached when the pool is
+registered (an unregistered pool pays nothing): ``pymysqlpool_wait_seconds``
+(how long each borrow took, waiting included), ``pymysqlpool_create_seconds``
+(how long each new connection took to open) and ``pymysqlpool_use_seconds``
+(borrow to return).
+
 Pools are held by weak reference: registering a pool does not keep it alive,
 and a pool that is garbage-collected drops out of the scrape.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import weakref
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple
 
 try:
-    from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import (
+        REGISTRY,
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import Collector, CollectorRegistry
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
-        "pymysqlpool.prometheus needs prometheus_client: install the extra with pip install 'pymysqlpool[prometheus]'"
+        "pymysqlpool.prometheus needs prometheus_client: install the extra with pip install 'pymysql-pool[prometheus]'"
     ) from exc
 
+from ._reporting import ReportedPools
 from .stats import COUNTERS, GAUGES
 
 if TYPE_CHECKING:
@@ -37,6 +51,51 @@ if TYPE_CHECKING:
 __all__ = ["PREFIX", "PoolCollector", "register", "unregister"]
 
 PREFIX = "pymysqlpool_"
+# Seconds: from a clean borrow (µs) to a long wait or a slow dial.
+BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
+HISTOGRAMS: Dict[str, str] = {
+    "wait_seconds": "time each borrow took, waiting for a connection included",
+    "create_seconds": "time each new server connection took to open",
+    "use_seconds": "time from borrow to return",
+}
+
+
+class Histogram:
+    """Cumulative bucket counts and sum of observations, safe across threads."""
+
+    __slots__ = ("_counts", "_lock", "_sum")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(BUCKETS, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+
+    def snapshot(self) -> Tuple[List[Tuple[str, float]], float]:
+        """Cumulative ``(le, count)`` pairs ending with ``+Inf``, and the sum."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        buckets, running = [], 0
+        for bound, count in zip([*map(str, BUCKETS), "+Inf"], counts):
+            running += count
+            buckets.append((bound, float(running)))
+        return buckets, total
+
+
+class PoolEvents:
+    """The events object a registered pool reports its timings to."""
+
+    def __init__(self) -> None:
+        self.histograms = {name: Histogram() for name in HISTOGRAMS}
+        wait, create, use = (self.histograms[key].observe for key in ("wait_seconds", "create_seconds", "use_seconds"))
+        self.on_checkout = lambda raw, waited: wait(waited)
+        self.on_connect = lambda raw, seconds: create(seconds)
+        self.on_checkin = lambda raw, used: use(used)
 
 
 class PoolCollector(Collector):
@@ -47,34 +106,21 @@ class PoolCollector(Collector):
     """
 
     def __init__(self, *pools: ConnectionPool) -> None:
-        self._lock = threading.Lock()
-        self._pools: List[weakref.ref[ConnectionPool]] = []
+        self._reported: ReportedPools[PoolEvents] = ReportedPools(lambda pool: PoolEvents())
         for pool in pools:
             self.add(pool)
 
     def pools(self) -> List[ConnectionPool]:
-        """The pools reported now (those still alive)."""
-        with self._lock:
-            alive = [p for p in (ref() for ref in self._pools) if p is not None]
-            self._pools = [weakref.ref(p) for p in alive]
-            return alive
+        """The pools reported now (alive and open)."""
+        return self._reported.pools()
 
     def add(self, pool: ConnectionPool) -> None:
         """Report ``pool`` too (no-op if it is already reported)."""
-        current = self.pools()
-        if any(p is pool for p in current):
-            return
-        if any(p.name == pool.name for p in current):
-            raise ValueError(f"a pool named {pool.name!r} is already reported; give each pool a distinct name")
-        with self._lock:
-            self._pools.append(weakref.ref(pool))
+        self._reported.add(pool)
 
     def remove(self, pool: ConnectionPool) -> bool:
         """Stop reporting ``pool``; True if it was reported."""
-        with self._lock:
-            before = len(self._pools)
-            self._pools = [ref for ref in self._pools if ref() is not None and ref() is not pool]
-            return len(self._pools) != before
+        return self._reported.remove(pool)
 
     def describe(self) -> Iterable[Metric]:
         # The names, without reading any pool: lets a registry check for
@@ -82,7 +128,7 @@ class PoolCollector(Collector):
         return list(self._families())
 
     def collect(self) -> Iterable[Metric]:
-        gauges, counters = self._families_by_kind()
+        gauges, counters, histograms = self._families_by_kind()
         for pool in self.pools():
             stats = pool.get_stats()
             label = [pool.name]
@@ -92,19 +138,29 @@ class PoolCollector(Collector):
             for key, counter in counters.items():
                 if key in stats:
                     counter.add_metric(label, float(stats[key]))
+            events = self._reported.events(pool)
+            if events is not None:
+                for key, histogram in histograms.items():
+                    buckets, total = events.histograms[key].snapshot()
+                    histogram.add_metric(label, buckets, total)
         yield from gauges.values()
         yield from counters.values()
+        yield from histograms.values()
 
     def _families(self) -> Iterator[Metric]:
-        gauges, counters = self._families_by_kind()
-        yield from gauges.values()
-        yield from counters.values()
+        for kind in self._families_by_kind():
+            yield from kind.values()
 
     @staticmethod
-    def _families_by_kind() -> Tuple[Dict[str, GaugeMetricFamily], Dict[str, CounterMetricFamily]]:
+    def _families_by_kind() -> Tuple[
+        Dict[str, GaugeMetricFamily], Dict[str, CounterMetricFamily], Dict[str, HistogramMetricFamily]
+    ]:
         gauges = {key: GaugeMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in GAUGES.items()}
         counters = {key: CounterMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in COUNTERS.items()}
-        return gauges, counters
+        histograms = {
+            key: HistogramMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in HISTOGRAMS.items()
+        }
+        return gauges, counters, histograms
 
 
 # One collector per registry: several collectors would each report the same
