@@ -40,7 +40,8 @@ def test_timed_out_borrow_ends_at_its_timeout(
         with pytest.raises(PoolTimeout):
             borrow(pool)
         elapsed = time.monotonic() - started
-        assert waits - 0.05 <= elapsed < waits + SLACK, f"the borrow gave up after {elapsed:.2f} s, its timeout is {waits} s"
+        message = f"the borrow gave up after {elapsed:.2f} s, its timeout is {waits} s"
+        assert waits - 0.05 <= elapsed < waits + SLACK, message
         assert pool.get_stats()["borrow_timeouts"] == 1
     finally:
         held.close()
