@@ -60,6 +60,7 @@ class Mutant:
     what: str
     outcome: str = ""
     seconds: float = 0.0
+    by: str = ""  # the first test that failed
 
 
 # A mutation site: (line, description, function applying it to the node in a fresh tree).
@@ -170,15 +171,19 @@ def _copy_tree(into: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", into / "pyproject.toml")
 
 
-def _run_tests(tree: Path, tiers: List[str], timeout: float) -> Tuple[str, float]:
+def _run_tests(tree: Path, tiers: List[str], timeout: float) -> Tuple[str, float, str]:
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", *tiers, "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    command = [sys.executable, "-m", "pytest", *tiers, "-x", "-q", "-rfE", "-p", "no:cacheprovider"]
     started = time.monotonic()
     try:
         done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", time.monotonic() - started
-    return ("survived" if done.returncode == 0 else "killed"), time.monotonic() - started
+        return "timeout", time.monotonic() - started, ""
+    elapsed = time.monotonic() - started
+    if done.returncode == 0:
+        return "survived", elapsed, ""
+    failed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return "killed", elapsed, failed[0] if failed else f"pytest exit {done.returncode}"
 
 
 def _check_copy_is_imported(tree: Path) -> None:
@@ -200,7 +205,7 @@ def run_mutant(mutant: Mutant, files: List[str], tiers: List[str], timeout: floa
         tree = Path(tmp)
         _copy_tree(tree)
         (tree / PACKAGE / mutant.file).write_text(mutated_source(mutant, files))
-        mutant.outcome, mutant.seconds = _run_tests(tree, tiers, timeout)
+        mutant.outcome, mutant.seconds, mutant.by = _run_tests(tree, tiers, timeout)
     return mutant
 
 
@@ -216,6 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants without running them")
     parser.add_argument("--show", type=int, default=0, help="print mutant N's source diff and exit")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, even into a file
 
     files = [f.strip() for f in args.files.split(",") if f.strip()]
     mutants = enumerate_mutants(files)
@@ -243,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mutant-baseline-") as tmp:
         _copy_tree(Path(tmp))
         _check_copy_is_imported(Path(tmp))
-        outcome, seconds = _run_tests(Path(tmp), tiers, args.timeout)
+        outcome, seconds, _ = _run_tests(Path(tmp), tiers, args.timeout)
         if outcome != "survived":
             sys.exit(f"mutate: the unmutated tree does not pass ({outcome} after {seconds:.0f} s); fix that first")
     print(f"baseline passes in {seconds:.0f} s; {len(mutants)} mutants, {args.jobs} at a time", flush=True)
@@ -253,14 +259,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         for mutant in pool.map(lambda m: run_mutant(m, files, tiers, args.timeout), mutants):
             done.append(mutant)
             where = f"{mutant.file}:{mutant.line}"
-            print(f"{mutant.ident:5}  {mutant.outcome:8} {mutant.seconds:6.1f}s  {where}  {mutant.what}", flush=True)
+            print(f"{mutant.ident:5}  {mutant.outcome:8} {mutant.seconds:6.1f}s  {where}  {mutant.what}  {mutant.by}")
 
     survivors = [m for m in done if m.outcome == "survived"]
     print()
-    print("| id | where | mutation | outcome | seconds |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| id | where | mutation | outcome | seconds | first failing test |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for m in done:
-        print(f"| {m.ident} | {m.file}:{m.line} | {m.what.replace('|', '/')} | {m.outcome} | {m.seconds:.0f} |")
+        what = m.what.replace("|", "/")
+        print(f"| {m.ident} | {m.file}:{m.line} | {what} | {m.outcome} | {m.seconds:.0f} | {m.by} |")
     killed = len(done) - len(survivors)
     print(
         f"\n{killed} of {len(done)} mutants killed; {len(survivors)} survived"
