@@ -5,14 +5,16 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
+from support.server_env import mysql_kwargs
 
 
 @pytest.fixture(scope="session")
 def live_server() -> dict:
-    """The shared MariaDB's settings; fails the test if it is not reachable."""
+    """The test server's settings (MYSQL_HOST, MYSQL_PORT, ...; 127.0.0.1:3306
+    by default); fails the test if it is not reachable."""
+    server = mysql_kwargs()
     try:
-        pymysql.connect(connect_timeout=3, **SERVER).close()
+        pymysql.connect(connect_timeout=3, **server).close()
     except pymysql.MySQLError as exc:
-        pytest.fail(f"no MariaDB on 127.0.0.1:3306 (./dev test starts it): {exc}")
-    return dict(SERVER)
+        pytest.fail(f"no MySQL server at {server['host']}:{server['port']} (./dev test starts one): {exc}")
+    return server

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import ssl
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
+
+import pymysql.charset
+import pymysql.cursors
 
 from . import _driver
 
 # Keywords the pool manages itself: passing them through would break it.
 _RESERVED = {"defer_connect": "the pool opens connections itself"}
+
+# PyMySQL's own bound on connect_timeout (one year). Used for every socket
+# timeout: socket.settimeout() overflows a little above 9.2e9 s.
+_MAX_SOCKET_TIMEOUT = 31_536_000
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ class PoolConfig:
     def io_timeout(self) -> float:
         """Cap on any wait the pool itself starts (handshake, ping, reset)."""
         value = self.connect_kwargs.get("connect_timeout", 10)
-        return float(value) if value and not deferred(value) else 10.0
+        return float(value) if isinstance(value, (int, float)) and value else 10.0
 
 
 def deferred(value: Any) -> bool:
@@ -75,6 +87,183 @@ def _seconds(name: str, value: Any, allow_none: bool = False) -> Optional[float]
     return float(value)
 
 
+def _wait(name: str, value: Any) -> float:
+    """A borrow's wait: seconds >= 0; None or anything beyond what a lock
+    can wait for (``threading.TIMEOUT_MAX``, inf included) is forever."""
+    if value is None:
+        return math.inf
+    seconds = _seconds(name, value)
+    assert seconds is not None
+    return math.inf if seconds >= threading.TIMEOUT_MAX else seconds
+
+
+# -- PyMySQL's keywords --------------------------------------------------------
+# One rule per keyword of pymysql.connect(): the types PyMySQL uses the value
+# as, and the ranges it (or the socket layer under it) rejects, so a bad value
+# is refused in the constructor with its name instead of at the first borrow.
+
+
+def _kind(*types: type, none: bool = True, what: str = "") -> Callable[[str, Any], None]:
+    def rule(name: str, value: Any) -> None:
+        if value is None and none:
+            return
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            expected = what or " or ".join(t.__name__ for t in types) + (" or None" if none else "")
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+
+    return rule
+
+
+_text = _kind(str)
+_secret = _kind(str, bytes)
+_path = _kind(str, os.PathLike, what="a path (str or os.PathLike) or None")
+_flag = _kind(bool, none=False)
+_tristate = _kind(bool)
+_mapping = _kind(Mapping, what="a dict or None")
+
+
+def _bounded_int(low: int, high: int, hint: str = "") -> Callable[[str, Any], None]:
+    def rule(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be an int from {low} to {high}{hint}, got {value}")
+
+    return rule
+
+
+def _socket_timeout(none: bool) -> Callable[[str, Any], None]:
+    def rule(name: str, value: Any) -> None:
+        if value is None and none:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            expected = "a number of seconds" + (" or None" if none else "")
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+        if not 0 < value <= _MAX_SOCKET_TIMEOUT:  # NaN fails this too
+            raise ValueError(f"{name} must be > 0 and <= {_MAX_SOCKET_TIMEOUT} seconds, got {value}")
+
+    return rule
+
+
+def _port(name: str, value: Any) -> None:
+    if value is not None:
+        _bounded_int(1, 65535, " (leave it out for 3306)")(name, value)
+
+
+def _charset(name: str, value: Any) -> None:
+    _text(name, value)
+    if value and pymysql.charset.charset_by_name(value) is None:
+        raise ValueError(f"{name} {value!r} is not a character set PyMySQL knows")
+
+
+def _password(name: str, value: Any) -> None:
+    _secret(name, value)
+    if isinstance(value, str):
+        try:
+            value.encode("latin-1")  # what PyMySQL sends a str password as
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{name} given as str must be latin-1 text (PyMySQL encodes it so); pass bytes for another encoding"
+            ) from None
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]+\Z")
+
+
+def _collation(name: str, value: Any) -> None:
+    _text(name, value)
+    if value is not None and not _IDENTIFIER.match(value):  # PyMySQL pastes it into SET NAMES
+        raise ValueError(f"{name} must be a collation name (letters, digits, _), got {value!r}")
+
+
+def _ssl(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, (Mapping, ssl.SSLContext)):
+        raise TypeError(f"{name} must be a dict of ssl options, an ssl.SSLContext or None, got {type(value).__name__}")
+
+
+_VERIFY_MODES = {"none", "0", "false", "no", "optional", "required", "1", "true", "yes"}
+
+
+def _verify_cert(name: str, value: Any) -> None:
+    if isinstance(value, str):
+        if value.lower() not in _VERIFY_MODES:
+            raise ValueError(f"{name} must be a bool or one of {sorted(_VERIFY_MODES)}, got {value!r}")
+        return
+    _tristate(name, value)
+
+
+def _unsupported(name: str, value: Any) -> None:
+    if value:
+        raise ValueError(f"{name} is not supported by PyMySQL; leave it out")
+
+
+def _cursorclass(name: str, value: Any) -> None:
+    if not (isinstance(value, type) and issubclass(value, pymysql.cursors.Cursor)):
+        raise TypeError(f"{name} must be a pymysql cursor class (a subclass of pymysql.cursors.Cursor), got {value!r}")
+
+
+_CONNECT_RULES: Dict[str, Callable[[str, Any], None]] = {
+    "host": _text,
+    "user": _secret,
+    "password": _password,
+    "passwd": _password,
+    "database": _secret,
+    "db": _secret,
+    "port": _port,
+    "unix_socket": _path,
+    "bind_address": _text,
+    "charset": _charset,
+    "collation": _collation,
+    "sql_mode": _text,
+    "init_command": _text,
+    "read_default_file": _path,
+    "read_default_group": _text,
+    "conv": _mapping,
+    "auth_plugin_map": _mapping,
+    "use_unicode": _flag,
+    "binary_prefix": _flag,
+    "local_infile": _flag,
+    "client_flag": _bounded_int(0, 2**31 - 1),  # sent as a signed 32-bit int
+    "max_allowed_packet": _bounded_int(1, 2**32 - 1),
+    "cursorclass": _cursorclass,
+    "connect_timeout": _socket_timeout(none=False),
+    "read_timeout": _socket_timeout(none=True),
+    "write_timeout": _socket_timeout(none=True),
+    "program_name": _text,
+    "server_public_key": _secret,
+    "ssl": _ssl,
+    "ssl_ca": _path,
+    "ssl_cert": _path,
+    "ssl_key": _path,
+    "ssl_key_password": _secret,
+    "ssl_disabled": _tristate,
+    "ssl_verify_cert": _verify_cert,
+    "ssl_verify_identity": _tristate,
+    "compress": _unsupported,
+    "named_pipe": _unsupported,
+}
+
+# Spellings PyMySQL takes for one setting: giving both is ambiguous.
+_SAME_SETTING = (("database", "db"), ("password", "passwd"))
+
+
+def check_connect_kwargs(kwargs: Dict[str, Any]) -> None:
+    """Type- and range-check every PyMySQL keyword in ``kwargs``.
+
+    A zero-argument callable (not a class) stands for a value computed at
+    each connect (credential rotation): it is checked when it is called.
+    A keyword without a rule (one a newer PyMySQL added) is passed as is.
+    """
+    for first, second in _SAME_SETTING:
+        if kwargs.get(first) is not None and kwargs.get(second) is not None:
+            raise TypeError(f"give {first}= only: {second}= is PyMySQL's old spelling of the same argument")
+    for key, value in kwargs.items():
+        rule = _CONNECT_RULES.get(key)
+        if rule is None or deferred(value):
+            continue
+        rule(key, value)
+
+
 def _callable(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
@@ -109,7 +298,7 @@ def build(
     pre_create_num: int,
     con_lifetime: float,
     autocommit: bool,
-    timeout: float,
+    timeout: Optional[float],
     validation_interval: float,
     keepalive_interval: Optional[float],
     max_idle: float,
@@ -146,8 +335,7 @@ def build(
     if not isinstance(reset_session, bool):
         raise TypeError(f"reset_session must be True or False, got {reset_session!r}")
     label = pool_label(name, pool_name, connect_kwargs)
-    if "connect_timeout" in connect_kwargs and not deferred(connect_kwargs["connect_timeout"]):
-        _seconds("connect_timeout", connect_kwargs["connect_timeout"])
+    check_connect_kwargs(connect_kwargs)
     keepalive = _seconds("keepalive_interval", 60.0 if keepalive_interval is None else keepalive_interval)
     leak = _seconds("leak_timeout", leak_timeout, allow_none=True)
     if leak == 0:
@@ -161,7 +349,7 @@ def build(
         pre_create_num=pre_create_num,
         con_lifetime=_seconds("con_lifetime", con_lifetime) or 0.0,
         autocommit=autocommit,
-        timeout=_seconds("timeout", timeout) or 0.0,
+        timeout=_wait("timeout", timeout),
         validation_interval=_seconds("validation_interval", validation_interval) or 0.0,
         keepalive_interval=keepalive or 0.0,
         max_idle=_seconds("max_idle", max_idle) or 0.0,

@@ -337,9 +337,10 @@ class ConnectionPool:
         try:
             while True:
                 # The first attempt gets all of connect_timeout; later ones what is left.
-                budget = min(io_timeout, hard_end - _monotonic()) if rejected or last_error else io_timeout
+                retry = bool(rejected) or last_error is not None
+                budget = min(io_timeout, hard_end - _monotonic()) if retry else io_timeout
                 if grant is None:
-                    if budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout):
+                    if retry and (budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                         self._count_timeout()
                         why = f": {last_error}" if last_error is not None else ""
                         raise PoolTimeout(
@@ -732,32 +733,38 @@ class ConnectionPool:
             and (now - slot.borrowed_at <= self._window or probe is None or not probe(0))
         )
         owned: Optional[Slot] = None  # the slot once taken from the proxy, HELD until parked
+        forked = False
         try:
             with self._lock:
                 if conn._slot is not slot:  # another thread returned it meanwhile
                     raise ReturnConnectionToPoolError(
                         f"this connection was already returned to pool {self.name!r}"
                     )
-                # Plain stores, no call in between: an interrupt lands before
-                # all of them or after all of them.
-                slot.state = HELD
-                self._held += 1
-                conn._slot = None
-                conn._raw = None
-                owned = slot
                 stats = self._stats
                 stats.returns += 1
-                used = now - slot.borrowed_at
-                stats.use_s += used
-                if used > stats.use_max_s:
-                    stats.use_max_s = used
                 if slot.generation != self._generation:
-                    owned = None  # lent before a fork: the socket is the parent's
-                elif clean and slot.expires > now and not self._closed:
-                    # Clean return: no round trip, straight to the oldest waiter.
-                    self._park(slot, now, from_held=True)
-                    return
-            if owned is None:
+                    # Lent before a fork: the socket is the parent's, and this
+                    # process's books never counted it.
+                    conn._slot = None
+                    conn._raw = None
+                    forked = True
+                else:
+                    # Plain stores, no call in between: an interrupt lands
+                    # before all of them or after all of them.
+                    slot.state = HELD
+                    self._held += 1
+                    conn._slot = None
+                    conn._raw = None
+                    owned = slot
+                    used = now - slot.borrowed_at
+                    stats.use_s += used
+                    if used > stats.use_max_s:
+                        stats.use_max_s = used
+                    if clean and slot.expires > now and not self._closed:
+                        # Clean return: no round trip, straight to the oldest waiter.
+                        self._park(slot, now, from_held=True)
+                        return
+            if forked:
                 _driver.abandon(raw)
                 return
             self._return_slow(slot, failed)

@@ -14,10 +14,21 @@ ENV_VARS = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PWD", "MYSQL_DATABA
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI reads MYSQL_*: start every test without them."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """The CLI reads MYSQL_*: start every test without them, except that a
+    test of the server tier gets the test server's host and port there (its
+    defaults are the CLI's defaults, 127.0.0.1:3306)."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
+    if request.node.get_closest_marker("server") is not None:
+        server = request.getfixturevalue("live_server")
+        monkeypatch.setenv("MYSQL_HOST", server["host"])
+        monkeypatch.setenv("MYSQL_PORT", str(server["port"]))
+
+
+def where(server: dict) -> str:
+    """How the CLI shows the test server's address: user@host:port/database."""
+    return f"root@{server['host']}:{server['port']}/test"
 
 
 @pytest.fixture
@@ -45,11 +56,11 @@ def secret_user(admin: pymysql.connections.Connection) -> Iterator[str]:
     """A login whose password is SECRET, dropped after the test."""
     name = f"pmp_cli_{os.getpid()}"
     with admin.cursor() as cur:
-        cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (name,))
-        cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (name, SECRET))
-        cur.execute("GRANT ALL ON `test`.* TO %s@'127.0.0.1'", (name,))
+        cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
+        cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, SECRET))
+        cur.execute("GRANT ALL ON `test`.* TO %s@'%%'", (name,))
     try:
         yield name
     finally:
         with admin.cursor() as cur:
-            cur.execute("DROP USER IF EXISTS %s@'127.0.0.1'", (name,))
+            cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))

@@ -9,7 +9,7 @@ import pytest
 
 from pymysqlpool.__main__ import main
 
-from .conftest import SECRET
+from .conftest import SECRET, where
 
 pytestmark = pytest.mark.server
 
@@ -20,14 +20,16 @@ def _server_version(admin: pymysql.connections.Connection) -> str:
         return str(cur.fetchone()[0])
 
 
-def test_check_ok(admin: pymysql.connections.Connection, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_ok(
+    admin: pymysql.connections.Connection, live_server: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
     labels = {line.split("  ")[0] for line in lines}
     assert {"target", "server", "SELECT 1", "wait_timeout", "max_connections", "pool", "keep-alive"} <= labels
     assert f"server           {_server_version(admin)}" in out
-    assert "root@127.0.0.1:3306/test (password: none)" in out
+    assert f"{where(live_server)} (password: none)" in out
     assert "Threads_connected now:" in out
     assert lines[-1].startswith("OK")
     assert err == ""
@@ -62,7 +64,7 @@ def test_check_pre_create_counts_own_connections(capsys: pytest.CaptureFixture[s
 
 
 def test_check_closed_port_fails_with_one_line(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--port", str(closed_port), "--connect-timeout", "3"]) == 1
+    assert main(["check", "--host", "127.0.0.1", "--port", str(closed_port), "--connect-timeout", "3"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -70,7 +72,7 @@ def test_check_closed_port_fails_with_one_line(closed_port: int, capsys: pytest.
 
 
 def test_check_closed_port_json(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--json", "--port", str(closed_port)]) == 1
+    assert main(["check", "--json", "--host", "127.0.0.1", "--port", str(closed_port)]) == 1
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert report["ok"] is False and "cannot connect" in report["error"]
@@ -85,14 +87,17 @@ def test_check_unknown_database(live_server: dict, capsys: pytest.CaptureFixture
 def test_env_is_used_and_flags_win(
     live_server: dict, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    host, port = live_server["host"], str(live_server["port"])
+    monkeypatch.setenv("MYSQL_HOST", "127.0.0.1")
     monkeypatch.setenv("MYSQL_PORT", str(closed_port))
     assert main(["check"]) == 1
-    assert f":{closed_port}/" in capsys.readouterr().err
-    assert main(["check", "--url", "mysql://root@127.0.0.1:3306/test"]) == 0
-    assert main(["check", "--port", "3306"]) == 0
-    monkeypatch.setenv("MYSQL_PORT", "3306")
+    assert f"@127.0.0.1:{closed_port}/" in capsys.readouterr().err
+    assert main(["check", "--url", f"mysql://root@{host}:{port}/test"]) == 0
+    assert main(["check", "--host", host, "--port", port]) == 0
+    monkeypatch.setenv("MYSQL_HOST", host)
+    monkeypatch.setenv("MYSQL_PORT", port)
     assert main(["check", "--url", f"mysql://127.0.0.1:{closed_port}"]) == 1
-    assert main(["check", "--url", f"mysql://127.0.0.1:{closed_port}", "--port", "3306"]) == 0
+    assert main(["check", "--url", f"mysql://{host}:{closed_port}", "--port", port]) == 0
 
 
 def _assert_no_secret(capsys: pytest.CaptureFixture[str]) -> str:
@@ -102,12 +107,13 @@ def _assert_no_secret(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_password_never_printed(
-    secret_user: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    secret_user: str, live_server: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    host, port = live_server["host"], live_server["port"]
     assert main(["check", "--user", secret_user, "--password", SECRET]) == 0
-    assert f"{secret_user}@127.0.0.1:3306/test (password: ***)" in _assert_no_secret(capsys)
+    assert f"{secret_user}@{host}:{port}/test (password: ***)" in _assert_no_secret(capsys)
 
-    assert main(["check", "--json", "--url", f"mariadb://{secret_user}:{SECRET}@127.0.0.1/test"]) == 0
+    assert main(["check", "--json", "--url", f"mariadb://{secret_user}:{SECRET}@{host}:{port}/test"]) == 0
     text = _assert_no_secret(capsys)
     assert json.loads(text)["settings"]["password"] == "***"
 

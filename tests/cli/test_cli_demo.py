@@ -95,7 +95,7 @@ def test_demo_refuses_an_existing_table(
 
 
 def test_demo_cannot_connect(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--ops", "5", "--port", str(closed_port), "--quiet"]) == 1
+    assert main(["demo", "--ops", "5", "--host", "127.0.0.1", "--port", str(closed_port), "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "cannot connect" in err
 

@@ -8,7 +8,14 @@ import pytest
 
 from pymysqlpool.__main__ import main
 from pymysqlpool.cli import build_parser
-from pymysqlpool.cli.settings import ConnectionSettings, UsageError, parse_url, resolve, settings_from_env
+from pymysqlpool.cli.settings import (
+    ConnectionSettings,
+    UsageError,
+    parse_url,
+    pool_settings,
+    resolve,
+    settings_from_env,
+)
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -175,7 +182,23 @@ def test_argparse_usage_errors(argv: list, capsys: pytest.CaptureFixture[str]) -
 
 def test_pre_create_above_maxsize(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--maxsize", "2", "--pre-create", "3"]) == 2
-    assert "--pre-create" in capsys.readouterr().err
+    assert "--pre-create-num" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["check", "demo"])
+def test_pool_flags_are_the_parameter_names_and_old_spellings_stay(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One scheme (docs/parameters.md, "Names"): --pre-create-num and --con-lifetime
+    are ConnectionPool()'s pre_create_num and con_lifetime; --pre-create and
+    --lifetime keep working."""
+    for argv in (["--pre-create-num", "2", "--con-lifetime", "60"], ["--pre-create", "2", "--lifetime", "60"]):
+        pool = pool_settings(build_parser().parse_args([command, "--maxsize", "4", *argv]))
+        assert pool.pool_kwargs() == {"maxsize": 4, "pre_create_num": 2, "con_lifetime": 60.0, "timeout": 30.0}
+        assert "pre_create_num=2 con_lifetime=60 s" in pool.describe()
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--pre-create-num N, --pre-create N" in out and "--con-lifetime SECONDS, --lifetime SECONDS" in out
 
 
 def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,11 +6,17 @@ open. ``FakeConnection`` mimics the parts of ``pymysql.connections.Connection``
 the pool relies on (status bits from the last OK packet, ``_sock`` set to
 None once the socket is gone, ``close()`` raising when called twice) and
 counts every command it receives.
+
+Each fake connection holds one end of a real socket pair, the "server" the
+other: when the fake server drops a session it closes its end, so the pool's
+zero-timeout socket probe (``_driver.make_probe``) sees the hang-up exactly
+as it would on a real connection.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 import threading
 from typing import Any, Dict, List, Optional, Set
 
@@ -66,7 +72,8 @@ class FakeConnection:
         autocommit = bool(kwargs.get("autocommit"))
         self.autocommit_mode = autocommit
         self.server_status = AUTOCOMMIT if autocommit else 0
-        self._sock: Optional[object] = object()
+        self._client, self._server_end = socket.socketpair()
+        self._sock: Optional[socket.socket] = self._client
         # Set by a test to stand for an answer left half read (see _driver.Connection).
         self._exchanging = False
         self._rfile: Optional[object] = None
@@ -111,8 +118,17 @@ class FakeConnection:
         saw it fail (PyMySQL then sets ``_sock`` to None); otherwise it finds
         out at its next I/O."""
         self.server_gone = True
+        self._server_end.close()  # the client's socket turns readable (EOF)
         if noticed:
             self._sock = None
+
+    def send_unasked(self) -> None:
+        """The server writes something nobody asked for: the socket is readable."""
+        self._server_end.sendall(b"\x00")
+
+    def release_sockets(self) -> None:
+        self._client.close()
+        self._server_end.close()
 
     def claim(self, owner: object) -> None:
         """Record that ``owner`` holds this connection now; a second holder is a violation."""
@@ -265,6 +281,7 @@ class FakeServer:
         with self.lock:
             conn.disposed = True
             self.live.discard(conn)
+        conn.release_sockets()
 
     @property
     def open_count(self) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Dict, List
 
+import pymysql.cursors
 import pytest
 
 import pymysqlpool._driver
-from pymysqlpool import ConnectionPool, ConnectionPoolSingleton
+from pymysqlpool import ConnectionPool, ConnectionPoolSingleton, _config, _driver
 
 from .fakes import FakeServer
 from .test_threads import join_all
@@ -54,6 +56,51 @@ BAD_ARGUMENTS = [
     ({"name": 5}, TypeError, ["str"]),
     ({"name": "a", "pool_name": "b"}, TypeError, ["name", "pool_name"]),
     ({"connect_timeout": -1}, ValueError, ["connect_timeout"]),
+    ({"connect_timeout": 0}, ValueError, ["connect_timeout"]),
+    ({"connect_timeout": 31536001}, ValueError, ["connect_timeout"]),
+    ({"connect_timeout": None}, TypeError, ["connect_timeout"]),
+    ({"connect_timeout": float("nan")}, ValueError, ["connect_timeout"]),
+    # The reproductions of issue 9 item 4: each reached PyMySQL and failed at the first borrow.
+    ({"port": "cz"}, TypeError, ["port"]),
+    ({"port": -999999999999}, ValueError, ["port"]),
+    ({"port": 65536}, ValueError, ["port"]),
+    ({"port": 0}, ValueError, ["port"]),
+    ({"port": 3306.0}, TypeError, ["port"]),
+    ({"read_timeout": {"": 172}}, TypeError, ["read_timeout"]),
+    ({"write_timeout": Decimal("37276.66")}, TypeError, ["write_timeout"]),
+    ({"write_timeout": 242143543639}, ValueError, ["write_timeout"]),
+    ({"read_timeout": -1}, ValueError, ["read_timeout"]),
+    ({"read_timeout": 0}, ValueError, ["read_timeout"]),
+    ({"read_timeout": float("inf")}, ValueError, ["read_timeout"]),
+    ({"write_timeout": True}, TypeError, ["write_timeout"]),
+    ({"host": 5}, TypeError, ["host"]),
+    ({"user": ["root"]}, TypeError, ["user"]),
+    ({"password": 1234}, TypeError, ["password"]),
+    ({"database": 0}, TypeError, ["database"]),
+    ({"database": "a", "db": "b"}, TypeError, ["database", "db"]),
+    ({"password": "a", "passwd": "b"}, TypeError, ["password", "passwd"]),
+    ({"charset": "klingon"}, ValueError, ["charset"]),
+    ({"charset": 8}, TypeError, ["charset"]),
+    ({"collation": "utf8mb4_bin; DROP TABLE t"}, ValueError, ["collation"]),
+    ({"unix_socket": 3}, TypeError, ["unix_socket"]),
+    ({"client_flag": -1}, ValueError, ["client_flag"]),
+    ({"client_flag": 2**40}, ValueError, ["client_flag"]),
+    ({"max_allowed_packet": 0}, ValueError, ["max_allowed_packet"]),
+    ({"use_unicode": "no"}, TypeError, ["use_unicode"]),
+    ({"local_infile": 1}, TypeError, ["local_infile"]),
+    ({"cursorclass": dict}, TypeError, ["cursorclass"]),
+    ({"cursorclass": "DictCursor"}, TypeError, ["cursorclass"]),
+    ({"conv": [1]}, TypeError, ["conv"]),
+    ({"ssl": True}, TypeError, ["ssl"]),
+    ({"ssl_verify_cert": "maybe"}, ValueError, ["ssl_verify_cert"]),
+    ({"ssl_disabled": "yes"}, TypeError, ["ssl_disabled"]),
+    ({"compress": True}, ValueError, ["compress"]),
+    ({"named_pipe": True}, ValueError, ["named_pipe"]),
+    ({"program_name": 7}, TypeError, ["program_name"]),
+    ({"timeout": float("nan")}, ValueError, ["timeout"]),
+    ({"timeout": Decimal("1")}, TypeError, ["timeout"]),
+    ({"validation_interval": float("nan")}, ValueError, ["validation_interval"]),
+    ({"max_idle": float("nan")}, ValueError, ["max_idle"]),
     ({"max_size": 5}, TypeError, ["maxsize"]),
     ({"min_size": 1}, TypeError, ["pre_create_num"]),
     ({"defer_connect": True}, TypeError, ["defer_connect"]),
@@ -70,6 +117,47 @@ def test_bad_argument_is_named_and_nothing_connects(kwargs: Dict[str, Any], erro
     for word in words:
         assert word in message, f"{message!r} does not name {word!r}"
     assert factory.calls == []
+
+
+def test_every_pymysql_keyword_has_a_rule() -> None:
+    """A PyMySQL upgrade that adds a keyword fails here until it gets a rule."""
+    managed = {"autocommit", "defer_connect"}  # the pool's own argument, and refused
+    missing = sorted(_driver.CONNECT_PARAMETERS - managed - set(_config._CONNECT_RULES))
+    assert not missing, f"no validation rule for PyMySQL keyword(s) {missing}"
+
+
+def test_callables_stand_for_values_computed_at_connect() -> None:
+    """Credential rotation: a zero-argument callable is checked when called, not here."""
+    for key in _config._CONNECT_RULES:
+        _config.check_connect_kwargs({key: lambda: "computed later"})
+
+
+@pytest.mark.parametrize("forever", [None, float("inf"), 1e300, threading.TIMEOUT_MAX])
+def test_timeout_none_or_infinite_waits_forever(server: FakeServer, forever: Any) -> None:
+    with ConnectionPool(connection_factory=server, timeout=forever) as pool:
+        assert pool.timeout == float("inf")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"port": 1},
+        {"port": 65535},
+        {"connect_timeout": 31536000},
+        {"connect_timeout": 0.001, "read_timeout": 2.5, "write_timeout": 1},
+        {"read_timeout": None, "write_timeout": None},
+        {"charset": "utf8", "collation": "utf8mb4_general_ci"},
+        {"password": b"bytes", "user": b"root", "database": "test"},
+        {"db": "test", "passwd": "x"},
+        {"cursorclass": pymysql.cursors.SSDictCursor, "client_flag": 0, "max_allowed_packet": 1024},
+        {"ssl": {}, "ssl_verify_cert": "required", "ssl_disabled": None, "compress": False},
+        {"conv": {}, "auth_plugin_map": {}, "use_unicode": False, "binary_prefix": True},
+    ],
+    ids=repr,
+)
+def test_good_pymysql_arguments_pass_and_reach_the_driver(server: FakeServer, kwargs: Dict[str, Any]) -> None:
+    with ConnectionPool(connection_factory=server, **kwargs) as pool, pool.get_conn():
+        assert server.kwargs_seen[-1] == {**kwargs, "autocommit": True}
 
 
 def test_connection_factory_must_be_callable() -> None:

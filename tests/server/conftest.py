@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import pymysql
 import pytest
-from server_helpers import Account, ServerView, kill_own, mysql_kwargs, query, raw_connect
+from server_helpers import Account, ServerView, kill_own, mysql_kwargs, query, raw_connect, with_limits
 
 from pymysqlpool import ConnectionPool
 
@@ -129,12 +129,15 @@ def server_view(
 
 
 @pytest.fixture
-def make_pool(server_view: ServerView) -> Iterator[Callable[..., ConnectionPool]]:
+def make_pool(server_view: ServerView, make_table: Callable[..., str]) -> Iterator[Callable[..., ConnectionPool]]:
     """``make_pool(maxsize=4, ...)`` -> a pool the server view counts; every
-    pool made is closed after the test."""
+    pool made is closed after the test, before ``make_table`` drops the
+    tables (a pool holding a transaction would block the DROP)."""
     pools: list[ConnectionPool] = []
 
     def make(*args: Any, **kwargs: Any) -> ConnectionPool:
+        if "init_command" in kwargs:
+            kwargs["init_command"] = with_limits(kwargs["init_command"])
         pool = ConnectionPool(*args, **{**server_view.connect_kwargs, **kwargs})
         pools.append(pool)
         return pool

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,16 +9,9 @@ from typing import Any
 
 import pymysql
 
+from support.server_env import mysql_kwargs, with_limits
 
-def mysql_kwargs() -> dict[str, Any]:
-    """Connection arguments for the test server, from the environment."""
-    return {
-        "host": os.environ.get("MYSQL_HOST", "127.0.0.1"),
-        "port": int(os.environ.get("MYSQL_PORT", "3306")),
-        "user": os.environ.get("MYSQL_USER", "root"),
-        "password": os.environ.get("MYSQL_PWD", ""),
-        "database": os.environ.get("MYSQL_DATABASE", "test"),
-    }
+__all__ = ["mysql_kwargs", "with_limits"]
 
 
 def raw_connect(**overrides: Any) -> pymysql.connections.Connection:

@@ -4,7 +4,6 @@ con_lifetime, each checked from the server's side too."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,29 +14,20 @@ from server_helpers import ServerView, query
 
 import pymysqlpool
 from pymysqlpool import ConnectionPool, PooledConnection
+from support.doc_blocks import blocks, localize
 
 pytestmark = pytest.mark.server
 
 
 def test_readme_quick_start_verbatim() -> None:
-    # The README's code, character for character.
-    # fmt: off
-    from pymysqlpool import ConnectionPool
-
-    pool = ConnectionPool(host='localhost', user='root', password=os.environ.get('MYSQL_PWD', ''),
-                          database='test', maxsize=10, pre_create_num=2, pool_name='mypool')
-    conn = pool.get_conn()
-    cursor = conn.cursor()
-    cursor.execute('SELECT 1')
-    result = cursor.fetchone()
-    cursor.close()
-    pool.release(conn)
-    print(result)
-    # fmt: on
-
+    # The README's first block, run as it is written, pointed at MYSQL_HOST/MYSQL_PORT.
+    (code,) = [code for path, _, code in blocks() if path.name == "README.md" and "pool_name='mypool'" in code]
+    names: dict = {}
+    exec(compile(localize(code), "README.md", "exec"), names)
+    pool = names["pool"]
     try:
-        assert result == (1,)
-        assert type(conn) is PooledConnection
+        assert names["result"] == (1,)
+        assert type(names["conn"]) is PooledConnection
         assert pool.name == "mypool"
         assert pool.total_num == 2 and pool.available_num == 2  # the borrow used a pre-created one
     finally:

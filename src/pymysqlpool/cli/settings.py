@@ -122,7 +122,8 @@ class PoolSettings:
     def describe(self) -> str:
         lifetime = "never" if not self.lifetime else f"{self.lifetime:g} s"
         return (
-            f"maxsize={self.maxsize} pre_create={self.pre_create} lifetime={lifetime} borrow timeout={self.timeout:g} s"
+            f"maxsize={self.maxsize} pre_create_num={self.pre_create} con_lifetime={lifetime}"
+            f" timeout={self.timeout:g} s"
         )
 
 
@@ -312,6 +313,8 @@ def add_pool_arguments(
     lifetime: float = 3600.0,
     timeout: float = 30.0,
 ) -> None:
+    # Each flag is its ConnectionPool() parameter, dashed (docs/parameters.md,
+    # "Names"); the shorter spellings of earlier releases stay as aliases.
     group = parser.add_argument_group("pool")
     group.add_argument(
         "--maxsize",
@@ -321,14 +324,18 @@ def add_pool_arguments(
         help=f"most connections the pool opens at once (default: {maxsize})",
     )
     group.add_argument(
+        "--pre-create-num",
         "--pre-create",
+        dest="pre_create",
         metavar="N",
         type=non_negative_int,
         default=pre_create,
         help=f"connections opened up front and kept open (default: {pre_create})",
     )
     group.add_argument(
+        "--con-lifetime",
         "--lifetime",
+        dest="lifetime",
         metavar="SECONDS",
         type=seconds,
         default=lifetime,
@@ -345,7 +352,7 @@ def add_pool_arguments(
 
 def pool_settings(args: argparse.Namespace) -> PoolSettings:
     if args.pre_create > args.maxsize:
-        raise UsageError(f"--pre-create ({args.pre_create}) must not exceed --maxsize ({args.maxsize})")
+        raise UsageError(f"--pre-create-num ({args.pre_create}) must not exceed --maxsize ({args.maxsize})")
     return PoolSettings(
         maxsize=args.maxsize,
         pre_create=args.pre_create,
