@@ -131,6 +131,15 @@ def _port(name: str, value: Any) -> None:
         _bounded_int(1, 65535, " (leave it out for 3306)")(name, value)
 
 
+def _password(name: str, value: Any) -> None:
+    _secret(name, value)
+    if isinstance(value, str):
+        try:
+            value.encode("latin1")  # what PyMySQL does with a str password
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} as a str must be latin-1; pass other passwords encoded, as bytes") from None
+
+
 def _charset(name: str, value: Any) -> None:
     _text(name, value)
     if value and pymysql.charset.charset_by_name(value) is None:
@@ -175,8 +184,8 @@ def _cursorclass(name: str, value: Any) -> None:
 _CONNECT_RULES: Dict[str, Callable[[str, Any], None]] = {
     "host": _text,
     "user": _secret,
-    "password": _secret,
-    "passwd": _secret,
+    "password": _password,
+    "passwd": _password,
     "database": _secret,
     "db": _secret,
     "port": _port,
