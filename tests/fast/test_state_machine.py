@@ -467,6 +467,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.clock.now += TICKS[0]
         self.server_restarts(True)
         lent = data.draw(st.sampled_from(self._current()), label="which")
+        lent.fake.break_(noticed=True)  # this borrower noticed (even if dropped unnoticed before)
         self.borrowed.remove(lent)
         outcome = self._predict_return(lent, False)
         assert outcome == "closed"
