@@ -150,21 +150,19 @@ def _port(name: str, value: Any) -> None:
         _bounded_int(1, 65535, " (leave it out for 3306)")(name, value)
 
 
-def _charset(name: str, value: Any) -> None:
-    _text(name, value)
-    if value and pymysql.charset.charset_by_name(value) is None:
-        raise ValueError(f"{name} {value!r} is not a character set PyMySQL knows")
-
-
 def _password(name: str, value: Any) -> None:
     _secret(name, value)
     if isinstance(value, str):
         try:
-            value.encode("latin-1")  # what PyMySQL sends a str password as
+            value.encode("latin1")  # what PyMySQL does with a str password
         except UnicodeEncodeError:
-            raise ValueError(
-                f"{name} given as str must be latin-1 text (PyMySQL encodes it so); pass bytes for another encoding"
-            ) from None
+            raise ValueError(f"{name} as a str must be latin-1; pass other passwords encoded, as bytes") from None
+
+
+def _charset(name: str, value: Any) -> None:
+    _text(name, value)
+    if value and pymysql.charset.charset_by_name(value) is None:
+        raise ValueError(f"{name} {value!r} is not a character set PyMySQL knows")
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]+\Z")

@@ -76,6 +76,8 @@ BAD_ARGUMENTS = [
     ({"host": 5}, TypeError, ["host"]),
     ({"user": ["root"]}, TypeError, ["user"]),
     ({"password": 1234}, TypeError, ["password"]),
+    ({"password": "Ā"}, ValueError, ["password"]),  # PyMySQL encodes a str password as latin-1
+    ({"passwd": "\u20ac"}, ValueError, ["passwd"]),
     ({"database": 0}, TypeError, ["database"]),
     ({"database": "a", "db": "b"}, TypeError, ["database", "db"]),
     ({"password": "a", "passwd": "b"}, TypeError, ["password", "passwd"]),

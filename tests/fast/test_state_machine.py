@@ -345,9 +345,8 @@ class PoolMachine(RuleBasedStateMachine):
         if outcome == "closed":
             assert fake.disposed
         elif outcome == "abandoned":
-            # Forgotten, nothing sent (no COM_QUIT). It may have been closed
-            # already before the fork (a failed ping(reconnect=True)).
-            assert fake._sock is None and fake.closes == 0
+            # forgotten, nothing sent (it may have been closed before the fork by a failed ping(reconnect=True))
+            assert fake._sock is None and (fake.disposed or fake in self.abandoned)
         else:
             assert not fake.disposed
             assert not fake.in_trans
@@ -469,6 +468,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.clock.now += TICKS[0]
         self.server_restarts(True)
         lent = data.draw(st.sampled_from(self._current()), label="which")
+        lent.fake.break_(noticed=True)  # this borrower noticed (even if dropped unnoticed before)
         self.borrowed.remove(lent)
         outcome = self._predict_return(lent, False)
         assert outcome == "closed"
