@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Typ
 import pymysql
 import pymysql.connections
 import pymysql.cursors
-from pymysql.constants import CR, ER, SERVER_STATUS
+from pymysql.constants import CLIENT, CR, ER, SERVER_STATUS
 
 from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
 
@@ -73,7 +73,7 @@ def _bounded(raw: Any, seconds: Optional[float]) -> Iterator[None]:
         raw._read_timeout, raw._write_timeout = read, write
 
 
-def connect(kwargs: Dict[str, Any], timeout: Optional[float]) -> Connection:
+def connect(kwargs: Dict[str, Any], timeout: Optional[float], cls: Type[Connection] = Connection) -> Connection:
     """Open a connection; no socket wait (TCP connect, handshake, set-up
     queries) lasts longer than ``timeout`` seconds.
 
@@ -81,12 +81,65 @@ def connect(kwargs: Dict[str, Any], timeout: Optional[float]) -> Connection:
     a black-holing firewall) would block the handshake forever: PyMySQL reads
     it with ``read_timeout``, which defaults to no limit.
     """
-    raw = Connection(defer_connect=True, **kwargs)
+    raw = cls(defer_connect=True, **kwargs)
     if timeout is not None:
         raw.connect_timeout = min(raw.connect_timeout or timeout, max(timeout, 0.001))
     with _bounded(raw, timeout):
         raw.connect()
     raw.connect_timeout = kwargs.get("connect_timeout", 10)
+    return raw
+
+
+_STATE_CHANGED = SERVER_STATUS.SERVER_SESSION_STATE_CHANGED
+
+
+class WriteTrackingConnection(Connection):
+    """A connection that notices, without a round trip, that it committed a write.
+
+    The session asks the server to report changes of ``last_gtid`` (and
+    nothing else); the server then flags the OK packet of every statement that
+    wrote a transaction to the binary log. ``wrote`` stays True until cleared.
+    See :func:`track_writes`.
+    """
+
+    wrote = False
+
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        result: int = super().query(sql, unbuffered)
+        if self.server_status & _STATE_CHANGED:
+            self.wrote = True
+        return result
+
+    def commit(self) -> None:
+        super().commit()
+        if self.server_status & _STATE_CHANGED:
+            self.wrote = True
+
+
+_TRACK_LAST_GTID = (
+    "SET SESSION session_track_system_variables='last_gtid', session_track_schema=OFF,"
+    " session_track_state_change=OFF, session_track_transaction_info=OFF"
+)
+
+
+def connect_tracking_writes(kwargs: Dict[str, Any]) -> Connection:
+    """Open a :class:`WriteTrackingConnection` (a ``connection_factory``).
+
+    Where the server cannot report ``last_gtid`` (MySQL, old MariaDB) a plain
+    :class:`Connection` is returned: callers treat it as "may have written".
+    """
+    flags = int(kwargs.get("client_flag", 0)) | CLIENT.SESSION_TRACK
+    timeout = float(kwargs.get("connect_timeout") or 10)
+    raw = connect({**kwargs, "client_flag": flags}, timeout, WriteTrackingConnection)
+    try:
+        with _bounded(raw, timeout), raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute(_TRACK_LAST_GTID)
+    except pymysql.err.MySQLError:
+        close(raw)
+        return connect(kwargs, timeout)
+    except BaseException:
+        close(raw)
+        raise
     return raw
 
 
@@ -275,3 +328,17 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
             # socket.gaierror: the name does not resolve; retrying will not help.
             return original is not None and type(original).__name__ == "gaierror"
     return False
+
+
+# Errors that say the borrower reached a server that must not serve it now:
+# read-only (a demoted primary) and a Galera node outside the primary component.
+WRONG_NODE_ERRORS = frozenset({ER.OPTION_PREVENTS_STATEMENT, ER.UNKNOWN_COM_ERROR})  # 1290, 1047
+# Errors that say the server is gone or unreachable.
+NODE_GONE_ERRORS = frozenset({CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_LOST, CR.CR_SERVER_GONE_ERROR})  # 2003, 2013, 2006
+
+
+def error_code(exc: BaseException) -> int:
+    """The server's or client library's error number of ``exc``, else 0."""
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return 0

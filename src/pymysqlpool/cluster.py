@@ -1,0 +1,618 @@
+"""ClusterPool: one pool per server of a replication or Galera cluster, borrows routed by role.
+
+A monitor thread probes every node (see ``_topology``) and publishes the
+routing as tuples of node pools; a borrow reads those tuples and asks the
+chosen node's ``ConnectionPool`` for a connection, so the hot path takes no
+lock but the node pool's own. The pool follows a failover, it never performs
+one: roles come from the servers, never from the order of the hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+
+from . import _driver, _topology
+from .connection import PooledConnection
+from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, SplitBrainError
+from .pool import ConnectionPool
+
+__all__ = ["ClusterPool", "parse_cluster_url"]
+
+logger = logging.getLogger("pymysqlpool")
+
+_monotonic = time.monotonic
+_BACKOFF_CAP = 2.0  # longest pause between probes of a node that does not answer
+_CAUSAL_WAIT = 1.0  # longest MASTER_GTID_WAIT before a causal read goes to the primary
+
+Host = Tuple[str, int]
+
+
+def parse_cluster_url(url: str) -> Tuple[Dict[str, Any], List[Host]]:
+    """``mysql://user:pw@h1:p1,h2:p2/db`` -> (connect keywords, [(host, port), ...])."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        raise ValueError(f"cluster URL must start with mysql://, got {parts.scheme!r}://")
+    netloc = parts.netloc
+    userinfo, _, hostlist = netloc.rpartition("@")
+    kwargs: Dict[str, Any] = {}
+    if userinfo:
+        user, colon, password = userinfo.partition(":")
+        kwargs["user"] = unquote(user)
+        if colon:
+            kwargs["password"] = unquote(password)
+    hosts: List[Host] = []
+    for item in hostlist.split(","):
+        host, colon, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        if not host:
+            raise ValueError(f"cluster URL has an empty host in {hostlist!r}")
+        try:
+            number = int(port) if colon else 3306
+        except ValueError:
+            raise ValueError(f"cluster URL has a bad port {port!r}") from None
+        if not 0 < number < 65536:
+            raise ValueError(f"cluster URL has a bad port {number}")
+        hosts.append((unquote(host), number))
+    path = parts.path.lstrip("/")
+    if path:
+        kwargs["database"] = unquote(path)
+    return kwargs, hosts
+
+
+class _NodePool(ConnectionPool):
+    """A node's pool. On return it notices, from what the borrower already
+    saw, that the borrow wrote (for causal reads) or reached the wrong node."""
+
+    _node: _Node
+
+    def release(self, conn: PooledConnection, failed: bool = False) -> None:
+        raw = conn._raw
+        if raw is not None:
+            if failed:
+                # Inside ``with``'s __exit__ the block's exception is the one being handled.
+                exc = sys.exc_info()[1]
+                if exc is not None:
+                    self._node.cluster._borrower_error(self._node, raw, exc)
+            if getattr(raw, "wrote", True) is not False:
+                self._node.cluster._after_write(self._node, raw)
+            if getattr(raw, "sync_wait_on", False):
+                self._node.cluster._end_sync_wait(raw)
+        ConnectionPool.release(self, conn, failed)
+
+
+class _Node:
+    """One server: its pool, its probe connection and what the monitor knows."""
+
+    def __init__(self, cluster: ClusterPool, index: int, host: str, port: int, pool: _NodePool) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self.pool = pool
+        self.facts: Optional[_topology.NodeFacts] = None
+        self.failures = 0
+        self.next_probe = 0.0
+        self.urgent = False
+        self.last_error = ""
+        self.probe_raw: Any = None
+        self.probed_at: Optional[float] = None
+        self.wrong_node_errors = 0
+        self.gone_errors = 0
+
+
+class ClusterPool:
+    """A pool over the servers of a MariaDB/MySQL replication or Galera cluster.
+
+    ``ClusterPool("mysql://u:pw@h1:p1,h2:p2,h3:p3/db", maxsize=10)`` or
+    ``ClusterPool(hosts=[(h, p), ...], user=..., password=..., database=...)``.
+    Every ``ConnectionPool`` keyword applies per node (``maxsize`` is per node).
+    Borrows are writes unless ``read_only=True``; see ``docs/cluster.md``.
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        hosts: Optional[Sequence[Union[Host, str]]] = None,
+        max_lag: float = 5.0,
+        causal: bool = False,
+        probe_interval: float = 0.5,
+        probe_timeout: float = 1.0,
+        read_fallback_to_primary: bool = True,
+        galera_writer: str = "single",
+        balance: str = "least_borrowed",
+        **pool_kwargs: Any,
+    ) -> None:
+        url_kwargs: Dict[str, Any] = {}
+        url_hosts: List[Host] = []
+        if url is not None:
+            url_kwargs, url_hosts = parse_cluster_url(url)
+        if hosts is not None and url_hosts:
+            raise TypeError("give the nodes once: in the URL or as hosts=, not both")
+        nodes = _hosts(hosts) if hosts is not None else url_hosts
+        if not nodes:
+            raise ValueError("ClusterPool needs at least one node (a URL or hosts=)")
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("ClusterPool got the same node twice")
+        for key in ("host", "port", "unix_socket"):
+            if key in pool_kwargs:
+                raise TypeError(f"ClusterPool() takes no {key}=: the nodes come from the URL or hosts=")
+        self._max_lag = _seconds("max_lag", max_lag)
+        interval = _seconds("probe_interval", probe_interval)
+        if not 0 < interval <= 1.0:
+            raise ValueError(f"probe_interval must be > 0 and <= 1 second, got {probe_interval}")
+        self._probe_interval = interval
+        self._probe_timeout = _seconds("probe_timeout", probe_timeout) or 1.0
+        if galera_writer not in ("single", "spread"):
+            raise ValueError(f"galera_writer must be 'single' or 'spread', got {galera_writer!r}")
+        if balance not in ("least_borrowed", "round_robin"):
+            raise ValueError(f"balance must be 'least_borrowed' or 'round_robin', got {balance!r}")
+        for flag, value in (("causal", causal), ("read_fallback_to_primary", read_fallback_to_primary)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}")
+        self._causal = causal
+        self._fallback = read_fallback_to_primary
+        self._galera_writer = galera_writer
+        self._round_robin = balance == "round_robin"
+        self._turn = 0
+        kwargs = {**url_kwargs, **pool_kwargs}
+        base = str(kwargs.pop("pool_name", None) or kwargs.pop("name", None) or "cluster")
+        if kwargs.get("connection_factory") is None:
+            kwargs["connection_factory"] = _driver.connect_tracking_writes
+        self.name = base
+        self._connect_kwargs = {k: v for k, v in kwargs.items() if k in _driver.CONNECT_PARAMETERS}
+        self._nodes: List[_Node] = []
+        try:
+            for index, (host, port) in enumerate(nodes):
+                pool = _NodePool(pool_name=f"{base}/{host}:{port}", host=host, port=port, **kwargs)
+                node = _Node(self, index, host, port, pool)
+                pool._node = node
+                self._nodes.append(node)
+        except BaseException:
+            for node in self._nodes:
+                node.pool.close()
+            raise
+        self._pools = frozenset(n.pool for n in self._nodes)
+        self._timeout = self._nodes[0].pool.timeout
+        # The routing, published by the monitor (replaced whole, read without a lock).
+        self._routing = _topology.Routing(_topology.UNKNOWN, (), (), "not probed yet")
+        self._writers: Tuple[_NodePool, ...] = ()
+        self._readers: Tuple[_NodePool, ...] = ()
+        self._changed = threading.Condition(threading.Lock())
+        self._version = 0
+        self._closed = False
+        # Causal reads: the primary's GTID position after the last write seen.
+        self._causal_lock = threading.Lock()
+        self._causal_pos: Dict[int, Tuple[int, int]] = {}  # domain -> (server_id, seq)
+        self._causal_text = ""
+        self._causal_unknown = False  # a write whose position could not be read
+        self._stats = {"causal_waits": 0, "causal_fallbacks": 0, "rerouted": 0, "write_waits": 0}
+        self._wake = threading.Event()
+        self._monitor = threading.Thread(target=self._monitor_loop, name=f"pymysqlpool-cluster-{base}", daemon=True)
+        self._monitor.start()
+
+    # -- properties like ConnectionPool's -------------------------------------
+
+    @property
+    def maxsize(self) -> int:
+        """The most connections open at once, per node."""
+        return self._nodes[0].pool.maxsize
+
+    @property
+    def size(self) -> int:
+        return self._nodes[0].pool.size
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def available_num(self) -> int:
+        """Idle connections ready to lend now, over every node."""
+        return sum(n.pool.available_num for n in self._nodes)
+
+    @property
+    def total_num(self) -> int:
+        """Connections open now, over every node."""
+        return sum(n.pool.total_num for n in self._nodes)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def topology(self) -> str:
+        """``replication``, ``galera`` or ``unknown`` (nothing answered yet)."""
+        return self._routing.topology
+
+    def __repr__(self) -> str:
+        nodes = ",".join(n.address for n in self._nodes)
+        return f"<ClusterPool {self.name!r} {self.topology} [{nodes}]{' closed' if self._closed else ''}>"
+
+    # -- borrowing ------------------------------------------------------------
+
+    def get_conn(
+        self, read_only: bool = False, causal: Optional[bool] = None, timeout: Optional[float] = None
+    ) -> PooledConnection:
+        """Borrow a connection: from the writer, or with ``read_only=True``
+        from a reader (a replica within ``max_lag``, else the primary).
+
+        ``causal=True`` (default: the cluster's ``causal``) makes a read see
+        every write committed through this cluster before the borrow began.
+        Waits up to ``timeout`` seconds (default: the pools' ``timeout``).
+        """
+        if read_only:
+            if causal or (causal is None and self._causal):
+                return self._borrow(True, True, timeout)
+            pools = self._readers
+        else:
+            pools = self._writers
+        if pools and timeout is None:
+            pool = pools[0] if len(pools) == 1 else self._pick(pools)
+            try:
+                return pool.get_conn()
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
+                self._node_failed(pool._node, exc)
+        return self._borrow(read_only, False, timeout)
+
+    connection = get_conn
+
+    def get_connection(
+        self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
+    ) -> PooledConnection:
+        """0.5.0 API: a writer, waiting up to ``retry_num * retry_interval`` seconds."""
+        return self._borrow(False, False, min(retry_num, 10) * retry_interval)
+
+    def _pick(self, pools: Tuple[_NodePool, ...]) -> _NodePool:
+        if self._round_robin:
+            self._turn += 1  # a lost update under a race only skews the balance
+            return pools[self._turn % len(pools)]
+        best = pools[0]
+        least = best._open - len(best._idle)
+        for pool in pools[1:]:
+            borrowed = pool._open - len(pool._idle)
+            if borrowed < least:
+                best, least = pool, borrowed
+        return best
+
+    def _borrow(self, read_only: bool, causal: bool, timeout: Optional[float]) -> PooledConnection:
+        """Every borrow but the common case: waits for the role to appear,
+        steps over nodes that fail, and makes causal reads wait."""
+        if self._closed:
+            raise PoolClosed(f"cluster {self.name!r} is closed")
+        wait = self._timeout if timeout is None else _seconds("timeout", timeout)
+        deadline = _monotonic() + wait
+        failed: set[_NodePool] = set()
+        waited = False
+        while True:
+            if self._closed:
+                raise PoolClosed(f"cluster {self.name!r} is closed")
+            routing = self._routing
+            version = self._version
+            pools = self._readers if read_only else self._writers
+            if not read_only and routing.split_brain:
+                raise SplitBrainError(f"cluster {self.name!r}: {self._describe_problem(routing)}")
+            candidates = tuple(p for p in pools if p not in failed)
+            if causal and read_only and self._causal_unknown:
+                candidates = self._writers  # a write we could not place: only the primary is sure to have it
+            if candidates:
+                pool = candidates[0] if len(candidates) == 1 else self._pick(candidates)
+                remaining = max(deadline - _monotonic(), 0.0)
+                try:
+                    conn = pool.get_conn(remaining)
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                    self._node_failed(pool._node, exc)
+                    failed.add(pool)
+                    continue
+                except PoolTimeout:
+                    if _monotonic() >= deadline:
+                        raise
+                    failed.add(pool)
+                    continue
+                if causal and read_only and not self._make_causal(pool, conn, deadline):
+                    failed.add(pool)
+                    continue
+                if waited and not read_only:
+                    self._stats["write_waits"] += 1
+                return conn
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                role = "reader (replica within max_lag or primary)" if read_only else "writer (primary)"
+                raise PoolTimeout(
+                    f"cluster {self.name!r}: no {role} within {wait:.3g} s: {self._describe_problem(routing)}"
+                )
+            waited = True
+            with self._changed:
+                if self._version == version:
+                    self._changed.wait(min(remaining, self._probe_interval))
+                if self._version != version:
+                    failed.clear()  # a new routing: every node gets another chance
+
+    def _describe_problem(self, routing: _topology.Routing) -> str:
+        problem = routing.problem or "every eligible node failed"
+        for node in self._nodes:
+            problem = problem.replace(f"#{node.index}", node.address)
+        states = ", ".join(f"{n.address}={_topology.role_of(n.facts)}" for n in self._nodes)
+        return f"{problem} [{states}]"
+
+    def release(self, conn: PooledConnection, failed: bool = False) -> None:
+        """Give a borrowed connection back to its node's pool."""
+        pool = getattr(conn, "_pool", None)
+        if pool not in self._pools:
+            raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
+        pool.release(conn, failed)
+
+    # -- causal reads ---------------------------------------------------------
+
+    def _after_write(self, node: _Node, raw: Any) -> None:
+        """A borrow wrote (or may have): remember the position it reached."""
+        tracked = getattr(raw, "wrote", None) is not None
+        if tracked:
+            raw.wrote = False
+        facts = node.facts
+        if facts is not None and facts.galera:
+            return  # Galera reads wait with wsrep_sync_wait instead
+        if not tracked and not self._causal:
+            return  # a connection we cannot watch: pay the round trip only when causal reads are on
+        try:
+            with raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute("SELECT @@gtid_binlog_pos")
+                row = cur.fetchone()
+        except Exception as exc:
+            logger.info("cluster %r: could not read the GTID after a write on %s: %s", self.name, node.address, exc)
+            self._causal_unknown = True
+            return
+        self._merge_position(str(row[0] or "") if row else "")
+
+    def _merge_position(self, text: str) -> None:
+        with self._causal_lock:
+            pos = dict(self._causal_pos)
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                domain, server, seq = (int(x) for x in part.split("-"))
+                if domain not in pos or seq > pos[domain][1]:
+                    pos[domain] = (server, seq)
+            self._causal_pos = pos
+            self._causal_text = ",".join(f"{d}-{s}-{q}" for d, (s, q) in sorted(pos.items()))
+            self._causal_unknown = False
+
+    def _make_causal(self, pool: _NodePool, conn: PooledConnection, deadline: float) -> bool:
+        """Wait until the borrowed node holds every write seen so far; False
+        (connection given back) when it cannot in time."""
+        node = pool._node
+        facts = node.facts
+        raw = conn._raw
+        try:
+            if facts is not None and facts.galera:
+                with raw.cursor(pymysql.cursors.Cursor) as cur:
+                    cur.execute("SET SESSION wsrep_sync_wait=1")
+                raw.sync_wait_on = True
+                return True
+            target = self._causal_text
+            if not target or pool in self._writers:
+                return True
+            self._stats["causal_waits"] += 1
+            limit = max(min(deadline - _monotonic(), _CAUSAL_WAIT), 0.0)
+            with raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (target, limit))
+                row = cur.fetchone()
+            if row is not None and row[0] == 0:
+                return True
+        except Exception as exc:
+            logger.info("cluster %r: causal wait on %s failed: %s", self.name, node.address, exc)
+            pool.release(conn, True)
+            return False
+        self._stats["causal_fallbacks"] += 1
+        pool.release(conn)
+        return False
+
+    @staticmethod
+    def _end_sync_wait(raw: Any) -> None:
+        raw.sync_wait_on = False
+        try:
+            with raw.cursor(pymysql.cursors.Cursor) as cur:
+                cur.execute("SET SESSION wsrep_sync_wait=0")
+        except Exception:
+            _driver.force_close(raw)  # the pool discards it as broken
+
+    # -- errors that move the traffic ----------------------------------------
+
+    def _borrower_error(self, node: _Node, raw: Any, exc: BaseException) -> None:
+        code = _driver.error_code(exc)
+        if code in _driver.WRONG_NODE_ERRORS:
+            node.wrong_node_errors += 1
+        elif code in _driver.NODE_GONE_ERRORS:
+            node.gone_errors += 1
+        else:
+            return
+        logger.info(
+            "cluster %r: %s answered %s; dropping the connection, probing the node", self.name, node.address, code
+        )
+        _driver.force_close(raw)  # the node pool then discards it as broken
+        self.reprobe(node.index)
+
+    def _node_failed(self, node: _Node, exc: BaseException) -> None:
+        """A borrow from ``node`` failed: probe it now, route around it meanwhile."""
+        self._stats["rerouted"] += 1
+        logger.info("cluster %r: borrowing from %s failed (%s); routing around it", self.name, node.address, exc)
+        self.reprobe(node.index)
+
+    def reprobe(self, index: int) -> None:
+        """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
+        self._nodes[index].urgent = True
+        self._wake.set()
+
+    # -- the monitor -----------------------------------------------------------
+
+    def _monitor_loop(self) -> None:
+        while not self._closed:
+            now = _monotonic()
+            for node in self._nodes:
+                if self._closed:
+                    break
+                if node.urgent or now >= node.next_probe:
+                    node.urgent = False
+                    self._probe(node)
+            self._publish()
+            soonest = min(n.next_probe for n in self._nodes)
+            self._wake.wait(max(soonest - _monotonic(), 0.001))
+            self._wake.clear()
+
+    def _probe(self, node: _Node) -> None:
+        started = _monotonic()
+        try:
+            if node.probe_raw is None:
+                kwargs = {
+                    **self._connect_kwargs,
+                    "host": node.host,
+                    "port": node.port,
+                    "connect_timeout": self._probe_timeout,
+                    "read_timeout": self._probe_timeout,
+                    "write_timeout": self._probe_timeout,
+                    "autocommit": True,
+                }
+                node.probe_raw = _driver.connect(kwargs, self._probe_timeout)
+            facts = _topology.probe(node.probe_raw)
+        except Exception as exc:
+            if node.probe_raw is not None:
+                _driver.force_close(node.probe_raw)
+                node.probe_raw = None
+            if node.facts is not None or node.failures == 0:
+                logger.warning("cluster %r: node %s does not answer: %s", self.name, node.address, exc)
+                # Borrowers must not keep dialing a dead node until their timeout:
+                # its pool now gives up on the first failed connect.
+                node.pool._ever_connected = False
+            node.facts = None
+            node.failures += 1
+            node.last_error = str(exc)
+            backoff = min(self._probe_interval * 2 ** (node.failures - 1), _BACKOFF_CAP)
+            node.next_probe = _monotonic() + backoff
+            return
+        node.facts = facts
+        node.failures = 0
+        node.last_error = facts.last_error
+        node.probed_at = started
+        node.next_probe = started + self._probe_interval
+
+    def _publish(self) -> None:
+        current = self._routing.writers[0] if len(self._routing.writers) == 1 else None
+        routing = _topology.route(
+            [n.facts for n in self._nodes],
+            max_lag=self._max_lag,
+            galera_writer=self._galera_writer,
+            read_fallback_to_primary=self._fallback,
+            current_writer=current,
+        )
+        if routing == self._routing:
+            return
+        old = self._routing
+        writers = tuple(self._nodes[i].pool for i in routing.writers)
+        readers = tuple(self._nodes[i].pool for i in routing.readers)
+        with self._changed:
+            self._routing = routing
+            self._writers = writers
+            self._readers = readers
+            self._version += 1
+            self._changed.notify_all()
+        if routing.writers != old.writers or routing.problem != old.problem:
+            names = ", ".join(self._nodes[i].address for i in routing.writers) or "none"
+            log = logger.warning if routing.problem else logger.info
+            log("cluster %r: %s, writer(s): %s %s", self.name, routing.topology, names, routing.problem)
+
+    # -- closing and stats -----------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the monitor and close every node's pool. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        with self._changed:
+            self._changed.notify_all()
+        if threading.current_thread() is not self._monitor:
+            self._monitor.join(self._probe_timeout * 2 * len(self._nodes) + 5)
+        for node in self._nodes:
+            node.pool.close()
+            if node.probe_raw is not None:
+                _driver.close(node.probe_raw)
+                node.probe_raw = None
+
+    def __enter__(self) -> ClusterPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
+        """Wait until a writer (or a reader) is known; True if one is."""
+        deadline = _monotonic() + timeout
+        with self._changed:
+            while not (self._readers if read_only else self._writers):
+                remaining = deadline - _monotonic()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    def get_stats(self) -> Dict[str, Any]:
+        """Summed pool counters, the topology, and per node its role, state, lag and counters."""
+        routing = self._routing
+        total: Dict[str, Any] = {}
+        nodes: Dict[str, Any] = {}
+        for node in self._nodes:
+            stats = node.pool.get_stats()
+            for key, value in stats.items():
+                total[key] = total.get(key, 0) + value
+            facts = node.facts
+            nodes[node.address] = {
+                "role": _topology.role_of(facts),
+                "writer": node.index in routing.writers,
+                "reader": node.index in routing.readers,
+                "read_only": None if facts is None else facts.read_only,
+                "lag": None if facts is None else facts.lag,
+                "gtid": None if facts is None else facts.gtid,
+                "wsrep_state": None if facts is None or not facts.galera else facts.wsrep_state,
+                "answer_ms": None if facts is None else round(facts.answer_ms, 3),
+                "last_error": node.last_error,
+                "probe_failures": node.failures,
+                "wrong_node_errors": node.wrong_node_errors,
+                "gone_errors": node.gone_errors,
+                **stats,
+            }
+        total.update(self._stats)
+        total["topology"] = routing.topology
+        total["problem"] = routing.problem
+        total["nodes"] = nodes
+        return total
+
+
+def _hosts(hosts: Sequence[Union[Host, str]]) -> List[Host]:
+    out: List[Host] = []
+    for item in hosts:
+        if isinstance(item, str):
+            name, _, number = item.rpartition(":") if ":" in item else (item, "", "3306")
+            out.append((name, int(number)))
+        else:
+            host, port = item
+            if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+                raise TypeError(f"hosts= takes (host, port) pairs or 'host:port' strings, got {item!r}")
+            out.append((host, port))
+    return out
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
