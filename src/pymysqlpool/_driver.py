@@ -90,7 +90,7 @@ def connect(kwargs: Dict[str, Any], timeout: Optional[float], cls: Type[Connecti
     return raw
 
 
-_STATE_CHANGED = SERVER_STATUS.SERVER_SESSION_STATE_CHANGED
+_STATE_CHANGED = 0x4000  # SERVER_SESSION_STATE_CHANGED (not in PyMySQL's constants)
 
 
 class WriteTrackingConnection(Connection):
@@ -122,7 +122,7 @@ _TRACK_LAST_GTID = (
 )
 
 
-def connect_tracking_writes(kwargs: Dict[str, Any]) -> Connection:
+def connect_tracking_writes(**kwargs: Any) -> Connection:
     """Open a :class:`WriteTrackingConnection` (a ``connection_factory``).
 
     Where the server cannot report ``last_gtid`` (MySQL, old MariaDB) a plain

@@ -272,12 +272,16 @@ class ClusterPool:
         return self._borrow(False, False, min(retry_num, 10) * retry_interval)
 
     def _pick(self, pools: Tuple[_NodePool, ...]) -> _NodePool:
+        # A lost update of _turn under a race only skews the balance a little.
+        self._turn = turn = self._turn + 1
+        count = len(pools)
         if self._round_robin:
-            self._turn += 1  # a lost update under a race only skews the balance
-            return pools[self._turn % len(pools)]
-        best = pools[0]
+            return pools[turn % count]
+        # Least borrowed, ties broken by a rotating start so idle nodes share the reads.
+        best = pools[turn % count]
         least = best._open - len(best._idle)
-        for pool in pools[1:]:
+        for step in range(1, count):
+            pool = pools[(turn + step) % count]
             borrowed = pool._open - len(pool._idle)
             if borrowed < least:
                 best, least = pool, borrowed
