@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 from urllib.parse import unquote, urlsplit
@@ -101,6 +102,7 @@ class _Node:
         self.failures = 0
         self.next_probe = 0.0
         self.urgent = False
+        self.busy = False  # a probe is running on a worker
         self.last_error = ""
         self.probe_raw: Any = None
         self.probed_at: Optional[float] = None
@@ -450,26 +452,42 @@ class ClusterPool:
 
     def reprobe(self, index: int) -> None:
         """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
-        self._nodes[index].urgent = True
+        node = self._nodes[index]
+        node.urgent = True
+        node.pool._suspect(_monotonic())  # one bad connection: check the idle others before use
         self._wake.set()
 
     # -- the monitor -----------------------------------------------------------
 
     def _monitor_loop(self) -> None:
-        while not self._closed:
-            now = _monotonic()
-            for node in self._nodes:
-                if self._closed:
-                    break
-                if node.urgent or now >= node.next_probe:
-                    node.urgent = False
-                    self._probe(node)
-            self._publish()
-            soonest = min(n.next_probe for n in self._nodes)
-            self._wake.wait(max(soonest - _monotonic(), 0.001))
-            self._wake.clear()
+        """Schedule probes and publish the routing. Each probe runs on its own
+        worker, so a node that hangs (SIGSTOP, a black-holed link) delays
+        neither the probes of the others nor the routing they change."""
+        workers = ThreadPoolExecutor(max_workers=len(self._nodes), thread_name_prefix=f"pymysqlpool-probe-{self.name}")
+        try:
+            while not self._closed:
+                self._wake.clear()
+                now = _monotonic()
+                for node in self._nodes:
+                    if not node.busy and (node.urgent or now >= node.next_probe):
+                        node.urgent = False
+                        node.busy = True
+                        workers.submit(self._probe, node)
+                self._publish()
+                idle = [n.next_probe for n in self._nodes if not n.busy]
+                soonest = min(idle) if idle else now + self._probe_interval
+                self._wake.wait(max(soonest - _monotonic(), 0.001))
+        finally:
+            workers.shutdown(wait=False)
 
     def _probe(self, node: _Node) -> None:
+        try:
+            self._probe_once(node)
+        finally:
+            node.busy = False
+            self._wake.set()
+
+    def _probe_once(self, node: _Node) -> None:
         started = _monotonic()
         try:
             if node.probe_raw is None:
@@ -493,8 +511,10 @@ class ClusterPool:
                 # Borrowers must not keep dialing a dead node until their timeout:
                 # its pool now gives up on the first failed connect.
                 node.pool._ever_connected = False
+                node.pool._suspect(_monotonic())  # its idle connections are pinged before use
             node.facts = None
             node.failures += 1
+            node.probed_at = started
             node.last_error = str(exc)
             backoff = min(self._probe_interval * 2 ** (node.failures - 1), _BACKOFF_CAP)
             node.next_probe = _monotonic() + backoff
@@ -506,6 +526,8 @@ class ClusterPool:
         node.next_probe = started + self._probe_interval
 
     def _publish(self) -> None:
+        if any(n.probed_at is None and n.failures == 0 for n in self._nodes):
+            return  # the first round is not complete: "nothing answers" would be a false alarm
         current = self._routing.writers[0] if len(self._routing.writers) == 1 else None
         routing = _topology.route(
             [n.facts for n in self._nodes],
@@ -541,7 +563,7 @@ class ClusterPool:
         with self._changed:
             self._changed.notify_all()
         if threading.current_thread() is not self._monitor:
-            self._monitor.join(self._probe_timeout * 2 * len(self._nodes) + 5)
+            self._monitor.join(self._probe_timeout * 3 + 5)
         for node in self._nodes:
             node.pool.close()
             if node.probe_raw is not None:

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Optional
 
 import pymysql
@@ -36,6 +35,7 @@ _ACCOUNT_SQL = (
     f"GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{APP_USER}'@'%'",
 )
 
+_READ_ONLY = "--read-only=ON"
 _REPLICATION_ARGS = (
     "--log-bin=mariadb-bin",
     "--binlog-format=ROW",
@@ -86,12 +86,14 @@ class ReplicationCluster:
         for i in range(replicas + 1):
             args = [*_REPLICATION_ARGS, f"--server-id={i + 1}"]
             if semisync:
+                # The primary turns the master side on once its replicas are connected.
                 args += [
-                    "--rpl-semi-sync-master-enabled=ON",
                     "--rpl-semi-sync-slave-enabled=ON",
                     "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
                     "--rpl-semi-sync-master-timeout=10000",
                 ]
+            if i:
+                args.append(_READ_ONLY)  # survives a restart, as a replica's my.cnf would say
             self.servers.append(ThrowawayMariaDB(extra_args=args))
         self.primary = self.servers[0]
 
@@ -112,10 +114,15 @@ class ReplicationCluster:
                 self._point(replica, self.primary)
                 _open(replica, "SET GLOBAL read_only=1")
             self.wait_caught_up()
+            self._semisync_master(self.primary)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _semisync_master(self, server: ThrowawayMariaDB) -> None:
+        if self.semisync:
+            _open(server, "SET GLOBAL rpl_semi_sync_master_enabled=ON")
 
     def close(self) -> None:
         for server in self.servers:
@@ -197,8 +204,12 @@ class ReplicationCluster:
                 raise RuntimeError("the new primary could not catch up")
         _open(new, "STOP ALL SLAVES")
         _open(new, "RESET SLAVE ALL")
+        self._semisync_master(new)
         _open(new, "SET GLOBAL read_only=0")
+        if _READ_ONLY in new.extra_args:
+            new.extra_args.remove(_READ_ONLY)
         old = self.primary
+        old.extra_args.append(_READ_ONLY)
         self.primary = new
         for server in others:
             self._point(server, new)
@@ -277,6 +288,7 @@ class GaleraCluster:
                 [
                     f"gmcast.listen_addr=tcp://127.0.0.1:{self.gcomm[i]}",
                     f"ist.recv_addr=127.0.0.1:{self.ist[i]}",
+                    "evs.keepalive_period=PT0.5S",  # must stay below a third of suspect_timeout
                     "evs.suspect_timeout=PT2S",
                     "evs.inactive_timeout=PT4S",
                     "gcache.size=32M",
@@ -299,21 +311,34 @@ class GaleraCluster:
             ]
             server = ThrowawayMariaDB(extra_args=args, startup_timeout=90.0)
             server.extra_args.append(f"--wsrep-node-incoming-address=127.0.0.1:{server.port}")
-            # rsync's daemon runs as nobody: it must be able to read the datadir.
-            for path in (server.root, server.datadir):
-                os.chmod(path, 0o755)
             self.servers.append(server)
+
+    @staticmethod
+    def _open_datadir(server: ThrowawayMariaDB) -> None:
+        """rsync SST: the joiner's rsync daemon runs as ``nobody`` (we are root)
+        and must create and write files in the datadir."""
+        os.chmod(server.root, 0o755)
+        for path in [server.datadir, *server.datadir.rglob("*")]:
+            if path.is_dir():
+                os.chmod(path, 0o777)
+            elif path.is_file():
+                os.chmod(path, 0o666)
+
+    def start_node(self, server: ThrowawayMariaDB) -> None:
+        """Start (or restart) one node; it joins the running cluster by IST or SST."""
+        self._open_datadir(server)
+        server.start()
 
     def start(self) -> GaleraCluster:
         try:
             first = self.servers[0]
             first.extra_args.append("--wsrep-new-cluster")
-            first.start()
+            self.start_node(first)
             first.extra_args.remove("--wsrep-new-cluster")
             for stmt in _ACCOUNT_SQL:
                 _open(first, stmt)
             for server in self.servers[1:]:
-                server.start()
+                self.start_node(server)
             self.wait_synced()
         except BaseException:
             self.close()
