@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -58,6 +59,16 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 def _open(server: ThrowawayMariaDB, sql: str) -> tuple[tuple[Any, ...], ...]:
     return server.admin_query(sql)
+
+
+def _open_root(server: ThrowawayMariaDB, sql: str) -> None:
+    """Run ``sql`` as root without selecting a database (``test`` may not exist yet)."""
+    conn = pymysql.connect(**{**server.connect_kwargs(), "database": None, "connect_timeout": 2, "autocommit": True})
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
 
 
 def _dict_rows(server: ThrowawayMariaDB, sql: str) -> list[dict[str, Any]]:
@@ -316,18 +327,47 @@ class GaleraCluster:
     @staticmethod
     def _open_datadir(server: ThrowawayMariaDB) -> None:
         """rsync SST: the joiner's rsync daemon runs as ``nobody`` (we are root)
-        and must create and write files in the datadir."""
+        and must create and write files in the datadir. What an earlier SST
+        created belongs to nobody:nogroup; a later SST would fail to set the
+        donor's group (root) on it, so everything goes back to root:root."""
         os.chmod(server.root, 0o755)
         for path in [server.datadir, *server.datadir.rglob("*")]:
+            with contextlib.suppress(FileNotFoundError):  # a file removed meanwhile
+                os.chown(path, 0, 0, follow_symlinks=False)
             if path.is_dir():
                 os.chmod(path, 0o777)
             elif path.is_file():
                 os.chmod(path, 0o666)
 
+    @staticmethod
+    def _recover_position(server: ThrowawayMariaDB) -> None:
+        """What mysqld_safe does before starting a crashed node: ask InnoDB for
+        the last committed write set, so the node asks for an incremental
+        transfer (IST) of what it missed instead of a full copy (SST)."""
+        server.extra_args = [a for a in server.extra_args if not a.startswith("--wsrep-start-position=")]
+        offset = server.error_log.stat().st_size if server.error_log.exists() else 0
+        subprocess.run(
+            [*server._argv(), "--wsrep-recover"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+        found = re.findall(r"Recovered position: (\S+)", server._error_log_since(offset))
+        if found:
+            server.extra_args.append(f"--wsrep-start-position={found[-1]}")
+
     def start_node(self, server: ThrowawayMariaDB) -> None:
         """Start (or restart) one node; it joins the running cluster by IST or SST."""
+        if server._started_once:
+            self._recover_position(server)
+        # Queries on a node before it is synced fail with 1047: the `test`
+        # database is made once the first node is ready (joiners get it by SST).
+        server._started_once = True
         self._open_datadir(server)
         server.start()
+        self._open_datadir(server)  # what the SST brought belongs to nobody: a donor must pass on root's
 
     def start(self) -> GaleraCluster:
         try:
@@ -335,6 +375,8 @@ class GaleraCluster:
             first.extra_args.append("--wsrep-new-cluster")
             self.start_node(first)
             first.extra_args.remove("--wsrep-new-cluster")
+            _wait(lambda: self.synced(first), 30, "the first Galera node ready")
+            _open_root(first, "CREATE DATABASE IF NOT EXISTS test")
             for stmt in _ACCOUNT_SQL:
                 _open(first, stmt)
             for server in self.servers[1:]:
@@ -364,7 +406,7 @@ class GaleraCluster:
 
     @staticmethod
     def wsrep(server: ThrowawayMariaDB) -> dict[str, str]:
-        conn = pymysql.connect(**{**server.connect_kwargs(), "connect_timeout": 2, "read_timeout": 3})
+        conn = pymysql.connect(**{**server.connect_kwargs(), "database": None, "connect_timeout": 2, "read_timeout": 3})
         try:
             with conn.cursor() as cur:
                 cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep_%'")
