@@ -21,6 +21,7 @@ from .errors import (
     PoolTimeout,
     ReturnConnectionToPoolError,
     SplitBrainError,
+    TooManyRequests,
 )
 from .pool import ConnectionPool
 
@@ -42,6 +43,7 @@ __all__ = [
     "PooledConnection",
     "ReturnConnectionToPoolError",
     "SplitBrainError",
+    "TooManyRequests",
     "__version__",
     "logger",
 ]

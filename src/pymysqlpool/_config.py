@@ -35,7 +35,26 @@ class PoolConfig:
     def io_timeout(self) -> float:
         """Cap on any wait the pool itself starts (handshake, ping, reset)."""
         value = self.connect_kwargs.get("connect_timeout", 10)
-        return float(value) if value else 10.0
+        return float(value) if value and not deferred(value) else 10.0
+
+
+def deferred(value: Any) -> bool:
+    """A connect argument given as a zero-argument callable (not a class such
+    as ``cursorclass``): evaluated at each connect, e.g. a rotating password."""
+    return callable(value) and not isinstance(value, type)
+
+
+def resolve(connect_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The arguments for one connect, with deferred values evaluated now;
+    PyMySQL then validates what they returned."""
+    if not any(deferred(value) for value in connect_kwargs.values()):
+        return connect_kwargs
+    return {key: value() if deferred(value) else value for key, value in connect_kwargs.items()}
+
+
+def _shown(value: Any) -> str:
+    """A connect argument for labels and messages: a deferred one is not called."""
+    return "<callable>" if deferred(value) else str(value)
 
 
 def _int(name: str, value: Any, low: int) -> int:
@@ -73,10 +92,10 @@ def pool_label(name: Optional[str], pool_name: Optional[str], connect_kwargs: Di
         return label
     return "-".join(
         [
-            str(connect_kwargs.get("host") or "localhost"),
-            str(connect_kwargs.get("port") or 3306),
-            str(connect_kwargs.get("user") or ""),
-            str(connect_kwargs.get("database") or ""),
+            _shown(connect_kwargs.get("host") or "localhost"),
+            _shown(connect_kwargs.get("port") or 3306),
+            _shown(connect_kwargs.get("user") or ""),
+            _shown(connect_kwargs.get("database") or ""),
         ]
     )
 
@@ -127,7 +146,7 @@ def build(
     if not isinstance(reset_session, bool):
         raise TypeError(f"reset_session must be True or False, got {reset_session!r}")
     label = pool_label(name, pool_name, connect_kwargs)
-    if "connect_timeout" in connect_kwargs:
+    if "connect_timeout" in connect_kwargs and not deferred(connect_kwargs["connect_timeout"]):
         _seconds("connect_timeout", connect_kwargs["connect_timeout"])
     keepalive = _seconds("keepalive_interval", 60.0 if keepalive_interval is None else keepalive_interval)
     leak = _seconds("leak_timeout", leak_timeout, allow_none=True)
@@ -158,5 +177,5 @@ def build(
 def describe(config: PoolConfig) -> str:
     """Where the pool connects, without the password."""
     kw = config.connect_kwargs
-    where = kw.get("unix_socket") or f"{kw.get('host') or 'localhost'}:{kw.get('port') or 3306}"
-    return f"{kw.get('user') or ''}@{where}/{kw.get('database') or ''}"
+    where = _shown(kw.get("unix_socket") or f"{_shown(kw.get('host') or 'localhost')}:{_shown(kw.get('port') or 3306)}")
+    return f"{_shown(kw.get('user') or '')}@{where}/{_shown(kw.get('database') or '')}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import select
+import socket
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Type
 
@@ -36,6 +37,15 @@ CURSOR_MAP: Dict[Any, Any] = {
 }
 
 
+_read_query_result = pymysql.connections.Connection._read_query_result
+
+# Server errors that say "this is the wrong server now": 1290 with the read-only
+# text (a demoted primary; 1290 also covers --secure-file-priv, which is not),
+# 1047 (a Galera node outside the primary component, or not ready).
+_READ_ONLY = 1290
+_NOT_READY = 1047
+
+
 class Connection(pymysql.connections.Connection):  # type: ignore[misc]
     """A PyMySQL connection whose cursors carry the 0.5.0 helpers.
 
@@ -43,8 +53,41 @@ class Connection(pymysql.connections.Connection):  # type: ignore[misc]
     ordinary PyMySQL connection (0.5.0 exported ``Connection`` too).
     """
 
+    # Called (no argument) the first time this connection sees a wrong-node
+    # error; the pool sets it to doom the connection's slot.
+    wrong_node_hook: Optional[Callable[[], Any]] = None
+
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
+
+    # Every statement's answer (query, next_result) is read here, and a server
+    # error is raised from inside it: one frame per statement, no round trip.
+    def _read_query_result(self, unbuffered: bool = False) -> Any:
+        try:
+            return _read_query_result(self, unbuffered)
+        except pymysql.err.MySQLError as exc:
+            note_error(self, exc)
+            raise
+
+
+def note_error(raw: Any, exc: BaseException) -> None:
+    """If ``exc`` says the server is the wrong node, call ``raw``'s wrong-node hook."""
+    args = exc.args
+    if not args or args[0] not in (_READ_ONLY, _NOT_READY):
+        return
+    if args[0] == _READ_ONLY and "read-only" not in str(args[-1]).lower():
+        return
+    hook = getattr(raw, "wrong_node_hook", None)
+    if hook is not None:
+        hook()
+
+
+def watch_wrong_node(raw: Any, hook: Callable[[], Any]) -> None:
+    """Have ``hook`` called when ``raw`` sees a wrong-node error (see note_error)."""
+    try:
+        raw.wrong_node_hook = hook
+    except AttributeError:  # a connection_factory's object that takes no attributes
+        pass
 
 
 def cursor_class(cls: Any) -> Any:
@@ -286,6 +329,18 @@ def force_close(raw: Any) -> None:
         pass
 
 
+def interrupt(raw: Any) -> None:
+    """Shut the socket down under a borrower still using it: its next (or
+    current) read or write fails at once and the server ends the session.
+    The borrower's thread still owns the object and closes it; never raises."""
+    try:
+        sock = raw._sock
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:
+        pass
+
+
 def abandon(raw: Any) -> None:
     """Forget a socket inherited through fork without closing it.
 
@@ -332,7 +387,7 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
 
 # Errors that say the borrower reached a server that must not serve it now:
 # read-only (a demoted primary) and a Galera node outside the primary component.
-WRONG_NODE_ERRORS = frozenset({ER.OPTION_PREVENTS_STATEMENT, ER.UNKNOWN_COM_ERROR})  # 1290, 1047
+WRONG_NODE_ERRORS = frozenset({_READ_ONLY, _NOT_READY})
 # Errors that say the server is gone or unreachable.
 NODE_GONE_ERRORS = frozenset({CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_LOST, CR.CR_SERVER_GONE_ERROR})  # 2003, 2013, 2006
 

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Callable, List
+from typing import TYPE_CHECKING, Any, Callable, List
 
 from . import _driver
 from ._slot import Slot
@@ -135,7 +135,7 @@ class Maintenance:
             return bool(max_idle) and position < surplus and now - slot.last_used > max_idle
 
         for slot in self._take_idle(pool, pick):
-            reason = "closed_lifetime" if slot.expires <= now else "closed_idle"
+            reason = slot.retire or ("closed_lifetime" if slot.expires <= now else "closed_idle")
             pool._close_held(slot, reason)
 
     def _keepalive(self, pool: ConnectionPool, now: float) -> None:
@@ -143,25 +143,14 @@ class Maintenance:
             return bool(slot.keepalive) and now - slot.last_used > slot.keepalive
 
         timeout = pool._config.io_timeout
+
+        def ping(raw: Any) -> None:
+            _driver.ping(raw, timeout)
+
         for slot in self._take_idle(pool, pick):
-            try:
-                _driver.ping(slot.raw, timeout)
-            except Exception as exc:
-                logger.info("pool %r: keep-alive ping failed (%s); replacing the connection", pool.name, exc)
-                pool._suspect(time.monotonic())
-                pool._close_held(slot, "closed_broken")
-                continue
-            with pool._lock:
-                pool._stats.keepalive_pings += 1
-                pool._held -= 1
-                if pool._closed:
-                    pool._held += 1
-                    closing = True
-                else:
-                    closing = False
-                    pool._put_back(slot, time.monotonic())
-            if closing:
-                pool._close_held(slot, "closed_on_pool_close")
+            if pool._recheck(slot, ping, "closed_broken"):
+                with pool._lock:
+                    pool._stats.keepalive_pings += 1
 
     def _refill(self, pool: ConnectionPool, now: float) -> None:
         """Open connections until ``pre_create_num`` are open, and replace

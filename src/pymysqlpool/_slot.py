@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
 
+_INF = float("inf")
+
 
 class Slot:
     """One server connection and the facts the pool keeps about it.
@@ -22,6 +24,7 @@ class Slot:
         "leak_reported",
         "probe",
         "raw",
+        "retire",
     )
 
     def __init__(self, raw: Any, created: float, expires: float, generation: int, keepalive: float) -> None:
@@ -38,3 +41,16 @@ class Slot:
         self.keepalive = keepalive
         # poll(0) of the socket: non-empty means the server hung up on it.
         self.probe: Optional[Callable[[int], List[Any]]] = None
+        # Set once the connection must not be reused (drain, resize, wrong
+        # node): the stats counter it is closed under.
+        self.retire: Optional[str] = None
+
+    def doom(self, reason: str) -> None:
+        """Close this connection at its next return or borrow instead of reusing it.
+
+        Setting ``expires`` to the past sends it down the slow paths that
+        already exist for an expired connection, so the fast paths pay nothing.
+        """
+        if self.retire is None:
+            self.retire = reason
+        self.expires = -_INF

@@ -80,12 +80,27 @@ class _NodePool(ConnectionPool):
                 # Inside ``with``'s __exit__ the block's exception is the one being handled.
                 exc = sys.exc_info()[1]
                 if exc is not None:
-                    self._node.cluster._borrower_error(self._node, raw, exc)
+                    self._node.cluster._borrower_error(self._node, exc)
             if getattr(raw, "wrote", True) is not False:
                 self._node.cluster._after_write(self._node, raw)
             if getattr(raw, "sync_wait_on", False):
                 self._node.cluster._end_sync_wait(raw)
         ConnectionPool.release(self, conn, failed)
+
+
+class _NodeEvents:
+    """Pool events of one node: a connection closed for a wrong-node error
+    (1290 read-only, 1047 not in the primary component) means the node's
+    role changed, whoever borrowed it and however it was given back."""
+
+    def __init__(self, node: _Node) -> None:
+        self._node = node
+
+    def on_close(self, raw: Any, reason: str) -> None:
+        if reason == "closed_wrong_node":
+            node = self._node
+            node.wrong_node_errors += 1
+            node.cluster.reprobe(node.index)
 
 
 class _Node:
@@ -177,6 +192,7 @@ class ClusterPool:
                 pool = _NodePool(pool_name=f"{base}/{host}:{port}", host=host, port=port, **kwargs)
                 node = _Node(self, index, host, port, pool)
                 pool._node = node
+                pool.add_events(_NodeEvents(node))
                 self._nodes.append(node)
         except BaseException:
             for node in self._nodes:
@@ -430,18 +446,19 @@ class ClusterPool:
 
     # -- errors that move the traffic ----------------------------------------
 
-    def _borrower_error(self, node: _Node, raw: Any, exc: BaseException) -> None:
+    def _borrower_error(self, node: _Node, exc: BaseException) -> None:
+        """An error left a ``with`` block: if it says the node is wrong or gone, probe it now.
+
+        The node's pool closes a connection that saw a wrong-node error on
+        return (``closed_wrong_node``) and one whose socket is gone
+        (``closed_broken``); this only makes the routing catch up at once.
+        """
         code = _driver.error_code(exc)
-        if code in _driver.WRONG_NODE_ERRORS:
-            node.wrong_node_errors += 1
-        elif code in _driver.NODE_GONE_ERRORS:
+        if code in _driver.NODE_GONE_ERRORS:
             node.gone_errors += 1
-        else:
+        elif code not in _driver.WRONG_NODE_ERRORS:
             return
-        logger.info(
-            "cluster %r: %s answered %s; dropping the connection, probing the node", self.name, node.address, code
-        )
-        _driver.force_close(raw)  # the node pool then discards it as broken
+        logger.info("cluster %r: %s answered %s; probing the node now", self.name, node.address, code)
         self.reprobe(node.index)
 
     def _node_failed(self, node: _Node, exc: BaseException) -> None:

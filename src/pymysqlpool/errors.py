@@ -15,6 +15,7 @@ __all__ = [
     "PoolTimeout",
     "ReturnConnectionToPoolError",
     "SplitBrainError",
+    "TooManyRequests",
 ]
 
 
@@ -32,6 +33,10 @@ class ReturnConnectionToPoolError(PoolError):
 
 class PoolTimeout(GetConnectionFromPoolError, TimeoutError):
     """No connection became available within the borrow timeout."""
+
+
+class TooManyRequests(GetConnectionFromPoolError):
+    """``max_waiting`` borrowers were already queued: refused at once (load shedding)."""
 
 
 class PoolClosed(GetConnectionFromPoolError):

@@ -14,6 +14,8 @@ Invariants, true whenever the lock is free::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import random
@@ -25,12 +27,13 @@ from types import TracebackType
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Type
 
 from . import _driver, _forking
-from ._config import PoolConfig, build, describe
+from ._config import PoolConfig, build, describe, resolve
+from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import DIAL, Grant, Waiter, WaitQueue
 from .connection import PooledConnection
-from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError
+from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 from .stats import Counters, Number
 
 __all__ = ["ConnectionPool"]
@@ -42,6 +45,7 @@ _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
+_REPLACED = ("closed_lifetime", "closed_drained")  # reasons whose connections get a successor
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
 
 
@@ -73,6 +77,12 @@ class ConnectionPool:
         configure: Optional[Callable[[Any], None]] = None,
         check: Optional[Callable[[Any], Any]] = None,
         connection_factory: Optional[Callable[..., Any]] = None,
+        events: Any = None,
+        reset: Optional[Callable[[Any], Any]] = None,
+        open: bool = True,
+        max_waiting: Optional[int] = None,
+        reconnect_timeout: float = 300.0,
+        reconnect_failed: Optional[Callable[[ConnectionPool], Any]] = None,
         **connect_kwargs: Any,
     ) -> None:
         self._config: PoolConfig = build(
@@ -101,8 +111,18 @@ class ConnectionPool:
         self._window = cfg.validation_interval
         self._lifetime = cfg.con_lifetime
         self._track_borrows = cfg.leak_timeout is not None
-        # Any reset work on return: the clean fast path is skipped when set.
-        self._always_reset = cfg.reset_session
+        self._events = Events()
+        for obj in as_sequence(events):
+            self._events.add(obj)
+        if reset is not None:
+            if not callable(reset):
+                raise TypeError(f"reset must be callable or None, got {type(reset).__name__}")
+            self._events.add(ResetHook(reset))
+        # Set by _refresh_events: borrows that leave get_conn's inlined path,
+        # and returns that skip the clean fast path (reset work or a check-in hook).
+        self._divert = False
+        self._always_reset = False
+        self._refresh_events()
         self._lock = threading.Lock()
         self._idle: Deque[Slot] = deque()
         self._slots: Set[Slot] = set()  # every open connection, idle or not
@@ -121,8 +141,24 @@ class ConnectionPool:
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
         self._maintenance: Optional[Maintenance] = None
+        # Borrowers allowed to queue at maxsize; one more fails at once (None: no limit).
+        self._max_waiting = None if max_waiting is None else _build_int("max_waiting", max_waiting)
+        self._reconnect_timeout = _build_seconds("reconnect_timeout", reconnect_timeout)
+        if reconnect_failed is not None and not callable(reconnect_failed):
+            raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
+        self._reconnect_failed = reconnect_failed
+        self._failing_since: Optional[float] = None  # first of the current run of failed connects
+        self._failure_reported = False
+        self._last_connect_error: Optional[BaseException] = None
+        self._epoch = 0  # bumped by drain(): connections dialed before it are replaced
+        self._opened = False
+        self._shut = False  # close() was called: open() refuses
         _forking.register(self)
-        self._prefill()
+        if open:
+            self._prefill()
+            self._opened = True
+        else:
+            self._closed = True  # lends nothing until open()
 
     # -- public properties --------------------------------------------------
 
@@ -169,7 +205,7 @@ class ConnectionPool:
         ``pool.connection()`` is the same call, named for ``with`` blocks: the
         connection goes back when the block ends (rolled back if it raised).
         """
-        if timeout is not None or self._reclaim or self._track_borrows:
+        if timeout is not None or self._reclaim or self._divert:
             return PooledConnection(self, self._acquire(timeout, False))
         # The common case inlined: an idle connection used within the
         # validation window, neither expired nor suspect, needs no check.
@@ -208,7 +244,75 @@ class ConnectionPool:
             _build_seconds("timeout", timeout)
         if self._reclaim:
             self._drain_reclaimed()
+        events = self._events
+        if events.on_checkout or events.on_timeout:
+            return self._acquire_evented(timeout, force_check)
         return self._acquire_slow(None, timeout, force_check)
+
+    def _acquire_evented(self, timeout: Optional[float], force_check: bool) -> Slot:
+        """A borrow with on_checkout / on_timeout listeners: a connection a
+        check-out hook rejects is closed and another one taken, never lent."""
+        started = _monotonic()
+        deadline = started + (self._config.timeout if timeout is None else timeout)
+        events = self._events
+        try:
+            while True:
+                slot = self._acquire_slow(None, max(deadline - _monotonic(), 0.0), force_check)
+                hooks = events.on_checkout
+                try:
+                    for hook in hooks:
+                        hook(slot.raw, _monotonic() - started)
+                    return slot
+                except Exception as exc:
+                    logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
+                    self._discard_unlent(slot, "closed_failed_check")
+                    if _monotonic() >= deadline:
+                        with self._lock:
+                            self._stats.borrow_timeouts += 1
+                        raise PoolTimeout(
+                            f"pool {self.name!r}: on_checkout rejected every connection until the borrow timeout: {exc}"
+                        ) from exc
+                except BaseException:
+                    self._discard_unlent(slot, "closed_failed_check")  # interrupted inside a hook
+                    raise
+        except PoolTimeout:
+            fire_logged(events.on_timeout, self.name, _monotonic() - started)
+            raise
+
+    # -- events -------------------------------------------------------------
+
+    def add_events(self, obj: Any) -> None:
+        """Call ``obj``'s ``on_connect``/``on_checkout``/``on_checkin``/
+        ``on_close``/``on_timeout`` methods (those it has) from now on."""
+        with self._lock:
+            self._events.add(obj)
+            self._refresh_events()
+
+    def remove_events(self, obj: Any) -> bool:
+        """Stop calling ``obj``; False if it was not added."""
+        with self._lock:
+            removed = self._events.remove(obj)
+            self._refresh_events()
+        return removed
+
+    def _refresh_events(self) -> None:
+        events = self._events
+        self._divert = self._track_borrows or bool(events.on_checkout or events.on_timeout)
+        self._always_reset = self._config.reset_session or bool(events.on_checkin)
+
+    def _checked_in(self, slot: Slot) -> bool:
+        """Run the check-in hooks on a returned (held) connection; False if one raised."""
+        used = _monotonic() - slot.borrowed_at
+        try:
+            for hook in self._events.on_checkin:
+                hook(slot.raw, used)
+        except Exception as exc:
+            logger.warning("pool %r: on_checkin failed (%s); closing the connection", self.name, exc)
+            return False
+        except BaseException:  # interrupted inside a hook: its state is unknown
+            self._close_held(slot, "closed_broken")
+            raise
+        return True
 
     def _acquire_slow(self, first: Optional[Grant], timeout: Optional[float], force_check: bool) -> Slot:
         wait = self._config.timeout if timeout is None else _build_seconds("timeout", timeout)
@@ -258,6 +362,12 @@ class ConnectionPool:
                 self._connecting += 1
                 self._stats.borrows += 1
                 return DIAL
+            if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
+                self._stats.borrows_rejected += 1
+                raise TooManyRequests(
+                    f"pool {self.name!r}: all {self._maxsize} connections in use and"
+                    f" {len(self._waiters)} borrowers already waiting (max_waiting={self._max_waiting})"
+                )
             waiter = Waiter(_monotonic())
             self._waiters.push(waiter)
             self._stats.borrows_waited += 1
@@ -313,18 +423,12 @@ class ConnectionPool:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
         if slot.expires <= now:
-            self._discard_unlent(slot, "closed_lifetime")
+            self._discard_unlent(slot, slot.retire or "closed_lifetime")
             return False
         if not force and now - slot.last_used <= self._window and slot.last_used >= self._suspect_since:
             return True
         try:
-            check = self._config.check
-            if check is None:
-                # Bounded by connect_timeout, not by what is left of the borrow:
-                # a borrow with timeout=0 must still be able to ping.
-                _driver.ping(slot.raw, self._config.io_timeout)
-            elif check(slot.raw) is False:
-                raise ValueError("check() returned False")
+            self._check_alive(slot.raw)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # interrupted mid-ping: state unknown
                 self._discard_unlent(slot, "closed_failed_check")
@@ -335,6 +439,46 @@ class ConnectionPool:
             return False
         slot.last_used = _monotonic()
         return True
+
+    def _check_alive(self, raw: Any) -> None:
+        """The pool's validation of an idle connection: ``check=`` or a ping.
+        Raises if the connection must not be lent."""
+        check = self._config.check
+        if check is None:
+            # Bounded by connect_timeout, not by what is left of the borrow:
+            # a borrow with timeout=0 must still be able to ping.
+            _driver.ping(raw, self._config.io_timeout)
+        elif check(raw) is False:
+            raise ValueError("check() returned False")
+
+    def _recheck(self, slot: Slot, alive: Callable[[Any], None], reason: str) -> bool:
+        """Probe a held idle slot with ``alive``; park it again, or close it
+        under ``reason``. True if it was alive."""
+        try:
+            alive(slot.raw)
+        except Exception as exc:
+            logger.info("pool %r: idle connection failed a check (%s); replacing it", self.name, exc)
+            self._suspect(_monotonic())
+            self._close_held(slot, reason)
+            return False
+        with self._lock:
+            if not self._closed:
+                self._held -= 1
+                self._put_back(slot, _monotonic())
+                return True
+        self._close_held(slot, "closed_on_pool_close")
+        return True
+
+    def check(self) -> int:
+        """Validate every idle connection now (``check=`` or a ping) and close
+        the ones that fail; returns how many were closed."""
+        with self._lock:
+            if self._closed:
+                return 0
+            slots = list(self._idle)
+            self._idle.clear()
+            self._held += len(slots)
+        return sum(not self._recheck(slot, self._check_alive, "closed_failed_check") for slot in slots)
 
     def _flush_suspects(self) -> None:
         """Close every idle connection last seen alive before the suspect moment."""
@@ -362,11 +506,13 @@ class ConnectionPool:
         # left of the borrow: the borrow's timeout governs queueing and retries.
         limit = cfg.io_timeout
         started = _monotonic()
+        epoch = self._epoch
         try:
+            kwargs = resolve(cfg.connect_kwargs)  # callables (rotating passwords) evaluated now
             if cfg.connection_factory is not None:
-                raw = cfg.connection_factory(**cfg.connect_kwargs)
+                raw = cfg.connection_factory(**kwargs)
             else:
-                raw = _driver.connect(cfg.connect_kwargs, limit)
+                raw = _driver.connect(kwargs, limit)
             try:
                 if cfg.configure is not None:
                     cfg.configure(raw)
@@ -377,13 +523,17 @@ class ConnectionPool:
                     server_idle = _driver.session_wait_timeout(raw)
                     if server_idle:
                         keepalive = min(keepalive, server_idle / 2.0)
+                for hook in self._events.on_connect:
+                    hook(raw, _monotonic() - started)
             except BaseException:
                 _driver.close(raw)
                 raise
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._stats.connect_errors += 1
                 self._stats.connect_ms += (_monotonic() - started) * 1000.0
+            if isinstance(exc, Exception):
+                self._connect_failed(exc, started)
             raise
         now = _monotonic()
         lifetime = self._lifetime
@@ -392,12 +542,43 @@ class ConnectionPool:
             self._shortest_keepalive = keepalive  # the maintenance thread ticks faster
         slot = Slot(raw, now, expires, self._generation, keepalive)
         slot.probe = _driver.make_probe(raw)
+        self._watch(slot)
         with self._lock:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
             self._ever_connected = True
+            self._failing_since = None
+            if epoch != self._epoch:  # drain() ran while this one was dialing
+                slot.doom("closed_drained")
+            elif self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+                slot.doom("closed_resized")
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
+
+    def _connect_failed(self, exc: Exception, started: float) -> None:
+        """Remember the error for wait(); call reconnect_failed once per outage
+        that lasted reconnect_timeout."""
+        callback = self._reconnect_failed
+        with self._lock:
+            self._last_connect_error = exc
+            if self._failing_since is None:
+                self._failing_since = started
+                self._failure_reported = False
+            due = (
+                callback is not None
+                and not self._failure_reported
+                and _monotonic() - self._failing_since >= self._reconnect_timeout
+            )
+            if due:
+                self._failure_reported = True
+        if callback is not None and due:
+            logger.error(
+                "pool %r: no connection could be opened for %.1f s: %s", self.name, self._reconnect_timeout, exc
+            )
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("pool %r: reconnect_failed callback failed; ignored", self.name)
 
     def _dial_for_borrower(self, deadline: float, delay: float) -> Optional[Slot]:
         """Open a connection with the right to dial this borrower holds.
@@ -497,7 +678,12 @@ class ConnectionPool:
             raise ReturnConnectionToPoolError(f"this connection was already returned to pool {self.name!r}")
         conn._slot = None
         conn._raw = None
-        self._stats.returns += 1
+        stats = self._stats
+        stats.returns += 1
+        used = now - slot.borrowed_at
+        stats.use_s += used
+        if used > stats.use_max_s:
+            stats.use_max_s = used
         if slot.generation != self._generation:
             lock.release()  # lent before a fork: the socket is the parent's
             _driver.abandon(slot.raw)
@@ -520,7 +706,9 @@ class ConnectionPool:
         cfg = self._config
         reason = None
         probe = slot.probe
-        if _driver.is_broken(raw) or (probe is not None and probe(0)):
+        if slot.retire is not None:
+            reason = slot.retire
+        elif _driver.is_broken(raw) or (probe is not None and probe(0)):
             reason = "closed_broken"
             self._suspect(_monotonic())
         elif self._closed:
@@ -540,6 +728,8 @@ class ConnectionPool:
                 logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
                 reason = "closed_broken"
                 rolled_back = False
+            if reason is None and self._events.on_checkin and not self._checked_in(slot):
+                reason = "closed_broken"
             if reason is None:
                 with self._lock:
                     if rolled_back:
@@ -585,11 +775,13 @@ class ConnectionPool:
             self._open -= 1
             self._slots.discard(slot)
             setattr(self._stats, reason, getattr(self._stats, reason) + 1)
-            if reason == "closed_lifetime":
+            if reason in _REPLACED:
                 self._replacements += 1  # the maintenance thread opens a successor
             self._pass_capacity()
         if self._maintenance is not None:
             self._maintenance.wake()
+        if self._events.on_close:
+            fire_logged(self._events.on_close, self.name, slot.raw, reason)
 
     def _reconnect_in_place(self, conn: PooledConnection) -> None:
         """0.5.0 ``ping(reconnect=True)``: swap a dead socket for a new session."""
@@ -605,7 +797,13 @@ class ConnectionPool:
         slot.expires = fresh.expires
         slot.probe = fresh.probe
         slot.keepalive = fresh.keepalive
+        self._watch(slot)
         conn._raw = fresh.raw
+
+    @staticmethod
+    def _watch(slot: Slot) -> None:
+        """A wrong-node error seen on the connection dooms its slot: closed on return."""
+        _driver.watch_wrong_node(slot.raw, functools.partial(slot.doom, "closed_wrong_node"))
 
     # -- leaks --------------------------------------------------------------
 
@@ -650,12 +848,45 @@ class ConnectionPool:
 
     # -- closing ------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close idle connections now and borrowed ones when they come back.
-        New borrows raise ``PoolClosed``. Safe to call more than once."""
+    def close(self, timeout: Optional[float] = None) -> int:
+        """Stop lending and close idle connections now; borrowed ones are
+        closed when they come back. New borrows raise ``PoolClosed``.
+
+        With ``timeout``, wait up to that many seconds for borrowed
+        connections to come back, then shut down the sockets of those still
+        out (their borrower's next call fails). Returns how many were forced.
+        Safe to call more than once.
+        """
+        self._shut = True
+        forced = 0
+        if self._close_now() and timeout is not None:
+            forced = self._force_borrowed(_build_seconds("timeout", timeout))
+        return forced
+
+    def _force_borrowed(self, timeout: float) -> int:
+        deadline = _monotonic() + timeout
+        while self._open and _monotonic() < deadline:
+            time.sleep(min(0.01, max(deadline - _monotonic(), 0.0)))  # bounded by the deadline
+        with self._lock:
+            late = [slot for slot in self._slots if slot.retire != "closed_on_pool_close"]
+            for slot in late:
+                slot.doom("closed_on_pool_close")
+        for slot in late:
+            _driver.interrupt(slot.raw)
+        if late:
+            logger.warning(
+                "pool %r: closed; %d borrowed connection(s) not returned within %.3g s were shut down",
+                self.name,
+                len(late),
+                timeout,
+            )
+        return len(late)
+
+    def _close_now(self) -> bool:
+        """The closing itself; False if the pool was closed (or never opened) already."""
         with self._lock:
             if self._closed:
-                return
+                return self._opened
             self._closed = True
             idle = list(self._idle)
             self._idle.clear()
@@ -669,6 +900,96 @@ class ConnectionPool:
             self._close_held(slot, "closed_on_pool_close")
         self._drain_reclaimed()
         logger.debug("pool %r: closed", self.name)
+        return True
+
+    # -- control ------------------------------------------------------------
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Start a pool made with ``open=False``: connections are opened in the
+        background (retrying with back-off) and borrows are served from now
+        on. ``wait=True`` then blocks like :meth:`wait`. Opening an open pool
+        does nothing; a closed pool cannot be opened again."""
+        with self._lock:
+            if self._shut:
+                raise PoolClosed(f"pool {self.name!r} was closed; make a new pool")
+            if not self._opened:
+                self._opened = True
+                self._closed = False
+        self._ensure_maintenance()
+        if wait:
+            self.wait(timeout)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until ``pre_create_num`` connections are open; ``PoolTimeout``
+        (naming the last connect error) if that takes longer than ``timeout``."""
+        limit = _build_seconds("timeout", timeout)
+        deadline = _monotonic() + limit
+        target = self._config.pre_create_num
+        while self._open < target:
+            if self._closed:
+                raise PoolClosed(f"pool {self.name!r} is {'closed' if self._shut else 'not open'}")
+            if _monotonic() >= deadline:
+                raise PoolTimeout(
+                    f"pool {self.name!r}: {self._open} of {target} connections open after {limit:.3g} s;"
+                    f" last connect error: {self._last_connect_error!r}"
+                )
+            if self._maintenance is not None:
+                self._maintenance.wake()
+            time.sleep(0.01)  # bounded by the deadline
+
+    def drain(self) -> int:
+        """Replace every connection without failing a borrower: idle ones are
+        closed now, borrowed ones when they come back, connections being
+        opened right now once they are used. The pool reopens what it keeps
+        warm. Use after a credential rotation, failover or DNS change.
+        Returns how many connections were marked."""
+        with self._lock:
+            self._epoch += 1
+            for slot in self._slots:
+                slot.doom("closed_drained")
+            marked = len(self._slots)
+            idle = list(self._idle)
+            self._idle.clear()
+            self._held += len(idle)
+        for slot in idle:
+            self._close_held(slot, "closed_drained")
+        return marked
+
+    def resize(self, maxsize: Optional[int] = None, size: Optional[int] = None) -> None:
+        """Change ``maxsize`` and/or ``size`` while running. Growing serves
+        queued borrowers at once; shrinking closes idle extras now and
+        borrowed extras when they come back."""
+        with self._lock:
+            cfg = self._config
+            new_max = cfg.maxsize if maxsize is None else _build_int("maxsize", maxsize)
+            new_size = cfg.size if size is None else _build_int("size", size)
+            if new_max < 1:
+                raise ValueError("maxsize must be >= 1")
+            if new_size > new_max:
+                raise ValueError(f"size ({new_size}) must not exceed maxsize ({new_max})")
+            if cfg.pre_create_num > new_max:
+                raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
+            self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
+            self._maxsize = new_max
+            while self._waiters and not self._closed and self._open + self._connecting < new_max:
+                self._connecting += 1
+                self._hand_over(DIAL)
+            excess = self._open + self._connecting - new_max
+            idle: List[Slot] = []
+            while excess > 0 and self._idle:
+                idle.append(self._idle.popleft())  # the longest rested first
+                excess -= 1
+            self._held += len(idle)
+            for slot in idle:
+                slot.doom("closed_resized")
+            for slot in self._slots:
+                if excess <= 0:
+                    break
+                if slot.retire is None:
+                    slot.doom("closed_resized")
+                    excess -= 1
+        for slot in idle:
+            self._close_held(slot, "closed_resized")
 
     def __enter__(self) -> ConnectionPool:
         return self

@@ -18,6 +18,8 @@ import pymysql
 import pymysql.converters
 import pymysql.cursors
 
+from pymysqlpool import _driver
+
 IN_TRANS = 1
 AUTOCOMMIT = 2
 
@@ -88,6 +90,10 @@ class FakeConnection:
         self.drained_rows = 0
         self.next_results = 0
         self.owner: Optional[object] = None
+        # The server answers the next query with this (errno, message), as a
+        # demoted primary answers a write with 1290.
+        self.next_error: Optional[tuple[int, str]] = None
+        self.wrong_node_hook: Any = None  # set by the pool, as on the real driver's Connection
 
     def __repr__(self) -> str:
         return f"<FakeConnection #{self.serial} status={self.server_status} sock={self._sock is not None}>"
@@ -132,6 +138,11 @@ class FakeConnection:
     def query(self, sql: str, unbuffered: bool = False) -> int:
         self.queries += 1
         self._io()
+        if self.next_error is not None:
+            exc = pymysql.err.OperationalError(*self.next_error)
+            self.next_error = None
+            _driver.note_error(self, exc)  # what pymysqlpool's Connection does on a server error
+            raise exc
         if not self.server_status & AUTOCOMMIT:
             self.server_status |= IN_TRANS  # any statement opens a transaction
         self._result = FakeResult(self, unbuffered_active=unbuffered)

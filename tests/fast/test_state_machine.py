@@ -204,6 +204,7 @@ class PoolMachine(RuleBasedStateMachine):
         rollbacks = fake.rollbacks
         # Predict what the return does.
         self.expect["returns"] += 1
+        self.expect["uses"] += 1
         if fake._sock is None:
             self.expect["closed_broken"] += 1
             self._suspect_all_idle()
