@@ -146,6 +146,7 @@ class WriteTrackingConnection(Connection):
     """
 
     wrote = False
+    sync_wait_on = False  # a session setting the borrower's pool must undo on return
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         result: int = super().query(sql, unbuffered)

@@ -67,25 +67,22 @@ def parse_cluster_url(url: str) -> Tuple[Dict[str, Any], List[Host]]:
     return kwargs, hosts
 
 
+_base_release = ConnectionPool.release
+_TRACKED = _driver.WriteTrackingConnection
+
+
 class _NodePool(ConnectionPool):
     """A node's pool. On return it notices, from what the borrower already
-    saw, that the borrow wrote (for causal reads) or reached the wrong node."""
+    saw, that the borrow wrote (for causal reads) or met an error."""
 
     _node: _Node
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         raw = conn._raw
-        if raw is not None:
-            if failed:
-                # Inside ``with``'s __exit__ the block's exception is the one being handled.
-                exc = sys.exc_info()[1]
-                if exc is not None:
-                    self._node.cluster._borrower_error(self._node, exc)
-            if getattr(raw, "wrote", True) is not False:
-                self._node.cluster._after_write(self._node, raw)
-            if getattr(raw, "sync_wait_on", False):
-                self._node.cluster._end_sync_wait(raw)
-        ConnectionPool.release(self, conn, failed)
+        # One test in the common case: a clean borrow on a connection that reports its writes.
+        if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
+            self._node.cluster._on_return(self._node, raw, failed)
+        _base_release(self, conn, failed)
 
 
 class _NodeEvents:
@@ -267,17 +264,19 @@ class ClusterPool:
         every write committed through this cluster before the borrow began.
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``).
         """
-        if read_only:
-            if causal or (causal is None and self._causal):
-                return self._borrow(True, True, timeout)
-            pools = self._readers
-        else:
+        if not read_only:
             pools = self._writers
-        if pools and timeout is None:
+        elif causal or (causal is None and self._causal):
+            return self._borrow(True, True, timeout)
+        else:
+            pools = self._readers
+        if timeout is None and pools:
             pool = pools[0] if len(pools) == 1 else self._pick(pools)
             try:
                 return pool.get_conn()
-            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                if _driver.is_fatal_connect_error(exc):
+                    raise
                 self._node_failed(pool._node, exc)
         return self._borrow(read_only, False, timeout)
 
@@ -331,6 +330,8 @@ class ClusterPool:
                 try:
                     conn = pool.get_conn(remaining)
                 except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                    if _driver.is_fatal_connect_error(exc):
+                        raise  # wrong password, unknown database: no other node will do better
                     self._node_failed(pool._node, exc)
                     failed.add(pool)
                     continue
@@ -367,12 +368,27 @@ class ClusterPool:
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         """Give a borrowed connection back to its node's pool."""
-        pool = getattr(conn, "_pool", None)
+        try:
+            pool = conn._pool
+        except AttributeError:
+            pool = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
         pool.release(conn, failed)
 
     # -- causal reads ---------------------------------------------------------
+
+    def _on_return(self, node: _Node, raw: Any, failed: bool) -> None:
+        """What a return needs beyond the node pool's own work (rare path)."""
+        if failed:
+            # Inside ``with``'s __exit__ the block's exception is the one being handled.
+            exc = sys.exc_info()[1]
+            if exc is not None:
+                self._borrower_error(node, exc)
+        if getattr(raw, "wrote", True) is not False:
+            self._after_write(node, raw)
+        if getattr(raw, "sync_wait_on", False):
+            self._end_sync_wait(raw)
 
     def _after_write(self, node: _Node, raw: Any) -> None:
         """A borrow wrote (or may have): remember the position it reached."""
