@@ -10,9 +10,11 @@ one: roles come from the servers, never from the order of the hosts.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -211,8 +213,31 @@ class ClusterPool:
         self._causal_unknown = False  # a write whose position could not be read
         self._stats = {"causal_waits": 0, "causal_fallbacks": 0, "rerouted": 0, "write_waits": 0}
         self._wake = threading.Event()
-        self._monitor = threading.Thread(target=self._monitor_loop, name=f"pymysqlpool-cluster-{base}", daemon=True)
-        self._monitor.start()
+        self._first_round = threading.Event()
+        self._monitor = self._start_monitor()
+        _live.add(self)
+
+    def _start_monitor(self) -> threading.Thread:
+        thread = threading.Thread(target=self._monitor_loop, name=f"pymysqlpool-cluster-{self.name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _after_fork_in_child(self) -> None:
+        """The child has no monitor thread and shares the parent's probe
+        sockets: forget those unsent-to and probe anew (the node pools reset
+        themselves). The parent's routing stands until the first probe."""
+        if self._closed:
+            return
+        for node in self._nodes:
+            if node.probe_raw is not None:
+                _driver.abandon(node.probe_raw)
+                node.probe_raw = None
+            node.busy = False
+            node.urgent = True
+        self._changed = threading.Condition(threading.Lock())
+        self._causal_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._monitor = self._start_monitor()
 
     # -- properties like ConnectionPool's -------------------------------------
 
@@ -359,10 +384,15 @@ class ClusterPool:
                 if self._version != version:
                     failed.clear()  # a new routing: every node gets another chance
 
-    def _describe_problem(self, routing: _topology.Routing) -> str:
-        problem = routing.problem or "every eligible node failed"
+    def _problem_text(self, routing: _topology.Routing) -> str:
+        """The routing's problem with node addresses instead of indexes."""
+        problem = routing.problem
         for node in self._nodes:
             problem = problem.replace(f"#{node.index}", node.address)
+        return problem
+
+    def _describe_problem(self, routing: _topology.Routing) -> str:
+        problem = self._problem_text(routing) or "every eligible node failed"
         states = ", ".join(f"{n.address}={_topology.role_of(n.facts)}" for n in self._nodes)
         return f"{problem} [{states}]"
 
@@ -561,6 +591,7 @@ class ClusterPool:
     def _publish(self) -> None:
         if any(n.probed_at is None and n.failures == 0 for n in self._nodes):
             return  # the first round is not complete: "nothing answers" would be a false alarm
+        self._first_round.set()
         current = self._routing.writers[0] if len(self._routing.writers) == 1 else None
         routing = _topology.route(
             [n.facts for n in self._nodes],
@@ -614,6 +645,10 @@ class ClusterPool:
     ) -> None:
         self.close()
 
+    def wait_probed(self, timeout: float = 10.0) -> bool:
+        """Wait until every node was probed once (answered or not); True if so."""
+        return self._first_round.wait(timeout)
+
     def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
         """Wait until a writer (or a reader) is known; True if one is."""
         deadline = _monotonic() + timeout
@@ -641,6 +676,7 @@ class ClusterPool:
                 "reader": node.index in routing.readers,
                 "read_only": None if facts is None else facts.read_only,
                 "lag": None if facts is None else facts.lag,
+                "replicating": None if facts is None else facts.replicating,
                 "gtid": None if facts is None else facts.gtid,
                 "wsrep_state": None if facts is None or not facts.galera else facts.wsrep_state,
                 "answer_ms": None if facts is None else round(facts.answer_ms, 3),
@@ -652,9 +688,21 @@ class ClusterPool:
             }
         total.update(self._stats)
         total["topology"] = routing.topology
-        total["problem"] = routing.problem
+        total["problem"] = self._problem_text(routing)
         total["nodes"] = nodes
         return total
+
+
+_live: weakref.WeakSet[ClusterPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cluster in list(_live):
+        cluster._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _hosts(hosts: Sequence[Union[Host, str]]) -> List[Host]:

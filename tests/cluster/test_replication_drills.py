@@ -6,6 +6,10 @@ assertions hold the pool to the issue's promises.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -420,3 +424,58 @@ def test_g_every_node_down_fails_clearly_then_recovers(
         errors=len(outcomes),
         recovered_after_restart_s=recovered,
     )
+
+
+# -- the command line and fork ---------------------------------------------------------
+
+
+def run_check(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pymysqlpool", "check", "--url", url, "--connect-timeout", "2", *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_prints_the_topology_and_warns(restore: ReplicationCluster) -> None:
+    replication = restore
+    done = run_check(replication.url())
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["topology", "replication"]
+    roles = {line.split()[0]: line.split()[1] for line in lines[2:5]}
+    assert roles == {
+        f"127.0.0.1:{replication.primary.port}": "primary",
+        **{f"127.0.0.1:{r.port}": "replica" for r in replication.replicas},
+    }
+    assert lines[-1] == "OK"
+    stopped = replication.replicas[0]
+    replication.stop_replication(stopped)
+    done = run_check(replication.url(), "--json")
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    assert any(f"127.0.0.1:{stopped.port}: replication is stopped" in w for w in report["warnings"])
+    assert report["nodes"][f"127.0.0.1:{stopped.port}"]["reader"] is False
+
+
+def test_fork_child_probes_for_itself(
+    restore: ReplicationCluster, make_cluster_pool: Callable[..., ClusterPool]
+) -> None:
+    replication = restore
+    pool = make_cluster_pool(replication.url())
+    with pool.connection() as conn:
+        parent_port = port_of(conn)
+    pid = os.fork()
+    if pid == 0:  # the child: borrow, query, leave without running the parent's cleanup
+        code = 1
+        try:
+            with pool.connection(timeout=10) as conn:
+                code = 0 if port_of(conn) == parent_port else 2
+            code = code or (0 if pool._monitor.is_alive() and pool.wait_probed(10) else 3)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with pool.connection() as conn:  # the parent's connections were not disturbed
+        assert port_of(conn) == parent_port

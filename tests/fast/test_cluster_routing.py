@@ -153,3 +153,35 @@ def test_bad_cluster_urls(url: str) -> None:
 def test_bad_arguments_fail_before_any_thread_starts(kwargs: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         ClusterPool(**kwargs)
+
+
+def test_cluster_url_detection_and_check_warnings() -> None:
+    from pymysqlpool.cli.cluster_check import assess_cluster, is_cluster_url
+
+    assert is_cluster_url("mysql://u:p,w@h1:1,h2:2/db")
+    assert not is_cluster_url("mysql://u:p,w@h1:1/db")
+    assert not is_cluster_url(None)
+
+    def node(role: str, **kw: Any) -> dict[str, Any]:
+        base = {"role": role, "replicating": True, "lag": 0.0, "last_error": "", "wsrep_state": None}
+        return {**base, **kw}
+
+    stats = {
+        "topology": "replication",
+        "problem": "",
+        "nodes": {
+            "a:1": node("primary", lag=None),
+            "b:2": node("replica", replicating=False, lag=None, last_error="error connecting"),
+            "c:3": node("replica", lag=9.0),
+            "d:4": node("down", last_error="refused"),
+            "e:5": node("read_only"),
+        },
+    }
+    warnings = assess_cluster(stats, max_lag=5)
+    assert warnings == [
+        "b:2: replication is stopped (out of read rotation): error connecting",
+        "c:3: lag 9 s is beyond max_lag 5 s (out of read rotation)",
+        "d:4 does not answer: refused",
+        "e:5: read_only=1 but replicates from nobody (a demoted primary?)",
+    ]
+    assert assess_cluster({**stats, "nodes": {}, "problem": "no primary"}, 5) == ["no primary"]
