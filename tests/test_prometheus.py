@@ -146,3 +146,23 @@ def test_importing_pymysqlpool_does_not_import_prometheus_client() -> None:
     code = "import sys, pymysqlpool; print('prometheus_client' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_cluster_pool_is_reported_per_node(live_server: dict) -> None:
+    from pymysqlpool import ClusterPool
+
+    server = {k: v for k, v in live_server.items() if k not in ("host", "port")}
+    hosts = [(live_server["host"], live_server["port"]), ("localhost", live_server["port"])]
+    registry = CollectorRegistry()
+    with ClusterPool(hosts=hosts, pool_name="shop", maxsize=2, **server) as cluster:
+        node = cluster.node_pools()[0]
+        node.release(node.get_conn())  # one borrow on the first node only
+        register(cluster, registry)
+        found = scrape(registry)
+        first = f"shop/{hosts[0][0]}:{hosts[0][1]}"
+        second = f"shop/localhost:{hosts[1][1]}"
+        assert found[(metric_name("borrows"), first)] == 1
+        assert found[(metric_name("borrows"), second)] == 0
+        assert found[(metric_name("pool_max"), second)] == 2
+        assert unregister(cluster, registry)
+        assert not any(label in (first, second) for _, label in scrape(registry))

@@ -645,6 +645,11 @@ class ClusterPool:
     ) -> None:
         self.close()
 
+    def node_pools(self) -> List[ConnectionPool]:
+        """Each node's ``ConnectionPool``, in the order the nodes were given
+        (named ``<cluster name>/<host>:<port>``; for metrics per node)."""
+        return [node.pool for node in self._nodes]
+
     def wait_probed(self, timeout: float = 10.0) -> bool:
         """Wait until every node was probed once (answered or not); True if so."""
         return self._first_round.wait(timeout)
