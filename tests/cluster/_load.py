@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pymysql
 
@@ -112,3 +112,16 @@ class Load:
         start = len(self.successes(role))
         while len(self.successes(role)) < start + count and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
+    """Poll ``predicate`` (bounded); return the seconds it took, fail if it never held."""
+    started = time.monotonic()
+    for _ in range(int(timeout / interval) + 2):
+        if predicate():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            break
+        time.sleep(interval)
+    assert predicate(), f"not true within {timeout} s"
+    return time.monotonic() - started

@@ -9,7 +9,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from _load import Load, code_of
+from _load import Load, code_of, wait_until
 
 from pymysqlpool import ClusterPool, PoolTimeout
 from support.mariadb_cluster import APP_PASSWORD, APP_USER, GaleraCluster
@@ -19,18 +19,6 @@ pytestmark = pytest.mark.cluster
 
 # A query in flight on a killed node, or a transaction caught in the view change.
 IN_FLIGHT = {2013, 2006, "InterfaceError", 1047, 1213, 1180}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    assert predicate(), f"not true within {timeout} s"
-    return time.monotonic() - started
 
 
 def node(pool: ClusterPool, server: ThrowawayMariaDB) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from _load import Load, code_of
+from _load import Load, code_of, wait_until
 
 from pymysqlpool import ClusterPool, PoolTimeout, SplitBrainError
 from support.mariadb_cluster import ReplicationCluster
@@ -29,19 +29,6 @@ pytestmark = pytest.mark.cluster
 # What a query in flight sees when its server dies or its connection is dropped.
 GONE = {2013, 2006, 2003, "InterfaceError"}
 FOLLOW_LIMIT = 1.0  # seconds: the issue's bound for following a promotion
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    """Poll ``predicate`` (bounded); return the seconds it took, fail if it never held."""
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    assert predicate(), f"not true within {timeout} s"
-    return time.monotonic() - started
 
 
 def node_stats(pool: ClusterPool, server: ThrowawayMariaDB) -> dict[str, Any]:

@@ -84,7 +84,34 @@ def _dict_rows(server: ThrowawayMariaDB, sql: str) -> list[dict[str, Any]]:
         conn.close()
 
 
-class ReplicationCluster:
+class _Topology:
+    """Servers started and closed together; the pool reaches them by a URL."""
+
+    servers: list[ThrowawayMariaDB]
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def hosts(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", s.port) for s in self.servers]
+
+    def url(self, database: str = "test") -> str:
+        """The pool's URL: every node, the ``app`` account."""
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+        return f"mysql://{APP_USER}:{APP_PASSWORD}@{nodes}/{database}"
+
+
+class ReplicationCluster(_Topology):
     """A primary and ``replicas`` GTID replicas (read_only=1), all on 127.0.0.1.
 
     ``semisync=True`` turns on semi-synchronous replication (AFTER_SYNC): a commit
@@ -135,28 +162,11 @@ class ReplicationCluster:
         if self.semisync:
             _open(server, "SET GLOBAL rpl_semi_sync_master_enabled=ON")
 
-    def close(self) -> None:
-        for server in self.servers:
-            server.close()
-
-    def __enter__(self) -> ReplicationCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- views ---------------------------------------------------------------
 
     @property
     def replicas(self) -> list[ThrowawayMariaDB]:
         return [s for s in self.servers if s is not self.primary]
-
-    def hosts(self) -> list[tuple[str, int]]:
-        return [("127.0.0.1", s.port) for s in self.servers]
-
-    def url(self, database: str = "test") -> str:
-        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
-        return f"mysql://{APP_USER}:{APP_PASSWORD}@{nodes}/{database}"
 
     @staticmethod
     def gtid(server: ThrowawayMariaDB) -> str:
@@ -278,7 +288,7 @@ def ensure_galera_packages() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, timeout=600)
 
 
-class GaleraCluster:
+class GaleraCluster(_Topology):
     """``nodes`` Galera nodes on 127.0.0.1 with rsync state transfer.
 
     The evs timeouts are shortened (suspect 2 s, inactive 4 s) so a killed node
@@ -386,23 +396,6 @@ class GaleraCluster:
             self.close()
             raise
         return self
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.close()
-
-    def __enter__(self) -> GaleraCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def hosts(self) -> list[tuple[str, int]]:
-        return [("127.0.0.1", s.port) for s in self.servers]
-
-    def url(self, database: str = "test") -> str:
-        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
-        return f"mysql://{APP_USER}:{APP_PASSWORD}@{nodes}/{database}"
 
     @staticmethod
     def wsrep(server: ThrowawayMariaDB) -> dict[str, str]:
