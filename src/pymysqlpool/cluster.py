@@ -83,7 +83,11 @@ class _NodePool(ConnectionPool):
         raw = conn._raw
         # One test in the common case: a clean borrow on a connection that reports its writes.
         if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
-            self._node.cluster._on_return(self._node, raw, failed)
+            try:
+                self._node.cluster._on_return(self._node, raw, failed)
+            finally:  # interrupted or not, the connection goes back (a broken one is discarded)
+                _base_release(self, conn, failed)
+            return
         _base_release(self, conn, failed)
 
 
@@ -434,9 +438,12 @@ class ClusterPool:
             with raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute("SELECT @@gtid_binlog_pos")
                 row = cur.fetchone()
-        except Exception as exc:
+        except BaseException as exc:
+            self._causal_unknown = True  # causal reads go to the primary until a position is known again
+            if not isinstance(exc, Exception):
+                _driver.force_close(raw)  # interrupted mid-answer: the session cannot be reused
+                raise
             logger.info("cluster %r: could not read the GTID after a write on %s: %s", self.name, node.address, exc)
-            self._causal_unknown = True
             return
         self._merge_position(str(row[0] or "") if row else "")
 
@@ -473,9 +480,15 @@ class ClusterPool:
                 row = cur.fetchone()
             if row is not None and row[0] == 0:
                 return True
-        except Exception as exc:
-            logger.info("cluster %r: causal wait on %s failed: %s", self.name, node.address, exc)
+        except BaseException as exc:
+            interrupted = not isinstance(exc, Exception)
+            if interrupted:
+                _driver.force_close(raw)  # stopped mid-wait: the session cannot be reused
+            else:
+                logger.info("cluster %r: causal wait on %s failed: %s", self.name, node.address, exc)
             pool.release(conn, True)
+            if interrupted:
+                raise
             return False
         self._stats["causal_fallbacks"] += 1
         pool.release(conn)

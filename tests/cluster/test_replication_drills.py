@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -466,3 +467,34 @@ def test_fork_child_probes_for_itself(
     assert os.waitstatus_to_exitcode(status) == 0
     with pool.connection() as conn:  # the parent's connections were not disturbed
         assert port_of(conn) == parent_port
+
+
+def test_interrupt_during_a_causal_wait_gives_the_slot_back(
+    restore: ReplicationCluster, make_cluster_pool: Callable[..., ClusterPool]
+) -> None:
+    replication = restore
+    pool = make_cluster_pool(replication.url(), read_fallback_to_primary=False, timeout=5)
+    table = make_table(pool, replication)
+    for replica in replication.replicas:  # the replicas stop applying: a causal read must wait
+        replica.admin_query("STOP SLAVE SQL_THREAD")
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} (v) VALUES (7)")
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pool.get_conn(read_only=True, causal=True)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 1.5
+    stats = [node_stats(pool, replica) for replica in replication.replicas]
+    # The interrupted session was given back and discarded, not leaked.
+    assert sum(s["borrowed"] for s in stats) == 0, stats
+    assert sum(s["leaks_detected"] for s in stats) == 0, stats
+    assert sum(s["closed_broken"] for s in stats) == 1, stats
+    for replica in replication.replicas:
+        replica.admin_query("START SLAVE SQL_THREAD")
+    with pool.connection(read_only=True, causal=True) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {table}")
+        assert cur.fetchone()[0] == 1
