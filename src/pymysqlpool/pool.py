@@ -1059,6 +1059,7 @@ class ConnectionPool:
         self._reclaim = deque()
         self._waiters = WaitQueue()
         self._open = self._connecting = self._held = self._replacements = 0
+        self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None
 
 
