@@ -29,6 +29,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Type
 from . import _driver, _forking
 from ._config import PoolConfig, build, describe, resolve
 from ._events import Events, ResetHook, as_sequence, fire_logged
+from ._lifecycle import Lifecycle
 from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import DIAL, Grant, Waiter, WaitQueue
@@ -141,22 +142,19 @@ class ConnectionPool:
         self._reclaim: Deque[Slot] = deque()
         self._stats = Counters()
         self._maintenance: Optional[Maintenance] = None
-        # Borrowers allowed to queue at maxsize; one more fails at once (None: no limit).
-        self._max_waiting = None if max_waiting is None else _build_int("max_waiting", max_waiting)
-        self._reconnect_timeout = _build_seconds("reconnect_timeout", reconnect_timeout)
+        if not isinstance(open, bool):
+            raise TypeError(f"open must be True or False, got {open!r}")
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
-        self._reconnect_failed = reconnect_failed
-        self._failing_since: Optional[float] = None  # first of the current run of failed connects
-        self._failure_reported = False
-        self._last_connect_error: Optional[BaseException] = None
-        self._epoch = 0  # bumped by drain(): connections dialed before it are replaced
-        self._opened = False
-        self._shut = False  # close() was called: open() refuses
+        self._life = Lifecycle(
+            None if max_waiting is None else _build_int("max_waiting", max_waiting),
+            _build_seconds("reconnect_timeout", reconnect_timeout),
+            reconnect_failed,
+        )
         _forking.register(self)
         if open:
             self._prefill()
-            self._opened = True
+            self._life.opened = True
         else:
             self._closed = True  # lends nothing until open()
 
@@ -362,11 +360,12 @@ class ConnectionPool:
                 self._connecting += 1
                 self._stats.borrows += 1
                 return DIAL
-            if self._max_waiting is not None and len(self._waiters) >= self._max_waiting:
+            limit = self._life.max_waiting
+            if limit is not None and len(self._waiters) >= limit:
                 self._stats.borrows_rejected += 1
                 raise TooManyRequests(
                     f"pool {self.name!r}: all {self._maxsize} connections in use and"
-                    f" {len(self._waiters)} borrowers already waiting (max_waiting={self._max_waiting})"
+                    f" {len(self._waiters)} borrowers already waiting (max_waiting={limit})"
                 )
             waiter = Waiter(_monotonic())
             self._waiters.push(waiter)
@@ -506,7 +505,7 @@ class ConnectionPool:
         # left of the borrow: the borrow's timeout governs queueing and retries.
         limit = cfg.io_timeout
         started = _monotonic()
-        epoch = self._epoch
+        epoch = self._life.epoch
         try:
             kwargs = resolve(cfg.connect_kwargs)  # callables (rotating passwords) evaluated now
             if cfg.connection_factory is not None:
@@ -547,10 +546,11 @@ class ConnectionPool:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
             self._ever_connected = True
-            self._failing_since = None
-            if epoch != self._epoch:  # drain() ran while this one was dialing
+            self._life.failing_since = None
+            if epoch != self._life.epoch:  # drain() ran while this one was dialing
                 slot.doom("closed_drained")
-            elif self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+            elif self._life.shed and self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+                self._life.shed -= 1
                 slot.doom("closed_resized")
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
@@ -558,25 +558,15 @@ class ConnectionPool:
     def _connect_failed(self, exc: Exception, started: float) -> None:
         """Remember the error for wait(); call reconnect_failed once per outage
         that lasted reconnect_timeout."""
-        callback = self._reconnect_failed
+        life = self._life
         with self._lock:
-            self._last_connect_error = exc
-            if self._failing_since is None:
-                self._failing_since = started
-                self._failure_reported = False
-            due = (
-                callback is not None
-                and not self._failure_reported
-                and _monotonic() - self._failing_since >= self._reconnect_timeout
-            )
-            if due:
-                self._failure_reported = True
-        if callback is not None and due:
+            due = life.connect_failed(exc, started, _monotonic())
+        if due and life.reconnect_failed is not None:
             logger.error(
-                "pool %r: no connection could be opened for %.1f s: %s", self.name, self._reconnect_timeout, exc
+                "pool %r: no connection could be opened for %.1f s: %s", self.name, life.reconnect_timeout, exc
             )
             try:
-                callback(self)
+                life.reconnect_failed(self)
             except Exception:
                 logger.exception("pool %r: reconnect_failed callback failed; ignored", self.name)
 
@@ -857,11 +847,11 @@ class ConnectionPool:
         out (their borrower's next call fails). Returns how many were forced.
         Safe to call more than once.
         """
-        self._shut = True
-        forced = 0
-        if self._close_now() and timeout is not None:
-            forced = self._force_borrowed(_build_seconds("timeout", timeout))
-        return forced
+        grace = None if timeout is None else _build_seconds("timeout", timeout)
+        self._life.shut = True
+        if self._close_now() and grace is not None:
+            return self._force_borrowed(grace)
+        return 0
 
     def _force_borrowed(self, timeout: float) -> int:
         deadline = _monotonic() + timeout
@@ -886,7 +876,7 @@ class ConnectionPool:
         """The closing itself; False if the pool was closed (or never opened) already."""
         with self._lock:
             if self._closed:
-                return self._opened
+                return self._life.opened
             self._closed = True
             idle = list(self._idle)
             self._idle.clear()
@@ -910,10 +900,10 @@ class ConnectionPool:
         on. ``wait=True`` then blocks like :meth:`wait`. Opening an open pool
         does nothing; a closed pool cannot be opened again."""
         with self._lock:
-            if self._shut:
+            if self._life.shut:
                 raise PoolClosed(f"pool {self.name!r} was closed; make a new pool")
-            if not self._opened:
-                self._opened = True
+            if not self._life.opened:
+                self._life.opened = True
                 self._closed = False
         self._ensure_maintenance()
         if wait:
@@ -927,11 +917,11 @@ class ConnectionPool:
         target = self._config.pre_create_num
         while self._open < target:
             if self._closed:
-                raise PoolClosed(f"pool {self.name!r} is {'closed' if self._shut else 'not open'}")
+                raise PoolClosed(f"pool {self.name!r} is {'closed' if self._life.shut else 'not open'}")
             if _monotonic() >= deadline:
                 raise PoolTimeout(
                     f"pool {self.name!r}: {self._open} of {target} connections open after {limit:.3g} s;"
-                    f" last connect error: {self._last_connect_error!r}"
+                    f" last connect error: {self._life.last_error!r}"
                 )
             if self._maintenance is not None:
                 self._maintenance.wake()
@@ -944,7 +934,7 @@ class ConnectionPool:
         warm. Use after a credential rotation, failover or DNS change.
         Returns how many connections were marked."""
         with self._lock:
-            self._epoch += 1
+            self._life.epoch += 1
             for slot in self._slots:
                 slot.doom("closed_drained")
             marked = len(self._slots)
@@ -988,6 +978,7 @@ class ConnectionPool:
                 if slot.retire is None:
                     slot.doom("closed_resized")
                     excess -= 1
+            self._life.shed = max(excess, 0)  # the rest are still being opened
         for slot in idle:
             self._close_held(slot, "closed_resized")
 
@@ -1068,6 +1059,7 @@ class ConnectionPool:
         self._reclaim = deque()
         self._waiters = WaitQueue()
         self._open = self._connecting = self._held = self._replacements = 0
+        self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None
 
 

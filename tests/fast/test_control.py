@@ -203,3 +203,179 @@ def test_callable_user_is_not_called_for_the_label(make_pool: Callable[..., Conn
 
     pool = make_pool(maxsize=1, user=user)
     assert "<callable>" in repr(pool)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_waiting": -1}, ValueError),
+        ({"max_waiting": 1.5}, ValueError),
+        ({"reconnect_timeout": -1}, ValueError),
+        ({"reconnect_timeout": float("nan")}, ValueError),
+        ({"reconnect_failed": "page me"}, TypeError),
+        ({"open": "no"}, TypeError),
+        ({"events": 42}, TypeError),
+    ],
+)
+def test_absurd_control_arguments_are_refused(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, kwargs: dict[str, Any], error: type
+) -> None:
+    with pytest.raises(error):
+        make_pool(maxsize=1, **kwargs)
+    assert server.connect_attempts == 0
+
+
+def test_absurd_control_calls_are_refused_and_change_nothing(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(maxsize=2, pre_create_num=1)
+    for bad in ({"maxsize": True}, {"maxsize": -3}, {"size": "2"}, {"maxsize": 0}):
+        with pytest.raises(ValueError):
+            pool.resize(**bad)
+    assert pool.maxsize == 2
+    with pytest.raises(ValueError):
+        pool.wait(-1)
+    with pytest.raises(ValueError):
+        pool.close(timeout=float("nan"))
+    assert not pool.closed  # a refused close() did not half-close the pool
+    assert pool.close(timeout=1) == 0
+
+
+def test_drain_resize_and_check_under_concurrent_borrowers(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """Borrowers hammer the pool while another thread drains, resizes and
+    checks it: nobody ever shares a connection, no borrow fails but by
+    timeout, and once everyone is done the books match the server."""
+    import random
+
+    pool = make_pool(maxsize=4, size=2, pre_create_num=1, validation_interval=0.0)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    served = [0]
+
+    def borrower(seed: int) -> None:
+        rng = random.Random(seed)
+        me = object()
+        for _ in range(20_000):  # bounded; stop ends it sooner
+            if stop.is_set():
+                return
+            try:
+                conn = pool.get_conn(timeout=2.0)
+            except PoolTimeout:
+                continue
+            except BaseException as exc:
+                failures.append(exc)
+                return
+            fake = conn.raw
+            fake.claim(me)
+            if rng.random() < 0.2:
+                conn.query("SELECT 1")
+            fake.unclaim(me)
+            conn.close()
+            served[0] += 1
+
+    threads = [threading.Thread(target=borrower, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    rng = random.Random(7)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        action = rng.choice(["drain", "grow", "shrink", "check"])
+        if action == "drain":
+            pool.drain()
+        elif action == "check":
+            pool.check()
+        else:
+            pool.resize(maxsize=rng.randint(1, 3) if action == "shrink" else rng.randint(4, 6), size=1)
+        time.sleep(0.01)
+    pool.resize(maxsize=2, size=1)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == [] and served[0] > 0
+    assert server.ownership_violations == []
+    stats = pool.get_stats()
+    assert stats["borrowed"] == 0 and stats["connecting"] == 0
+    assert _wait_for(lambda: pool.total_num == server.open_count)
+    assert server.open_count <= 2  # settled at the final maxsize
+    assert stats["borrows"] == stats["returns"]
+
+
+class GatedServer(FakeServer):
+    """Connects wait until ``gate`` is set, so a test can act while they are in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.waiting = 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self.lock:
+            self.waiting += 1
+        self.gate.wait(10)
+        return super().__call__(**kwargs)
+
+
+def _borrow_in_thread(pool: ConnectionPool, got: list[Any]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: got.append(pool.get_conn(timeout=10)))
+    thread.start()
+    return thread
+
+
+def test_drain_replaces_a_connection_that_was_being_opened(make_pool: Callable[..., ConnectionPool]) -> None:
+    gated = GatedServer()
+    pool = make_pool(maxsize=2, connection_factory=gated)
+    got: list[Any] = []
+    thread = _borrow_in_thread(pool, got)
+    assert _wait_for(lambda: gated.waiting == 1)
+    pool.drain()  # the connect under way may use the old credentials
+    gated.gate.set()
+    thread.join(10)
+    got[0].close()
+    assert gated.made[0].disposed
+    assert pool.get_stats()["closed_drained"] == 1
+
+
+def test_resize_below_connections_being_opened_settles_at_the_new_maxsize(
+    make_pool: Callable[..., ConnectionPool],
+) -> None:
+    gated = GatedServer()
+    pool = make_pool(maxsize=3, size=3, connection_factory=gated)
+    got: list[Any] = []
+    threads = [_borrow_in_thread(pool, got) for _ in range(3)]
+    assert _wait_for(lambda: gated.waiting == 3)
+    pool.resize(maxsize=1, size=1)  # nothing open yet to mark: all three are being opened
+    gated.gate.set()
+    for thread in threads:
+        thread.join(10)
+    for conn in got:
+        conn.close()
+    assert gated.open_count == 1  # exactly the new maxsize: two shed, one kept
+    assert pool.get_stats()["closed_resized"] == 2
+
+
+def test_drained_idle_connections_are_replaced_in_the_background(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    pool = make_pool(maxsize=3, size=3)  # pre_create_num=0: only the drain asks for successors
+    first, second = pool.get_conn(), pool.get_conn()
+    first.close()
+    second.close()
+    old = set(server.live_snapshot())
+    pool.drain()
+    assert _wait_for(lambda: pool.available_num == 2)
+    assert not (set(server.live_snapshot()) & old)
+
+
+def test_singleton_made_with_open_false_is_still_the_one_pool(server: FakeServer, clean_singletons: None) -> None:
+    from pymysqlpool import ConnectionPoolSingleton
+
+    first = ConnectionPoolSingleton(name="later", maxsize=1, open=False, connection_factory=server)
+    assert ConnectionPoolSingleton(name="later", maxsize=1, open=False, connection_factory=server) is first
+    first.open()
+    with first.connection():
+        pass
+    first.close()
+    again = ConnectionPoolSingleton(name="later", maxsize=1, open=False, connection_factory=server)
+    assert again is not first  # a closed pool is replaced
+    again.close()

@@ -62,3 +62,64 @@ def test_read_only_error_closes_the_connection_on_return(
         time.sleep(0.05)  # a closed session leaves the process list a moment later
     assert _processlist(server, "app") == 0
     fault_report("primary demoted (1290 read-only)", 1, None, "the failing write; its connection closed on return")
+
+
+@pytest.mark.parametrize("drain_on_wrong_node", [False, True])
+def test_failover_behind_a_proxy(
+    make_server: Callable[..., ThrowawayMariaDB],
+    make_proxy: Callable[[int], Any],
+    make_pool: Callable[..., Any],
+    fault_report: Callable[..., None],
+    drain_on_wrong_node: bool,
+) -> None:
+    """One address (a proxy, as a DNS name would be) moves from a demoted
+    primary to the new one: each old connection fails at most one write, then
+    the pool reaches the new primary; with an events object that drains on
+    ``closed_wrong_node``, only the first write fails."""
+    old, new = make_server(), make_server()
+    for server in (old, new):
+        server.admin_query("CREATE USER app@'%' IDENTIFIED BY 'app-pw'")
+        server.admin_query("GRANT SELECT, INSERT ON test.* TO app@'%'")
+        server.admin_query("CREATE TABLE test.fo (id INT AUTO_INCREMENT PRIMARY KEY)")
+    proxy = make_proxy(old.port)
+
+    class DrainOnWrongNode:
+        def __init__(self) -> None:
+            self.pool: Any = None
+
+        def on_close(self, raw: Any, reason: str) -> None:
+            if reason == "closed_wrong_node":
+                self.pool.drain()
+
+    events = DrainOnWrongNode() if drain_on_wrong_node else None
+    pool = make_pool(
+        maxsize=3,
+        pre_create_num=3,
+        events=events,
+        host="127.0.0.1",
+        port=proxy.port,
+        user="app",
+        password="app-pw",
+        database="test",
+    )
+    if events is not None:
+        events.pool = pool
+    old.admin_query("SET GLOBAL read_only = 1")  # demoted ...
+    proxy.target = ("127.0.0.1", new.port)  # ... and the name now leads to the new primary
+    errors = 0
+    for _ in range(10):
+        try:
+            with pool.connection() as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO fo () VALUES ()")
+        except pymysql.err.MySQLError as exc:
+            assert exc.args[0] == 1290
+            errors += 1
+    assert errors == (1 if drain_on_wrong_node else 3)
+    assert new.admin_query("SELECT COUNT(*) FROM test.fo") == ((10 - errors,),)
+    assert old.admin_query("SELECT COUNT(*) FROM test.fo") == ((0,),)
+    fault_report(
+        f"failover behind a proxy{' (drain on wrong node)' if drain_on_wrong_node else ''}",
+        errors,
+        None,
+        "writes that reached the demoted primary (3 connections open)",
+    )

@@ -54,8 +54,10 @@ def everything_said(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def test_password_not_in_repr_errors_or_logs(account: Account, log_text: Callable[[], str]) -> None:
-    kwargs = {**mysql_kwargs(), "user": account.user, "password": account.password}
+@pytest.mark.parametrize("given_as", ["value", "callable"])
+def test_password_not_in_repr_errors_or_logs(account: Account, log_text: Callable[[], str], given_as: str) -> None:
+    password: object = account.password if given_as == "value" else (lambda: account.password)
+    kwargs = {**mysql_kwargs(), "user": account.user, "password": password}
     said: list[str] = []
     pool = ConnectionPool(maxsize=1, pre_create_num=1, **kwargs)  # default name: host-port-user-database
     try:
@@ -73,6 +75,9 @@ def test_password_not_in_repr_errors_or_logs(account: Account, log_text: Callabl
             conn.cursor()
         said.append(everything_said(after.value))
         said += [t.name for t in threading.enumerate()]
+        pool.drain()  # reconnects with the (possibly rotated) password
+        with pool.connection() as again:
+            said.append(repr(again))
     finally:
         pool.close()
     with pytest.raises(pymysqlpool.PoolClosed) as closed:
