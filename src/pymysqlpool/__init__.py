@@ -9,6 +9,7 @@ import logging
 
 from ._driver import Connection
 from ._version import __version__
+from .cluster import ClusterPool
 from .compat import ConnectionPoolSingleton
 from .connection import PooledConnection
 from .cursors import Cursor, DictCursor
@@ -19,6 +20,7 @@ from .errors import (
     PoolError,
     PoolTimeout,
     ReturnConnectionToPoolError,
+    SplitBrainError,
     TooManyRequests,
 )
 from .pool import ConnectionPool
@@ -27,6 +29,7 @@ logger = logging.getLogger("pymysqlpool")
 logger.addHandler(logging.NullHandler())
 
 __all__ = [
+    "ClusterPool",
     "Connection",
     "ConnectionPool",
     "ConnectionPoolSingleton",
@@ -39,6 +42,7 @@ __all__ = [
     "PoolTimeout",
     "PooledConnection",
     "ReturnConnectionToPoolError",
+    "SplitBrainError",
     "TooManyRequests",
     "__version__",
     "logger",

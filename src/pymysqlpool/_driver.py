@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Typ
 import pymysql
 import pymysql.connections
 import pymysql.cursors
-from pymysql.constants import CR, ER, SERVER_STATUS
+from pymysql.constants import CLIENT, CR, ER, SERVER_STATUS
 
 from ._tls import TlsContexts
 from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
@@ -183,7 +183,12 @@ def _bounded(raw: Any, seconds: Optional[float]) -> Iterator[None]:
         raw._read_timeout, raw._write_timeout = read, write
 
 
-def connect(kwargs: Dict[str, Any], timeout: Optional[float], tls: Optional[TlsContexts] = None) -> Connection:
+def connect(
+    kwargs: Dict[str, Any],
+    timeout: Optional[float],
+    tls: Optional[TlsContexts] = None,
+    cls: Type[Connection] = Connection,
+) -> Connection:
     """Open a connection; no socket wait (TCP connect, handshake, set-up
     queries) lasts longer than ``timeout`` seconds.
 
@@ -192,7 +197,7 @@ def connect(kwargs: Dict[str, Any], timeout: Optional[float], tls: Optional[TlsC
     it with ``read_timeout``, which defaults to no limit. ``tls``: the pool's
     TLS contexts, so that PyMySQL does not build one per connection.
     """
-    raw = Connection.__new__(Connection)
+    raw = cls.__new__(cls)
     raw._pool_tls = tls  # read by _create_ssl_ctx, which PyMySQL calls from __init__
     pymysql.connections.Connection.__init__(raw, defer_connect=True, **kwargs)
     if timeout is not None:
@@ -200,6 +205,60 @@ def connect(kwargs: Dict[str, Any], timeout: Optional[float], tls: Optional[TlsC
     with _bounded(raw, timeout):
         raw.connect()
     raw.connect_timeout = kwargs.get("connect_timeout", 10)
+    return raw
+
+
+_STATE_CHANGED = 0x4000  # SERVER_SESSION_STATE_CHANGED (not in PyMySQL's constants)
+
+
+class WriteTrackingConnection(Connection):
+    """A connection that notices, without a round trip, that it committed a write.
+
+    The session asks the server to report changes of ``last_gtid`` (and
+    nothing else); the server then flags the OK packet of every statement that
+    wrote a transaction to the binary log. ``wrote`` stays True until cleared.
+    See :func:`track_writes`.
+    """
+
+    wrote = False
+    sync_wait_on = False  # a session setting the borrower's pool must undo on return
+
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        result: int = super().query(sql, unbuffered)
+        if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
+            self.wrote = True
+        return result
+
+    def commit(self) -> None:
+        super().commit()
+        if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
+            self.wrote = True
+
+
+_TRACK_LAST_GTID = (
+    "SET SESSION session_track_system_variables='last_gtid', session_track_schema=OFF,"
+    " session_track_state_change=OFF, session_track_transaction_info=OFF"
+)
+
+
+def connect_tracking_writes(**kwargs: Any) -> Connection:
+    """Open a :class:`WriteTrackingConnection` (a ``connection_factory``).
+
+    Where the server cannot report ``last_gtid`` (MySQL, old MariaDB) a plain
+    :class:`Connection` is returned: callers treat it as "may have written".
+    """
+    flags = int(kwargs.get("client_flag", 0)) | CLIENT.SESSION_TRACK
+    timeout = float(kwargs.get("connect_timeout") or 10)
+    raw = connect({**kwargs, "client_flag": flags}, timeout, cls=WriteTrackingConnection)
+    try:
+        with _bounded(raw, timeout), raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute(_TRACK_LAST_GTID)
+    except pymysql.err.MySQLError:
+        close(raw)
+        return connect(kwargs, timeout)
+    except BaseException:
+        close(raw)
+        raise
     return raw
 
 
@@ -277,6 +336,12 @@ def mid_answer(raw: Any) -> bool:
     return result is not None and bool(result.unbuffered_active)
 
 
+def results_pending(raw: Any) -> bool:
+    """Further result sets of a multi-result answer are still to be read."""
+    result = raw._result
+    return result is not None and bool(result.has_next)
+
+
 def reset(raw: Any, autocommit: bool, timeout: Optional[float]) -> bool:
     """Bring a connection back to the pool's clean state.
 
@@ -291,7 +356,7 @@ def _reset(raw: Any, autocommit: bool) -> bool:
     # Further result sets of a multi-result answer whose first sets were read
     # in full (mid_answer() was False): the stream is at a packet boundary,
     # so reading them to the end is safe.
-    while raw._result is not None and raw._result.has_next:
+    while results_pending(raw):
         raw.next_result()
     rolled_back = False
     status = raw.server_status
@@ -418,3 +483,17 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
             # socket.gaierror: the name does not resolve; retrying will not help.
             return original is not None and type(original).__name__ == "gaierror"
     return False
+
+
+# Errors that say the borrower reached a server that must not serve it now:
+# read-only (a demoted primary) and a Galera node outside the primary component.
+WRONG_NODE_ERRORS = frozenset({_READ_ONLY, _NOT_READY})
+# Errors that say the server is gone or unreachable.
+NODE_GONE_ERRORS = frozenset({CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_LOST, CR.CR_SERVER_GONE_ERROR})  # 2003, 2013, 2006
+
+
+def error_code(exc: BaseException) -> int:
+    """The server's or client library's error number of ``exc``, else 0."""
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return 0

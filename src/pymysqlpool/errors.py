@@ -14,6 +14,7 @@ __all__ = [
     "PoolError",
     "PoolTimeout",
     "ReturnConnectionToPoolError",
+    "SplitBrainError",
     "TooManyRequests",
 ]
 
@@ -44,3 +45,8 @@ class PoolClosed(GetConnectionFromPoolError):
 
 class ConnectionReturnedError(ReturnConnectionToPoolError):
     """A proxy was used after it was given back to its pool."""
+
+
+class SplitBrainError(GetConnectionFromPoolError):
+    """A cluster has more than one writable primary: writes are refused until
+    all but one are made read-only (writing to both would diverge them)."""

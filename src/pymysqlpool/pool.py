@@ -799,8 +799,10 @@ class ConnectionPool:
             # fetch, a half-sent command): what is left on the wire belongs to
             # it, and the position in the stream cannot be proved. Never reuse.
             reason = "closed_unread"
-        elif probe is not None and probe(0):
-            reason = "closed_broken"  # the server hung up on it while it was lent
+        elif probe is not None and not _driver.results_pending(raw) and probe(0):
+            # Readable with nothing expected: the server hung up on it while it
+            # was lent. (Further result sets still to read are expected bytes.)
+            reason = "closed_broken"
             self._suspect(_monotonic())
         elif self._closed:
             reason = "closed_on_pool_close"
@@ -1319,6 +1321,7 @@ class ConnectionPool:
         self._reclaim = deque()
         self._waiters = WaitQueue()
         self._open = self._connecting = self._held = self._replacements = 0
+        self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None
 
 

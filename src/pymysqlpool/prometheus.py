@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 try:
     from prometheus_client.core import (
@@ -43,10 +43,11 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ._reporting import ReportedPools
+from .pool import ConnectionPool
 from .stats import COUNTERS, GAUGES
 
 if TYPE_CHECKING:
-    from .pool import ConnectionPool
+    from .cluster import ClusterPool
 
 __all__ = ["PREFIX", "PoolCollector", "register", "unregister"]
 
@@ -169,11 +170,17 @@ _registered: weakref.WeakKeyDictionary[CollectorRegistry, PoolCollector] = weakr
 _registered_lock = threading.Lock()
 
 
-def register(pool: ConnectionPool, registry: Optional[CollectorRegistry] = None) -> PoolCollector:
+def register(pool: Union[ConnectionPool, ClusterPool], registry: Optional[CollectorRegistry] = None) -> PoolCollector:
     """Report ``pool``'s stats on ``registry`` (default: prometheus_client's
     ``REGISTRY``). Call it once per pool; all pools registered on one registry
-    share one collector, which is returned."""
+    share one collector, which is returned. A ``ClusterPool`` is reported per
+    node: its node pools are named ``<cluster>/<host>:<port>``, the ``pool`` label."""
     target = REGISTRY if registry is None else registry
+    if not isinstance(pool, ConnectionPool):
+        nodes = pool.node_pools()
+        for node in nodes[1:]:
+            register(node, target)
+        return register(nodes[0], target)
     with _registered_lock:
         collector = _registered.get(target)
         if collector is None:
@@ -185,9 +192,12 @@ def register(pool: ConnectionPool, registry: Optional[CollectorRegistry] = None)
     return collector
 
 
-def unregister(pool: ConnectionPool, registry: Optional[CollectorRegistry] = None) -> bool:
-    """Stop reporting ``pool`` on ``registry``; True if it was reported there."""
+def unregister(pool: Union[ConnectionPool, ClusterPool], registry: Optional[CollectorRegistry] = None) -> bool:
+    """Stop reporting ``pool`` (every node of a ``ClusterPool``) on ``registry``;
+    True if it was reported there."""
     target = REGISTRY if registry is None else registry
+    if not isinstance(pool, ConnectionPool):
+        return any([unregister(node, target) for node in pool.node_pools()])
     with _registered_lock:
         collector = _registered.get(target)
     return collector is not None and collector.remove(pool)

@@ -365,3 +365,17 @@ def test_drained_idle_connections_are_replaced_in_the_background(
     pool.drain()
     assert _wait_for(lambda: pool.available_num == 2)
     assert not (set(server.live_snapshot()) & old)
+
+
+def test_singleton_made_with_open_false_is_still_the_one_pool(server: FakeServer, clean_singletons: None) -> None:
+    from pymysqlpool import ConnectionPoolSingleton
+
+    first = ConnectionPoolSingleton(name="later", maxsize=1, open=False, connection_factory=server)
+    assert ConnectionPoolSingleton(name="later", maxsize=1, open=False, connection_factory=server) is first
+    first.open()
+    with first.connection():
+        pass
+    first.close()
+    again = ConnectionPoolSingleton(name="later", maxsize=1, open=False, connection_factory=server)
+    assert again is not first  # a closed pool is replaced
+    again.close()

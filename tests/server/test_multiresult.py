@@ -88,6 +88,13 @@ def test_unread_result_sets_never_reach_the_next_borrower(
             _next_borrower_gets_only_its_own_rows(pool)
         stats = pool.get_stats()
         assert stats["open"] == stats["idle"] == 1
+        if cursorclass is pymysql.cursors.Cursor:
+            # The first set was read whole: the rest waits at a packet boundary,
+            # so it is drained and the session kept -- not taken for a dead server.
+            assert stats["closed_broken"] == stats["closed_unread"] == 0
+            assert stats["connections_made"] == 1
+        else:  # stopped inside an unbuffered set: closed, never drained
+            assert stats["closed_unread"] == 1 and stats["closed_broken"] == 0
     finally:
         pool.close()  # before the procedure fixture drops the procedure
     _forget(cur)

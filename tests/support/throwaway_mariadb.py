@@ -218,8 +218,10 @@ class ThrowawayMariaDB:
                 if attempt == attempts - 1:
                     raise
                 self.port = _free_port()
+        if not self._started_once:
+            # Only once: a restarted replica must not log a transaction of its own.
+            self._query("CREATE DATABASE IF NOT EXISTS test", None, database=None)
         self._started_once = True
-        self._query("CREATE DATABASE IF NOT EXISTS test", None, database=None)
 
     def _start_once(self) -> None:
         log_offset = self.error_log.stat().st_size if self.error_log.exists() else 0

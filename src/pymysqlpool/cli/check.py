@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, List, Optional, Tuple
 
 from ..pool import ConnectionPool
+from . import cluster_check
+from .cluster_check import is_cluster_url
 from .output import describe_error, print_error
 from .settings import (
     ConnectionSettings,
@@ -20,6 +22,7 @@ from .settings import (
     pool_settings,
     positive_int,
     resolve,
+    seconds,
 )
 
 __all__ = ["ServerFacts", "assess", "run"]
@@ -37,7 +40,12 @@ exit status:
   2    usage error
 
 Each warning is one stdout line starting with "WARN "; the last line is "OK"
-or "OK (N warnings)". --json prints one JSON object instead."""
+or "OK (N warnings)". --json prints one JSON object instead.
+
+With a URL naming several hosts (mysql://u:pw@h1:p1,h2:p2,h3:p3/db) it
+prints the cluster's topology instead: each node's role, read_only, lag,
+GTID, wsrep state and answer time, and warns on no primary, split brain,
+stopped replication, lag beyond --max-lag and nodes that do not answer."""
 
 # Leave the server at least this share of its free connection slots.
 _SHARE_OF_FREE_SLOTS = 0.8
@@ -70,6 +78,13 @@ def add_parser(subparsers: Any, parents: List[argparse.ArgumentParser]) -> None:
         "--samples", metavar="N", type=positive_int, default=5, help="SELECT 1 round trips to time (default: 5)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument(
+        "--max-lag",
+        metavar="SECONDS",
+        type=seconds,
+        default=5.0,
+        help="with a cluster URL (h1:p1,h2:p2): warn about replicas lagging more (default: 5)",
+    )
     add_pool_arguments(parser, maxsize=100)
     parser.set_defaults(run=run)
 
@@ -137,6 +152,8 @@ def _probe(conn: Any, samples: int, pool_open: int) -> Tuple[ServerFacts, List[f
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_cluster_url(args.url):
+        return cluster_check.run(args)
     settings = resolve(args, os.environ)
     pool_cfg = pool_settings(args)
     failure = _check(args, settings, pool_cfg)
