@@ -761,8 +761,15 @@ class ConnectionPool:
                     if used > stats.use_max_s:
                         stats.use_max_s = used
                     if clean and slot.expires > now and not self._closed:
-                        # Clean return: no round trip, straight to the oldest waiter.
-                        self._park(slot, now, from_held=True)
+                        # Clean return: no round trip, straight to the oldest
+                        # waiter. _park() written out: this runs on every return.
+                        slot.last_used = now
+                        if self._waiters:
+                            self._hand_over(slot, True)
+                        else:
+                            slot.state = IDLE
+                            self._held -= 1
+                            self._idle.append(slot)
                         return
             if forked:
                 _driver.abandon(raw)
