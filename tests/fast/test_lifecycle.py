@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -25,6 +25,21 @@ def conserved(pool: ConnectionPool) -> bool:
     """Every connection made is either open or was closed under one reason."""
     stats = pool.get_stats()
     return stats["connections_made"] - sum(stats[k] for k in CLOSED_COUNTERS) == stats["open"]
+
+
+def queued_borrower(pool: ConnectionPool) -> Tuple[threading.Thread, List[Any]]:
+    """A thread that borrows (timeout 5 s) once the pool is at maxsize, records
+    the raw connection it got and gives it back; returned once it is queued."""
+    got: List[Any] = []
+
+    def waiter() -> None:
+        with pool.connection(timeout=5) as c:
+            got.append(c.raw)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    return t, got
 
 
 # -- lifetime -------------------------------------------------------------------
@@ -439,15 +454,7 @@ def test_connection_left_mid_answer_is_closed_not_reused(
 def test_leak_frees_the_slot_for_a_waiter(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
     pool = make_pool(maxsize=1)
     conn = pool.get_conn()
-    got: List[Any] = []
-
-    def waiter() -> None:
-        with pool.connection(timeout=5) as c:
-            got.append(c.raw)
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    t, got = queued_borrower(pool)
     fake = conn.raw
     del conn
     gc.collect()
@@ -550,15 +557,7 @@ def test_a_borrow_that_queues_twice_counts_once_as_waited(
     waited, so borrow_wait_ms / borrows_waited is the mean wait."""
     pool = make_pool(maxsize=1, validation_interval=0)
     held = pool.get_conn()
-    got: List[Any] = []
-
-    def waiter() -> None:
-        with pool.connection(timeout=5) as c:
-            got.append(c.raw)
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    t, got = queued_borrower(pool)
     dead = held.raw
     dead.ping_fails = True
     held.close()  # handed to the waiter, fails its ping; the waiter dials
