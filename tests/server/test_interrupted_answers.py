@@ -119,8 +119,12 @@ def test_unbuffered_rows_left_unread_are_not_drained_on_return(
     cur = conn.cursor(CURSORS[cursor_name])
     cur.execute(BIG)
     assert cur.fetchone() is not None
+    raw = conn.raw
     pool.release(conn)
     assert pool.get_stats()["closed_unread"] == 1
+    # Closed, and its result told so: PyMySQL would otherwise try to read the
+    # rest from the closed socket when the result is garbage-collected.
+    assert raw._sock is None and not raw._result.unbuffered_active
     with pool.connection(timeout=5) as again, again.cursor() as cur2:
         cur2.execute("SELECT 'mine'")
         assert cur2.fetchall() == (("mine",),)
