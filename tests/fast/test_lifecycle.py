@@ -15,7 +15,7 @@ import pytest
 from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout, ReturnConnectionToPoolError
 from pymysqlpool.stats import COUNTERS, GAUGES
 
-from .fakes import FakeResult, FakeServer
+from .fakes import FakeConnectError, FakeResult, FakeServer
 from .test_threads import join_all, wait_until
 
 CLOSED_COUNTERS = [name for name in COUNTERS if name.startswith("closed_")] + ["leaks_reclaimed"]
@@ -601,3 +601,40 @@ def test_release_of_a_look_alike_is_refused_clearly(make_pool: Callable[..., Con
             pool.release(thing)  # type: ignore[arg-type]
     with pool.connection(timeout=0):
         pass
+
+
+def test_a_failed_dial_hands_its_slot_to_the_oldest_waiter(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """A borrower whose connect fails gives the right to dial to the borrower
+    queued behind it at once, instead of taking it back after its back-off."""
+    gate = threading.Event()
+    calls = {"n": 0}
+
+    def factory(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first borrower's dial: held until the waiter queues, then refused
+            assert gate.wait(5)
+            raise FakeConnectError(2003, "Can't connect (test)")
+        return server(**kwargs)
+
+    pool = make_pool(maxsize=1, validation_interval=0, connection_factory=factory)
+    with pool.connection() as warm:
+        warm.raw.ping_fails = True  # the idle connection fails its ping: the next borrow dials
+    order: List[str] = []
+
+    def borrow(name: str) -> None:
+        with pool.connection(timeout=5):
+            order.append(name)
+            time.sleep(0.05)
+
+    first = threading.Thread(target=borrow, args=("first",))
+    first.start()
+    wait_until(lambda: pool.get_stats()["connecting"] == 1)
+    second = threading.Thread(target=borrow, args=("queued",))
+    second.start()
+    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    gate.set()
+    join_all([first, second])
+    assert order == ["queued", "first"]
+    assert conserved(pool)
