@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pymysql
 import pytest
 
@@ -18,3 +21,19 @@ def live_server() -> dict:
     except pymysql.MySQLError as exc:
         pytest.fail(f"no MySQL server at {server['host']}:{server['port']} (./dev test starts one): {exc}")
     return server
+
+
+@pytest.fixture(scope="session")
+def server_kwargs(live_server: dict) -> dict[str, Any]:
+    """The same settings, under the name the server and integration tiers use."""
+    return live_server
+
+
+@pytest.fixture
+def admin(live_server: dict) -> Iterator[pymysql.connections.Connection]:
+    """A raw connection with autocommit, for set-up and for looking at the server."""
+    conn = pymysql.connect(**{**live_server, "autocommit": True, "connect_timeout": 10})
+    try:
+        yield conn
+    finally:
+        conn.close()

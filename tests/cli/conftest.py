@@ -32,15 +32,6 @@ def where(server: dict) -> str:
 
 
 @pytest.fixture
-def admin(live_server: dict) -> Iterator[pymysql.connections.Connection]:
-    conn = pymysql.connect(autocommit=True, **live_server)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-@pytest.fixture
 def closed_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on (bound then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -12,29 +12,12 @@ import pymysql
 import pytest
 
 from pymysqlpool import ConnectionPool
-from server.server_helpers import mysql_kwargs, query, raw_connect
-
-
-@pytest.fixture(scope="session")
-def server_kwargs() -> dict[str, Any]:
-    kwargs = mysql_kwargs()
-    try:
-        raw_connect().close()
-    except pymysql.err.MySQLError as exc:
-        pytest.fail(f"cannot reach the test server at {kwargs['host']}:{kwargs['port']}: {exc}")
-    return kwargs
+from server.server_helpers import query
 
 
 @pytest.fixture
 def prefix() -> str:
     return f"it_{secrets.token_hex(5)}"
-
-
-@pytest.fixture
-def admin(server_kwargs: dict[str, Any]) -> Iterator[pymysql.connections.Connection]:
-    conn = raw_connect()
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

@@ -27,16 +27,6 @@ from pymysqlpool import ConnectionPool
 
 
 @pytest.fixture(scope="session")
-def server_kwargs() -> dict[str, Any]:
-    kwargs = mysql_kwargs()
-    try:
-        raw_connect().close()
-    except pymysql.err.MySQLError as exc:
-        pytest.fail(f"server tier: cannot reach the test server at {kwargs['host']}:{kwargs['port']}: {exc}")
-    return kwargs
-
-
-@pytest.fixture(scope="session")
 def performance_schema_on(server_kwargs: dict[str, Any]) -> bool:
     conn = raw_connect()
     try:
@@ -44,14 +34,6 @@ def performance_schema_on(server_kwargs: dict[str, Any]) -> bool:
     finally:
         conn.close()
     return bool(rows) and str(rows[0][1]).upper() == "ON"
-
-
-@pytest.fixture
-def admin(server_kwargs: dict[str, Any]) -> Iterator[pymysql.connections.Connection]:
-    """A raw connection with autocommit, for set-up and for looking at the server."""
-    conn = raw_connect()
-    yield conn
-    conn.close()
 
 
 @pytest.fixture
