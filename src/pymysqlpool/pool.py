@@ -452,23 +452,23 @@ class ConnectionPool:
     def _withdraw(self, waiter: Waiter) -> None:
         """Take an interrupted waiter out of the queue, or pass on what it was
         given: it never touched it, so a slot goes back as it came."""
+        closing = False
         with self._lock:
             if self._waiters.withdraw(waiter):
                 return
             grant = waiter.grant
-            if not isinstance(grant, Slot) or grant.state != OUT:
-                pass
-            elif self._closed:
+            if isinstance(grant, Slot) and grant.state == OUT:
                 self._stats.borrows -= 1
+                if not self._closed:
+                    self._park(grant, grant.last_used)
+                    return
                 grant.state = HELD
                 self._held += 1
-            else:
-                self._stats.borrows -= 1
-                self._park(grant, grant.last_used)
-                return
+                closing = True
         if isinstance(grant, DialToken):
             self._unreserve(grant, None, served=True)
-        elif isinstance(grant, Slot) and grant.state == HELD:
+        elif closing:
+            assert grant is not None
             self._dispose(grant, "closed_on_pool_close")
 
     def _abandon(self, grant: Grant) -> None:
