@@ -492,7 +492,9 @@ def test_interrupt_during_a_causal_wait_gives_the_slot_back(
     # The interrupted session was given back and discarded, not leaked.
     assert sum(s["borrowed"] for s in stats) == 0, stats
     assert sum(s["leaks_detected"] for s in stats) == 0, stats
-    assert sum(s["closed_broken"] for s in stats) == 1, stats
+    # Closed because its answer was cut: by PyMySQL itself when the signal hit
+    # inside recv() (closed_broken), else by the pool (closed_unread).
+    assert sum(s["closed_broken"] + s["closed_unread"] for s in stats) == 1, stats
     for replica in replication.replicas:
         replica.admin_query("START SLAVE SQL_THREAD")
     with pool.connection(read_only=True, causal=True) as conn, conn.cursor() as cur:
