@@ -9,6 +9,16 @@ import pymysql
 import pytest
 
 from support.server_env import mysql_kwargs
+from support.shells import SHELLS
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Behaviour tests take the ``shell`` fixture (through ``make_pool``) and run
+    # once for each shell; a test of a thread-only feature says so with
+    # ``@pytest.mark.threads_only("why")``.
+    if "shell" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("threads_only")
+        metafunc.parametrize("shell", ["thread"] if only else list(SHELLS))
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("AsyncConnectionPool needs aiomysql: pip install 'pymysql-pool[asyncio]'") from exc
 
 from ._driver import (
+    _forget_result,
     is_fatal_connect_error,
     mid_answer,
     note_error,
@@ -63,6 +64,20 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
 
     _exchanging = False
     wrong_node_hook: Optional[Callable[[], Any]] = None
+    # PyMySQL's read_timeout, which aiomysql lacks: no read waits longer.
+    _read_timeout: Optional[float] = None
+
+    async def _read_bytes(self, num_bytes: int) -> bytes:
+        limit = self._read_timeout
+        if limit is None:
+            return await super()._read_bytes(num_bytes)
+        try:
+            return await bounded(super()._read_bytes(num_bytes), limit)  # type: ignore[no-any-return]
+        except asyncio.TimeoutError as exc:
+            force_close(self)  # the answer is cut: never reusable
+            raise pymysql.err.OperationalError(
+                CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query (read_timeout={limit:g} s)"
+            ) from exc
 
     async def _execute_command(self, command: int, sql: Any) -> None:
         self._exchanging = True
@@ -199,6 +214,7 @@ def make_probe(raw: Any) -> Optional[Callable[[int], Any]]:
 
 def force_close(raw: Any) -> None:
     """Drop the connection without a word to the server; never raises."""
+    _forget_result(raw)
     try:
         writer = raw._writer
         if writer is not None:
@@ -244,8 +260,6 @@ _RENAMED = {"database": "db", "passwd": "password"}
 _UNSUPPORTED = frozenset(
     {
         "bind_address",
-        "read_timeout",
-        "write_timeout",
         "max_allowed_packet",
         "binary_prefix",
         "compress",
@@ -284,6 +298,9 @@ async def connect(kwargs: Dict[str, Any], timeout: float) -> Connection:
     """Open a connection; the whole handshake (TCP, greeting, authentication,
     set-up queries) ends within ``timeout`` seconds. A timeout is reported as
     aiomysql reports a refused connect: OperationalError 2003."""
+    kwargs = dict(kwargs)
+    read_timeout = kwargs.pop("read_timeout", None)
+    kwargs.pop("write_timeout", None)  # asyncio buffers writes: a write never blocks
     raw = Connection(**kwargs)
     try:
         await bounded(raw._connect(), timeout)
@@ -295,6 +312,7 @@ async def connect(kwargs: Dict[str, Any], timeout: float) -> Connection:
     except BaseException:
         force_close(raw)
         raise
+    raw._read_timeout = read_timeout
     return raw
 
 

@@ -39,6 +39,7 @@ from ._core import (
     NoLock,
     Plan,
     PoolCore,
+    build_int,
     build_seconds,
 )
 from ._events import fire_logged
@@ -282,6 +283,16 @@ class AsyncConnectionPool(PoolCore):
                 self._abandon(slot)
             raise
 
+    async def get_connection(
+        self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
+    ) -> AsyncPooledConnection:
+        """The thread pool's 0.5.0-style borrow: wait up to ``retry_num *
+        retry_interval`` seconds; ``pre_ping=True`` validates whatever the idle time."""
+        self._bind_here()
+        retries = min(build_int("retry_num", retry_num), 10)
+        interval = build_seconds("retry_interval", retry_interval)
+        return await self._acquire(retries * interval if retries else 0.0, pre_ping)
+
     def connection(self, timeout: Optional[float] = None) -> _Borrowing:
         """``async with pool.connection() as conn:`` -- the connection goes
         back when the block ends (rolled back if it raised)."""
@@ -460,6 +471,17 @@ class AsyncConnectionPool(PoolCore):
             for slot in made:
                 self._kill(slot, "closed_on_pool_close")
             raise
+
+    def _leaked(self, slot: Slot) -> None:
+        """A proxy was collected while borrowed: its slot is reclaimed on the
+        pool's loop (the collector may run in any thread, and a transport is
+        closed only by its loop)."""
+        self._reclaim.append(slot)
+        loop = self._loop
+        if self._maintenance is not None:
+            self._maintenance.wake()
+        elif loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._reclaim_now)
 
     def _ensure_maintenance(self) -> None:
         if self._maintenance is None and not self._closed and self._loop is not None:

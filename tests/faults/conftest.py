@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from support.shells import pool_type
+
 try:
     from support.tcp_proxy import TCPProxy
     from support.throwaway_mariadb import ThrowawayMariaDB
@@ -119,14 +121,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
-def make_pool() -> Iterator[Callable[..., Any]]:
-    """Factory: ``make_pool(**kwargs)`` -> a ConnectionPool closed after the test."""
+def make_pool(shell: str) -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_pool(**kwargs)`` -> a pool of the test's ``shell`` (see
+    tests/conftest.py), closed after the test."""
     from pymysqlpool import ConnectionPool
 
     pools: list[ConnectionPool] = []
+    kind = pool_type(shell)
 
     def make(**kwargs: Any) -> ConnectionPool:
-        pool = ConnectionPool(**kwargs)
+        pool = kind(**kwargs)
         pools.append(pool)
         return pool
 

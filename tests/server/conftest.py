@@ -24,6 +24,7 @@ import pytest
 from server_helpers import Account, ServerView, kill_own, mysql_kwargs, query, raw_connect, with_limits
 
 from pymysqlpool import ConnectionPool
+from support.shells import pool_type
 
 
 @pytest.fixture(scope="session")
@@ -111,16 +112,21 @@ def server_view(
 
 
 @pytest.fixture
-def make_pool(server_view: ServerView, make_table: Callable[..., str]) -> Iterator[Callable[..., ConnectionPool]]:
-    """``make_pool(maxsize=4, ...)`` -> a pool the server view counts; every
-    pool made is closed after the test, before ``make_table`` drops the
-    tables (a pool holding a transaction would block the DROP)."""
+def make_pool(
+    server_view: ServerView, make_table: Callable[..., str], shell: str
+) -> Iterator[Callable[..., ConnectionPool]]:
+    """``make_pool(maxsize=4, ...)`` -> a pool of the test's ``shell`` (the
+    thread pool, or the asyncio pool behind a blocking facade) that the server
+    view counts; every pool made is closed after the test, before
+    ``make_table`` drops the tables (a pool holding a transaction would block
+    the DROP)."""
     pools: list[ConnectionPool] = []
+    kind = pool_type(shell)
 
     def make(*args: Any, **kwargs: Any) -> ConnectionPool:
         if "init_command" in kwargs:
             kwargs["init_command"] = with_limits(kwargs["init_command"])
-        pool = ConnectionPool(*args, **{**server_view.connect_kwargs, **kwargs})
+        pool = kind(*args, **{**server_view.connect_kwargs, **kwargs})
         pools.append(pool)
         return pool
 

@@ -15,8 +15,12 @@ from pymysqlpool import ConnectionPool, GetConnectionFromPoolError, PoolClosed
 pytestmark = pytest.mark.server
 
 
-def maintenance_threads(pool: ConnectionPool) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"pymysqlpool-maintenance-{pool.name}" and t.is_alive()]
+def maintenance_threads(pool: ConnectionPool) -> list[Any]:
+    """The pool's maintenance: a thread of the thread pool, a task of the asyncio pool."""
+    name = f"pymysqlpool-maintenance-{pool.name}"
+    if getattr(pool, "shell", "thread") == "asyncio":
+        return list(pool.tasks_named(name))
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
 
 
 def test_close_closes_idle_now_and_borrowed_on_return(

@@ -14,7 +14,7 @@ from server_helpers import ServerView, query, wait_until
 import pymysqlpool
 from pymysqlpool import ConnectionPool
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.threads_only("the 0.5.0 API is the thread pool's")]
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 
 from pymysqlpool import ConnectionPool
 from support.interrupts import raise_after
+from support.shells import is_closed
 
 pytestmark = pytest.mark.server
 
@@ -124,7 +125,7 @@ def test_unbuffered_rows_left_unread_are_not_drained_on_return(
     assert pool.get_stats()["closed_unread"] == 1
     # Closed, and its result told so: PyMySQL would otherwise try to read the
     # rest from the closed socket when the result is garbage-collected.
-    assert raw._sock is None and not raw._result.unbuffered_active
+    assert is_closed(raw) and not raw._result.unbuffered_active
     with pool.connection(timeout=5) as again, again.cursor() as cur2:
         cur2.execute("SELECT 'mine'")
         assert cur2.fetchall() == (("mine",),)
