@@ -17,6 +17,7 @@ every ``asyncio.run`` is bounded by ``asyncio.wait_for``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import random
@@ -119,10 +120,9 @@ def test_quick_start_and_exact_stats(server_view: ServerView, admin: Any) -> Non
     async def main() -> None:
         async with make_async_pool(server_view, maxsize=10, pre_create_num=2, pool_name="api") as pool:
             assert pool.total_num == 2 and pool.available_num == 2
-            async with pool.connection() as conn:
-                async with conn.cursor() as cur:
-                    await cur.execute("SELECT 1")
-                    assert await cur.fetchone() == (1,)
+            async with pool.connection() as conn, conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+                assert await cur.fetchone() == (1,)
             conn = await pool.get_conn(timeout=2)
             assert pool.available_num == 1
             await pool.release(conn)
@@ -231,7 +231,7 @@ def test_cancel_during_validation_ping(server_view: ServerView, admin: Any) -> N
                         if not task.cancelled():
                             await pool.release(task.result())
 
-                    landed += await _sweep(lambda: pool.get_conn(timeout=timeout), steps, give_back)
+                    landed += await _sweep(functools.partial(pool.get_conn, timeout=timeout), steps, give_back)
                     stats = assert_books(pool)
                     # Only the connection being pinged may have been closed.
                     assert stats["closed_broken"] - before["closed_broken"] <= 1, stats
