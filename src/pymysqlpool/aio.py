@@ -166,6 +166,7 @@ class AsyncConnectionPool(PoolCore):
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._autostart = open
+        self._stopping: Optional[_Upkeep] = None  # the maintenance close() stopped
 
     # -- the event loop -----------------------------------------------------
 
@@ -402,12 +403,15 @@ class AsyncConnectionPool(PoolCore):
         shut = self._shut()
         if shut is not None:
             idle, upkeep = shut
+            self._stopping = upkeep
             try:
                 if upkeep is not None:
                     await upkeep.stop()
             finally:
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
-            await self._run(self._reclaim_plan())
+        elif self._stopping is not None:
+            await self._stopping.stop()  # an earlier close() was cancelled before it ended
+        await self._run(self._reclaim_plan())
         if grace is None or not self._life.opened:
             return 0
         loop = _running_loop()
