@@ -196,20 +196,40 @@ def test_cancel_while_queued_and_after_hand_off(server_view: ServerView, admin: 
 
 
 async def _sweep(
-    start: Callable[[], Coroutine[Any, Any, Any]], steps: int, after: Callable[[asyncio.Task[Any]], Any]
+    start: Callable[[], Coroutine[Any, Any, Any]],
+    steps: int,
+    after: Callable[[asyncio.Task[Any]], Any],
+    delay: float = 0.0,
 ) -> int:
-    """Start ``start()`` as a task, let the loop run ``steps`` times, cancel it;
-    ``after(task)`` settles what the task left. True if the cancel landed
-    while the task ran (not before it started, not after it finished)."""
+    """Start ``start()`` as a task, let the loop run ``steps`` times (then
+    ``delay`` seconds more: network answers take real time), cancel it;
+    ``after(task)`` settles what the task left. 1 if the cancel landed while
+    the task ran (not before it started, not after it finished), else 0."""
     task = asyncio.create_task(start())
     for _ in range(steps):
         await asyncio.sleep(0)
-    started = steps > 0
+    if delay:
+        await asyncio.sleep(delay)
+    started = steps > 0 or delay > 0
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=10)
     assert done, "a cancelled pool call did not end"
     await after(task)
     return int(started and task.cancelled())
+
+
+async def _duration(start: Callable[[], Coroutine[Any, Any, Any]]) -> float:
+    """How long ``start()`` takes when left alone (its result is discarded)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await start()
+    return loop.time() - began
+
+
+def _delays(duration: float, points: int = 16) -> list[float]:
+    """Cancel moments spread over an operation that takes ``duration``, and
+    beyond it (its length varies from one run to the next)."""
+    return [duration * 2.0 * i / points for i in range(points + 1)]
 
 
 def test_cancel_during_validation_ping(server_view: ServerView, admin: Any) -> None:
@@ -240,6 +260,60 @@ def test_cancel_during_validation_ping(server_view: ServerView, admin: Any) -> N
             stats = pool.get_stats()
             assert stats["closed_broken"] > 0, "no cancel landed inside a validation ping"
             await assert_slots_usable(pool, admin, server_view)
+
+    run(main())
+
+
+def test_cancel_during_dial_and_warm_up(server_view: ServerView, admin: Any) -> None:
+    """A borrow that must open a connection, and a pool warming up in ``async
+    with``, cancelled at each step of the handshake and set-up: the right to
+    dial goes back, a half-made connection is closed, the books stay exact,
+    and the server keeps none of it."""
+
+    async def main() -> None:
+        probe = make_async_pool(server_view, maxsize=1)
+        dial = await _duration(functools.partial(probe.get_conn, timeout=5))
+        await probe.close(timeout=0)
+        landed = finished = 0
+        for delay in _delays(dial):
+            steps = 1
+            pool = make_async_pool(server_view, maxsize=2)
+
+            async def give_back(task: asyncio.Task[Any], pool: AsyncConnectionPool = pool) -> None:
+                if not task.cancelled():
+                    await pool.release(task.result())
+
+            hit = await _sweep(functools.partial(pool.get_conn, timeout=5), steps, give_back, delay)
+            landed += hit
+            finished += int(pool.get_stats()["borrows"] == 1)
+            stats = assert_books(pool)
+            assert stats["open"] <= 1, stats
+            await assert_slots_usable(pool, admin, server_view)
+            await pool.close()
+            assert await settle(lambda: server_view.count(admin) == 0)
+        assert landed > 0 and finished > 0, (landed, finished)  # the moments spanned the whole dial
+
+        probe = make_async_pool(server_view, maxsize=3, pre_create_num=3)
+        warm = await _duration(probe.__aenter__)
+        await probe.close()
+        landed = finished = 0
+        for delay in _delays(warm):
+            pool = make_async_pool(server_view, maxsize=3, pre_create_num=3)
+
+            async def leave(task: asyncio.Task[Any], pool: AsyncConnectionPool = pool) -> None:
+                if not task.cancelled():
+                    await pool.close()
+
+            landed += await _sweep(pool.__aenter__, 0, leave, delay)
+            finished += int(pool.get_stats()["connections_made"] == 3 and pool.get_stats()["connect_errors"] == 0)
+            if delay:
+                assert pool.closed  # a cancelled warm-up closes the pool
+            stats = pool.get_stats()
+            assert stats["open"] == 0 and stats["connecting"] == 0 and not pool._slots, stats
+            closes = sum(value for name, value in stats.items() if name.startswith("closed_"))
+            assert stats["connections_made"] == closes, stats
+            assert await settle(lambda: server_view.count(admin) == 0)
+        assert landed > 0 and finished > 0, (landed, finished)
 
     run(main())
 
@@ -307,6 +381,25 @@ def test_cancel_during_close(server_view: ServerView, admin: Any) -> None:
             assert not left, (steps, left)
             assert await settle(lambda: server_view.count(admin) == 0)
         assert landed > 0
+
+        # Cancelled while close(timeout) waits for a borrowed connection: the
+        # next close(timeout=0) cuts it, and its return closes it.
+        pool = make_async_pool(server_view, maxsize=2, pre_create_num=1)
+        await pool.__aenter__()
+        lent = await pool.get_conn(timeout=5)
+        closing = asyncio.create_task(pool.close(timeout=5))
+        await asyncio.sleep(0.1)
+        assert pool.closed and not closing.done()
+        closing.cancel()
+        await asyncio.wait({closing}, timeout=5)
+        assert closing.cancelled()
+        assert await pool.close(timeout=0) == 1
+        with pytest.raises(pymysql.err.OperationalError):
+            await fetch(lent, "SELECT 1")
+        await pool.release(lent)
+        stats = pool.get_stats()
+        assert stats["open"] == 0 and not pool._slots and pool._held == 0, stats
+        assert await settle(lambda: server_view.count(admin) == 0)
 
     run(main())
 
