@@ -557,7 +557,7 @@ class LoopThread:
         self.loop.close()
 
 
-WRONG_LOOP_CALLS = ("get_conn", "release", "connection", "close")
+WRONG_LOOP_CALLS = ("get_conn", "release", "connection", "check", "drain", "resize", "async with", "close")
 
 
 async def _wrong_loop_calls(pool: AsyncConnectionPool, foreign: AsyncPooledConnection) -> list[str]:
@@ -568,10 +568,18 @@ async def _wrong_loop_calls(pool: AsyncConnectionPool, foreign: AsyncPooledConne
         async with pool.connection(timeout=1):
             pass
 
+    async def enter() -> None:
+        async with pool:
+            pass
+
     calls: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
         "get_conn": lambda: pool.get_conn(timeout=1),
         "release": lambda: pool.release(foreign),
         "connection": borrow_in_block,
+        "check": pool.check,
+        "drain": pool.drain,
+        "resize": lambda: pool.resize(maxsize=pool.maxsize),
+        "async with": enter,
         "close": pool.close,
     }
     refused = []
@@ -723,6 +731,12 @@ def test_use_after_release_and_double_release(server_view: ServerView) -> None:
                 await pool.release(conn)
             with pytest.raises(ReturnConnectionToPoolError):
                 await conn.close()
+            # Two tasks give the same connection back at once: one of them.
+            conn = await pool.get_conn(timeout=5)
+            await fetch(conn, "BEGIN")  # so that the return awaits its rollback
+            outcomes = await asyncio.gather(pool.release(conn), pool.release(conn), return_exceptions=True)
+            assert outcomes.count(None) == 1, outcomes
+            assert isinstance(next(o for o in outcomes if o is not None), ReturnConnectionToPoolError)
             async with pool.connection() as other:
                 with pytest.raises(ReturnConnectionToPoolError):
                     await pool.release(other.raw)  # not the proxy it lent
@@ -735,7 +749,7 @@ def test_use_after_release_and_double_release(server_view: ServerView) -> None:
             with pytest.raises(ConnectionReturnedError):
                 await cur.execute("SELECT 1")
             stats = assert_books(pool)
-            assert stats["returns"] == 3
+            assert stats["returns"] == 4 and stats["rollbacks_on_return"] == 1
 
     run(main())
 
