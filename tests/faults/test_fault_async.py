@@ -299,3 +299,32 @@ def test_killed_lent_connection_closed_on_return(throwaway_server: ThrowawayMari
         assert await settle(lambda: not session_ids(throwaway_server, user))
 
     run(main())
+
+
+def test_killed_lent_connection_returned_at_once_not_reused(throwaway_server: ThrowawayMariaDB) -> None:
+    """The default validation window (0.5 s), a borrow shorter than it: a lent
+    connection whose server session was KILLed is still closed on return once
+    the client has seen the hang-up (the event loop already read the end of
+    the stream: no round trip needed), so the next borrower never gets it."""
+    user = "u_async_kill_quick"
+
+    async def main() -> None:
+        pool = make_async_pool(throwaway_server, user, maxsize=1, connect_timeout=2)
+        async with pool:
+            conn = await pool.get_conn(timeout=5)
+            killed = await conn_id(conn)
+            await asyncio.to_thread(kill_sessions, throwaway_server, {killed})
+            reader = conn.raw._reader
+            for _ in range(200):  # bounded: the hang-up reaches the client within 2 s
+                if reader.at_eof():
+                    break
+                await asyncio.sleep(0.01)
+            assert reader.at_eof(), "the client never saw the server hang up"
+            await pool.release(conn)
+            stats = pool.get_stats()
+            assert stats["closed_broken"] == 1 and stats["open"] == 0, stats
+            async with pool.connection(timeout=5) as again:
+                assert await conn_id(again) != killed
+            assert_books(pool)
+
+    run(main())
