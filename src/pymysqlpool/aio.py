@@ -328,6 +328,12 @@ class AsyncConnectionPool(PoolCore):
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
+        probe = slot.probe
+        if not failed and probe is not None and probe(0):
+            # Hung up on while lent (KILL, restart): the loop has read the end
+            # of the stream already, so knowing costs nothing even inside the
+            # validation window, where the core would park it unchecked.
+            failed = True
         try:
             if self._check_in(conn, slot, failed) != PARKED:
                 await self._run(self._return_plan(slot, failed))
