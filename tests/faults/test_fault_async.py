@@ -97,7 +97,6 @@ def test_cancel_during_a_black_holed_dial(
     user = "u_async_dial"
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
         pool = make_async_pool(throwaway_server, user, port=proxy.port, maxsize=1, connect_timeout=5)
         async with pool:
             proxy.blackhole()
@@ -106,11 +105,9 @@ def test_cancel_during_a_black_holed_dial(
             waiter = asyncio.create_task(pool.get_conn(timeout=10))
             await asyncio.sleep(0.05)
             assert pool.get_stats()["connecting"] == 1 and pool.get_stats()["waiting"] == 1
-            cancelled_at = loop.time()
             dialer.cancel()
-            await asyncio.wait({dialer}, timeout=2)
+            await asyncio.wait({dialer}, timeout=2)  # well before connect_timeout (5 s)
             assert dialer.cancelled(), "the cancel did not end the dial"
-            assert loop.time() - cancelled_at < 1.0  # not the connect_timeout of 5 s
             # The waiter got the right to dial and dials now, into the hole too.
             await asyncio.sleep(0.05)
             stats = pool.get_stats()
@@ -139,7 +136,6 @@ def test_cancel_during_a_black_holed_validation_ping(
     user = "u_async_ping"
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
         pool = make_async_pool(
             throwaway_server,
             user,
@@ -155,11 +151,9 @@ def test_cancel_during_a_black_holed_validation_ping(
             borrower = asyncio.create_task(pool.get_conn(timeout=10))
             await asyncio.sleep(0.3)
             assert not borrower.done() and pool.available_num == 1  # one is being pinged
-            cancelled_at = loop.time()
             borrower.cancel()
-            await asyncio.wait({borrower}, timeout=2)
-            assert borrower.cancelled()
-            assert loop.time() - cancelled_at < 1.0
+            await asyncio.wait({borrower}, timeout=2)  # well before connect_timeout (5 s)
+            assert borrower.cancelled(), "the cancel did not end the ping"
             stats = assert_books(pool)
             assert stats["closed_broken"] == 1 and stats["open"] == 1 and stats["borrows"] == 0, stats
             proxy.heal(drop_stalled=True)  # the stalled idle connection is reset too
