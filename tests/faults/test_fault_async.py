@@ -211,6 +211,43 @@ def test_borrow_bounded_with_black_holed_idle_connections(
     run(main())
 
 
+def test_black_holed_return_and_close_are_bounded(
+    throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy]
+) -> None:
+    """A return whose rollback goes into a black hole ends by connect_timeout
+    and closes that connection; close() with black-holed idle connections
+    does not wait on them at all."""
+    proxy = make_proxy(throwaway_server.port)
+    user = "u_async_hole_return"
+    connect_timeout = 1.0
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pool = make_async_pool(
+            throwaway_server, user, port=proxy.port, maxsize=3, pre_create_num=3, connect_timeout=connect_timeout
+        )
+        async with pool:
+            conn = await pool.get_conn(timeout=5)
+            await conn_id(conn)
+            async with conn.cursor() as cur:
+                await cur.execute("BEGIN")
+            proxy.blackhole()
+            started = loop.time()
+            await pool.release(conn)  # the ROLLBACK is never answered
+            assert loop.time() - started <= connect_timeout + SLACK
+            stats = assert_books(pool)
+            assert stats["closed_broken"] == 1 and stats["open"] == 2, stats
+            started = loop.time()
+        # close() (leaving the block) with the two idle ones still in the hole
+        assert loop.time() - started <= connect_timeout + SLACK
+        stats = pool.get_stats()
+        assert stats["open"] == 0 and stats["closed_on_pool_close"] == 2, stats
+        proxy.heal(drop_stalled=True)
+        assert await settle(lambda: not session_ids(throwaway_server, user))
+
+    run(main())
+
+
 # -- the server restarts, a session is killed ----------------------------------------
 
 
