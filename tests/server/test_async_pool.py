@@ -430,7 +430,8 @@ class Storm:
     async def _op(self, key: int, kind: int) -> None:
         self.started.add(key)
         pool, table = self.pool, self.table
-        async with pool.connection(timeout=10) as conn:
+        # Half the borrows take the direct path (no timeout given), half the timed one.
+        async with pool.connection(timeout=None if key % 2 else 10.0) as conn:
             if kind == 0:  # a probe: nobody else's transaction is visible here
                 # First, with no table touched: a statement that reads a table
                 # opens a transaction itself when autocommit is off.
@@ -502,6 +503,7 @@ STORMS = {
     "default": ({}, 5.0, 1000),
     "autocommit off": ({"autocommit": False}, 2.0, 300),
     "reset_session": ({"reset_session": True}, 2.0, 300),
+    "validate every borrow": ({"validation_interval": 0, "keepalive_interval": 0.1}, 2.0, 300),
 }
 
 
