@@ -132,7 +132,8 @@ class _Bound:
     """Cursor mix-in: once its borrow was given back, a cursor fails with
     ``ConnectionReturnedError`` instead of running statements in the next
     borrower's session (every aiomysql cursor method that talks to the
-    server goes through ``_get_db``)."""
+    server goes through ``_get_db``). Closing such a cursor just lets go:
+    the pool already reset or closed its connection."""
 
     _borrow: Any = None
 
@@ -141,6 +142,13 @@ class _Bound:
         if borrow is not None and borrow._raw is None:
             raise borrow._returned_error()
         return super()._get_db()  # type: ignore[misc]
+
+    async def close(self) -> None:
+        borrow = self._borrow
+        if borrow is not None and borrow._raw is None:
+            self._connection = None
+            return
+        await super().close()  # type: ignore[misc]
 
 
 class Cursor(_Bound, aiomysql.cursors.Cursor):  # type: ignore[misc]

@@ -167,6 +167,7 @@ class AsyncConnectionPool(PoolCore):
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._autostart = open
+        self._stopping: Optional[_Upkeep] = None  # the maintenance close() stopped
 
     # -- the event loop -----------------------------------------------------
 
@@ -338,6 +339,12 @@ class AsyncConnectionPool(PoolCore):
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
+        probe = slot.probe
+        if not failed and probe is not None and probe(0):
+            # Hung up on while lent (KILL, restart): the loop has read the end
+            # of the stream already, so knowing costs nothing even inside the
+            # validation window, where the core would park it unchecked.
+            failed = True
         try:
             if self._check_in(conn, slot, failed) != PARKED:
                 await self._run(self._return_plan(slot, failed))
@@ -413,12 +420,15 @@ class AsyncConnectionPool(PoolCore):
         shut = self._shut()
         if shut is not None:
             idle, upkeep = shut
+            self._stopping = upkeep
             try:
                 if upkeep is not None:
                     await upkeep.stop()
             finally:
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
-            await self._run(self._reclaim_plan())
+        elif self._stopping is not None:
+            await self._stopping.stop()  # an earlier close() was cancelled before it ended
+        await self._run(self._reclaim_plan())
         if grace is None or not self._life.opened:
             return 0
         loop = _running_loop()
