@@ -70,9 +70,9 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
     async def _read_bytes(self, num_bytes: int) -> bytes:
         limit = self._read_timeout
         if limit is None:
-            return await super()._read_bytes(num_bytes)
+            return await super()._read_bytes(num_bytes)  # type: ignore[no-any-return]
         try:
-            return await bounded(super()._read_bytes(num_bytes), limit)  # type: ignore[no-any-return]
+            return await bounded(super()._read_bytes(num_bytes), limit)
         except asyncio.TimeoutError as exc:
             force_close(self)  # the answer is cut: never reusable
             raise pymysql.err.OperationalError(

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from server_helpers import ServerView, query
 
 from pymysqlpool import ConnectionPool
