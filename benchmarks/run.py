@@ -186,6 +186,10 @@ def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[
     return info
 
 
+def machine_load(machine: list[tuple[str, str]]) -> str:
+    return dict(machine).get("load average at start", "?")
+
+
 def _scenario_progress(progress: Progress, name: str, done: int, total: int) -> Callable[[str], None]:
     def say(message: str) -> None:
         progress(f"{name}: {message}", done, total)
@@ -271,7 +275,7 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
                 heading = (
                     f"Measured {stamp} by `python benchmarks/run.py --scenario async"
                     + (" --quick" if args.quick else "")
-                    + f"` at {_revision()}; settings as above unless this line is newer than them: {settings}."
+                    + f"` at {_revision()} (load average at start: {machine_load(machine)}); settings: {settings}."
                 )
                 async_part = report.async_section(new, async_checks, heading)
     finally:
