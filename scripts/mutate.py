@@ -36,7 +36,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path("src") / "pymysqlpool"
-DEFAULT_FILES = ["pool.py", "_driver.py", "_waiting.py"]
+DEFAULT_FILES = ["_core.py", "pool.py", "_driver.py", "_waiting.py"]
 
 _FLIP = {
     ast.Lt: ast.GtE,

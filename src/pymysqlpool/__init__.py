@@ -6,6 +6,7 @@ warning filter.
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._driver import Connection
 from ._version import __version__
@@ -22,13 +23,29 @@ from .errors import (
     ReturnConnectionToPoolError,
     SplitBrainError,
     TooManyRequests,
+    WrongEventLoop,
 )
 from .pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from .aio import AsyncConnectionPool, AsyncPooledConnection
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio pool needs the optional aiomysql: imported on first use only.
+    if name in ("AsyncConnectionPool", "AsyncPooledConnection"):
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'pymysqlpool' has no attribute {name!r}")
+
 
 logger = logging.getLogger("pymysqlpool")
 logger.addHandler(logging.NullHandler())
 
 __all__ = [
+    "AsyncConnectionPool",
+    "AsyncPooledConnection",
     "ClusterPool",
     "Connection",
     "ConnectionPool",
@@ -44,6 +61,7 @@ __all__ = [
     "ReturnConnectionToPoolError",
     "SplitBrainError",
     "TooManyRequests",
+    "WrongEventLoop",
     "__version__",
     "logger",
 ]

@@ -364,4 +364,4 @@ def describe(config: PoolConfig) -> str:
     """Where the pool connects, without the password."""
     kw = config.connect_kwargs
     where = _shown(kw.get("unix_socket") or f"{_shown(kw.get('host') or 'localhost')}:{_shown(kw.get('port') or 3306)}")
-    return f"{_shown(kw.get('user') or '')}@{where}/{_shown(kw.get('database') or '')}"
+    return f"{_shown(kw.get('user') or '')}@{where}/{_shown(kw.get('database') or kw.get('db') or '')}"

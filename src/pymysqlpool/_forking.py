@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .pool import ConnectionPool
+
+class Forkable(Protocol):
+    def _after_fork_in_child(self) -> None: ...
+
 
 _pools: weakref.WeakSet[Any] = weakref.WeakSet()
 _installed = False
@@ -27,7 +29,7 @@ def _after_fork_in_child() -> None:
         pool._after_fork_in_child()
 
 
-def register(pool: ConnectionPool) -> None:
+def register(pool: Forkable) -> None:
     global _installed
     with _install_lock:
         if not _installed and hasattr(os, "register_at_fork"):

@@ -1,11 +1,15 @@
-"""The pool's one background thread: warm-up, lifetime, keep-alive, refill,
-leak warnings.
+"""The pool's background work: warm-up, lifetime, keep-alive, refill, leak
+warnings, orphans.
 
 It does the slow work so borrowers do not have to: it opens the connections
 that keep ``pre_create_num`` warm, retires connections past their lifetime or
 idle past ``max_idle``, pings idle ones before the server's ``wait_timeout``
-would drop them, and logs borrows held past ``leak_timeout``. It is a daemon,
-holds only a weak reference to its pool, and stops with ``pool.close()``.
+would drop them, and logs borrows held past ``leak_timeout``. What a round
+does is the core's (``PoolCore._round_plan``, ``_refill_plan``); this module
+schedules rounds. :class:`Maintenance` is the thread pool's: one daemon
+thread holding only a weak reference to its pool, stopped by
+``pool.close()``. The asyncio pool runs the same rounds from a task
+(``aio.py``), with the same :class:`Schedule`.
 """
 
 from __future__ import annotations
@@ -15,37 +19,66 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, Protocol, Tuple
 
-from . import _driver, _warmup
-from ._slot import GONE, HELD, Slot
-from ._waiting import DialToken
-
-if TYPE_CHECKING:
-    from .pool import ConnectionPool
+from . import _warmup
+from ._slot import Slot
 
 logger = logging.getLogger("pymysqlpool")
 
-_TICK = 1.0  # longest sleep between rounds; early wake-ups come through wake()
 _BACKOFF_FIRST = 0.1
 _BACKOFF_CAP = 30.0
 
 
+class Maintained(Protocol):
+    """What maintenance needs of a pool: the core's plans, and a way to run them."""
+
+    name: str
+    _closed: bool
+
+    def _run(self, plan: Any) -> Any: ...
+
+    def _round_plan(self, seen: Dict[Slot, Tuple[float, float]]) -> Any: ...
+
+    def _refill_plan(self) -> Any: ...
+
+    def _refill_wanted(self) -> int: ...
+
+    def _maintenance_tick(self) -> float: ...
+
+
+class Schedule:
+    """What maintenance remembers between rounds: orphan candidates, and the
+    back-off of a refill that failed."""
+
+    __slots__ = ("backoff", "orphans", "retry_at")
+
+    def __init__(self) -> None:
+        self.orphans: Dict[Slot, Tuple[float, float]] = {}  # see PoolCore._reconcile_plan
+        self.backoff = 0.0
+        self.retry_at = 0.0
+
+    def refill_due(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def refill_failed(self, name: str, exc: BaseException) -> None:
+        """Back off exponentially (with jitter) before the next refill."""
+        self.backoff = min(max(self.backoff * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
+        pause = self.backoff * (0.5 + random.random() / 2)
+        self.retry_at = time.monotonic() + pause
+        logger.warning("pool %r: could not open a connection (%s); next try in %.2f s", name, exc, pause)
+
+    def refill_ok(self) -> None:
+        self.backoff = 0.0
+
+
 class Maintenance:
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool_ref = weakref.ref(pool)
+    def __init__(self, pool: Maintained) -> None:
+        self._pool_ref: Callable[[], Any] = weakref.ref(pool)
         self._event = threading.Event()
         self._stopping = False
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self._orphans: Dict[Slot, Tuple[float, float]] = {}  # see ConnectionPool._reconcile
-        cfg = pool._config
-        tick = _TICK
-        for interval in (cfg.keepalive_interval, cfg.leak_timeout or 0.0, cfg.max_idle):
-            if interval:
-                tick = min(tick, max(interval / 4.0, 0.05))
-        self._tick = tick
-        self._thread = threading.Thread(target=self._run, name=f"pymysqlpool-maintenance-{pool.name}", daemon=True)
+        self._schedule = Schedule()
+        self._thread = threading.Thread(target=self._loop, name=f"pymysqlpool-maintenance-{pool.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -59,7 +92,7 @@ class Maintenance:
         if self._thread is not threading.current_thread() and self._thread.is_alive():
             self._thread.join(timeout=5.0)
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
         while not self._stopping:
             pool = self._pool_ref()
             if pool is None or pool._closed:
@@ -68,132 +101,28 @@ class Maintenance:
                 self.run_once(pool)
             except BaseException:  # never let the thread die (even an injected exception): log and go on
                 logger.exception("pool %r: maintenance round failed", pool.name)
-            # A session's wait_timeout may ask for pings more often than the
-            # configured interval: tick at a quarter of the shortest.
-            tick = min(self._tick, max(pool._shortest_keepalive / 4.0, 0.05))
+            tick = pool._maintenance_tick()
             del pool  # do not keep the pool alive while sleeping
             self._event.wait(tick)
             self._event.clear()
 
-    # -- one round ------------------------------------------------------------
+    def run_once(self, pool: Maintained) -> None:
+        pool._run(pool._round_plan(self._schedule.orphans))
+        self._refill(pool)
 
-    def run_once(self, pool: ConnectionPool) -> None:
-        if pool._reclaim:
-            pool._drain_reclaimed()
-        pool._reconcile(2 * pool._config.io_timeout + 1.0, self._orphans)
-        now = time.monotonic()
-        self._report_leaks(pool, now)
-        self._retire(pool, now)
-        self._keepalive(pool, now)
-        self._refill(pool, now)
-
-    def _report_leaks(self, pool: ConnectionPool, now: float) -> None:
-        limit = pool._config.leak_timeout
-        if limit is None:
+    def _refill(self, pool: Maintained) -> None:
+        """Open what the pool wants, up to ``MAX_AT_ONCE`` at a time (a
+        restart empties the pool at once); failures back off."""
+        schedule = self._schedule
+        if not schedule.refill_due():
             return
-        late: List[Slot] = []
-        with pool._lock:
-            for slot in pool._slots:
-                lent = slot.borrowed_at > slot.last_used  # returned slots get last_used >= borrowed_at
-                if lent and not slot.leak_reported and now - slot.borrowed_at > limit:
-                    slot.leak_reported = True
-                    late.append(slot)
-        for slot in late:
-            logger.warning(
-                "pool %r: a connection has been borrowed for %.1f s (leak_timeout=%s); borrowed at:\n%s",
-                pool.name,
-                now - slot.borrowed_at,
-                limit,
-                slot.borrow_stack or "(stack not recorded)",
-            )
-        if late:
-            with pool._lock:  # counted once logged, so a reader of the stats finds the record
-                pool._stats.leaks_detected += len(late)
-
-    def _retire(self, pool: ConnectionPool, now: float) -> None:
-        cfg = pool._config
-        idle_count = len(pool._idle)
-        surplus = max(idle_count - cfg.size, 0)
-        max_idle = cfg.max_idle
-
-        def pick(slot: Slot, position: int) -> bool:
-            if slot.expires <= now:
-                return True
-            return bool(max_idle) and position < surplus and now - slot.last_used > max_idle
-
-        taken = pool._take_idle(pick)
-        try:
-            for slot in taken:
-                pool._dispose(slot, slot.retire or ("closed_lifetime" if slot.expires <= now else "closed_idle"))
-        finally:
-            pool._dispose_all([s for s in taken if s.state != GONE], "closed_idle")
-
-    def _keepalive(self, pool: ConnectionPool, now: float) -> None:
-        def pick(slot: Slot, position: int) -> bool:
-            return bool(slot.keepalive) and now - slot.last_used > slot.keepalive
-
-        timeout = pool._config.io_timeout
-
-        def ping(raw: Any) -> None:
-            _driver.ping(raw, timeout)
-
-        taken = pool._take_idle(pick)
-        try:
-            for slot in taken:
-                if pool._recheck(slot, ping, "closed_broken"):
-                    with pool._lock:
-                        pool._stats.keepalive_pings += 1
-        finally:
-            # Interrupted: what was not pinged back into idle is closed.
-            pool._dispose_all([s for s in taken if s.state == HELD], "closed_broken")
-
-    def _refill(self, pool: ConnectionPool, now: float) -> None:
-        """Open connections until ``pre_create_num`` are open, and replace
-        connections retired for age while the pool holds fewer than ``size``,
-        so borrowers rarely pay for a connect. Up to ``MAX_AT_ONCE`` dial at a
-        time (a restart empties the pool at once); failures back off
-        exponentially."""
-        if now < self._retry_at:
-            return
-        cfg = pool._config
-        with pool._lock:
-            count = pool._open + pool._connecting
-            wanted = max(cfg.pre_create_num - count, min(pool._replacements, max(cfg.size, cfg.pre_create_num) - count))
-        if wanted <= 0 and not pool._replacements:
+        wanted = pool._refill_wanted()
+        if wanted <= 0:
             return
         try:
-            workers = min(max(wanted, 1), _warmup.MAX_AT_ONCE)
-            _warmup.run(lambda: self._refill_one(pool), workers, f"pymysqlpool-refill-{pool.name}")
+            workers = min(wanted, _warmup.MAX_AT_ONCE)
+            _warmup.run(lambda: bool(pool._run(pool._refill_plan())), workers, f"pymysqlpool-refill-{pool.name}")
         except Exception as exc:
-            self._backoff = min(max(self._backoff * 2, _BACKOFF_FIRST), _BACKOFF_CAP)
-            self._retry_at = time.monotonic() + self._backoff * (0.5 + random.random() / 2)
-            logger.warning(
-                "pool %r: could not open a connection (%s); next try in %.2f s",
-                pool.name,
-                exc,
-                self._retry_at - time.monotonic(),
-            )
+            schedule.refill_failed(pool.name, exc)
             return
-        self._backoff = 0.0
-
-    def _refill_one(self, pool: ConnectionPool) -> bool:
-        """Open one connection if the pool still wants one; False when not."""
-        target = pool._config.pre_create_num
-        keep = max(pool._config.size, target)
-        token = DialToken()
-        with pool._lock:
-            count = pool._open + pool._connecting
-            if pool._closed or count >= pool._maxsize:
-                return False
-            if count >= target and (not pool._replacements or count >= keep):
-                pool._replacements = 0
-                return False
-            if pool._replacements:
-                pool._replacements -= 1  # one dial answers one retirement
-            pool._connecting += 1
-        try:
-            slot = pool._new_slot()
-        except BaseException:
-            pool._unreserve(token, None, served=False)
-            raise
-        return pool._book_idle(slot, token)
+        schedule.refill_ok()

@@ -1,13 +1,15 @@
 """Waiters: borrowers queued while the pool is at ``maxsize``.
 
-Each waiter sleeps on a lock of its own, so a returned connection wakes
-exactly one thread: the oldest waiter (FIFO, no thundering herd, no polling).
+The queue is the core's; how a waiter sleeps is its shell's: a thread sleeps
+on a lock of its own, a task on a future of its own. Either way a returned
+connection wakes exactly one borrower, the oldest (FIFO, no thundering herd,
+no polling).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Deque, Optional, Union
+from typing import Any, Callable, Deque, Optional, Union
 
 from ._slot import Slot
 
@@ -25,29 +27,44 @@ class DialToken:
     def __init__(self) -> None:
         self.live = True
 
+
 Grant = Union[Slot, DialToken]
 
 
 class Waiter:
-    __slots__ = ("_wake", "error", "grant", "queued", "since")
+    """A queued borrower. The core records ``grant`` (or ``error``) before it
+    calls ``wake``, so a waiter always finds what it was given."""
 
-    def __init__(self, since: float) -> None:
+    __slots__ = ("error", "grant", "queued", "since", "wake")
+
+    def __init__(self, since: float, wake: Callable[[], Any]) -> None:
         self.since = since  # when it started waiting (monotonic)
-        self._wake = threading.Lock()
-        self._wake.acquire()
         self.grant: Optional[Grant] = None
         self.error: Optional[BaseException] = None
         self.queued = False
+        self.wake = wake
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.wake()
+
+
+class ThreadWaiter(Waiter):
+    """A waiter that is a blocked thread."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, since: float) -> None:
+        lock = threading.Lock()
+        lock.acquire()
+        super().__init__(since, lock.release)
+        self._lock = lock
 
     def wait(self, timeout: float) -> bool:
         """Sleep until woken or ``timeout`` seconds passed; True if woken."""
         if timeout >= _FOREVER:
-            return self._wake.acquire()
-        return self._wake.acquire(timeout=max(timeout, 0.0))
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self._wake.release()
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=max(timeout, 0.0))
 
 
 class WaitQueue(Deque[Waiter]):
@@ -57,24 +74,6 @@ class WaitQueue(Deque[Waiter]):
     """
 
     __slots__ = ()
-
-    def push(self, waiter: Waiter) -> None:
-        waiter.queued = True
-        self.append(waiter)
-
-    def serve(self, grant: Grant) -> Waiter:
-        """Give ``grant`` to the oldest waiter and wake it.
-
-        The grant is recorded before the waiter leaves the queue: if this is
-        interrupted half-way, the waiter either is still queued or finds its
-        grant when its wait ends, so nothing is lost.
-        """
-        waiter = self[0]
-        waiter.grant = grant
-        self.popleft()
-        waiter.queued = False
-        waiter._wake.release()
-        return waiter
 
     def withdraw(self, waiter: Waiter) -> bool:
         """Withdraw a waiter that timed out; False if it was served meanwhile."""

@@ -14,7 +14,7 @@ from weakref import ref
 
 from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
-from .errors import ConnectionReturnedError
+from .errors import ConnectionReturnedError, ReturnConnectionToPoolError
 
 if TYPE_CHECKING:
     from ._slot import Slot
@@ -42,6 +42,9 @@ class PooledConnection:
         return ConnectionReturnedError(
             f"this connection was already returned to pool {self._pool.name!r}; borrow a new one"
         )
+
+    def _returned_twice(self) -> ReturnConnectionToPoolError:
+        return ReturnConnectionToPoolError(f"this connection was already returned to pool {self._pool.name!r}")
 
     @property
     def raw(self) -> Any:

@@ -16,6 +16,7 @@ __all__ = [
     "ReturnConnectionToPoolError",
     "SplitBrainError",
     "TooManyRequests",
+    "WrongEventLoop",
 ]
 
 
@@ -50,3 +51,8 @@ class ConnectionReturnedError(ReturnConnectionToPoolError):
 class SplitBrainError(GetConnectionFromPoolError):
     """A cluster has more than one writable primary: writes are refused until
     all but one are made read-only (writing to both would diverge them)."""
+
+
+class WrongEventLoop(PoolError, RuntimeError):
+    """An asyncio pool was used from another event loop than the one it runs
+    on: its connections and waiters belong to that loop."""

@@ -25,7 +25,7 @@ class Interrupt(BaseException):
 def _interrupt_after_wake(monkeypatch: pytest.MonkeyPatch, proceed: threading.Event) -> List[bool]:
     """Make waiters raise Interrupt once their wait ends, after ``proceed`` is set."""
     woken: List[bool] = []
-    real_wait = pymysqlpool._waiting.Waiter.wait
+    real_wait = pymysqlpool._waiting.ThreadWaiter.wait
 
     def wait(self: Any, timeout: float) -> bool:
         got = real_wait(self, timeout)
@@ -33,7 +33,7 @@ def _interrupt_after_wake(monkeypatch: pytest.MonkeyPatch, proceed: threading.Ev
         assert proceed.wait(10)
         raise Interrupt
 
-    monkeypatch.setattr(pymysqlpool._waiting.Waiter, "wait", wait)
+    monkeypatch.setattr(pymysqlpool._waiting.ThreadWaiter, "wait", wait)
     return woken
 
 
@@ -94,13 +94,13 @@ def test_interrupted_wait_without_grant_leaves_the_queue(
 ) -> None:
     pool = make_pool(maxsize=1)
     held = pool.get_conn()
-    real_wait = pymysqlpool._waiting.Waiter.wait
+    real_wait = pymysqlpool._waiting.ThreadWaiter.wait
 
     def wait(self: Any, timeout: float) -> bool:
         real_wait(self, 0)
         raise Interrupt
 
-    monkeypatch.setattr(pymysqlpool._waiting.Waiter, "wait", wait)
+    monkeypatch.setattr(pymysqlpool._waiting.ThreadWaiter, "wait", wait)
     with pytest.raises(Interrupt):
         pool.get_conn(timeout=10)
     monkeypatch.undo()
@@ -197,7 +197,7 @@ INJECTIONS = [
     ("validation ping", "FakeConnection.ping", _validated_borrow),
     ("dial", "FakeServer.__call__", _validated_borrow),
     ("bookkeeping after a dial", "ConnectionPool._book_dialed", _validated_borrow),
-    ("lending", "ConnectionPool._lend", _validated_borrow),
+    ("lending", "ConnectionPool._mark_lent", _validated_borrow),
     ("proxy creation", "PooledConnection.__init__", _validated_borrow),
     ("polite close on pool close", "FakeConnection.close", _close_pool),
     ("unbooking on pool close", "ConnectionPool._unbook", _close_pool),
@@ -354,10 +354,10 @@ def test_asynchronous_exception_storm_loses_no_slot(
     import gc
 
     gc.collect()
-    pool._drain_reclaimed()
+    pool._run(pool._reclaim_plan())
     # What an exception between two steps orphaned (lent to nobody) is found
     # and closed; the maintenance thread does this after a grace period.
-    pool._reconcile(0, {})
+    pool._run(pool._reconcile_plan(0, {}))
     stats = pool.get_stats()
     assert stats["open"] == stats["idle"] + stats["borrowed"] + pool._held == len(pool._slots)
     borrowed: List[Any] = []

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+import pymysqlpool._core as core_module
 import pymysqlpool.pool as pool_module
 from pymysqlpool import (
     ConnectionPool,
@@ -98,7 +99,7 @@ class PoolMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = FakeClock()
         self._real_clock = pool_module._monotonic
-        pool_module._monotonic = self.clock
+        pool_module._monotonic = core_module._monotonic = self.clock
         self.server = FakeServer()
         self.other_server = FakeServer()
         self.pool: Optional[ConnectionPool] = None
@@ -159,7 +160,7 @@ class PoolMachine(RuleBasedStateMachine):
             if self.pool is not None:
                 assert {id(f) for f in self.server.live_snapshot()} == {id(f) for f in self.abandoned}
         finally:
-            pool_module._monotonic = self._real_clock
+            pool_module._monotonic = core_module._monotonic = self._real_clock
             for fake in self.abandoned:
                 self.server.dispose(fake)
 
@@ -683,6 +684,7 @@ TestPoolMachine = PoolMachine.TestCase
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(pool_module, "_monotonic", fake)
+    monkeypatch.setattr(core_module, "_monotonic", fake)
     return fake
 
 

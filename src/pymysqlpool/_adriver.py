@@ -1,0 +1,367 @@
+"""Everything that touches aiomysql beyond its public API lives here: the
+asyncio pool's counterpart of ``_driver.py``.
+
+aiomysql is PyMySQL's protocol code on asyncio streams: the same packets, the
+same ``server_status``, ``_result`` and cursor shapes, and it closes a
+connection whose read is cancelled. So the non-blocking predicates the core
+asks of a driver are PyMySQL's where the attribute is the same
+(``mid_answer``, ``results_pending``, the wrong-node hook, fatal connect
+errors) and written here where aiomysql keeps the fact elsewhere (its socket
+is a transport). The awaitable steps (connect, ping, reset, close) are each
+bounded by a timeout: aiomysql bounds only the TCP connect itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
+
+import pymysql
+import pymysql.cursors
+from pymysql.constants import CR
+
+try:
+    import aiomysql
+    import aiomysql.cursors
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("AsyncConnectionPool needs aiomysql: pip install 'pymysql-pool[asyncio]'") from exc
+
+from ._driver import (
+    is_fatal_connect_error,
+    mid_answer,
+    note_error,
+    results_pending,
+    session_dirty,
+    watch_wrong_node,
+)
+
+__all__ = [
+    "Connection",
+    "abandon",
+    "connect",
+    "force_close",
+    "interrupt",
+    "is_broken",
+    "is_fatal_connect_error",
+    "make_probe",
+    "mid_answer",
+    "needs_reset",
+    "results_pending",
+    "watch_wrong_node",
+]
+
+T = TypeVar("T")
+_COM_RESET_CONNECTION = 0x1F
+
+
+class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships no type hints
+    """An aiomysql connection that knows whether it stopped in the middle of
+    an answer (see ``_driver.Connection``: the same mark, set when a command
+    is sent and cleared when its answer was read to the end or ended with the
+    server's error packet)."""
+
+    _exchanging = False
+    wrong_node_hook: Optional[Callable[[], Any]] = None
+
+    async def _execute_command(self, command: int, sql: Any) -> None:
+        self._exchanging = True
+        await super()._execute_command(command, sql)
+
+    async def next_result(self) -> Any:
+        self._exchanging = True
+        return await super().next_result()
+
+    async def _read_query_result(self, unbuffered: bool = False) -> None:
+        try:
+            await super()._read_query_result(unbuffered=unbuffered)
+        except pymysql.err.MySQLError as exc:
+            _answer_ended_by(self, exc)
+            note_error(self, exc)
+            raise
+        self._exchanging = False
+
+    async def _read_ok_packet(self) -> Any:
+        try:
+            ok = await super()._read_ok_packet()
+        except pymysql.err.MySQLError as exc:
+            _answer_ended_by(self, exc)
+            note_error(self, exc)
+            raise
+        self._exchanging = False
+        return ok
+
+    # Commands aiomysql reads by hand rather than through the above.
+    async def show_warnings(self) -> Any:
+        rows = await super().show_warnings()
+        self._exchanging = False
+        return rows
+
+    async def set_charset(self, charset: str) -> None:
+        await super().set_charset(charset)
+        self._exchanging = False
+
+
+def _answer_ended_by(raw: Any, exc: BaseException) -> None:
+    """A server error packet ends an answer at a packet boundary; a client
+    error (2000-2999) leaves aiomysql's connection closed."""
+    code = exc.args[0] if exc.args else None
+    if isinstance(code, int) and not 2000 <= code < 3000 and raw._writer is not None:
+        raw._exchanging = False
+
+
+# -- cursors: bound to one borrow ---------------------------------------------
+
+
+class _Bound:
+    """Cursor mix-in: once its borrow was given back, a cursor fails with
+    ``ConnectionReturnedError`` instead of running statements in the next
+    borrower's session (every aiomysql cursor method that talks to the
+    server goes through ``_get_db``)."""
+
+    _borrow: Any = None
+
+    def _get_db(self) -> Any:
+        borrow = self._borrow
+        if borrow is not None and borrow._raw is None:
+            raise borrow._returned_error()
+        return super()._get_db()  # type: ignore[misc]
+
+
+class Cursor(_Bound, aiomysql.cursors.Cursor):  # type: ignore[misc]
+    pass
+
+
+class DictCursor(_Bound, aiomysql.cursors.DictCursor):  # type: ignore[misc]
+    pass
+
+
+class SSCursor(_Bound, aiomysql.cursors.SSCursor):  # type: ignore[misc]
+    pass
+
+
+class SSDictCursor(_Bound, aiomysql.cursors.SSDictCursor):  # type: ignore[misc]
+    pass
+
+
+# PyMySQL's classes (what the thread pool takes) and aiomysql's own map to ours.
+CURSOR_MAP: Dict[Any, Any] = {
+    None: Cursor,
+    pymysql.cursors.Cursor: Cursor,
+    pymysql.cursors.DictCursor: DictCursor,
+    pymysql.cursors.SSCursor: SSCursor,
+    pymysql.cursors.SSDictCursor: SSDictCursor,
+    aiomysql.cursors.Cursor: Cursor,
+    aiomysql.cursors.DictCursor: DictCursor,
+    aiomysql.cursors.SSCursor: SSCursor,
+    aiomysql.cursors.SSDictCursor: SSDictCursor,
+}
+
+
+def cursor_class(cls: Any) -> Any:
+    """Our bound class for ``cls``; another aiomysql cursor class as it is."""
+    mapped = CURSOR_MAP.get(cls)
+    if mapped is not None:
+        return mapped
+    if isinstance(cls, type) and issubclass(cls, aiomysql.cursors.Cursor):
+        return cls
+    raise TypeError(f"cursor class must be an aiomysql or PyMySQL cursor class, got {cls!r}")
+
+
+# -- non-blocking facts (the core's driver interface) ---------------------------
+
+
+def is_broken(raw: Any) -> bool:
+    """aiomysql drops its stream when a read or write fails or is cancelled."""
+    return raw._writer is None
+
+
+def needs_reset(raw: Any, autocommit: bool) -> bool:
+    """As ``_driver.needs_reset``: the state the next borrower could see,
+    read from the last OK packet, no round trip."""
+    if raw._writer is None or raw._exchanging:
+        return True
+    return session_dirty(raw.server_status, raw._result, autocommit)
+
+
+def make_probe(raw: Any) -> Optional[Callable[[int], Any]]:
+    """Has the server hung up (KILL, restart, wait_timeout)? The event loop
+    reads the socket as data arrives, so the stream already knows: no syscall."""
+    reader = raw._reader
+    if reader is None:
+        return None
+
+    def probe(timeout: int = 0) -> bool:
+        return bool(reader.at_eof() or reader.exception() is not None)
+
+    return probe
+
+
+def force_close(raw: Any) -> None:
+    """Drop the connection without a word to the server; never raises."""
+    try:
+        writer = raw._writer
+        if writer is not None:
+            writer.transport.abort()
+        raw.close()
+    except Exception:
+        pass
+
+
+def interrupt(raw: Any) -> None:
+    """Cut the connection under a borrower still using it: its current or
+    next read fails at once. Never raises."""
+    try:
+        writer = raw._writer
+        if writer is not None:
+            writer.transport.abort()
+    except Exception:
+        pass
+
+
+def abandon(raw: Any) -> None:
+    """Forget a connection (the asyncio pool does not survive fork: the
+    child's event loop is not the parent's)."""
+    force_close(raw)
+
+
+# -- awaitable steps ------------------------------------------------------------
+
+
+async def bounded(step: Awaitable[T], seconds: Optional[float]) -> T:
+    """Await ``step`` for at most ``seconds`` (TimeoutError after)."""
+    if seconds is None:
+        return await step
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(max(seconds, 0.001)):
+            return await step
+    return await asyncio.wait_for(step, max(seconds, 0.001))  # pragma: no cover - Python < 3.11
+
+
+# PyMySQL's connect() names that aiomysql spells differently.
+_RENAMED = {"database": "db", "passwd": "password"}
+# PyMySQL connect() arguments aiomysql has no counterpart for.
+_UNSUPPORTED = frozenset(
+    {
+        "bind_address",
+        "read_timeout",
+        "write_timeout",
+        "max_allowed_packet",
+        "binary_prefix",
+        "compress",
+        "named_pipe",
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+        "ssl_key_password",
+        "ssl_verify_cert",
+        "ssl_verify_identity",
+        "client_flag_overrides",
+    }
+)
+
+
+def driver_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """PyMySQL-style connect arguments (what both pools take) as aiomysql's."""
+    out: Dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in _UNSUPPORTED:
+            raise TypeError(
+                f"AsyncConnectionPool: {key!r} is not supported by the aiomysql driver"
+                " (pass ssl=<ssl.SSLContext> for TLS; statement timeouts: asyncio.timeout())"
+            )
+        if key == "ssl_disabled":
+            if value:
+                out.pop("ssl", None)
+            continue
+        if key == "cursorclass":
+            value = cursor_class(value)
+        out[_RENAMED.get(key, key)] = value
+    return out
+
+
+async def connect(kwargs: Dict[str, Any], timeout: float) -> Connection:
+    """Open a connection; the whole handshake (TCP, greeting, authentication,
+    set-up queries) ends within ``timeout`` seconds. A timeout is reported as
+    aiomysql reports a refused connect: OperationalError 2003."""
+    raw = Connection(**kwargs)
+    try:
+        await bounded(raw._connect(), timeout)
+    except asyncio.TimeoutError as exc:
+        force_close(raw)
+        raise pymysql.err.OperationalError(
+            CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server: handshake not done within {timeout:.3g} s"
+        ) from exc
+    except BaseException:
+        force_close(raw)
+        raise
+    return raw
+
+
+async def _execute(raw: Any, statement: str, args: Any = None) -> Any:
+    """Run one statement on a plain cursor; its first row."""
+    cur = aiomysql.cursors.Cursor(raw)
+    try:
+        await cur.execute(statement, args)
+        return await cur.fetchone()
+    finally:
+        await cur.close()
+
+
+async def session_wait_timeout(raw: Any) -> Optional[float]:
+    """The server's idle limit for this session (``wait_timeout``), in seconds."""
+    row = await _execute(raw, "SELECT @@SESSION.wait_timeout")
+    return float(row[0]) if row and row[0] else None
+
+
+async def ping(raw: Any, timeout: Optional[float]) -> None:
+    """COM_PING without reconnecting (aiomysql's default would redial)."""
+    await bounded(raw.ping(reconnect=False), timeout)
+
+
+async def reset(raw: Any, autocommit: bool, timeout: Optional[float]) -> bool:
+    """Bring a connection back to the pool's clean state; True if a ROLLBACK
+    was sent. Raises on I/O errors: the caller then closes it."""
+    return await bounded(_reset(raw, autocommit), timeout)
+
+
+async def _reset(raw: Any, autocommit: bool) -> bool:
+    while results_pending(raw):  # further result sets of a fully read first one
+        await raw.next_result()
+    rolled_back = False
+    if session_dirty(raw.server_status, None, True):
+        await raw.rollback()
+        rolled_back = True
+    # Sent unless the server already reports the pool's mode (no round trip then).
+    raw.autocommit_mode = autocommit
+    if raw.get_autocommit() != autocommit:
+        await raw._send_autocommit_mode()
+    return rolled_back
+
+
+async def reset_session(raw: Any, autocommit: bool, timeout: Optional[float]) -> None:
+    """COM_RESET_CONNECTION, then re-apply what it wiped (character set,
+    sql_mode, init_command, autocommit)."""
+    await bounded(_reset_session(raw, autocommit), timeout)
+
+
+async def _reset_session(raw: Any, autocommit: bool) -> None:
+    await raw._execute_command(_COM_RESET_CONNECTION, b"")
+    await raw._read_ok_packet()
+    await raw.set_charset(raw.charset)
+    if raw.sql_mode is not None:
+        await _execute(raw, "SET sql_mode=%s", (raw.sql_mode,))
+    if raw.init_command is not None:
+        await _execute(raw, raw.init_command)
+    if raw.server_status & 1:  # init_command opened a transaction
+        await raw.commit()
+    raw.autocommit_mode = autocommit
+    await raw._send_autocommit_mode()
+
+
+async def close(raw: Any, timeout: Optional[float]) -> None:
+    """Polite close (COM_QUIT) within ``timeout``; never raises."""
+    try:
+        await bounded(raw.ensure_closed(), timeout)
+    except Exception:
+        force_close(raw)

@@ -1,0 +1,1335 @@
+"""The pool's core: its books and every decision, without I/O.
+
+The rules -- which slot to lend, when to dial, who waits, who is handed what,
+when to validate, retire or close, what the counters say -- live here once.
+The core never waits and picks no concurrency primitive: a shell
+(:class:`~pymysqlpool.pool.ConnectionPool` for threads,
+:class:`~pymysqlpool.aio.AsyncConnectionPool` for asyncio) gives it a lock
+(a real one, or a no-op on an event loop), a waiter class and a driver module
+of non-blocking predicates, and runs its *plans*.
+
+A plan is a generator: it makes the decisions and keeps the books, and yields
+a request whenever something must wait on the network or the clock --
+``(DIAL, budget, None)``, ``(CHECK, raw, budget)``, ``(PING, raw, timeout)``,
+``(CLOSE, raw, None)``, ``(RESET, raw, failed)``, ``(WAIT, waiter, timeout)``,
+``(SLEEP, seconds, None)``. The shell performs the request (blocking, or with
+``await``) and sends the result back, or throws the error in; an interrupt
+(KeyboardInterrupt, task cancellation) is thrown in too, and the plan gives
+up what it holds without waiting on anything. So both shells follow one
+borrow loop, one return, one close, one maintenance round.
+
+Invariants, true whenever the lock is free::
+
+    len(idle) + borrowed + held == open
+    open + connecting <= maxsize
+    idle is empty while anyone waits
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import random
+import time
+import traceback
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Union
+
+from ._config import PoolConfig, describe
+from ._events import Events, ResetHook, as_sequence, fire_logged
+from ._lifecycle import Lifecycle
+from ._slot import GONE, HELD, IDLE, NEW, OUT, Slot
+from ._tls import TlsContexts
+from ._waiting import DialToken, Grant, Waiter, WaitQueue
+from .errors import PoolClosed, PoolTimeout, TooManyRequests
+from .stats import Counters, Number
+
+logger = logging.getLogger("pymysqlpool")
+
+_monotonic = time.monotonic
+_INF = float("inf")
+_LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
+_BACKOFF_FIRST = 0.05
+_BACKOFF_CAP = 2.0
+_MIN_ATTEMPT = 0.005  # a ping or connect with less time than this left is not started
+_REPLACED = ("closed_lifetime", "closed_drained")  # reasons whose connections get a successor
+_FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
+_TICK = 1.0  # longest pause between maintenance rounds
+
+# What a plan asks its shell to do.
+DIAL = 0  # open a connection within budget seconds -> (raw, keepalive seconds)
+CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
+PING = 2  # keep-alive ping -> None, raises if dead
+CLOSE = 3  # close politely (COM_QUIT), never raises
+RESET = 4  # roll back / reset the session on return -> True if a ROLLBACK was sent
+WAIT = 5  # wait on a waiter up to timeout -> True if woken
+SLEEP = 6  # pause -> None
+
+Request = Tuple[int, Any, Any]
+Plan = Generator[Request, Any, Any]
+
+# Verdicts on a slot about to be lent.
+LEND = 0
+VALIDATE = 1
+EXPIRED = 2
+
+# What a return's fast step did.
+PARKED = 0
+SLOW = 1
+FORKED = 2
+
+
+class Lock(Protocol):
+    """What the core needs of its shell's lock."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+    def locked(self) -> bool: ...
+
+
+class NoLock:
+    """The lock of a core that runs on one event loop: nothing to exclude."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def locked(self) -> bool:
+        return False
+
+
+def build_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def build_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def caller_stack() -> str:
+    """The borrower's stack, without the pool's own frames."""
+    frames = [f for f in traceback.extract_stack(limit=24) if not f.filename.startswith(_PACKAGE_DIR)]
+    return "".join(traceback.format_list(frames[-16:]))
+
+
+class PoolCore:
+    """Slots, counts, the waiter queue and the decisions on them.
+
+    A shell sets three class attributes: ``_drv`` (a driver module of
+    non-blocking functions: ``force_close``, ``is_broken``, ``mid_answer``,
+    ``results_pending``, ``needs_reset``, ``make_probe``,
+    ``watch_wrong_node``, ``interrupt``, ``is_fatal_connect_error``),
+    ``_waiter`` (its :class:`Waiter` subclass) and ``_kind`` (its class name
+    for messages).
+    """
+
+    _drv: Any
+    _waiter: Callable[[float], Waiter]
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        lock: Lock,
+        *,
+        events: Any,
+        reset: Optional[Callable[[Any], Any]],
+        open: bool,
+        max_waiting: Optional[int],
+        reconnect_timeout: float,
+        reconnect_failed: Optional[Callable[[Any], Any]],
+    ) -> None:
+        self._config = config
+        cfg = config
+        self.name: str = cfg.name
+        self._maxsize = cfg.maxsize
+        self._autocommit = cfg.autocommit
+        self._window = cfg.validation_interval
+        self._lifetime = cfg.con_lifetime
+        self._track_borrows = cfg.leak_timeout is not None
+        self._events = Events()
+        for obj in as_sequence(events):
+            self._events.add(obj)
+        if reset is not None:
+            if not callable(reset):
+                raise TypeError(f"reset must be callable or None, got {type(reset).__name__}")
+            self._events.add(ResetHook(reset))
+        # Set by _refresh_events: borrows that leave get_conn's direct path,
+        # and returns that skip the clean fast path (reset work or a check-in hook).
+        self._divert = False
+        self._always_reset = False
+        self._refresh_events()
+        self._lock = lock
+        self._idle: Deque[Slot] = deque()
+        self._slots: Set[Slot] = set()  # every open connection, idle or not
+        self._waiters = WaitQueue()
+        self._open = 0
+        self._connecting = 0
+        self._held = 0  # open slots neither idle nor lent: being cleaned, pinged or closed
+        self._closed = False
+        self._generation = 0
+        # Idle slots last seen alive before this moment are pinged before use:
+        # one dead connection may mean the server restarted.
+        self._suspect_since = -_INF
+        self._ever_connected = False
+        self._replacements = 0  # connections retired for age, to be replaced in the background
+        self._shortest_keepalive = _INF
+        self._reclaim: Deque[Slot] = deque()
+        self._stats = Counters()
+        self._tls = TlsContexts()  # built once here, not by the driver on every connect
+        self._maintenance: Any = None  # the shell's; has wake() and stop()
+        if not isinstance(open, bool):
+            raise TypeError(f"open must be True or False, got {open!r}")
+        if reconnect_failed is not None and not callable(reconnect_failed):
+            raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
+        self._life = Lifecycle(
+            None if max_waiting is None else build_int("max_waiting", max_waiting),
+            build_seconds("reconnect_timeout", reconnect_timeout),
+            reconnect_failed,
+        )
+        self._closed = True  # lends nothing until the shell opens it
+
+    # -- public properties --------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Idle connections kept beyond ``max_idle`` (0.5.0's "normal size")."""
+        return self._config.size
+
+    @property
+    def maxsize(self) -> int:
+        """The most connections open at once."""
+        return self._maxsize
+
+    @property
+    def available_num(self) -> int:
+        """Idle connections ready to lend now."""
+        return len(self._idle)
+
+    @property
+    def total_num(self) -> int:
+        """Connections open now: idle + borrowed."""
+        return self._open
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def timeout(self) -> float:
+        return self._config.timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} {describe(self._config)} open={self._open}"
+            f" idle={len(self._idle)} maxsize={self._maxsize}{' closed' if self._closed else ''}>"
+        )
+
+    # -- events -------------------------------------------------------------
+
+    def add_events(self, obj: Any) -> None:
+        """Call ``obj``'s ``on_connect``/``on_checkout``/``on_checkin``/
+        ``on_close``/``on_timeout`` methods (those it has) from now on."""
+        with self._lock:
+            self._events.add(obj)
+            self._refresh_events()
+
+    def remove_events(self, obj: Any) -> bool:
+        """Stop calling ``obj``; False if it was not added."""
+        with self._lock:
+            removed = self._events.remove(obj)
+            self._refresh_events()
+        return removed
+
+    def _refresh_events(self) -> None:
+        events = self._events
+        self._divert = self._track_borrows or bool(events.on_checkout or events.on_timeout)
+        self._always_reset = self._config.reset_session or bool(events.on_checkin)
+
+    def _checked_in(self, slot: Slot) -> bool:
+        """Run the check-in hooks on a returned (held) connection; False if one raised."""
+        used = _monotonic() - slot.borrowed_at
+        try:
+            for hook in self._events.on_checkin:
+                hook(slot.raw, used)
+        except Exception as exc:
+            logger.warning("pool %r: on_checkin failed (%s); closing the connection", self.name, exc)
+            return False
+        return True  # an interrupt propagates: the return closes the HELD slot
+
+    # -- lending ------------------------------------------------------------
+
+    def _lend_idle(self) -> Optional[Slot]:
+        """The most recently used idle slot, now granted (OUT); None if none.
+
+        Its ``borrowed_at`` says whether it may be lent as it is (the moment,
+        now) or must first go through the borrow plan (0.0): the one
+        direct path of both shells costs one call."""
+        with self._lock:
+            if not self._idle:
+                return None
+            slot = self._idle.pop()
+            slot.state = OUT
+            self._stats.borrows += 1
+        now = _monotonic()
+        last_used = slot.last_used
+        if now - last_used <= self._window and slot.expires > now and last_used >= self._suspect_since:
+            slot.borrowed_at = now
+        else:
+            slot.borrowed_at = 0.0
+        return slot
+
+    def _verdict(self, slot: Slot, now: float, force: bool) -> int:
+        """LEND a granted idle slot as it is, VALIDATE it first, or it EXPIRED.
+
+        Validation only when it can matter: idle past the window, or last seen
+        alive before a connection died (the server may have restarted).
+        (_lend_idle applies the same rule, written out for its speed.)"""
+        if slot.expires <= now:
+            return EXPIRED
+        last_used = slot.last_used
+        if not force and now - last_used <= self._window and last_used >= self._suspect_since:
+            return LEND
+        return VALIDATE
+
+    def _mark_lent(self, slot: Slot) -> None:
+        slot.borrowed_at = _monotonic()
+        if self._track_borrows:
+            slot.leak_reported = False
+            slot.borrow_stack = caller_stack()
+
+    def _checked_out(self, slot: Slot, started: float) -> Optional[Exception]:
+        """Run the check-out hooks on a slot about to be lent; the error if one
+        raised (the caller then closes the slot)."""
+        try:
+            for hook in self._events.on_checkout:
+                hook(slot.raw, _monotonic() - started)
+        except Exception as exc:
+            logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
+            return ValueError(f"on_checkout rejected a connection: {exc}")
+        return None
+
+    def _borrow_plan(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> Plan:
+        """Lend ``first`` or whatever the pool grants, within the deadline;
+        returns the slot, OUT and marked lent.
+
+        Queueing and connect retries end at the deadline (``timeout``). A
+        ping or a connect may still start after it -- a borrow with
+        ``timeout=0`` gets a fresh connection when the idle one is dead --
+        but every network wait is cut to what is left of ``timeout +
+        connect_timeout``, so no borrow outlives that bound however many
+        connections fail.
+        """
+        started = _monotonic()
+        deadline = started + (self._config.timeout if timeout is None else timeout)
+        io_timeout = self._config.io_timeout
+        hard_end = deadline + io_timeout
+        grant: Optional[Grant] = first
+        delay = _BACKOFF_FIRST
+        rejected = 0
+        queued = False
+        last_error: Optional[BaseException] = None
+        fresh: Optional[Slot] = None  # a connection dialed but not yet booked
+        try:
+            while True:
+                # The first attempt gets all of connect_timeout; later ones what is left.
+                retry = bool(rejected) or last_error is not None
+                budget = min(io_timeout, hard_end - _monotonic()) if retry else io_timeout
+                if grant is None:
+                    if retry and (budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
+                        self._count("borrow_timeouts")
+                        why = f": {last_error}" if last_error is not None else ""
+                        raise PoolTimeout(
+                            f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"
+                            f" ({rejected} failed validation){why}"
+                        )
+                    grant, queued = yield from self._reserve_plan(deadline, queued)
+                if isinstance(grant, DialToken):
+                    try:
+                        fresh = yield from self._dial_plan(budget)
+                    except Exception as exc:
+                        self._dial_failed(grant, exc, deadline, delay)  # raises unless worth retrying
+                        grant = None
+                        last_error = exc
+                        # Back off without holding the right to dial, then
+                        # queue again, so a connection returned meanwhile
+                        # (or a waiter's turn) is not missed.
+                        yield (SLEEP, delay * (0.5 + random.random() / 2), None)
+                        delay = min(delay * 2, _BACKOFF_CAP)
+                        continue
+                    if not self._book_dialed(grant, fresh):
+                        yield from self._dispose_plan(fresh, "closed_on_pool_close")
+                        self._unreserve(grant, "borrow_errors", served=True)
+                        raise PoolClosed(f"pool {self.name!r} is closed")
+                    grant = fresh
+                elif not (yield from self._validate_plan(grant, force_check, budget)):
+                    grant = None
+                if grant is not None:
+                    # A check-out hook's refusal is retried until the deadline
+                    # like a failed connect, not until the hard bound.
+                    refused = self._checked_out(grant, started) if self._events.on_checkout else None
+                    if refused is None:
+                        self._mark_lent(grant)
+                        return grant
+                    last_error = refused
+                    yield from self._discard_unlent_plan(grant, "closed_failed_check")
+                grant = None
+                rejected += 1
+                if rejected == _FLUSH_AFTER:
+                    # Several dead in a row: the server most likely restarted.
+                    # Close the other suspects unpinged; this borrow dials anew.
+                    yield from self._flush_suspects_plan()
+        except BaseException:
+            if grant is not None:
+                self._abandon(grant)
+            if fresh is not None and fresh.state == NEW:
+                self._kill(fresh, "closed_broken")
+            raise
+
+    def _reserve_now(self, queued: bool) -> Union[Slot, DialToken, Waiter]:
+        """An idle slot, a right to dial, or a waiter now queued."""
+        with self._lock:
+            if self._closed:
+                self._stats.borrow_errors += 1
+                raise PoolClosed(f"pool {self.name!r} is closed")
+            if self._idle:
+                slot = self._idle.pop()
+                slot.state = OUT
+                self._stats.borrows += 1
+                return slot
+            if self._open + self._connecting < self._maxsize:
+                self._connecting += 1
+                self._stats.borrows += 1
+                return DialToken()
+            limit = self._life.max_waiting
+            if limit is not None and len(self._waiters) >= limit:
+                self._stats.borrows_rejected += 1
+                raise TooManyRequests(
+                    f"pool {self.name!r}: all {self._maxsize} connections in use and"
+                    f" {len(self._waiters)} borrowers already waiting (max_waiting={limit})"
+                )
+            waiter = self._waiter(_monotonic())
+            waiter.queued = True
+            self._waiters.append(waiter)
+            if not queued:  # a borrow that queues again is still one borrow that waited
+                self._stats.borrows_waited += 1
+            return waiter
+
+    def _reserve_plan(self, deadline: float, queued: bool) -> Plan:
+        """Take an idle slot, a right to dial, or queue until one is handed
+        over. Returns the grant and whether this borrow has queued so far."""
+        got = self._reserve_now(queued)
+        if not isinstance(got, Waiter):
+            return got, queued
+        waiter = got
+        timed_out = False
+        try:
+            if not (yield (WAIT, waiter, deadline - waiter.since)):
+                with self._lock:
+                    if self._waiters.withdraw(waiter):
+                        timed_out = True
+                        self._stats.borrow_timeouts += 1
+                        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+                # Otherwise served between the timeout and the withdrawal: the
+                # grant (or the error) was recorded before the waiter left the queue.
+        except BaseException:  # KeyboardInterrupt, cancellation: leave nothing behind
+            if not timed_out:
+                self._withdraw(waiter)
+            raise
+        if timed_out:
+            raise PoolTimeout(
+                f"pool {self.name!r}: no connection available within"
+                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
+            )
+        if waiter.error is not None:
+            raise waiter.error
+        grant = waiter.grant
+        assert grant is not None
+        return grant, True
+
+    def _withdraw(self, waiter: Waiter) -> None:
+        """Take an interrupted waiter out of the queue, or pass on what it was
+        given: it never touched it, so a slot goes back as it came."""
+        with self._lock:
+            if self._waiters.withdraw(waiter):
+                return
+            grant = waiter.grant
+            if isinstance(grant, Slot) and grant.state == OUT:
+                self._stats.borrows -= 1
+                if not self._closed:
+                    self._park(grant, grant.last_used)
+                    return
+                grant.state = HELD
+                self._held += 1
+        if isinstance(grant, DialToken):
+            self._unreserve(grant, None, served=True)
+        elif isinstance(grant, Slot) and grant.state == HELD:
+            self._kill(grant, "closed_on_pool_close")  # no waiting after an interrupt
+
+    def _abandon(self, grant: Grant) -> None:
+        """Give up a grant a borrower holds but will not get: an interrupted
+        borrow. Idempotent. Assuming a slot was not used yet would be unsafe,
+        so it is closed: its state is unknown."""
+        if isinstance(grant, DialToken):
+            self._unreserve(grant, None, served=True)
+            return
+        with self._lock:
+            if grant.state == OUT:
+                self._stats.borrows -= 1
+            elif grant.state != HELD:  # parked again, or already closed
+                return
+        self._kill(grant, "closed_broken")
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+
+    def _validate_plan(self, slot: Slot, force: bool, budget: float) -> Plan:
+        """Make sure a slot taken from idle can be lent; discard it if not."""
+        now = _monotonic()
+        verdict = self._verdict(slot, now, force)
+        if verdict == LEND:
+            return True
+        if verdict == EXPIRED:
+            yield from self._discard_unlent_plan(slot, slot.retire or "closed_lifetime")
+            return False
+        try:
+            yield (CHECK, slot.raw, budget)
+        except Exception as exc:
+            logger.info("pool %r: idle connection failed validation (%s); replacing it", self.name, exc)
+            self._suspect(now)
+            yield from self._discard_unlent_plan(slot, "closed_failed_check")
+            return False
+        slot.last_used = _monotonic()
+        return True
+
+    def _discard_unlent_plan(self, slot: Slot, reason: str) -> Plan:
+        """Close a slot granted to a borrower that failed validation before
+        the borrower got it: the borrow it was counted for did not happen."""
+        with self._lock:
+            if slot.state != OUT:
+                return
+            self._stats.borrows -= 1
+            slot.state = HELD
+            self._held += 1
+        yield from self._dispose_plan(slot, reason)
+
+    def _suspect(self, moment: float) -> None:
+        """A connection died: check every idle one last seen alive before now."""
+        if moment > self._suspect_since:
+            self._suspect_since = moment
+
+    def _flush_suspects_plan(self) -> Plan:
+        """Close every idle connection last seen alive before the suspect moment."""
+        with self._lock:
+            since = self._suspect_since
+            doomed = [slot for slot in self._idle if slot.last_used < since]
+            if not doomed:
+                return
+            self._idle = deque(slot for slot in self._idle if slot.last_used >= since)
+            for slot in doomed:
+                slot.state = HELD
+            self._held += len(doomed)
+        yield from self._dispose_all_plan(doomed, "closed_failed_check")
+
+    # -- dialing ------------------------------------------------------------
+
+    def _dial_plan(self, budget: Optional[float] = None) -> Plan:
+        """Open one connection; returns its slot NEW (counted in
+        ``connections_made`` but not booked): the caller books it
+        (_book_dialed, _book_idle) or closes it. Raises the driver's error."""
+        started = _monotonic()
+        epoch = self._life.epoch
+        try:
+            raw, keepalive = yield (DIAL, self._config.io_timeout if budget is None else budget, None)
+        except BaseException as exc:
+            with self._lock:
+                self._stats.connect_errors += 1
+                self._stats.connect_ms += (_monotonic() - started) * 1000.0
+            if isinstance(exc, Exception):
+                self._connect_failed(exc, started)
+            raise
+        return self._book_new(raw, keepalive, started, epoch)
+
+    def _book_new(self, raw: Any, keepalive: float, started: float, epoch: int) -> Slot:
+        """The slot of a connection just opened, with its jittered lifetime."""
+        drv = self._drv
+        try:
+            for hook in self._events.on_connect:
+                hook(raw, _monotonic() - started)
+            now = _monotonic()
+            lifetime = self._lifetime
+            expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
+            slot = Slot(raw, now, expires, self._generation, keepalive)
+            slot.probe = drv.make_probe(raw)
+            self._watch(slot)
+        except BaseException:
+            drv.force_close(raw)
+            with self._lock:
+                self._stats.connect_errors += 1
+            raise
+        if keepalive and keepalive < self._shortest_keepalive:
+            self._shortest_keepalive = keepalive  # maintenance ticks faster
+        with self._lock:
+            self._stats.connections_made += 1
+            self._stats.connect_ms += (now - started) * 1000.0
+            self._ever_connected = True
+            self._life.failing_since = None
+            if epoch != self._life.epoch:  # drain() ran while this one was dialing
+                slot.doom("closed_drained")
+            elif self._life.shed and self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+                self._life.shed -= 1
+                slot.doom("closed_resized")
+        logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
+        return slot
+
+    def _watch(self, slot: Slot) -> None:
+        """A wrong-node error seen on the connection dooms its slot: closed on return."""
+        self._drv.watch_wrong_node(slot.raw, functools.partial(slot.doom, "closed_wrong_node"))
+
+    def _connect_failed(self, exc: Exception, started: float) -> None:
+        """Remember the error for wait(); call reconnect_failed once per outage
+        that lasted reconnect_timeout."""
+        life = self._life
+        with self._lock:
+            due = life.connect_failed(exc, started, _monotonic())
+        if due and life.reconnect_failed is not None:
+            logger.error(
+                "pool %r: no connection could be opened for %.1f s: %s", self.name, life.reconnect_timeout, exc
+            )
+            try:
+                life.reconnect_failed(self)
+            except Exception:
+                logger.exception("pool %r: reconnect_failed callback failed; ignored", self.name)
+
+    def _book_dialed(self, token: DialToken, slot: Slot) -> bool:
+        """Count a connection dialed with ``token`` as lent to the dialer;
+        False on a closed pool (the caller closes it)."""
+        with self._lock:
+            if token.live and not self._closed:
+                token.live = False
+                self._connecting -= 1
+                self._open += 1
+                slot.state = OUT
+                self._slots.add(slot)
+                return True
+        return False
+
+    def _dial_failed(self, token: DialToken, exc: Exception, deadline: float, delay: float) -> None:
+        """A borrower's connect failed. Gives the right to dial back, then
+        returns when retrying after ``delay`` can still help, raises the
+        driver's error when it cannot, and ``PoolTimeout`` when time is up."""
+        fatal = self._drv.is_fatal_connect_error(exc) or not self._ever_connected
+        if not (fatal or self._closed) and _monotonic() + delay < deadline:
+            self._unreserve(token, None, served=True)
+            logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
+            return
+        logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
+        if fatal or self._closed:
+            self._unreserve(token, "borrow_errors", served=True)
+            raise exc
+        self._unreserve(token, "borrow_timeouts", served=True)
+        raise PoolTimeout(
+            f"pool {self.name!r}: could not connect to {describe(self._config)} before the borrow timeout: {exc}"
+        ) from exc
+
+    def _unreserve(self, token: DialToken, outcome: Optional[str], served: bool) -> None:
+        """Give back a right to dial that was not used; idempotent.
+        ``served``: it was counted as a borrow, which did not happen;
+        ``outcome`` names the counter that says why."""
+        with self._lock:
+            if not token.live:
+                return
+            token.live = False
+            self._connecting -= 1
+            if served:
+                self._stats.borrows -= 1
+            if outcome is not None:
+                setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
+            self._pass_capacity()
+
+    def _pass_capacity(self) -> None:
+        """A slot became free: the oldest waiter may dial (lock held)."""
+        if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
+            self._hand_over(DialToken())
+
+    # -- returning ----------------------------------------------------------
+
+    def _check_in(self, conn: Any, slot: Slot, failed: bool) -> int:
+        """Take ``slot`` back from its proxy ``conn``: PARKED (a clean return,
+        done), SLOW (HELD: the shell runs _return_plan) or FORKED (lent
+        before a fork: the shell abandons the socket). Raises if the proxy
+        was returned meanwhile."""
+        # Judged before taking the lock. Clean means parked as it is, no round
+        # trip: not failed, nothing to reset, and -- if it was lent longer than
+        # the validation window -- its socket not hung up on (KILL, restart)
+        # while lent, told by a zero-timeout poll().
+        now = _monotonic()
+        probe = slot.probe
+        clean = (
+            not failed
+            and not self._always_reset
+            and not self._drv.needs_reset(slot.raw, self._autocommit)
+            and (now - slot.borrowed_at <= self._window or probe is None or not probe(0))
+        )
+        with self._lock:
+            if conn._slot is not slot:  # returned by another thread meanwhile
+                raise conn._returned_twice()
+            stats = self._stats
+            stats.returns += 1
+            if slot.generation != self._generation:
+                # Lent before a fork: the socket is the parent's, and this
+                # process's books never counted it.
+                conn._slot = None
+                conn._raw = None
+                return FORKED
+            # Plain stores, no call in between: an interrupt lands before all
+            # of them or after all of them.
+            slot.state = HELD
+            self._held += 1
+            conn._slot = None
+            conn._raw = None
+            used = now - slot.borrowed_at
+            stats.use_s += used
+            if used > stats.use_max_s:
+                stats.use_max_s = used
+            if clean and slot.expires > now and not self._closed:
+                # Clean return: no round trip, straight to the oldest waiter.
+                slot.last_used = now
+                if self._waiters:
+                    self._hand_over(slot, True)
+                else:
+                    slot.state = IDLE
+                    self._held -= 1
+                    self._idle.append(slot)
+                return PARKED
+            return SLOW
+
+    def _close_reason(self, slot: Slot) -> Optional[str]:
+        """Why a returned connection must be closed, or None to reset and keep it."""
+        drv = self._drv
+        raw = slot.raw
+        if slot.retire is not None:
+            return slot.retire
+        if drv.is_broken(raw):
+            self._suspect(_monotonic())
+            return "closed_broken"
+        if drv.mid_answer(raw):
+            # The borrower stopped in the middle of an answer (an interrupted
+            # fetch, a half-sent command): what is left on the wire belongs to
+            # it, and the position in the stream cannot be proved. Never reuse.
+            return "closed_unread"
+        probe = slot.probe
+        if probe is not None and not drv.results_pending(raw) and probe(0):
+            # Readable with nothing expected: the server hung up on it while it
+            # was lent. (Further result sets still to read are expected bytes.)
+            self._suspect(_monotonic())
+            return "closed_broken"
+        if self._closed:
+            return "closed_on_pool_close"
+        if slot.expires <= _monotonic():
+            return "closed_lifetime"
+        return None
+
+    def _return_plan(self, slot: Slot, failed: bool) -> Plan:
+        """The slow return of a HELD slot: reset it and park it, or close it."""
+        reason = self._close_reason(slot)
+        rolled_back = False
+        if reason is None:
+            try:
+                rolled_back = yield (RESET, slot.raw, failed)
+            except Exception as exc:
+                logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
+                reason = "closed_broken"
+        if reason is None and self._events.on_checkin and not self._checked_in(slot):
+            reason = "closed_broken"
+        if reason is None:
+            with self._lock:
+                if rolled_back:
+                    self._stats.rollbacks_on_return += 1
+                if self._config.reset_session:
+                    self._stats.session_resets += 1
+                if not self._closed:
+                    self._park(slot, _monotonic(), from_held=True)
+                    return
+            reason = "closed_on_pool_close"
+        yield from self._dispose_plan(slot, reason)
+
+    def _park(self, slot: Slot, now: float, from_held: bool = False) -> None:
+        """Hand a healthy slot to the oldest waiter or park it idle (lock
+        held). ``from_held``: the slot was counted as HELD until now."""
+        slot.last_used = now
+        if self._waiters:
+            self._hand_over(slot, from_held)
+        else:
+            slot.state = IDLE
+            if from_held:
+                self._held -= 1
+            self._idle.append(slot)
+
+    def _hand_over(self, grant: Grant, from_held: bool = False) -> None:
+        """Serve the oldest waiter (lock held). The waiter's books are kept
+        here so that, once woken, it never has to take the lock again.
+
+        Every change to the books is a plain store made before the first
+        call: an interrupt lands before all of them (nothing happened) or
+        after the waiter holds its grant (it finds it even if never woken).
+        """
+        waiter = self._waiters[0]
+        waiter.grant = grant
+        if isinstance(grant, Slot):
+            grant.state = OUT
+            if from_held:
+                self._held -= 1
+        else:
+            self._connecting += 1
+        self._stats.borrows += 1
+        self._waiters.popleft()
+        waiter.queued = False
+        waiter.wake()
+        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+
+    # -- closing connections --------------------------------------------------
+
+    def _dispose_plan(self, slot: Slot, reason: str) -> Plan:
+        """Close a slot's connection politely and stop counting it."""
+        try:
+            yield (CLOSE, slot.raw, None)
+        except BaseException:
+            self._drv.force_close(slot.raw)
+            raise
+        finally:
+            self._unbook(slot, reason)
+
+    def _dispose_all_plan(self, slots: List[Slot], reason: str) -> Plan:
+        """Dispose of several slots; after an interrupt, the rest are closed
+        without a word to the server so that none stays counted."""
+        try:
+            for slot in slots:
+                yield from self._dispose_plan(slot, reason)
+        finally:
+            for slot in slots:
+                if slot.state != GONE:
+                    self._kill(slot, reason)
+
+    def _kill(self, slot: Slot, reason: str) -> None:
+        """Close without a word to the server and stop counting: never waits."""
+        self._drv.force_close(slot.raw)
+        self._unbook(slot, reason)
+
+    def _unbook(self, slot: Slot, reason: str) -> None:
+        """Stop counting a slot whose connection is closed; idempotent.
+
+        ``reason`` names the counter of closes it adds to, so that
+        ``connections_made`` = closes + ``open`` whenever the pool is quiet.
+        """
+        with self._lock:
+            state = slot.state
+            if state == GONE:
+                return
+            if state == IDLE:
+                try:
+                    self._idle.remove(slot)
+                except ValueError:
+                    pass  # an interrupted park: counted idle but never queued
+            # Plain stores first, so an interrupt cannot split them.
+            slot.state = GONE
+            self._stats.closes[reason] += 1
+            if state != NEW:
+                self._open -= 1
+                if state == HELD:
+                    self._held -= 1
+                if reason in _REPLACED:
+                    self._replacements += 1  # maintenance opens a successor
+                self._slots.discard(slot)
+                self._pass_capacity()
+        logger.debug("pool %r: closed a connection (%s)", self.name, reason)
+        maintenance = self._maintenance
+        if maintenance is not None:
+            maintenance.wake()
+        if self._events.on_close:
+            fire_logged(self._events.on_close, self.name, slot.raw, reason)
+
+    def _take_idle(self, pick: Callable[[Slot, int], bool]) -> List[Slot]:
+        """Move the idle slots ``pick`` selects (oldest first) to HELD."""
+        taken: List[Slot] = []
+        with self._lock:
+            if self._closed:
+                return taken
+            keep: List[Slot] = []
+            # Oldest first: idle is used LIFO, so the left end rested longest.
+            for position, slot in enumerate(self._idle):
+                (taken if pick(slot, position) else keep).append(slot)
+            if taken:
+                self._idle.clear()
+                self._idle.extend(keep)
+                for slot in taken:
+                    slot.state = HELD
+                self._held += len(taken)
+        return taken
+
+    def _put_back_plan(self, slot: Slot) -> Plan:
+        """A HELD slot the pool finished working on goes back to idle (or is
+        closed if the pool closed meanwhile)."""
+        with self._lock:
+            if slot.state != HELD:
+                return
+            if not self._closed:
+                self._park(slot, _monotonic(), from_held=True)
+                return
+        yield from self._dispose_plan(slot, "closed_on_pool_close")
+
+    def _recheck_plan(self, slot: Slot, op: int, reason: str) -> Plan:
+        """Probe a held idle slot (CHECK or PING); park it again, or close it
+        under ``reason``. True if it was alive."""
+        try:
+            yield (op, slot.raw, self._config.io_timeout)
+        except Exception as exc:
+            logger.info("pool %r: idle connection failed a check (%s); replacing it", self.name, exc)
+            self._suspect(_monotonic())
+            yield from self._dispose_plan(slot, reason)
+            return False
+        yield from self._put_back_plan(slot)
+        return True
+
+    def _check_plan(self) -> Plan:
+        """Validate every idle connection now; returns how many were closed."""
+        slots = self._take_idle(lambda slot, position: True)
+        closed = 0
+        try:
+            for slot in slots:
+                if not (yield from self._recheck_plan(slot, CHECK, "closed_failed_check")):
+                    closed += 1
+            return closed
+        finally:  # interrupted: what was not checked is closed, not lost
+            for slot in slots:
+                if slot.state == HELD:
+                    self._kill(slot, "closed_failed_check")
+
+    def _book_idle(self, slot: Slot, token: Optional[DialToken] = None) -> bool:
+        """Count a NEW slot opened in the background (with the right to dial
+        ``token``, if any) as idle. False if the pool closed meanwhile: the
+        caller closes it."""
+        with self._lock:
+            if token is not None and token.live:
+                token.live = False
+                self._connecting -= 1
+            if not self._closed:
+                self._open += 1
+                slot.state = HELD
+                self._held += 1
+                self._slots.add(slot)
+                self._park(slot, _monotonic(), from_held=True)
+                return True
+        return False
+
+    def _reconcile_plan(self, grace: float, seen: Dict[Slot, Tuple[float, float]]) -> Plan:
+        """Close slots an interrupt orphaned (one that landed inside the
+        clean-up of another): counted idle but not in the idle queue, or lent
+        but held by no live proxy, unchanged for ``grace`` seconds -- longer
+        than any validation or connect of a borrow in progress. ``seen``
+        (candidates and since when) is kept by the maintenance between
+        rounds; returns how many were closed."""
+        now = _monotonic()
+        with self._lock:
+            queued = set(map(id, self._idle))
+            orphans = []
+            for slot in self._slots:
+                if slot.state == IDLE:
+                    if id(slot) not in queued:
+                        orphans.append(slot)
+                    continue
+                if slot.state != OUT:
+                    continue
+                proxy = slot.owner() if slot.owner is not None else None
+                if proxy is not None and proxy._slot is slot:
+                    continue
+                first = seen.get(slot)
+                if first is None or first[0] != slot.borrowed_at:
+                    first = seen[slot] = (slot.borrowed_at, now)
+                if now - first[1] >= grace:
+                    orphans.append(slot)
+            for slot in list(seen):
+                if slot.state != OUT or slot in orphans:
+                    del seen[slot]
+            for slot in orphans:
+                slot.state = HELD
+            self._held += len(orphans)
+        if orphans:
+            logger.warning("pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(orphans))
+            yield from self._dispose_all_plan(orphans, "closed_broken")
+        return len(orphans)
+
+    def _swap_in(self, slot: Slot, fresh: Slot) -> None:
+        """0.5.0 ``ping(reconnect=True)``: a new session takes a dead one's place."""
+        with self._lock:
+            # The dead session is closed, the fresh one takes its place.
+            self._stats.closes["closed_broken"] += 1
+            fresh.state = GONE
+            slot.raw = fresh.raw
+            slot.created = fresh.created
+            slot.expires = fresh.expires
+            slot.probe = fresh.probe
+            slot.keepalive = fresh.keepalive
+        self._watch(slot)
+
+    # -- leaks --------------------------------------------------------------
+
+    def _leaked(self, slot: Slot) -> None:
+        """Called from a proxy's ``__del__``: never take the lock here, the
+        collector may run while this very thread holds it."""
+        self._reclaim.append(slot)
+        maintenance = self._maintenance
+        if maintenance is not None:
+            maintenance.wake()
+        elif not self._lock.locked():
+            # No maintenance to hand it to (closed pool): reclaim now, unless
+            # a thread (maybe this one) holds the lock; then the next borrow does.
+            self._reclaim_now()
+
+    def _reclaim_now(self) -> None:
+        """Close the slots of proxies collected while borrowed, without waiting."""
+        while True:
+            slot = self._reclaimed()
+            if slot is None:
+                return
+            self._kill(slot, "leaks_reclaimed")
+
+    def _reclaim_plan(self) -> Plan:
+        while True:
+            slot = self._reclaimed()
+            if slot is None:
+                return
+            # Closing, not reusing: the borrower's state is unknown.
+            yield from self._dispose_plan(slot, "leaks_reclaimed")
+
+    def _reclaimed(self) -> Optional[Slot]:
+        """The next slot of a proxy collected while borrowed, HELD; None when none."""
+        while True:
+            try:
+                slot = self._reclaim.popleft()
+            except IndexError:
+                return None
+            with self._lock:
+                if slot.generation != self._generation or slot.state != OUT:
+                    continue  # forked, or already given up by an interrupted borrow
+                if not slot.leak_reported:  # not already counted by leak_timeout
+                    self._stats.leaks_detected += 1
+                slot.state = HELD
+                self._held += 1
+            where = (
+                f"; borrowed at:\n{slot.borrow_stack}"
+                if slot.borrow_stack
+                else " (set leak_timeout to log where it was borrowed)"
+            )
+            logger.warning(
+                "pool %r: a borrowed connection was garbage-collected without being returned;"
+                " closing it (its transaction is rolled back by the server)%s",
+                self.name,
+                where,
+            )
+            return slot
+
+    # -- closing the pool -----------------------------------------------------
+
+    def _shut(self) -> Optional[Tuple[List[Slot], Any]]:
+        """Stop lending: fail the waiters and take the idle slots (HELD) and
+        the maintenance to stop; None if the pool was closed already."""
+        self._life.shut = True
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            idle = list(self._idle)
+            self._idle.clear()
+            for slot in idle:
+                slot.state = HELD
+            self._held += len(idle)
+            self._stats.borrow_errors += len(self._waiters)
+            self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed while waiting"))
+            maintenance, self._maintenance = self._maintenance, None
+        return idle, maintenance
+
+    def _interrupt_late(self, timeout: float) -> int:
+        """Shut down the sockets of connections still out after close(timeout)."""
+        with self._lock:
+            late = [slot for slot in self._slots if slot.retire != "closed_on_pool_close"]
+            for slot in late:
+                slot.doom("closed_on_pool_close")
+        for slot in late:
+            self._drv.interrupt(slot.raw)
+        if late:
+            logger.warning(
+                "pool %r: closed; %d borrowed connection(s) not returned within %.3g s were shut down",
+                self.name,
+                len(late),
+                timeout,
+            )
+        return len(late)
+
+    # -- control ------------------------------------------------------------
+
+    def _start(self) -> bool:
+        """open(): lend from now on; False if it was open already."""
+        with self._lock:
+            if self._life.shut:
+                raise PoolClosed(f"pool {self.name!r} was closed; make a new pool")
+            if self._life.opened:
+                return False
+            self._life.opened = True
+            self._closed = False
+            return True
+
+    def _warm_enough(self, limit: float, deadline: float) -> bool:
+        """wait(): True once pre_create_num are open; raises when it cannot be."""
+        target = self._config.pre_create_num
+        if self._open >= target:
+            return True
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is {'closed' if self._life.shut else 'not open'}")
+        if _monotonic() >= deadline:
+            raise PoolTimeout(
+                f"pool {self.name!r}: {self._open} of {target} connections open after {limit:.3g} s;"
+                f" last connect error: {self._life.last_error!r}"
+            )
+        if self._maintenance is not None:
+            self._maintenance.wake()
+        return False
+
+    def _drain_plan(self) -> Plan:
+        """drain(): mark every connection for replacement, close the idle ones."""
+        with self._lock:
+            self._life.epoch += 1
+            for slot in self._slots:
+                slot.doom("closed_drained")
+            marked = len(self._slots)
+        yield from self._dispose_all_plan(self._take_idle(lambda slot, position: True), "closed_drained")
+        return marked
+
+    def _resize_plan(self, maxsize: Optional[int], size: Optional[int]) -> Plan:
+        """resize(): new limits; queued borrowers served, extras closed."""
+        with self._lock:
+            cfg = self._config
+            new_max = cfg.maxsize if maxsize is None else build_int("maxsize", maxsize)
+            new_size = cfg.size if size is None else build_int("size", size)
+            if new_max < 1:
+                raise ValueError("maxsize must be >= 1")
+            if new_size > new_max:
+                raise ValueError(f"size ({new_size}) must not exceed maxsize ({new_max})")
+            if cfg.pre_create_num > new_max:
+                raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
+            self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
+            self._maxsize = new_max
+            while self._waiters and not self._closed and self._open + self._connecting < new_max:
+                self._hand_over(DialToken())
+            excess = self._open + self._connecting - new_max
+            idle: List[Slot] = []
+            while excess > 0 and self._idle:
+                slot = self._idle.popleft()  # the longest rested first
+                slot.state = HELD
+                self._held += 1
+                idle.append(slot)
+                excess -= 1
+            for slot in idle:
+                slot.doom("closed_resized")
+            for slot in self._slots:
+                if excess <= 0:
+                    break
+                if slot.retire is None:
+                    slot.doom("closed_resized")
+                    excess -= 1
+            self._life.shed = max(excess, 0)  # the rest are still being opened
+        yield from self._dispose_all_plan(idle, "closed_resized")
+
+    # -- stats --------------------------------------------------------------
+
+    def get_stats(self) -> Dict[str, Number]:
+        """A snapshot of the pool's gauges and counters (see docs/stats.md)."""
+        with self._lock:
+            return self._snapshot()
+
+    def pop_stats(self) -> Dict[str, Number]:
+        """Like :meth:`get_stats`, then reset the counters to zero."""
+        with self._lock:
+            snap = self._snapshot()
+            self._stats = Counters()
+        return snap
+
+    def _snapshot(self) -> Dict[str, Number]:
+        idle = len(self._idle)
+        data: Dict[str, Number] = {
+            "pool_min": self._config.pre_create_num,
+            "pool_size": self._config.size,
+            "pool_max": self._maxsize,
+            "open": self._open,
+            "idle": idle,
+            "borrowed": self._open - idle - self._held,
+            "connecting": self._connecting,
+            "waiting": len(self._waiters),
+        }
+        data.update(self._stats.snapshot())
+        return data
+
+    # -- maintenance (see _maintenance.py) -------------------------------------
+
+    def _maintenance_tick(self) -> float:
+        """The longest pause between rounds: a quarter of the shortest interval
+        to honour (a session's wait_timeout may ask for more frequent pings)."""
+        cfg = self._config
+        tick = _TICK
+        for interval in (cfg.keepalive_interval, cfg.leak_timeout or 0.0, cfg.max_idle, self._shortest_keepalive):
+            if interval and interval != _INF:
+                tick = min(tick, max(interval / 4.0, 0.05))
+        return tick
+
+    def _round_plan(self, seen: Dict[Slot, Tuple[float, float]]) -> Plan:
+        """One maintenance round but the refill: reclaim, orphans, leak
+        warnings, retirement, keep-alive."""
+        if self._reclaim:
+            yield from self._reclaim_plan()
+        yield from self._reconcile_plan(2 * self._config.io_timeout + 1.0, seen)
+        now = _monotonic()
+        self._report_leaks(now)
+        yield from self._retire_plan(now)
+        yield from self._keepalive_plan(now)
+
+    def _report_leaks(self, now: float) -> None:
+        limit = self._config.leak_timeout
+        if limit is None:
+            return
+        late: List[Slot] = []
+        with self._lock:
+            for slot in self._slots:
+                lent = slot.borrowed_at > slot.last_used  # returned slots get last_used >= borrowed_at
+                if lent and not slot.leak_reported and now - slot.borrowed_at > limit:
+                    slot.leak_reported = True
+                    late.append(slot)
+        for slot in late:
+            logger.warning(
+                "pool %r: a connection has been borrowed for %.1f s (leak_timeout=%s); borrowed at:\n%s",
+                self.name,
+                now - slot.borrowed_at,
+                limit,
+                slot.borrow_stack or "(stack not recorded)",
+            )
+        if late:
+            with self._lock:  # counted once logged, so a reader of the stats finds the record
+                self._stats.leaks_detected += len(late)
+
+    def _retire_plan(self, now: float) -> Plan:
+        """Close idle connections past their lifetime, and idle ones beyond
+        ``size`` unused for ``max_idle``."""
+        cfg = self._config
+        surplus = max(len(self._idle) - cfg.size, 0)
+        max_idle = cfg.max_idle
+
+        def pick(slot: Slot, position: int) -> bool:
+            if slot.expires <= now:
+                return True
+            return bool(max_idle) and position < surplus and now - slot.last_used > max_idle
+
+        taken = self._take_idle(pick)
+        try:
+            for slot in taken:
+                reason = slot.retire or ("closed_lifetime" if slot.expires <= now else "closed_idle")
+                yield from self._dispose_plan(slot, reason)
+        finally:
+            for slot in taken:
+                if slot.state != GONE:
+                    self._kill(slot, "closed_idle")
+
+    def _keepalive_plan(self, now: float) -> Plan:
+        """Ping idle connections before the server's wait_timeout drops them."""
+        taken = self._take_idle(lambda slot, position: bool(slot.keepalive) and now - slot.last_used > slot.keepalive)
+        try:
+            for slot in taken:
+                if (yield from self._recheck_plan(slot, PING, "closed_broken")):
+                    with self._lock:
+                        self._stats.keepalive_pings += 1
+        finally:
+            # Interrupted: what was not pinged back into idle is closed.
+            for slot in taken:
+                if slot.state == HELD:
+                    self._kill(slot, "closed_broken")
+
+    def _refill_wanted(self) -> int:
+        """How many connections the refill would open now (0: none)."""
+        cfg = self._config
+        with self._lock:
+            count = self._open + self._connecting
+            keep = max(cfg.size, cfg.pre_create_num)
+            wanted = max(cfg.pre_create_num - count, min(self._replacements, keep - count))
+            return max(wanted, 1 if self._replacements else 0)
+
+    def _refill_plan(self) -> Plan:
+        """Open one connection if the pool still wants one (``pre_create_num``
+        open, and successors for connections retired for age while fewer
+        than ``size`` are open); False when not."""
+        cfg = self._config
+        target = cfg.pre_create_num
+        keep = max(cfg.size, target)
+        with self._lock:
+            count = self._open + self._connecting
+            if self._closed or count >= self._maxsize:
+                return False
+            if count >= target and (not self._replacements or count >= keep):
+                self._replacements = 0
+                return False
+            if self._replacements:
+                self._replacements -= 1  # one dial answers one retirement
+            self._connecting += 1
+            token = DialToken()
+        try:
+            slot = yield from self._dial_plan()
+        except BaseException:
+            self._unreserve(token, None, served=False)
+            raise
+        if self._book_idle(slot, token):
+            return True
+        yield from self._dispose_plan(slot, "closed_on_pool_close")
+        return False
+
+    def _prefill_plan(self, books: Any, dials: List[int], made: List[Slot]) -> Plan:
+        """One step of the constructor's warm-up (see _warmup): open one of
+        ``pre_create_num`` connections into ``made``; False when enough were
+        started or the warm-up was abandoned (``dials[1]``)."""
+        with books:
+            if dials[0] >= self._config.pre_create_num or dials[1]:
+                return False
+            dials[0] += 1
+        slot = yield from self._dial_plan()
+        with books:
+            if not dials[1]:
+                made.append(slot)
+                return True
+        yield from self._dispose_plan(slot, "closed_on_pool_close")  # finished after the warm-up gave up
+        return False
+
+    def _after_fork(self, lock: Lock) -> None:
+        """In a forked child: forget the parent's connections unsent-to."""
+        self._lock = lock
+        self._tls.after_fork()
+        self._generation += 1
+        for slot in self._slots:
+            self._drv.abandon(slot.raw)
+        self._idle = deque()
+        self._slots = set()
+        self._reclaim = deque()
+        self._waiters = WaitQueue()
+        self._open = self._connecting = self._held = self._replacements = 0
+        self._life.shed = 0  # the parent's connects in flight are not the child's
+        self._maintenance = None

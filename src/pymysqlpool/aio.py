@@ -1,0 +1,706 @@
+"""AsyncConnectionPool: the pool for asyncio.
+
+The same core as the thread pool (``_core.py``: slots, counts, the FIFO of
+waiters and every decision), driven from one event loop: no lock (the core
+gets a no-op one), a waiter is a future, every request of a core plan is
+awaited, and maintenance is a task of the loop, not a thread. Needs the
+optional extra ``pymysqlpool[asyncio]`` (aiomysql).
+
+Cancellation is an interrupt like KeyboardInterrupt in the thread pool: it
+is thrown into the plan at the ``await`` it lands on, and the plan gives up
+what it holds without awaiting anything -- a waiter leaves the queue or
+passes its grant on, a half-reset or half-read connection is closed, a dial
+in flight gives its right to dial back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import logging
+import threading
+import weakref
+from types import TracebackType
+from typing import Any, Callable, List, Optional, Type
+
+from . import _adriver
+from ._config import build, resolve
+from ._core import (
+    CHECK,
+    CLOSE,
+    DIAL,
+    PARKED,
+    PING,
+    RESET,
+    SLEEP,
+    WAIT,
+    NoLock,
+    Plan,
+    PoolCore,
+    build_seconds,
+)
+from ._events import fire_logged
+from ._maintenance import Schedule
+from ._slot import HELD, Slot
+from ._waiting import Waiter
+from ._warmup import MAX_AT_ONCE
+from .errors import ConnectionReturnedError, PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
+
+__all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
+
+logger = logging.getLogger("pymysqlpool")
+
+_running_loop = asyncio.get_running_loop
+_FOREVER = 1e9  # seconds: longer waits need no timer
+
+
+class TaskWaiter(Waiter):
+    """A waiter that is a task awaiting a future of its own."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, since: float) -> None:
+        self._future: asyncio.Future[bool] = _running_loop().create_future()
+        super().__init__(since, self._woken)
+
+    def _woken(self) -> None:
+        if not self._future.done():  # cancelled or timed out meanwhile: the grant is recorded anyway
+            self._future.set_result(True)
+
+    async def wait(self, timeout: float) -> bool:
+        """Until woken (True) or ``timeout`` seconds passed (False)."""
+        future = self._future
+        if future.done():
+            return True
+        if timeout >= _FOREVER:
+            return await future
+        timer = _running_loop().call_later(max(timeout, 0.0), _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
+class AsyncConnectionPool(PoolCore):
+    """An asyncio pool of aiomysql connections with the thread pool's rules.
+
+    Takes the thread pool's arguments (``maxsize``, ``pre_create_num``,
+    ``timeout``, ``con_lifetime``, ``validation_interval``, ...) and
+    PyMySQL-style connect arguments (``host``, ``user``, ``password``,
+    ``database``, ...). It binds to the event loop that first uses it; using
+    it from another loop raises :class:`~pymysqlpool.errors.WrongEventLoop`.
+    ``async with pool:`` opens it (``pre_create_num`` connections made, the
+    first connect error raised) and closes it; without that, the first
+    borrow opens it (``open=False``: only :meth:`open` does).
+    """
+
+    _drv = _adriver
+    _waiter = TaskWaiter
+
+    def __init__(
+        self,
+        size: Optional[int] = None,
+        maxsize: int = 100,
+        name: Optional[str] = None,
+        pre_create_num: int = 0,
+        con_lifetime: float = 3600,
+        autocommit: bool = True,
+        *,
+        pool_name: Optional[str] = None,
+        timeout: float = 30.0,
+        validation_interval: float = 0.5,
+        keepalive_interval: Optional[float] = 60.0,
+        max_idle: float = 600.0,
+        leak_timeout: Optional[float] = None,
+        reset_session: bool = False,
+        configure: Optional[Callable[[Any], Any]] = None,
+        check: Optional[Callable[[Any], Any]] = None,
+        events: Any = None,
+        reset: Optional[Callable[[Any], Any]] = None,
+        open: bool = True,
+        max_waiting: Optional[int] = None,
+        reconnect_timeout: float = 300.0,
+        reconnect_failed: Optional[Callable[[Any], Any]] = None,
+        **connect_kwargs: Any,
+    ) -> None:
+        cursorclass = connect_kwargs.pop("cursorclass", None)
+        config = build(
+            size=size,
+            maxsize=maxsize,
+            name=name,
+            pool_name=pool_name,
+            pre_create_num=pre_create_num,
+            con_lifetime=con_lifetime,
+            autocommit=autocommit,
+            timeout=timeout,
+            validation_interval=validation_interval,
+            keepalive_interval=keepalive_interval,
+            max_idle=max_idle,
+            leak_timeout=leak_timeout,
+            reset_session=reset_session,
+            configure=configure,
+            check=check,
+            connection_factory=None,
+            connect_kwargs=connect_kwargs,
+        )
+        # aiomysql's names for the arguments, checked now rather than at the first connect.
+        config = dataclasses.replace(
+            config, connect_kwargs=_adriver.driver_kwargs({**config.connect_kwargs, "cursorclass": cursorclass})
+        )
+        super().__init__(
+            config,
+            NoLock(),
+            events=events,
+            reset=reset,
+            open=open,
+            max_waiting=max_waiting,
+            reconnect_timeout=reconnect_timeout,
+            reconnect_failed=reconnect_failed,
+        )
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._autostart = open
+
+    # -- the event loop -----------------------------------------------------
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called when used from ``loop`` and that is not the pool's loop:
+        adopt it (first use), else refuse at once."""
+        if self._loop is None:
+            self._loop = loop
+            if self._autostart and not self._life.opened and not self._life.shut:
+                self._start()
+                self._ensure_maintenance()
+            return
+        raise WrongEventLoop(
+            f"pool {self.name!r} runs on another event loop than this one; an asyncio pool (its connections"
+            " and waiters) belongs to one loop: make one pool per loop"
+        )
+
+    async def _run(self, plan: Plan) -> Any:
+        """Carry out a plan of the core, awaiting each request; its result."""
+        reply: Any = None
+        error: Optional[BaseException] = None
+        while True:
+            try:
+                if error is None:
+                    op, a, b = plan.send(reply)
+                else:
+                    op, a, b = plan.throw(error)
+            except StopIteration as done:
+                return done.value
+            error = None
+            reply = None
+            try:
+                if op == WAIT:
+                    reply = await a.wait(b)
+                elif op == CLOSE:
+                    await _adriver.close(a, self._config.io_timeout)
+                elif op == RESET:
+                    reply = await self._reset(a, b)
+                elif op == CHECK:
+                    await self._check_alive(a, b)
+                elif op == PING:
+                    await _adriver.ping(a, b)
+                elif op == DIAL:
+                    reply = await self._connect(a)
+                elif op == SLEEP:
+                    await asyncio.sleep(a)
+            except BaseException as exc:  # cancellation too: the plan gives up what it holds
+                error = exc
+
+    async def _connect(self, limit: float) -> Any:
+        """Open one connection; the whole of it (handshake, configure, the
+        wait_timeout read) ends within ``limit`` seconds."""
+        cfg = self._config
+        raw = await _adriver.connect(resolve(cfg.connect_kwargs), limit)
+        try:
+            keepalive = await _adriver.bounded(self._set_up(raw), limit)
+        except asyncio.TimeoutError as exc:
+            _adriver.force_close(raw)
+            raise TimeoutError(f"setting up a new connection took longer than {limit:.3g} s") from exc
+        except BaseException:
+            _adriver.force_close(raw)
+            raise
+        return raw, keepalive
+
+    async def _set_up(self, raw: Any) -> float:
+        cfg = self._config
+        if cfg.configure is not None:
+            await _maybe_await(cfg.configure(raw))
+            if raw.server_status & 1:  # configure() left a transaction open
+                await raw.commit()
+        keepalive = cfg.keepalive_interval
+        if keepalive:
+            server_idle = await _adriver.session_wait_timeout(raw)
+            if server_idle:
+                keepalive = min(keepalive, server_idle / 2.0)
+        return keepalive
+
+    async def _reset(self, raw: Any, failed: bool) -> bool:
+        cfg = self._config
+        if cfg.reset_session:
+            await _adriver.reset_session(raw, self._autocommit, cfg.io_timeout)
+            return False
+        if failed or _adriver.needs_reset(raw, self._autocommit):
+            return await _adriver.reset(raw, self._autocommit, cfg.io_timeout)
+        return False
+
+    async def _check_alive(self, raw: Any, budget: Optional[float]) -> None:
+        check = self._config.check
+        if check is None:
+            await _adriver.ping(raw, self._config.io_timeout if budget is None else budget)
+        elif await _maybe_await(check(raw)) is False:
+            raise ValueError("check() returned False")
+
+    # -- borrowing ----------------------------------------------------------
+
+    async def get_conn(self, timeout: Optional[float] = None) -> AsyncPooledConnection:
+        """Borrow a connection, waiting up to ``timeout`` seconds (default: the
+        pool's ``timeout``) when all ``maxsize`` are in use; ``PoolTimeout``
+        after that. See :meth:`connection` for the ``async with`` form."""
+        if _running_loop() is not self._loop:
+            self._bind(_running_loop())
+        if timeout is not None or self._reclaim or self._divert:
+            return await self._acquire(timeout, False)
+        slot: Optional[Slot] = None
+        try:
+            slot = self._lend_idle()
+            if slot is None:
+                return await self._borrow(None, None, False)
+            if slot.borrowed_at:
+                return AsyncPooledConnection(self, slot)
+            return await self._borrow(slot, None, False)
+        except BaseException:
+            if slot is not None:
+                self._abandon(slot)
+            raise
+
+    def connection(self, timeout: Optional[float] = None) -> _Borrowing:
+        """``async with pool.connection() as conn:`` -- the connection goes
+        back when the block ends (rolled back if it raised)."""
+        return _Borrowing(self, timeout)
+
+    async def _acquire(self, timeout: Optional[float], force_check: bool) -> AsyncPooledConnection:
+        if timeout is not None:
+            build_seconds("timeout", timeout)
+        if self._reclaim:
+            await self._run(self._reclaim_plan())
+        hooks = self._events.on_timeout
+        if not hooks:
+            return await self._borrow(None, timeout, force_check)
+        started = asyncio.get_running_loop().time()
+        try:
+            return await self._borrow(None, timeout, force_check)
+        except PoolTimeout:
+            fire_logged(hooks, self.name, asyncio.get_running_loop().time() - started)
+            raise
+
+    async def _borrow(self, first: Optional[Slot], timeout: Optional[float], force: bool) -> AsyncPooledConnection:
+        slot: Optional[Slot] = None
+        try:
+            slot = await self._run(self._borrow_plan(first, timeout, force))
+            assert slot is not None
+            return AsyncPooledConnection(self, slot)
+        except BaseException:
+            if slot is not None:
+                self._abandon(slot)
+            raise
+
+    # -- returning ----------------------------------------------------------
+
+    async def release(self, conn: AsyncPooledConnection, failed: bool = False) -> None:
+        """Give a borrowed connection back: rolled back and autocommit restored
+        if needed (nothing sent on a clean return), closed if it is broken or
+        was left in the middle of an answer. ``ReturnConnectionToPoolError``
+        if it was returned already or is not this pool's."""
+        if type(conn) is not AsyncPooledConnection or conn._pool is not self:
+            raise self._foreign(conn)
+        if _running_loop() is not self._loop:
+            self._bind(_running_loop())
+        slot = conn._slot
+        if slot is None:
+            raise conn._returned_twice()
+        try:
+            if self._check_in(conn, slot, failed) != PARKED:
+                await self._run(self._return_plan(slot, failed))
+        except ReturnConnectionToPoolError:
+            raise
+        except BaseException:
+            # Cancelled (or failed) while the pool held it: its session state is unknown.
+            if conn._slot is None and slot.state == HELD:
+                self._kill(slot, "closed_broken")
+            raise
+
+    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
+        if not isinstance(conn, AsyncPooledConnection):
+            return ReturnConnectionToPoolError(
+                f"pool {self.name!r} can only take back the AsyncPooledConnection it lent, not {type(conn).__name__}"
+            )
+        return ReturnConnectionToPoolError(
+            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
+        )
+
+    # -- control ------------------------------------------------------------
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Start lending; connections are opened in the background.
+        ``wait=True`` then waits like :meth:`wait`. A closed pool cannot be
+        opened again."""
+        self._bind_here()
+        self._start()
+        self._ensure_maintenance()
+        if wait:
+            await self.wait(timeout)
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        """Until ``pre_create_num`` connections are open; ``PoolTimeout``
+        (naming the last connect error) after ``timeout`` seconds."""
+        self._bind_here()
+        limit = build_seconds("timeout", timeout)
+        loop = _running_loop()
+        deadline = loop.time() + limit
+        while not self._warm_enough(limit, deadline):
+            await asyncio.sleep(0.01)  # bounded by the deadline
+
+    def _bind_here(self) -> None:
+        loop = _running_loop()
+        if loop is not self._loop:
+            self._bind(loop)
+
+    async def check(self) -> int:
+        """Validate every idle connection now; returns how many were closed."""
+        self._bind_here()
+        closed: int = await self._run(self._check_plan())
+        return closed
+
+    async def drain(self) -> int:
+        """Replace every connection without failing a borrower (see the
+        thread pool's ``drain``); returns how many were marked."""
+        self._bind_here()
+        marked: int = await self._run(self._drain_plan())
+        return marked
+
+    async def resize(self, maxsize: Optional[int] = None, size: Optional[int] = None) -> None:
+        """Change ``maxsize`` and/or ``size`` while running."""
+        self._bind_here()
+        await self._run(self._resize_plan(maxsize, size))
+
+    async def close(self, timeout: Optional[float] = None) -> int:
+        """Stop lending, fail the waiters, close idle connections now and
+        borrowed ones when they come back. With ``timeout``, wait that long
+        for borrowed ones, then cut them; returns how many were cut."""
+        grace = None if timeout is None else build_seconds("timeout", timeout)
+        if self._loop is not None:
+            self._bind_here()
+        shut = self._shut()
+        if shut is not None:
+            idle, upkeep = shut
+            try:
+                if upkeep is not None:
+                    await upkeep.stop()
+            finally:
+                await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
+            await self._run(self._reclaim_plan())
+        if grace is None or not self._life.opened:
+            return 0
+        loop = _running_loop()
+        deadline = loop.time() + grace
+        while self._open and loop.time() < deadline:
+            await asyncio.sleep(min(0.01, max(deadline - loop.time(), 0.0)))  # bounded by the deadline
+        return self._interrupt_late(grace)
+
+    async def __aenter__(self) -> AsyncConnectionPool:
+        """Open the pool and make ``pre_create_num`` connections; the first
+        connect error is raised (and the pool closed)."""
+        loop = _running_loop()
+        if self._loop is None:
+            self._loop = loop  # bound without the lazy start: opened here, warm first
+        elif loop is not self._loop:
+            self._bind(loop)
+        if self._start():
+            try:
+                await self._prefill()
+            except BaseException:
+                await self.close()
+                raise
+        self._ensure_maintenance()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    # -- background work ----------------------------------------------------
+
+    async def _prefill(self) -> None:
+        made: List[Slot] = []
+        dials = [0, 0]  # started, abandoned
+        books = NoLock()
+        try:
+            await _warm(
+                lambda: self._run(self._prefill_plan(books, dials, made)),
+                min(self._config.pre_create_num, MAX_AT_ONCE),
+            )
+            for slot in made:
+                if not self._book_idle(slot):
+                    await self._run(self._dispose_plan(slot, "closed_on_pool_close"))
+        except BaseException:
+            dials[1] = 1
+            for slot in made:
+                self._kill(slot, "closed_on_pool_close")
+            raise
+
+    def _ensure_maintenance(self) -> None:
+        if self._maintenance is None and not self._closed and self._loop is not None:
+            self._maintenance = _Upkeep(self, self._loop)
+
+
+async def _maybe_await(value: Any) -> Any:
+    """``configure``/``check`` may be plain functions or coroutine functions."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def _warm(step: Callable[[], Any], workers: int) -> None:
+    """The asyncio form of ``_warmup.run``: await ``step()`` from ``workers``
+    tasks until it returns False; the first step alone (a wrong password
+    costs one attempt); after an error no task starts another step, and the
+    first error is raised once all have stopped."""
+    if workers <= 0 or not await step():
+        return
+    errors: List[BaseException] = []
+
+    async def loop() -> None:
+        try:
+            while not errors and await step():
+                pass
+        except Exception as exc:
+            errors.append(exc)
+
+    await asyncio.gather(*(loop() for _ in range(workers)))
+    if errors:
+        raise errors[0]
+
+
+async def _refill_step(pool: AsyncConnectionPool) -> bool:
+    return bool(await pool._run(pool._refill_plan()))
+
+
+class _Upkeep:
+    """Maintenance as a task of the pool's loop: the core's rounds
+    (``_round_plan``, ``_refill_plan``) on the thread pool's schedule, with a
+    weak reference to the pool so that it can be collected."""
+
+    def __init__(self, pool: AsyncConnectionPool, loop: asyncio.AbstractEventLoop) -> None:
+        self._pool_ref: Callable[[], Optional[AsyncConnectionPool]] = weakref.ref(pool)
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._event = asyncio.Event()
+        self._schedule = Schedule()
+        self._task = loop.create_task(self._rounds(), name=f"pymysqlpool-maintenance-{pool.name}")
+
+    def wake(self) -> None:
+        # From the collector or another thread too (a proxy dropped there).
+        if threading.get_ident() == self._thread:
+            self._event.set()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is asyncio.current_task() or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task})  # raises only if the caller itself is cancelled
+
+    async def _rounds(self) -> None:
+        schedule = self._schedule
+        while True:
+            pool = self._pool_ref()
+            if pool is None or pool._closed:
+                return
+            try:
+                await pool._run(pool._round_plan(schedule.orphans))
+                if schedule.refill_due():
+                    wanted = pool._refill_wanted()
+                    if wanted > 0:
+                        try:
+                            await _warm(functools.partial(_refill_step, pool), min(wanted, MAX_AT_ONCE))
+                        except Exception as exc:
+                            schedule.refill_failed(pool.name, exc)
+                        else:
+                            schedule.refill_ok()
+            except Exception:  # never let maintenance die: log and go on
+                logger.exception("pool %r: maintenance round failed", pool.name)
+            tick = pool._maintenance_tick()
+            del pool  # do not keep the pool alive while sleeping
+            try:
+                await asyncio.wait_for(self._event.wait(), tick)
+            except asyncio.TimeoutError:
+                pass
+            self._event.clear()
+
+
+class _Borrowing:
+    """What ``pool.connection()`` returns: an async context manager."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: AsyncConnectionPool, timeout: Optional[float]) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: Optional[AsyncPooledConnection] = None
+
+    async def __aenter__(self) -> AsyncPooledConnection:
+        self._conn = await self._pool.get_conn(self._timeout)
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and conn._raw is not None:
+            await self._pool.release(conn, exc is not None)
+
+
+class _CursorContext:
+    """``conn.cursor()``: awaitable (``cur = await conn.cursor()``) and an
+    async context manager that closes the cursor."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def __await__(self) -> Any:
+        return _ready(self._cursor).__await__()
+
+    async def __aenter__(self) -> Any:
+        return self._cursor
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._cursor.close()
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+class AsyncPooledConnection:
+    """A borrowed aiomysql connection. Give it back with ``await
+    pool.release(conn)``, ``await conn.close()`` or by leaving ``async with
+    pool.connection()``/``async with conn``. After that every use raises
+    ``ConnectionReturnedError`` -- its cursors' too."""
+
+    __slots__ = ("__weakref__", "_pool", "_raw", "_slot")
+
+    def __init__(self, pool: AsyncConnectionPool, slot: Slot) -> None:
+        self._pool = pool
+        self._slot: Optional[Slot] = slot
+        self._raw: Any = slot.raw
+        slot.owner = weakref.ref(self)  # tells a lent slot from one an interrupt orphaned
+
+    def _returned_error(self) -> ConnectionReturnedError:
+        return ConnectionReturnedError(
+            f"this connection was already returned to pool {self._pool.name!r}; borrow a new one"
+        )
+
+    def _returned_twice(self) -> ReturnConnectionToPoolError:
+        return ReturnConnectionToPoolError(f"this connection was already returned to pool {self._pool.name!r}")
+
+    @property
+    def raw(self) -> Any:
+        """The underlying aiomysql connection (do not close it or keep it)."""
+        raw = self._raw
+        if raw is None:
+            raise self._returned_error()
+        return raw
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        return self._pool
+
+    @property
+    def returned(self) -> bool:
+        return self._raw is None
+
+    async def close(self) -> None:
+        """Give the connection back to its pool (the connection stays open)."""
+        await self._pool.release(self)
+
+    async def __aenter__(self) -> AsyncPooledConnection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if self._raw is not None:
+            await self._pool.release(self, exc is not None)
+
+    def __del__(self) -> None:
+        try:
+            slot = self._slot
+        except AttributeError:  # __init__ was interrupted
+            return
+        if slot is not None:
+            self._pool._leaked(slot)
+
+    def cursor(self, cursor: Any = None) -> _CursorContext:
+        """A cursor tied to this borrow (``async with conn.cursor() as cur``
+        or ``cur = await conn.cursor()``)."""
+        raw = self.raw
+        cls = _adriver.cursor_class(cursor or raw.cursorclass)
+        cur = cls(raw, raw._echo)
+        cur._borrow = self
+        return _CursorContext(cur)
+
+    async def commit(self) -> None:
+        await self.raw.commit()
+
+    async def rollback(self) -> None:
+        await self.raw.rollback()
+
+    async def begin(self) -> None:
+        await self.raw.begin()
+
+    async def autocommit(self, value: bool) -> None:
+        await self.raw.autocommit(value)
+
+    def get_autocommit(self) -> bool:
+        return bool(self.raw.get_autocommit())
+
+    async def select_db(self, db: str) -> None:
+        await self.raw.select_db(db)
+
+    async def ping(self) -> None:
+        """Check the server answers (never reconnects: a dead connection is
+        closed on return and replaced)."""
+        await self.raw.ping(reconnect=False)
+
+    def __getattr__(self, name: str) -> Any:
+        raw = object.__getattribute__(self, "_raw")
+        if raw is None:
+            raise object.__getattribute__(self, "_returned_error")()
+        return getattr(raw, name)
+
+    def __repr__(self) -> str:
+        state = "returned" if self._raw is None else "borrowed"
+        return f"<AsyncPooledConnection {state} from pool {self._pool.name!r}>"
