@@ -427,6 +427,14 @@ class ATiming:
         values = self.block_ratios.get(key)
         return median(values) if values and key not in self.failed else None
 
+    def added_us(self, key: str) -> float | None:
+        """Median over rounds of (pool cycle - raw SELECT 1 of the same round): the
+        pool's own µs per cycle, which does not swing with the round trip as the ratio does."""
+        pool, raw = self.samples.get(key), self.floors.get(key)
+        if key in self.failed or not pool or not raw or len(pool) != len(raw):
+            return None
+        return median([p - r for p, r in zip(pool, raw, strict=True)])
+
 
 @dataclass
 class AsyncResult:
@@ -832,6 +840,7 @@ def tables(result: AsyncResult, all_checks: list[Check]) -> list[Table]:
                     fmt(us),
                     _spread(q.samples.get(s.key) if us is not None else None),
                     fmt(q.floor_us(s.key)),
+                    fmt(q.added_us(s.key)) if s.is_pool else "",
                     fmt(q.floor_ratio(s.key), 3),
                     _verdict(all_checks, "async query", s.label),
                 ]
@@ -839,13 +848,14 @@ def tables(result: AsyncResult, all_checks: list[Check]) -> list[Table]:
         out.append(
             Table(
                 "A2. Async query cycle: acquire + SELECT 1 + fetch + release",
-                ["Subject", "µs/cycle (median)", "rounds min-max", "raw SELECT 1 µs", "x raw", "Target"],
+                ["Subject", "µs/cycle (median)", "rounds min-max", "raw SELECT 1 µs", "added µs", "x raw", "Target"],
                 rows,
                 [
                     f"Median of {q.rounds} rounds of {q.cycles:,} cycles on maxsize=1 (one server session per "
                     "subject). raw SELECT 1 = the same driver's cursor on that session while it is borrowed, in "
                     f"blocks of {FLOOR_BLOCK} alternating with blocks of pool cycles; x raw = median of the "
-                    "adjacent block ratios.",
+                    "adjacent block ratios; added µs = median over rounds of (pool - raw) per cycle: the "
+                    "pool's own cost, steadier than the ratio while the round trip swings with machine load.",
                     "The raw rows are the drivers' own round trip (µs/cycle) with no pool. SQLAlchemy's cycle "
                     "is `exec_driver_sql` on an AsyncConnection (its Core layer is included, as users run it).",
                     *[f"{s.label}: n/a ({why})" for s in subjects if s.missing is None and (why := _why(s, q.failed))],

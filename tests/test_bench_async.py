@@ -68,6 +68,8 @@ def test_a_missing_subject_is_na_not_miss() -> None:
     assert verdicts and all(ok is None for ok in verdicts.values())
     tables = a.tables(_result(1.0, 1.0, _row(a.OURS_AIOMYSQL, 5000, 0.03, 8)), [])
     assert all(any("ours asyncmy: n/a (asyncmy not installed)" in n for n in t.notes) for t in tables)
+    for table in tables:  # every row as wide as the header
+        assert report.render(table).count("\n") == len(table.rows) + 1
 
 
 def test_a_driver_that_cannot_be_imported_turns_its_subjects_na(monkeypatch: pytest.MonkeyPatch) -> None:
