@@ -319,6 +319,32 @@ def summary_line(checks: list[Check]) -> str:
     return f"Targets: {passed} PASS, {missed} MISS, {na} n/a (of {len(checks)})"
 
 
+ASYNC_BEGIN = "<!-- async scenario: begin -->"
+ASYNC_END = "<!-- async scenario: end -->"
+
+
+def async_section(tables: list[Table], checks: list[Check], heading: str) -> str:
+    """The `async` scenario's tables and its own targets, between markers so a
+    later `--scenario async` run can replace just this part of the report."""
+    lines = [ASYNC_BEGIN, "## Async pools (asyncio)", "", heading, ""]
+    for table in tables:
+        lines += [render_section(table), ""]
+    lines += [f"**Async {summary_line(checks)}**", "", ASYNC_END]
+    return "\n".join(lines)
+
+
+def splice_async(existing: str, section: str) -> str:
+    """Put `section` in place of the marked async part of an existing report;
+    without one, before its Targets table (or at the end). Nothing else changes."""
+    begin, end = existing.find(ASYNC_BEGIN), existing.find(ASYNC_END)
+    if begin != -1 and end > begin:
+        return existing[:begin] + section + existing[end + len(ASYNC_END) :]
+    anchor = existing.find("\n### Targets\n")
+    if anchor == -1:
+        return existing.rstrip("\n") + "\n\n" + section + "\n"
+    return existing[: anchor + 1] + section + "\n\n" + existing[anchor + 1 :]
+
+
 def document(
     machine: list[tuple[str, str]],
     settings: Settings,
@@ -326,6 +352,7 @@ def document(
     tables: list[Table],
     checks: list[Check],
     charts: list[tuple[str, str]],
+    async_part: str | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -349,5 +376,7 @@ def document(
         lines += ["(No charts: matplotlib, in the `bench` extra, is not installed.)", ""]
     for table in tables:
         lines += [render_section(table), ""]
+    if async_part is not None:
+        lines += [async_part, ""]
     lines += [render_section(targets_table(checks)), "", f"**{summary_line(checks)}**", ""]
     return "\n".join(lines)

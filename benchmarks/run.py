@@ -26,11 +26,11 @@ from typing import Any
 
 import pymysql
 
-from benchmarks import charts, connect, report, scenarios, targets
+from benchmarks import async_scenarios, charts, connect, report, scenarios, targets
 from benchmarks.common import Check, Progress, Server, Settings, Table
 from benchmarks.peers import DEFAULT_CACHE, REPO_ROOT, Subject, discover
 
-SCENARIOS = ("overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect")
+SCENARIOS = ("overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect", "async")
 BENCH_USER_PREFIX = "pymysqlpool_bench_"
 
 
@@ -186,6 +186,10 @@ def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[
     return info
 
 
+def machine_load(machine: list[tuple[str, str]]) -> str:
+    return dict(machine).get("load average at start", "?")
+
+
 def _scenario_progress(progress: Progress, name: str, done: int, total: int) -> Callable[[str], None]:
     def say(message: str) -> None:
         progress(f"{name}: {message}", done, total)
@@ -217,6 +221,8 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     tables: list[Table] = []
     checks: list[Check] = []
     results: dict[str, Any] = {}
+    async_part: str | None = None
+    async_checks: list[Check] = []
 
     def emit(new_tables: list[Table], new_checks: list[Check]) -> None:
         tables.extend(new_tables)
@@ -259,21 +265,41 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
                 r7 = connect.run_connect(ctx)
                 c = connect.connect_checks(r7)
                 emit(connect.connect_tables(r7, c), c)
+            elif name == "async":
+                r8 = async_scenarios.run_async(ctx)
+                async_checks = async_scenarios.checks(r8)
+                new = [*async_scenarios.tables(r8, async_checks), async_scenarios.targets_table(async_checks)]
+                for table in new:
+                    print(report.render_section(table) + "\n", flush=True)
+                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                heading = (
+                    f"Measured {stamp} by `python benchmarks/run.py --scenario async"
+                    + (" --quick" if args.quick else "")
+                    + f"` at {_revision()} (load average at start: {machine_load(machine)}); settings: {settings}."
+                )
+                async_part = report.async_section(new, async_checks, heading)
     finally:
         if counter.user is not None:
             _drop_bench_user(server, counter.user)
     progress("done", total, total)
 
-    print(report.render_section(report.targets_table(checks)) + "\n")
-    print(report.summary_line(checks))
+    print(report.render_section(report.targets_table(checks + async_checks)) + "\n")
+    print(report.summary_line(checks + async_checks))
     if not args.no_out:
         out = Path(args.out)
-        drawn = charts.write(out, subjects, results.get("overhead"), results.get("query"), results.get("contention"))
-        text = report.document(machine, settings, args.quick, tables, checks, drawn)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        print(f"wrote {out}" + "".join(f", {out.parent / path}" for _, path in drawn), file=sys.stderr)
-    return 1 if args.strict and any(c.ok is False for c in checks) else 0
+        if selected == ["async"] and async_part is not None and out.exists():
+            # Only the async scenario ran: replace its part, keep every other row of the report.
+            out.write_text(report.splice_async(out.read_text(encoding="utf-8"), async_part), encoding="utf-8")
+            print(f"updated the async section of {out}", file=sys.stderr)
+        else:
+            drawn = charts.write(
+                out, subjects, results.get("overhead"), results.get("query"), results.get("contention")
+            )
+            text = report.document(machine, settings, args.quick, tables, checks, drawn, async_part)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+            print(f"wrote {out}" + "".join(f", {out.parent / path}" for _, path in drawn), file=sys.stderr)
+    return 1 if args.strict and any(c.ok is False for c in checks + async_checks) else 0
 
 
 if __name__ == "__main__":
