@@ -215,7 +215,8 @@ def make_probe(raw: Any) -> Optional[Callable[[int], Any]]:
         return None
 
     def probe(timeout: int = 0) -> bool:
-        return bool(reader.at_eof() or reader.exception() is not None)
+        # StreamReader.at_eof()/exception() read these two; asked on every return.
+        return bool(reader._eof or reader._exception is not None)
 
     return probe
 

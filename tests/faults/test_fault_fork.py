@@ -33,7 +33,11 @@ from _faultkit import (
 from pymysqlpool import ConnectionPool, PooledConnection
 from support.throwaway_mariadb import ThrowawayMariaDB
 
-pytestmark = [pytest.mark.faults, pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.threads_only("an event loop does not survive fork: the asyncio pool is made in the child"),
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)"),
+]
 
 CHILD_TIMEOUT = 20.0
 

@@ -14,6 +14,9 @@ from pymysqlpool import ConnectionPool
 from support.throwaway_mariadb import ThrowawayMariaDB
 
 pytestmark = pytest.mark.faults
+# Through the blocking facade the borrower's stack is the loop thread's; the
+# asyncio pool's own stacks and reclaim are tested in tests/server/test_async_pool.py.
+STACK_WHY = "the borrower's stack as the facade shows it"
 
 
 def warnings_from_pool(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
@@ -33,6 +36,7 @@ def borrow_and_drop(pool: ConnectionPool) -> int:
     return thread_id
 
 
+@pytest.mark.threads_only(STACK_WHY)
 @pytest.mark.parametrize("leak_timeout", [60.0, None])
 def test_dropped_connection_is_reclaimed(
     leak_timeout: float | None,
@@ -68,6 +72,7 @@ def test_dropped_connection_is_reclaimed(
         assert connection_id(conn) != thread_id
 
 
+@pytest.mark.threads_only(STACK_WHY)
 def test_connection_held_past_leak_timeout_is_reported(
     throwaway_server: ThrowawayMariaDB, make_pool: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:

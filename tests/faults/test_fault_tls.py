@@ -21,7 +21,10 @@ import pytest
 from support.throwaway_mariadb import ThrowawayMariaDB
 from support.tls_contexts import count_tls_contexts
 
-pytestmark = pytest.mark.faults
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.threads_only("PyMySQL's ssl_* arguments and TLS cache; the asyncio pool takes ssl=<SSLContext>"),
+]
 
 
 def _openssl(*args: str, cwd: Path) -> None:

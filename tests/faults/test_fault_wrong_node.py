@@ -50,7 +50,8 @@ def test_read_only_error_closes_the_connection_on_return(
         assert cur.fetchone() == (1,)
     pool.release(conn)
     stats = pool.get_stats()
-    assert stats["closed_wrong_node"] == 1 and stats["open"] == 0
+    # Closed, not parked (maintenance may already have opened its successor).
+    assert stats["closed_wrong_node"] == 1 and stats["open"] == stats["connections_made"] - 1
     assert closes == ["closed_wrong_node"]
     server.admin_query("SET GLOBAL read_only = 0")  # the name points at a primary again
     with pool.connection() as conn, conn.cursor() as cur:
@@ -114,7 +115,13 @@ def test_failover_behind_a_proxy(
         except pymysql.err.MySQLError as exc:
             assert exc.args[0] == 1290
             errors += 1
-    assert errors == (1 if drain_on_wrong_node else 3)
+    # Each old connection fails at most one write; how many of the three are
+    # used at all depends on how soon maintenance opens a successor (idle
+    # connections are lent newest first).
+    if drain_on_wrong_node:
+        assert errors == 1
+    else:
+        assert 1 <= errors <= 3
     assert new.admin_query("SELECT COUNT(*) FROM test.fo") == ((10 - errors,),)
     assert old.admin_query("SELECT COUNT(*) FROM test.fo") == ((0,),)
     fault_report(

@@ -34,6 +34,7 @@ def test_readme_quick_start_verbatim() -> None:
         pool.close()
 
 
+@pytest.mark.threads_only("PooledConnection forwards PyMySQL; the asyncio proxy's forwarding is in test_async_pool")
 def test_proxy_forwards_the_pymysql_connection(make_pool: Callable[..., ConnectionPool]) -> None:
     pool = make_pool(maxsize=2, pool_name="forwarding")
     conn = pool.get_conn()

@@ -207,6 +207,7 @@ def test_killed_inside_a_transaction_is_dropped_on_return(
     assert server_view.count(admin) == 1
 
 
+@pytest.mark.threads_only("0.5.0's ping(reconnect=True); the asyncio ping never reconnects")
 def test_ping_with_reconnect_replaces_a_killed_connection_in_place(
     make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any
 ) -> None:

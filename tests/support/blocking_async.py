@@ -25,7 +25,7 @@ from pymysqlpool import AsyncConnectionPool
 
 # A borrow may wait for its timeout plus a connect; no single call of the
 # facade may outlast this (a hang fails the test instead of freezing it).
-_CALL_LIMIT = 300.0
+_CALL_LIMIT = 90.0
 
 
 class BlockingAsyncPool:
