@@ -701,6 +701,7 @@ class PoolCore:
             # of them or after all of them.
             slot.state = HELD
             self._held += 1
+            slot.proxied = False
             conn._slot = None
             conn._raw = None
             used = now - slot.borrowed_at
@@ -940,7 +941,7 @@ class PoolCore:
     def _reconcile_plan(self, grace: float, seen: Dict[Slot, Tuple[float, float]]) -> Plan:
         """Close slots an interrupt orphaned (one that landed inside the
         clean-up of another): counted idle but not in the idle queue, or lent
-        but held by no live proxy, unchanged for ``grace`` seconds -- longer
+        but never given to a proxy, unchanged for ``grace`` seconds -- longer
         than any validation or connect of a borrow in progress. ``seen``
         (candidates and since when) is kept by the maintenance between
         rounds; returns how many were closed."""
@@ -955,8 +956,7 @@ class PoolCore:
                     continue
                 if slot.state != OUT:
                     continue
-                proxy = slot.owner() if slot.owner is not None else None
-                if proxy is not None and proxy._slot is slot:
+                if slot.proxied:
                     continue
                 first = seen.get(slot)
                 if first is None or first[0] != slot.borrowed_at:

@@ -31,8 +31,8 @@ class Slot:
         "keepalive",
         "last_used",
         "leak_reported",
-        "owner",
         "probe",
+        "proxied",
         "raw",
         "retire",
         "state",
@@ -53,8 +53,10 @@ class Slot:
         # poll(0) of the socket: non-empty means the server hung up on it.
         self.probe: Optional[Callable[[int], List[Any]]] = None
         self.state = NEW
-        # A weak reference to the proxy it was last lent through.
-        self.owner: Optional[Callable[[], Any]] = None
+        # A proxy holds it (set by the proxy, cleared on return): a slot lent
+        # with no proxy was orphaned by an interrupt (see _reconcile_plan).
+        # A proxy that dies reports itself (__del__), so no reference is kept.
+        self.proxied = False
         # Set once the connection must not be reused (drain, resize, wrong
         # node): the stats counter it is closed under.
         self.retire: Optional[str] = None

@@ -645,7 +645,7 @@ class AsyncPooledConnection:
         self._pool = pool
         self._slot: Optional[Slot] = slot
         self._raw: Any = slot.raw
-        slot.owner = weakref.ref(self)  # tells a lent slot from one an interrupt orphaned
+        slot.proxied = True  # tells a lent slot from one an interrupt orphaned
 
     def _returned_error(self) -> ConnectionReturnedError:
         return ConnectionReturnedError(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type
-from weakref import ref
 
 from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
@@ -34,7 +33,7 @@ class PooledConnection:
         self._slot: Optional[Slot] = slot
         self._raw: Any = slot.raw
         # Lets the pool tell a lent slot from one an interrupt orphaned.
-        slot.owner = ref(self)
+        slot.proxied = True
 
     # -- life cycle ---------------------------------------------------------
 
