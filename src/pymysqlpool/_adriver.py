@@ -388,6 +388,7 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
 
 async def close(raw: Any, timeout: Optional[float]) -> None:
     """Polite close (COM_QUIT) within ``timeout``; never raises."""
+    _forget_result(raw)
     try:
         await bounded(raw.ensure_closed(), timeout)
     except Exception:

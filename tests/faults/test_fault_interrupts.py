@@ -23,6 +23,7 @@ from support.throwaway_mariadb import ThrowawayMariaDB
 pytestmark = pytest.mark.faults
 
 
+@pytest.mark.threads_only("KeyboardInterrupt in the returning thread; its asyncio form (cancellation): test_async_pool")
 def test_keyboard_interrupt_during_rollback_on_return_loses_no_slot(
     throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any]
 ) -> None:

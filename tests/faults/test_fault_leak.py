@@ -19,11 +19,16 @@ pytestmark = pytest.mark.faults
 STACK_WHY = "the borrower's stack as the facade shows it"
 
 
-def warnings_from_pool(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
+def warnings_from_pool(caplog: pytest.LogCaptureFixture, needle: str, pool: Any) -> list[str]:
+    """The pool's warnings containing ``needle`` (not another test's pool, whose
+    dropped connection the collector may reach during this test)."""
     return [
-        record.getMessage()
+        message
         for record in caplog.records
-        if record.name == "pymysqlpool" and record.levelno == logging.WARNING and needle in record.getMessage()
+        if record.name == "pymysqlpool"
+        and record.levelno == logging.WARNING
+        and needle in (message := record.getMessage())
+        and f"pool {pool.name!r}" in message
     ]
 
 
@@ -58,7 +63,7 @@ def test_dropped_connection_is_reclaimed(
     assert stats["leaks_detected"] == 1
     assert wait_until(lambda: thread_id not in session_ids(throwaway_server, user), timeout=5)
 
-    messages = warnings_from_pool(caplog, "garbage-collected")
+    messages = warnings_from_pool(caplog, "garbage-collected", pool)
     assert len(messages) == 1
     if leak_timeout is not None:
         # The borrower's stack names the code that borrowed: this test, via the helper.
@@ -82,10 +87,10 @@ def test_connection_held_past_leak_timeout_is_reported(
     pool = make_pool(maxsize=2, timeout=5, connect_timeout=2, leak_timeout=0.3, **user_kwargs(throwaway_server, user))
     conn = pool.get_conn()
     thread_id = connection_id(conn)
-    assert wait_until(lambda: bool(warnings_from_pool(caplog, "has been borrowed for")), timeout=5)
+    assert wait_until(lambda: bool(warnings_from_pool(caplog, "has been borrowed for", pool)), timeout=5)
     # Reported once, not every maintenance round.
-    assert not wait_until(lambda: len(warnings_from_pool(caplog, "has been borrowed for")) > 1, timeout=0.5)
-    (message,) = warnings_from_pool(caplog, "has been borrowed for")
+    assert not wait_until(lambda: len(warnings_from_pool(caplog, "has been borrowed for", pool)) > 1, timeout=0.5)
+    (message,) = warnings_from_pool(caplog, "has been borrowed for", pool)
     assert "test_connection_held_past_leak_timeout_is_reported" in message
 
     # Reported, not taken away: the holder still uses it and gives it back.
@@ -109,7 +114,7 @@ def test_leak_reported_then_dropped_counts_once(
     pool = make_pool(maxsize=2, timeout=5, connect_timeout=2, leak_timeout=0.3, **user_kwargs(throwaway_server, user))
     conn = pool.get_conn()
     connection_id(conn)
-    assert wait_until(lambda: bool(warnings_from_pool(caplog, "has been borrowed for")), timeout=5)
+    assert wait_until(lambda: bool(warnings_from_pool(caplog, "has been borrowed for", pool)), timeout=5)
     del conn
     gc.collect()
     assert wait_until(lambda: pool.total_num == 0, timeout=5)
