@@ -13,16 +13,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymysqlpool import ConnectionPool
 from pymysqlpool.prometheus import PoolCollector, register, unregister
 from pymysqlpool.stats import COUNTERS, GAUGES
+from support.shells import pool_type
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture
-def make_pool(live_server: dict) -> Iterator[Any]:
+def make_pool(live_server: dict, shell: str) -> Iterator[Any]:
     pools: list = []
+    kind = pool_type(shell)  # the asyncio pool reports the same metrics
 
     def make(name: str, **kwargs: Any) -> ConnectionPool:
-        pool = ConnectionPool(name=name, maxsize=4, **live_server, **kwargs)
+        pool = kind(name=name, maxsize=4, **live_server, **kwargs)
         pools.append(pool)
         return pool
 

@@ -12,7 +12,7 @@ import weakref
 from typing import TYPE_CHECKING, Callable, Generic, List, Optional, TypeVar
 
 if TYPE_CHECKING:
-    from .pool import ConnectionPool
+    from ._core import PoolCore
 
 __all__ = ["ReportedPools"]
 
@@ -20,20 +20,20 @@ E = TypeVar("E")
 
 
 class ReportedPools(Generic[E]):
-    def __init__(self, make_events: Callable[[ConnectionPool], E]) -> None:
+    def __init__(self, make_events: Callable[[PoolCore], E]) -> None:
         self._make_events = make_events
         self._lock = threading.Lock()
-        self._pools: List[weakref.ref[ConnectionPool]] = []
-        self._events: weakref.WeakKeyDictionary[ConnectionPool, E] = weakref.WeakKeyDictionary()
+        self._pools: List[weakref.ref[PoolCore]] = []
+        self._events: weakref.WeakKeyDictionary[PoolCore, E] = weakref.WeakKeyDictionary()
 
-    def pools(self) -> List[ConnectionPool]:
+    def pools(self) -> List[PoolCore]:
         """The pools reported now: alive and not closed."""
         with self._lock:
             alive = [p for p in (ref() for ref in self._pools) if p is not None and not p.closed]
             self._pools = [weakref.ref(p) for p in alive]
             return alive
 
-    def add(self, pool: ConnectionPool) -> None:
+    def add(self, pool: PoolCore) -> None:
         """Report ``pool`` too (no-op if it is already reported)."""
         current = self.pools()
         if any(p is pool for p in current):
@@ -46,7 +46,7 @@ class ReportedPools(Generic[E]):
             self._pools.append(weakref.ref(pool))
             self._events[pool] = events
 
-    def remove(self, pool: ConnectionPool) -> bool:
+    def remove(self, pool: PoolCore) -> bool:
         """Stop reporting ``pool`` and detach its events; True if it was reported."""
         with self._lock:
             self._pools = [ref for ref in self._pools if ref() is not None and ref() is not pool]
@@ -56,6 +56,6 @@ class ReportedPools(Generic[E]):
         pool.remove_events(events)
         return True
 
-    def events(self, pool: ConnectionPool) -> Optional[E]:
+    def events(self, pool: PoolCore) -> Optional[E]:
         with self._lock:
             return self._events.get(pool)

@@ -48,7 +48,7 @@ from ._reporting import ReportedPools
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .pool import ConnectionPool
+    from ._core import PoolCore
 
 __all__ = ["POOL_NAME", "instrument", "uninstrument"]
 
@@ -149,7 +149,7 @@ def _for_provider(provider: Optional[MeterProvider]) -> _Meters:
         return found[1]
 
 
-def instrument(pool: ConnectionPool, meter_provider: Optional[MeterProvider] = None) -> None:
+def instrument(pool: PoolCore, meter_provider: Optional[MeterProvider] = None) -> None:
     """Report ``pool`` on ``meter_provider`` (default: the global one).
 
     Instrumenting the same pool twice is a no-op; two pools with the same name
@@ -158,6 +158,6 @@ def instrument(pool: ConnectionPool, meter_provider: Optional[MeterProvider] = N
     _for_provider(meter_provider).reported.add(pool)
 
 
-def uninstrument(pool: ConnectionPool, meter_provider: Optional[MeterProvider] = None) -> bool:
+def uninstrument(pool: PoolCore, meter_provider: Optional[MeterProvider] = None) -> bool:
     """Stop reporting ``pool``; True if it was reported on that provider."""
     return _for_provider(meter_provider).reported.remove(pool)

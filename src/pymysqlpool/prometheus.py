@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 try:
     from prometheus_client.core import (
@@ -42,12 +42,10 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "pymysqlpool.prometheus needs prometheus_client: install the extra with pip install 'pymysql-pool[prometheus]'"
     ) from exc
 
+from ._core import PoolCore
 from ._reporting import ReportedPools
-from .pool import ConnectionPool
+from .cluster import ClusterPool
 from .stats import COUNTERS, GAUGES
-
-if TYPE_CHECKING:
-    from .cluster import ClusterPool
 
 __all__ = ["PREFIX", "PoolCollector", "register", "unregister"]
 
@@ -106,20 +104,20 @@ class PoolCollector(Collector):
     whose name is already reported raises ``ValueError``.
     """
 
-    def __init__(self, *pools: ConnectionPool) -> None:
+    def __init__(self, *pools: PoolCore) -> None:
         self._reported: ReportedPools[PoolEvents] = ReportedPools(lambda pool: PoolEvents())
         for pool in pools:
             self.add(pool)
 
-    def pools(self) -> List[ConnectionPool]:
+    def pools(self) -> List[PoolCore]:
         """The pools reported now (alive and open)."""
         return self._reported.pools()
 
-    def add(self, pool: ConnectionPool) -> None:
+    def add(self, pool: PoolCore) -> None:
         """Report ``pool`` too (no-op if it is already reported)."""
         self._reported.add(pool)
 
-    def remove(self, pool: ConnectionPool) -> bool:
+    def remove(self, pool: PoolCore) -> bool:
         """Stop reporting ``pool``; True if it was reported."""
         return self._reported.remove(pool)
 
@@ -170,13 +168,13 @@ _registered: weakref.WeakKeyDictionary[CollectorRegistry, PoolCollector] = weakr
 _registered_lock = threading.Lock()
 
 
-def register(pool: Union[ConnectionPool, ClusterPool], registry: Optional[CollectorRegistry] = None) -> PoolCollector:
+def register(pool: Union[PoolCore, ClusterPool], registry: Optional[CollectorRegistry] = None) -> PoolCollector:
     """Report ``pool``'s stats on ``registry`` (default: prometheus_client's
     ``REGISTRY``). Call it once per pool; all pools registered on one registry
     share one collector, which is returned. A ``ClusterPool`` is reported per
     node: its node pools are named ``<cluster>/<host>:<port>``, the ``pool`` label."""
     target = REGISTRY if registry is None else registry
-    if not isinstance(pool, ConnectionPool):
+    if isinstance(pool, ClusterPool):
         nodes = pool.node_pools()
         for node in nodes[1:]:
             register(node, target)
@@ -192,11 +190,11 @@ def register(pool: Union[ConnectionPool, ClusterPool], registry: Optional[Collec
     return collector
 
 
-def unregister(pool: Union[ConnectionPool, ClusterPool], registry: Optional[CollectorRegistry] = None) -> bool:
+def unregister(pool: Union[PoolCore, ClusterPool], registry: Optional[CollectorRegistry] = None) -> bool:
     """Stop reporting ``pool`` (every node of a ``ClusterPool``) on ``registry``;
     True if it was reported there."""
     target = REGISTRY if registry is None else registry
-    if not isinstance(pool, ConnectionPool):
+    if isinstance(pool, ClusterPool):
         return any([unregister(node, target) for node in pool.node_pools()])
     with _registered_lock:
         collector = _registered.get(target)
