@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
 
-from benchmarks.common import NA, Check, Table, coefficient_of_variation, fmt, median
+from benchmarks.common import CONTENTION_COLUMNS, NA, Check, Table, coefficient_of_variation, fmt, median
 from benchmarks.scenarios import FLOOR_BLOCK, ContentionRow, Context, _sampler, _settled_count
 
 # --- subjects ----------------------------------------------------------------------
@@ -897,18 +897,7 @@ def tables(result: AsyncResult, all_checks: list[Check]) -> list[Table]:
         out.append(
             Table(
                 f"A3. Async contention: {tasks} tasks on maxsize={maxsize}, {result.runs} x {result.duration_s:g} s",
-                [
-                    "Subject",
-                    "cycles/s",
-                    "errors",
-                    "wait p50 ms",
-                    "wait p99 ms",
-                    "wait max ms",
-                    "fairness CV",
-                    "server conns",
-                    "cycles",
-                    "Target",
-                ],
+                ["Subject", *CONTENTION_COLUMNS],
                 rows,
                 [
                     "Each task loops acquire + SELECT 1 + fetch + release until a shared deadline (also capped "

@@ -132,3 +132,17 @@ def fmt(value: float | None, digits: int = 2) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "inf"
     return f"{value:,.{digits}f}"
+
+
+# The columns of a contention table after its first (who was measured).
+CONTENTION_COLUMNS = [
+    "cycles/s",
+    "errors",
+    "wait p50 ms",
+    "wait p99 ms",
+    "wait max ms",
+    "fairness CV",
+    "server conns",
+    "cycles",
+    "Target",
+]

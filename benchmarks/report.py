@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks.common import NA, Check, Settings, Table, fmt
+from benchmarks.common import CONTENTION_COLUMNS, NA, Check, Settings, Table, fmt
 from benchmarks.peers import OURS_PAIR, RAW, Subject
 from benchmarks.scenarios import (
     BookkeepingResult,
@@ -233,18 +233,7 @@ def contention_tables(result: ContentionResult, subjects: list[Subject], checks:
         tables.append(
             Table(
                 f"4. Contention: {threads} threads on maxsize={maxsize}, {result.runs} x {result.duration_s:g} s",
-                [
-                    "Pool",
-                    "cycles/s",
-                    "errors",
-                    "wait p50 ms",
-                    "wait p99 ms",
-                    "wait max ms",
-                    "fairness CV",
-                    "server conns",
-                    "cycles",
-                    "Target",
-                ],
+                ["Pool", *CONTENTION_COLUMNS],
                 rows,
                 [
                     "Each thread loops borrow + SELECT 1 + fetch + return until a shared "

@@ -29,9 +29,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from ._driver import (
     _forget_result,
+    answer_ended,
     is_fatal_connect_error,
     mid_answer,
-    note_error,
     results_pending,
     session_dirty,
     watch_wrong_node,
@@ -91,8 +91,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
         try:
             await super()._read_query_result(unbuffered=unbuffered)
         except pymysql.err.MySQLError as exc:
-            _answer_ended_by(self, exc)
-            note_error(self, exc)
+            answer_ended(self, exc, self._writer is not None)
             raise
         self._exchanging = False
 
@@ -100,8 +99,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
         try:
             ok = await super()._read_ok_packet()
         except pymysql.err.MySQLError as exc:
-            _answer_ended_by(self, exc)
-            note_error(self, exc)
+            answer_ended(self, exc, self._writer is not None)
             raise
         self._exchanging = False
         return ok
@@ -115,14 +113,6 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
     async def set_charset(self, charset: str) -> None:
         await super().set_charset(charset)
         self._exchanging = False
-
-
-def _answer_ended_by(raw: Any, exc: BaseException) -> None:
-    """A server error packet ends an answer at a packet boundary; a client
-    error (2000-2999) leaves aiomysql's connection closed."""
-    code = exc.args[0] if exc.args else None
-    if isinstance(code, int) and not 2000 <= code < 3000 and raw._writer is not None:
-        raw._exchanging = False
 
 
 # -- cursors: bound to one borrow ---------------------------------------------

@@ -92,8 +92,7 @@ class Connection(pymysql.connections.Connection):
         try:
             affected = super()._read_query_result(unbuffered)  # type: ignore[misc]
         except pymysql.err.MySQLError as exc:
-            _answer_ended_by(self, exc)
-            note_error(self, exc)
+            answer_ended(self, exc, self._sock is not None)  # type: ignore[attr-defined]  # not in the stubs
             raise
         self._exchanging = False
         return affected
@@ -102,8 +101,7 @@ class Connection(pymysql.connections.Connection):
         try:
             ok = super()._read_ok_packet()  # type: ignore[misc]
         except pymysql.err.MySQLError as exc:
-            _answer_ended_by(self, exc)
-            note_error(self, exc)
+            answer_ended(self, exc, self._sock is not None)  # type: ignore[attr-defined]  # not in the stubs
             raise
         self._exchanging = False
         return ok
@@ -119,12 +117,15 @@ class Connection(pymysql.connections.Connection):
         self._exchanging = False
 
 
-def _answer_ended_by(raw: Any, exc: BaseException) -> None:
-    """A server error packet ends an answer at a packet boundary; a client
-    error (2000-2999, or a broken sequence) leaves PyMySQL's socket closed."""
+def answer_ended(raw: Any, exc: BaseException, connected: bool) -> None:
+    """``exc`` ended the answer ``raw`` was reading. A server error packet
+    ends it at a packet boundary (the mid-answer mark is cleared); a client
+    error (2000-2999, or a broken sequence) leaves the driver's connection
+    closed (``connected`` False). Either way a wrong-node error is noted."""
     code = exc.args[0] if exc.args else None
-    if isinstance(code, int) and not 2000 <= code < 3000 and raw._sock is not None:
+    if isinstance(code, int) and not 2000 <= code < 3000 and connected:
         raw._exchanging = False
+    note_error(raw, exc)
 
 
 def adopt(raw: Any) -> None:

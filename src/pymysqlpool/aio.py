@@ -47,7 +47,8 @@ from ._maintenance import Schedule
 from ._slot import HELD, Slot
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
-from .errors import ConnectionReturnedError, PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
+from .connection import Borrowed
+from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -633,43 +634,18 @@ async def _ready(value: Any) -> Any:
     return value
 
 
-class AsyncPooledConnection:
+class AsyncPooledConnection(Borrowed):
     """A borrowed aiomysql connection. Give it back with ``await
     pool.release(conn)``, ``await conn.close()`` or by leaving ``async with
     pool.connection()``/``async with conn``. After that every use raises
     ``ConnectionReturnedError`` -- its cursors' too."""
 
-    __slots__ = ("__weakref__", "_pool", "_raw", "_slot")
-
-    def __init__(self, pool: AsyncConnectionPool, slot: Slot) -> None:
-        self._pool = pool
-        self._slot: Optional[Slot] = slot
-        self._raw: Any = slot.raw
-        slot.proxied = True  # tells a lent slot from one an interrupt orphaned
-
-    def _returned_error(self) -> ConnectionReturnedError:
-        return ConnectionReturnedError(
-            f"this connection was already returned to pool {self._pool.name!r}; borrow a new one"
-        )
-
-    def _returned_twice(self) -> ReturnConnectionToPoolError:
-        return ReturnConnectionToPoolError(f"this connection was already returned to pool {self._pool.name!r}")
-
-    @property
-    def raw(self) -> Any:
-        """The underlying aiomysql connection (do not close it or keep it)."""
-        raw = self._raw
-        if raw is None:
-            raise self._returned_error()
-        return raw
+    __slots__ = ()
+    _pool: AsyncConnectionPool
 
     @property
     def pool(self) -> AsyncConnectionPool:
         return self._pool
-
-    @property
-    def returned(self) -> bool:
-        return self._raw is None
 
     async def close(self) -> None:
         """Give the connection back to its pool (the connection stays open)."""
@@ -686,14 +662,6 @@ class AsyncPooledConnection:
     ) -> None:
         if self._raw is not None:
             await self._pool.release(self, exc is not None)
-
-    def __del__(self) -> None:
-        try:
-            slot = self._slot
-        except AttributeError:  # __init__ was interrupted
-            return
-        if slot is not None:
-            self._pool._leaked(slot)
 
     def cursor(self, cursor: Any = None) -> _CursorContext:
         """A cursor tied to this borrow (``async with conn.cursor() as cur``
@@ -726,13 +694,3 @@ class AsyncPooledConnection:
         """Check the server answers (never reconnects: a dead connection is
         closed on return and replaced)."""
         await self.raw.ping(reconnect=False)
-
-    def __getattr__(self, name: str) -> Any:
-        raw = object.__getattribute__(self, "_raw")
-        if raw is None:
-            raise object.__getattribute__(self, "_returned_error")()
-        return getattr(raw, name)
-
-    def __repr__(self) -> str:
-        state = "returned" if self._raw is None else "borrowed"
-        return f"<AsyncPooledConnection {state} from pool {self._pool.name!r}>"

@@ -19,23 +19,21 @@ if TYPE_CHECKING:
     from ._slot import Slot
     from .pool import ConnectionPool
 
-__all__ = ["PooledConnection"]
+__all__ = ["Borrowed", "PooledConnection"]
 
 
-class PooledConnection:
-    """A borrowed connection. Give it back with ``pool.release(conn)``,
-    ``conn.close()`` or by leaving ``with conn:``."""
+class Borrowed:
+    """What both pools' proxies share: one borrow of one slot, dead once given
+    back, and reporting itself to the pool if dropped while borrowed."""
 
     __slots__ = ("__weakref__", "_pool", "_raw", "_slot")
 
-    def __init__(self, pool: ConnectionPool, slot: Slot) -> None:
+    def __init__(self, pool: Any, slot: Slot) -> None:
         self._pool = pool
         self._slot: Optional[Slot] = slot
         self._raw: Any = slot.raw
         # Lets the pool tell a lent slot from one an interrupt orphaned.
         slot.proxied = True
-
-    # -- life cycle ---------------------------------------------------------
 
     def _returned_error(self) -> ConnectionReturnedError:
         return ConnectionReturnedError(
@@ -47,20 +45,49 @@ class PooledConnection:
 
     @property
     def raw(self) -> Any:
-        """The underlying PyMySQL connection (do not close it or keep it)."""
+        """The driver's connection (do not close it or keep it)."""
         raw = self._raw
         if raw is None:
             raise self._returned_error()
         return raw
 
     @property
-    def pool(self) -> ConnectionPool:
-        return self._pool
-
-    @property
     def returned(self) -> bool:
         """True once the connection was given back."""
         return self._raw is None
+
+    def __del__(self) -> None:
+        # Dropped while still borrowed: the pool reclaims the slot later,
+        # never from inside the garbage collector.
+        try:
+            slot = self._slot
+        except AttributeError:  # __init__ was interrupted: the borrow gave the slot up itself
+            return
+        if slot is not None:
+            self._pool._leaked(slot)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names not defined here: forward to the driver.
+        raw = object.__getattribute__(self, "_raw")
+        if raw is None:
+            raise object.__getattribute__(self, "_returned_error")()
+        return getattr(raw, name)
+
+    def __repr__(self) -> str:
+        state = "returned" if self._raw is None else "borrowed"
+        return f"<{type(self).__name__} {state} from pool {self._pool.name!r}>"
+
+
+class PooledConnection(Borrowed):
+    """A borrowed connection. Give it back with ``pool.release(conn)``,
+    ``conn.close()`` or by leaving ``with conn:``."""
+
+    __slots__ = ()
+    _pool: ConnectionPool
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
 
     def close(self) -> None:
         """Give the connection back to its pool (the socket stays open)."""
@@ -77,16 +104,6 @@ class PooledConnection:
     ) -> None:
         if self._raw is not None:
             self._pool.release(self, exc is not None)
-
-    def __del__(self) -> None:
-        # Dropped while still borrowed: the pool reclaims the slot later,
-        # never from inside the garbage collector.
-        try:
-            slot = self._slot
-        except AttributeError:  # __init__ was interrupted: the borrow gave the slot up itself
-            return
-        if slot is not None:
-            self._pool._leaked(slot)
 
     # -- forwarding ---------------------------------------------------------
 
@@ -154,14 +171,3 @@ class PooledConnection:
     @property
     def encoding(self) -> str:
         return str(self.raw.encoding)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for names not defined here: forward to PyMySQL.
-        raw = object.__getattribute__(self, "_raw")
-        if raw is None:
-            raise object.__getattribute__(self, "_returned_error")()
-        return getattr(raw, name)
-
-    def __repr__(self) -> str:
-        state = "returned" if self._raw is None else "borrowed"
-        return f"<PooledConnection {state} from pool {self._pool.name!r}>"
