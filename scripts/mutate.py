@@ -5,7 +5,7 @@ Usage (through ``./dev mutate``):
     scripts/mutate.py [--files pool.py,...] [--sample N] [--seed S] [--jobs J]
                       [--timeout SECONDS] [--server] [--list] [--only ID,...]
 
-Each mutant is one small change to one of ``pool.py``, ``_driver.py``,
+Each mutant is one small change to one of ``_core.py``, ``pool.py``, ``_driver.py``,
 ``_waiting.py`` (a comparison flipped, ``and``/``or`` swapped, ``+=``/``-=``
 swapped, a ``not`` dropped, a constant changed, a statement deleted), written
 to a copy of the tree in a temporary directory; the fast tier (and with
