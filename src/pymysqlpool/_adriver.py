@@ -30,10 +30,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ._driver import (
     _forget_result,
     answer_ended,
+    is_broken,
     is_fatal_connect_error,
     mid_answer,
+    needs_reset,
     results_pending,
-    session_dirty,
     watch_wrong_node,
 )
 
@@ -64,6 +65,12 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
 
     _exchanging = False
     wrong_node_hook: Optional[Callable[[], Any]] = None
+
+    @property
+    def _sock(self) -> Any:
+        """PyMySQL's name for "the connection is open" (None once it is not),
+        so that the pool's PyMySQL rules (is_broken, needs_reset) hold here too."""
+        return self._writer
     # PyMySQL's read_timeout, which aiomysql lacks: no read waits longer.
     _read_timeout: Optional[float] = None
 
@@ -182,19 +189,6 @@ def cursor_class(cls: Any) -> Any:
 
 
 # -- non-blocking facts (the core's driver interface) ---------------------------
-
-
-def is_broken(raw: Any) -> bool:
-    """aiomysql drops its stream when a read or write fails or is cancelled."""
-    return raw._writer is None
-
-
-def needs_reset(raw: Any, autocommit: bool) -> bool:
-    """As ``_driver.needs_reset``: the state the next borrower could see,
-    read from the last OK packet, no round trip."""
-    if raw._writer is None or raw._exchanging:
-        return True
-    return session_dirty(raw.server_status, raw._result, autocommit)
 
 
 def make_probe(raw: Any) -> Optional[Callable[[int], Any]]:
@@ -346,7 +340,7 @@ async def _reset(raw: Any, autocommit: bool) -> bool:
     while results_pending(raw):  # further result sets of a fully read first one
         await raw.next_result()
     rolled_back = False
-    if session_dirty(raw.server_status, None, True):
+    if needs_reset(raw, True):  # results drained above: an open transaction or autocommit off
         await raw.rollback()
         rolled_back = True
     # Sent unless the server already reports the pool's mode (no round trip then).

@@ -319,14 +319,10 @@ def needs_reset(raw: Any, autocommit: bool) -> bool:
     """
     if raw._sock is None or raw._exchanging:
         return True  # broken or mid-answer: the caller's slow path drops it
-    return session_dirty(raw.server_status, raw._result, autocommit)
-
-
-def session_dirty(status: int, result: Any, autocommit: bool) -> bool:
-    """The rule, for every driver: an open transaction, autocommit off or not
-    the pool's mode, or a result still to read (``result``, if given)."""
+    status = raw.server_status
     if status & _IN_TRANS or bool(status & _AUTOCOMMIT) != autocommit or not autocommit:
         return True
+    result = raw._result
     return result is not None and bool(result.unbuffered_active or result.has_next)
 
 
@@ -364,7 +360,7 @@ def _reset(raw: Any, autocommit: bool) -> bool:
     while results_pending(raw):
         raw.next_result()
     rolled_back = False
-    if session_dirty(raw.server_status, None, True):
+    if needs_reset(raw, True):  # results drained above: an open transaction or autocommit off
         raw.rollback()
         rolled_back = True
     raw.autocommit(autocommit)
