@@ -373,3 +373,25 @@ def test_asynchronous_exception_storm_loses_no_slot(
     # slot the pool cannot tell from one in use (measured: about 1 run in 8).
     assert pool.maxsize - len(borrowed) <= 1, stats
     assert not server.ownership_violations
+
+
+def test_reconcile_closes_a_slot_lent_to_no_proxy_after_the_grace(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """What an exception inside a borrow's own clean-up can leave: a slot
+    granted (OUT) that no proxy ever held. The maintenance closes it once it
+    stayed so for the grace period, and says how many it closed; a lent slot
+    is left alone."""
+    pool = make_pool(maxsize=3, pre_create_num=2)
+    lent = pool.get_conn()
+    orphan = pool._lend_idle()  # granted, and then the borrower vanished
+    assert orphan is not None and not orphan.proxied
+    seen: dict = {}
+    assert pool._run(pool._reconcile_plan(60.0, seen)) == 0  # within the grace: maybe a borrow in progress
+    assert list(seen) == [orphan]
+    assert pool._run(pool._reconcile_plan(0.0, seen)) == 1
+    stats = pool.get_stats()
+    assert stats["closed_broken"] == 1 and stats["open"] == 1 and stats["borrowed"] == 1
+    assert not seen and orphan.raw.disposed
+    pool.release(lent)
+    assert conserved(pool)
