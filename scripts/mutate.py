@@ -168,6 +168,11 @@ def mutated_source(mutant: Mutant, files: List[str]) -> str:
 def _copy_tree(into: Path) -> None:
     shutil.copytree(ROOT / "src", into / "src")
     shutil.copytree(ROOT / "tests", into / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+    # The server tier imports the benchmark package (the bench account test)
+    # and runs the README's quick start.
+    shutil.copytree(ROOT / "benchmarks", into / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", into / "docs")
+    shutil.copy(ROOT / "README.md", into / "README.md")
     shutil.copy(ROOT / "pyproject.toml", into / "pyproject.toml")
 
 
