@@ -17,6 +17,7 @@ class Lifecycle:
     """Mutated with the pool lock held."""
 
     __slots__ = (
+        "autostart",
         "epoch",
         "failing_since",
         "failure_reported",
@@ -27,6 +28,7 @@ class Lifecycle:
         "reconnect_timeout",
         "shed",
         "shut",
+        "stopped",
     )
 
     def __init__(
@@ -48,6 +50,11 @@ class Lifecycle:
         self.failing_since: Optional[float] = None  # first failed connect of the current outage
         self.failure_reported = False
         self.last_error: Optional[BaseException] = None
+        # The asyncio pool's: it opens on first use (its constructor cannot
+        # wait), and the maintenance close() stopped, in case close() was
+        # cancelled before that ended and is called again.
+        self.autostart = False
+        self.stopped: Any = None
 
     def connect_failed(self, exc: BaseException, started: float, now: float) -> bool:
         """Record a failed connect; True when reconnect_failed is due (once per outage)."""

@@ -167,8 +167,7 @@ class AsyncConnectionPool(PoolCore):
             reconnect_failed=reconnect_failed,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._autostart = open
-        self._stopping: Optional[_Upkeep] = None  # the maintenance close() stopped
+        self._life.autostart = open
 
     # -- the event loop -----------------------------------------------------
 
@@ -177,7 +176,7 @@ class AsyncConnectionPool(PoolCore):
         adopt it (first use), else refuse at once."""
         if self._loop is None:
             self._loop = loop
-            if self._autostart and not self._life.opened and not self._life.shut:
+            if self._life.autostart and not self._life.opened and not self._life.shut:
                 self._start()
                 self._ensure_maintenance()
             return
@@ -421,14 +420,14 @@ class AsyncConnectionPool(PoolCore):
         shut = self._shut()
         if shut is not None:
             idle, upkeep = shut
-            self._stopping = upkeep
+            self._life.stopped = upkeep
             try:
                 if upkeep is not None:
                     await upkeep.stop()
             finally:
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
-        elif self._stopping is not None:
-            await self._stopping.stop()  # an earlier close() was cancelled before it ended
+        elif self._life.stopped is not None:
+            await self._life.stopped.stop()  # an earlier close() was cancelled before it ended
         await self._run(self._reclaim_plan())
         if grace is None or not self._life.opened:
             return 0
