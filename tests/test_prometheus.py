@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pymysqlpool import ConnectionPool
 from pymysqlpool.prometheus import PoolCollector, register, unregister
-from pymysqlpool.stats import COUNTERS, GAUGES
+from pymysqlpool.stats import COUNTERS, GAUGES, MAXIMA
 from support.shells import pool_type
 
 pytestmark = pytest.mark.server
@@ -43,7 +43,7 @@ def scrape(registry: CollectorRegistry) -> dict:
 
 
 def metric_name(key: str) -> str:
-    return f"pymysqlpool_{key}" + ("_total" if key in COUNTERS else "")
+    return f"pymysqlpool_{key}" + ("_total" if key in COUNTERS and key not in MAXIMA else "")
 
 
 def test_two_pools_scrape_matches_get_stats(make_pool: Any) -> None:
@@ -81,7 +81,9 @@ def test_metric_types_and_help(make_pool: Any) -> None:
         assert families[f"pymysqlpool_{key}"].documentation == meaning
     for key in COUNTERS:
         family = families.get(f"pymysqlpool_{key}") or families[f"pymysqlpool_{key}_total"]
-        assert family.type == "counter"
+        # A maximum (reset by pop_stats) is no running total: a gauge.
+        assert family.type == ("gauge" if key in MAXIMA else "counter"), key
+    assert families["pymysqlpool_use_max_ms"].type == "gauge"
 
 
 def test_collector_with_several_pools(make_pool: Any) -> None:

@@ -8,7 +8,8 @@
 Every key of ``pool.get_stats()`` becomes a metric ``pymysqlpool_<key>``
 with a ``pool`` label holding the pool's name: gauges as gauges, counters as
 counters (exposed with the ``_total`` suffix, e.g.
-``pymysqlpool_borrows_total``). Values are read when Prometheus scrapes, under
+``pymysqlpool_borrows_total``) but for ``use_max_ms``, a maximum that
+``pop_stats()`` resets: a gauge. Values are read when Prometheus scrapes, under
 the pool's lock, so each pool's numbers are one consistent snapshot.
 
 Three histograms come from the pool's events, attached when the pool is
@@ -45,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 from ._core import PoolCore
 from ._reporting import ReportedPools
 from .cluster import ClusterPool
-from .stats import COUNTERS, GAUGES
+from .stats import COUNTERS, GAUGES, MAXIMA
 
 __all__ = ["PREFIX", "PoolCollector", "register", "unregister"]
 
@@ -154,8 +155,15 @@ class PoolCollector(Collector):
     def _families_by_kind() -> Tuple[
         Dict[str, GaugeMetricFamily], Dict[str, CounterMetricFamily], Dict[str, HistogramMetricFamily]
     ]:
-        gauges = {key: GaugeMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in GAUGES.items()}
-        counters = {key: CounterMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in COUNTERS.items()}
+        gauges = {
+            key: GaugeMetricFamily(PREFIX + key, doc, labels=["pool"])
+            for key, doc in (*GAUGES.items(), *((key, COUNTERS[key]) for key in sorted(MAXIMA)))
+        }
+        counters = {
+            key: CounterMetricFamily(PREFIX + key, doc, labels=["pool"])
+            for key, doc in COUNTERS.items()
+            if key not in MAXIMA
+        }
         histograms = {
             key: HistogramMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in HISTOGRAMS.items()
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, Union
 
-__all__ = ["COUNTERS", "GAUGES", "Counters"]
+__all__ = ["COUNTERS", "GAUGES", "MAXIMA", "Counters"]
 
 Number = Union[int, float]
 
@@ -45,6 +45,10 @@ COUNTERS: Dict[str, str] = {
 }
 
 _USE_KEYS = ("uses", "use_ms", "use_max_ms")
+
+# Counters that hold a maximum, not a sum: they go down at pop_stats() and are
+# no running total (Prometheus exports them as gauges).
+MAXIMA = frozenset({"use_max_ms"})
 
 GAUGES: Dict[str, str] = {
     "pool_min": "pre_create_num: connections kept open at all times",
