@@ -242,21 +242,22 @@ _TRACK_LAST_GTID = (
 )
 
 
-def connect_tracking_writes(**kwargs: Any) -> Connection:
-    """Open a :class:`WriteTrackingConnection` (a ``connection_factory``).
+def connect_tracking_writes(
+    kwargs: Dict[str, Any], timeout: float, tls: Optional[TlsContexts] = None
+) -> Connection:
+    """Open a :class:`WriteTrackingConnection` (as :func:`connect`).
 
     Where the server cannot report ``last_gtid`` (MySQL, old MariaDB) a plain
     :class:`Connection` is returned: callers treat it as "may have written".
     """
     flags = int(kwargs.get("client_flag", 0)) | CLIENT.SESSION_TRACK
-    timeout = float(kwargs.get("connect_timeout") or 10)
-    raw = connect({**kwargs, "client_flag": flags}, timeout, cls=WriteTrackingConnection)
+    raw = connect({**kwargs, "client_flag": flags}, timeout, tls, cls=WriteTrackingConnection)
     try:
         with _bounded(raw, timeout), raw.cursor(pymysql.cursors.Cursor) as cur:
             cur.execute(_TRACK_LAST_GTID)
     except pymysql.err.MySQLError:
         close(raw)
-        return connect(kwargs, timeout)
+        return connect(kwargs, timeout, tls)
     except BaseException:
         close(raw)
         raise

@@ -79,6 +79,11 @@ class _NodePool(ConnectionPool):
 
     _node: _Node
 
+    def _dial(self, kwargs: Any, limit: float) -> Any:
+        # Connections that report their writes (causal reads), with the
+        # pool's TLS contexts and its keep-alive below the node's wait_timeout.
+        return _driver.connect_tracking_writes(kwargs, limit, self._tls)
+
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         raw = conn._raw
         # One test in the common case: a clean borrow on a connection that reports its writes.
@@ -185,8 +190,6 @@ class ClusterPool:
         self._turn = 0
         kwargs = {**url_kwargs, **pool_kwargs}
         base = str(kwargs.pop("pool_name", None) or kwargs.pop("name", None) or "cluster")
-        if kwargs.get("connection_factory") is None:
-            kwargs["connection_factory"] = _driver.connect_tracking_writes
         self.name = base
         self._connect_kwargs = {k: v for k, v in kwargs.items() if k in _driver.CONNECT_PARAMETERS}
         self._nodes: List[_Node] = []

@@ -160,10 +160,8 @@ class ConnectionPool(PoolCore):
         raw: Any = None
         try:
             kwargs = resolve(cfg.connect_kwargs)  # callables (rotating passwords) evaluated now
-            if cfg.connection_factory is not None:
-                raw = cfg.connection_factory(**kwargs)
-            else:
-                raw = _driver.connect(kwargs, limit, self._tls)
+            factory = cfg.connection_factory
+            raw = self._dial(kwargs, limit) if factory is None else factory(**kwargs)
             _driver.adopt(raw)
             if cfg.configure is not None:
                 cfg.configure(raw)
@@ -179,6 +177,11 @@ class ConnectionPool(PoolCore):
                 _driver.close(raw)
             raise
         return raw, keepalive
+
+    def _dial(self, kwargs: Any, limit: float) -> Any:
+        """The driver's connect, with the pool's TLS contexts (a cluster's node
+        pools dial a connection class of their own)."""
+        return _driver.connect(kwargs, limit, self._tls)
 
     def _reset(self, raw: Any, failed: bool) -> bool:
         cfg = self._config
