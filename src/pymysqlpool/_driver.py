@@ -264,9 +264,10 @@ def connect_tracking_writes(
     return raw
 
 
-def session_wait_timeout(raw: Any) -> Optional[float]:
-    """The server's idle limit for this session (``wait_timeout``), in seconds."""
-    with raw.cursor(pymysql.cursors.Cursor) as cur:
+def session_wait_timeout(raw: Any, timeout: Optional[float] = None) -> Optional[float]:
+    """The server's idle limit for this session (``wait_timeout``), in seconds;
+    the answer awaited ``timeout`` seconds at most."""
+    with _bounded(raw, timeout), raw.cursor(pymysql.cursors.Cursor) as cur:
         cur.execute("SELECT @@SESSION.wait_timeout")
         row = cur.fetchone()
     return float(row[0]) if row and row[0] else None

@@ -221,9 +221,11 @@ class AsyncConnectionPool(PoolCore):
         """Open one connection; the whole of it (handshake, configure, the
         wait_timeout read) ends within ``limit`` seconds."""
         cfg = self._config
+        loop = _running_loop()
+        end = loop.time() + limit
         raw = await _adriver.connect(resolve(cfg.connect_kwargs), limit)
         try:
-            keepalive = await _adriver.bounded(self._set_up(raw), limit)
+            keepalive = await _adriver.bounded(self._set_up(raw), end - loop.time())
         except asyncio.TimeoutError as exc:
             _adriver.force_close(raw)
             raise TimeoutError(f"setting up a new connection took longer than {limit:.3g} s") from exc

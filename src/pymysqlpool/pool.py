@@ -158,6 +158,7 @@ class ConnectionPool(PoolCore):
         bounded by ``limit``, never by the borrow's timeout alone."""
         cfg = self._config
         raw: Any = None
+        end = _monotonic() + limit
         try:
             kwargs = resolve(cfg.connect_kwargs)  # callables (rotating passwords) evaluated now
             factory = cfg.connection_factory
@@ -169,7 +170,7 @@ class ConnectionPool(PoolCore):
                     raw.commit()
             keepalive = cfg.keepalive_interval
             if keepalive and cfg.connection_factory is None:
-                server_idle = _driver.session_wait_timeout(raw)
+                server_idle = _driver.session_wait_timeout(raw, end - _monotonic())
                 if server_idle:
                     keepalive = min(keepalive, server_idle / 2.0)
         except BaseException:

@@ -515,7 +515,7 @@ def test_zero_timeout_borrow_still_gets_full_connect_and_ping_time(
         real_ping(raw, timeout)
 
     monkeypatch.setattr(driver, "connect", connect)
-    monkeypatch.setattr(driver, "session_wait_timeout", lambda raw: None)
+    monkeypatch.setattr(driver, "session_wait_timeout", lambda raw, timeout=None: None)
     monkeypatch.setattr(driver, "ping", ping)
     pool = ConnectionPool(host="127.0.0.1", user="u", connect_timeout=7, maxsize=1, validation_interval=0)
     try:
