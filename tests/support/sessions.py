@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import pymysql
 
-from support.waiting import wait_until
+from .waiting import wait_until
 
 ER_NO_SUCH_THREAD = 1094  # "Unknown thread id": the session is already gone
 
