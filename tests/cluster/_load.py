@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 import pymysql
 
 from pymysqlpool import ClusterPool
+from support.waiting import wait_until
 
 MAX_ITERATIONS = 100_000  # per thread: the loops end on stop(), on time, or on this count
 PAUSE = 0.005  # between iterations, so 16 threads leave the 2 cores to the servers
@@ -108,20 +109,12 @@ class Load:
         return min(times) if times else None
 
     def wait_for_successes(self, role: str, count: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
         start = len(self.successes(role))
-        while len(self.successes(role)) < start + count and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(self.successes(role)) >= start + count, timeout, interval=0.02)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    """Poll ``predicate`` (bounded); return the seconds it took, fail if it never held."""
+def seconds_until(predicate: Callable[[], object], timeout: float) -> float:
+    """The seconds ``predicate`` took to hold (polled by ``wait_until``); fail if it never held."""
     started = time.monotonic()
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    assert predicate(), f"not true within {timeout} s"
+    assert wait_until(predicate, timeout, interval=0.02), f"not true within {timeout} s"
     return time.monotonic() - started

@@ -9,11 +9,12 @@ from typing import Any
 
 import pymysql
 import pytest
-from _load import Load, code_of, wait_until
+from _load import Load, code_of, seconds_until
 
 from pymysqlpool import ClusterPool, PoolTimeout
 from support.mariadb_cluster import APP_PASSWORD, APP_USER, GaleraCluster
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -47,7 +48,7 @@ def test_f_galera_node_killed_then_quorum_lost_then_rejoined(
         load.wait_for_successes("writer", 30)
         killed_at = time.monotonic()
         writer.kill()
-        rerouted = wait_until(lambda: not node(pool, writer)["reader"] and not node(pool, writer)["writer"], 5)
+        rerouted = seconds_until(lambda: not node(pool, writer)["reader"] and not node(pool, writer)["writer"], 5)
         load.wait_for_successes("writer", 30, timeout=30)
         load.wait_for_successes("reader", 30)
     finally:
@@ -63,7 +64,7 @@ def test_f_galera_node_killed_then_quorum_lost_then_rejoined(
 
     galera.start_node(writer)
     galera.wait_synced()
-    rejoin_kill = wait_until(lambda: node(pool, writer)["reader"], 10)
+    rejoin_kill = seconds_until(lambda: node(pool, writer)["reader"], 10)
 
     # 2. Quorum loss: two nodes hang, the third answers ping and SELECT 1 but
     # fails table access with 1047, so it must leave the rotation.
@@ -72,7 +73,7 @@ def test_f_galera_node_killed_then_quorum_lost_then_rejoined(
         server.pause()
     paused_at = time.monotonic()
     try:
-        out = wait_until(lambda: not node(pool, isolated)["reader"] and not node(pool, isolated)["writer"], 30)
+        out = seconds_until(lambda: not node(pool, isolated)["reader"] and not node(pool, isolated)["writer"], 30)
         raw = pymysql.connect(
             host="127.0.0.1", port=isolated.port, user=APP_USER, password=APP_PASSWORD, connect_timeout=2
         )
@@ -93,11 +94,11 @@ def test_f_galera_node_killed_then_quorum_lost_then_rejoined(
         for server in hung:
             server.resume()
     resumed_at = time.monotonic()
-    back = wait_until(lambda: node(pool, isolated)["reader"], 30)
+    back = seconds_until(lambda: node(pool, isolated)["reader"], 30)
     with pool.connection(timeout=10) as conn, conn.cursor() as cur:
         cur.execute(f"INSERT INTO {table} (v) VALUES (5)")
     galera.wait_synced()
-    wait_until(lambda: all(node(pool, s)["reader"] for s in galera.servers), 10)
+    assert wait_until(lambda: all(node(pool, s)["reader"] for s in galera.servers), 10)
     drill_report(
         "f. Galera",
         kill_rerouted_s=rerouted,
@@ -113,7 +114,7 @@ def test_f_galera_node_killed_then_quorum_lost_then_rejoined(
 def test_f_galera_causal_reads(galera: GaleraCluster, make_cluster_pool: Callable[..., ClusterPool]) -> None:
     galera.wait_synced()
     pool = make_cluster_pool(galera.url(), causal=True)
-    wait_until(lambda: len(pool._readers) == 3, 10)
+    assert wait_until(lambda: len(pool._readers) == 3, 10)
     table = make_table(pool)
     stale = 0
     seen_ports = set()

@@ -19,11 +19,12 @@ from typing import Any
 
 import pymysql
 import pytest
-from _load import Load, code_of, wait_until
+from _load import Load, code_of, seconds_until
 
 from pymysqlpool import ClusterPool, PoolTimeout, SplitBrainError
 from support.mariadb_cluster import ReplicationCluster
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -172,23 +173,23 @@ def test_c_stopped_or_lagging_replica_leaves_read_rotation(
     pool = make_cluster_pool(replication.url(), max_lag=1)
     table = make_table(pool, replication)
     stopped, lagging = replication.replicas
-    assert wait_until(lambda: node_stats(pool, stopped)["reader"] and node_stats(pool, lagging)["reader"], 5) < 5
+    assert seconds_until(lambda: node_stats(pool, stopped)["reader"] and node_stats(pool, lagging)["reader"], 5) < 5
 
     replication.stop_replication(stopped)
-    out_after = wait_until(lambda: not node_stats(pool, stopped)["reader"], 5)
+    out_after = seconds_until(lambda: not node_stats(pool, stopped)["reader"], 5)
     ports = set()
     for _ in range(20):
         with pool.connection(read_only=True) as conn:
             ports.add(port_of(conn))
     assert ports == {lagging.port}
     replication.start_replication(stopped)
-    back_after = wait_until(lambda: node_stats(pool, stopped)["reader"], 5)
+    back_after = seconds_until(lambda: node_stats(pool, stopped)["reader"], 5)
 
     # Lag: the replica applies events 3 s late while the primary keeps writing.
     lagging.admin_query("STOP SLAVE")
     lagging.admin_query("CHANGE MASTER TO MASTER_DELAY=3")
     lagging.admin_query("START SLAVE")
-    wait_until(lambda: node_stats(pool, lagging)["reader"], 10)
+    assert wait_until(lambda: node_stats(pool, lagging)["reader"], 10)
     stop = threading.Event()
 
     def write() -> None:
@@ -200,14 +201,14 @@ def test_c_stopped_or_lagging_replica_leaves_read_rotation(
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
-        lag_out = wait_until(lambda: lagged_out(pool, lagging), 10)
+        lag_out = seconds_until(lambda: lagged_out(pool, lagging), 10)
     finally:
         stop.set()
         writer.join(10)
     lagging.admin_query("STOP SLAVE")
     lagging.admin_query("CHANGE MASTER TO MASTER_DELAY=0")
     lagging.admin_query("START SLAVE")
-    lag_back = wait_until(lambda: node_stats(pool, lagging)["reader"], 10)
+    lag_back = seconds_until(lambda: node_stats(pool, lagging)["reader"], 10)
     drill_report(
         "c. replication stopped / lag",
         stopped_out_s=out_after,
@@ -233,18 +234,18 @@ def test_d_replica_killed_and_restarted(
     pool = make_cluster_pool(replication.url())
     table = make_table(pool, replication)
     victim, survivor = replication.replicas
-    wait_until(lambda: node_stats(pool, victim)["reader"], 5)
+    assert wait_until(lambda: node_stats(pool, victim)["reader"], 5)
     load = Load(pool, table, writers=2, readers=8).start()
     try:
         load.wait_for_successes("reader", 100)
         killed_at = time.monotonic()
         victim.kill()
-        out_after = wait_until(lambda: not node_stats(pool, victim)["reader"], 5)
+        out_after = seconds_until(lambda: not node_stats(pool, victim)["reader"], 5)
         out_at = time.monotonic()
         load.wait_for_successes("reader", 100)
         restarted_at = time.monotonic()
         victim.start()
-        back_after = wait_until(lambda: node_stats(pool, victim)["reader"], 15)
+        back_after = seconds_until(lambda: node_stats(pool, victim)["reader"], 15)
         load.wait_for_successes("reader", 200)
         rejoined = {o.port for o in load.successes("reader", restarted_at + back_after)}
     finally:
@@ -290,7 +291,7 @@ def test_e_causal_reads_see_every_earlier_write(
     replication = restore
     pool = make_cluster_pool(replication.url(), read_fallback_to_primary=False)
     table = make_table(pool, replication)
-    wait_until(
+    assert wait_until(
         lambda: (
             len(pool.get_stats()["nodes"]) == 3 and all(node_stats(pool, r)["reader"] for r in replication.replicas)
         ),
@@ -346,7 +347,7 @@ def test_split_brain_refuses_writes_keeps_reads(
     rogue = replication.replicas[0]
     rogue.admin_query("STOP SLAVE")
     rogue.admin_query("SET GLOBAL read_only=0")
-    detected = wait_until(lambda: "split brain" in pool.get_stats()["problem"], 5)
+    detected = seconds_until(lambda: "split brain" in pool.get_stats()["problem"], 5)
     started = time.monotonic()
     with pytest.raises(SplitBrainError, match="split brain"):
         pool.get_conn(timeout=5)
@@ -354,7 +355,7 @@ def test_split_brain_refuses_writes_keeps_reads(
     with pool.connection(read_only=True) as conn:
         assert port_of(conn) == replication.replicas[1].port
     rogue.admin_query("SET GLOBAL read_only=1")
-    healed = wait_until(lambda: pool.get_stats()["problem"] == "", 5)
+    healed = seconds_until(lambda: pool.get_stats()["problem"] == "", 5)
     with pool.connection() as conn:
         assert port_of(conn) == replication.primary.port
     drill_report("split brain", detected_s=detected, writes_back_s=healed)
@@ -374,7 +375,7 @@ def test_g_every_node_down_fails_clearly_then_recovers(
         server.kill()
     # A borrow in the instant before the monitor notices may still be lent an
     # idle connection (its first query then fails, like any query in flight).
-    detected = wait_until(lambda: pool.get_stats()["problem"] == "no node answers", 5)
+    detected = seconds_until(lambda: pool.get_stats()["problem"] == "no node answers", 5)
     outcomes: list[tuple[bool, float, BaseException]] = []
 
     def borrow(read_only: bool) -> None:

@@ -17,15 +17,9 @@ from pymysqlpool import (
     PoolTimeout,
     TooManyRequests,
 )
+from support.waiting import wait_until
 
 from .fakes import FakeServer
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return predicate()
 
 
 def test_open_false_lends_nothing_until_opened_then_warms_up(
@@ -102,7 +96,7 @@ def test_drain_replaces_idle_now_and_borrowed_on_return(
     with pool.connection() as conn:
         assert conn.raw not in (old_lent, server.made[1])
     assert pool.get_stats()["closed_drained"] == 2
-    assert _wait_for(lambda: pool.total_num >= 2)  # warmth restored in the background
+    assert wait_until(lambda: pool.total_num >= 2)  # warmth restored in the background
 
 
 def test_resize_grow_serves_waiters_at_once(make_pool: Callable[..., ConnectionPool]) -> None:
@@ -111,7 +105,7 @@ def test_resize_grow_serves_waiters_at_once(make_pool: Callable[..., ConnectionP
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(pool.get_conn(timeout=5.0)))
     waiter.start()
-    assert _wait_for(lambda: pool.get_stats()["waiting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
     pool.resize(maxsize=2)
     waiter.join(5.0)
     assert len(got) == 1 and pool.maxsize == 2
@@ -145,7 +139,7 @@ def test_max_waiting_sheds_load(make_pool: Callable[..., ConnectionPool]) -> Non
     served: list[Any] = []
     waiter = threading.Thread(target=lambda: served.append(pool.get_conn(timeout=5.0)))
     waiter.start()
-    assert _wait_for(lambda: pool.get_stats()["waiting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
     started = time.monotonic()
     with pytest.raises(TooManyRequests) as info:
         pool.get_conn(timeout=5.0)
@@ -179,7 +173,7 @@ def test_reconnect_failed_is_called_once_per_outage(
     server.fail_rate = 1.0
     pool = make_pool(maxsize=2, pre_create_num=1, open=False, reconnect_timeout=0.2, reconnect_failed=calls.append)
     pool.open()
-    assert _wait_for(lambda: len(calls) == 1)
+    assert wait_until(lambda: len(calls) == 1)
     time.sleep(0.3)
     assert calls == [pool]  # once, however many attempts failed
     server.fail_rate = 0.0
@@ -296,7 +290,7 @@ def test_drain_resize_and_check_under_concurrent_borrowers(
     assert server.ownership_violations == []
     stats = pool.get_stats()
     assert stats["borrowed"] == 0 and stats["connecting"] == 0
-    assert _wait_for(lambda: pool.total_num == server.open_count)
+    assert wait_until(lambda: pool.total_num == server.open_count)
     assert server.open_count <= 2  # settled at the final maxsize
     assert stats["borrows"] == stats["returns"]
 
@@ -327,7 +321,7 @@ def test_drain_replaces_a_connection_that_was_being_opened(make_pool: Callable[.
     pool = make_pool(maxsize=2, connection_factory=gated)
     got: list[Any] = []
     thread = _borrow_in_thread(pool, got)
-    assert _wait_for(lambda: gated.waiting == 1)
+    assert wait_until(lambda: gated.waiting == 1)
     pool.drain()  # the connect under way may use the old credentials
     gated.gate.set()
     thread.join(10)
@@ -343,7 +337,7 @@ def test_resize_below_connections_being_opened_settles_at_the_new_maxsize(
     pool = make_pool(maxsize=3, size=3, connection_factory=gated)
     got: list[Any] = []
     threads = [_borrow_in_thread(pool, got) for _ in range(3)]
-    assert _wait_for(lambda: gated.waiting == 3)
+    assert wait_until(lambda: gated.waiting == 3)
     pool.resize(maxsize=1, size=1)  # nothing open yet to mark: all three are being opened
     gated.gate.set()
     for thread in threads:
@@ -363,7 +357,7 @@ def test_drained_idle_connections_are_replaced_in_the_background(
     second.close()
     old = set(server.live_snapshot())
     pool.drain()
-    assert _wait_for(lambda: pool.available_num == 2)
+    assert wait_until(lambda: pool.available_num == 2)
     assert not (set(server.live_snapshot()) & old)
 
 

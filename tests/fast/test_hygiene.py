@@ -23,9 +23,9 @@ from pymysqlpool import (
     PoolTimeout,
     ReturnConnectionToPoolError,
 )
+from support.waiting import wait_until
 
 from .fakes import FakeConnectError, FakeServer
-from .test_threads import wait_until
 
 PASSWORD = "pw-Zq8!unlikely-Xy7"
 
@@ -90,7 +90,7 @@ def test_forgotten_pool_does_not_keep_its_thread(server: FakeServer) -> None:
     assert len(_maintenance_threads(name)) == 1
     del pool
     gc.collect()
-    wait_until(lambda: not _maintenance_threads(name))
+    assert wait_until(lambda: not _maintenance_threads(name))
 
 
 # -- the password -------------------------------------------------------------------

@@ -12,10 +12,11 @@ import pytest
 
 import pymysqlpool._waiting
 from pymysqlpool import ConnectionPool, PoolTimeout
+from support.waiting import wait_until
 
 from .fakes import FakeServer
 from .test_lifecycle import conserved
-from .test_threads import join_all, wait_until
+from .test_threads import join_all
 
 
 class Interrupt(BaseException):
@@ -57,7 +58,7 @@ def test_interrupted_waiter_passes_its_connection_on(
     errors: List[BaseException] = []
     t = _waiter_thread(pool, errors)
     t.start()
-    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
     held.close()  # handed to the waiter, which is interrupted before it can use it
     proceed.set()
     join_all([t])
@@ -78,7 +79,7 @@ def test_connection_handed_to_interrupted_waiter_after_close_is_closed(
     errors: List[BaseException] = []
     t = _waiter_thread(pool, errors)
     t.start()
-    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
     held.close()  # handed to the waiter...
     pool.close()  # ...the pool closes before the waiter takes it...
     proceed.set()  # ...and the waiter is interrupted
@@ -150,7 +151,7 @@ def test_interrupted_ping_discards_the_connection(make_pool: Callable[..., Conne
 def books_exact(pool: ConnectionPool, server: FakeServer) -> None:
     """The quiet pool's books: every open connection idle or lent, none lost,
     every connection made either open or counted as closed."""
-    wait_until(lambda: pool.get_stats()["connecting"] == 0)  # a background refill may be under way
+    assert wait_until(lambda: pool.get_stats()["connecting"] == 0)  # a background refill may be under way
     stats = pool.get_stats()
     assert stats["connecting"] == 0 and stats["waiting"] == 0
     assert stats["open"] == stats["idle"] + stats["borrowed"] == pool._open

@@ -14,9 +14,10 @@ import pytest
 
 from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout, ReturnConnectionToPoolError
 from pymysqlpool.stats import COUNTERS, GAUGES
+from support.waiting import wait_until
 
 from .fakes import FakeConnectError, FakeResult, FakeServer
-from .test_threads import join_all, wait_until
+from .test_threads import join_all
 
 CLOSED_COUNTERS = [name for name in COUNTERS if name.startswith("closed_")] + ["leaks_reclaimed"]
 
@@ -38,7 +39,7 @@ def queued_borrower(pool: ConnectionPool) -> Tuple[threading.Thread, List[Any]]:
 
     t = threading.Thread(target=waiter)
     t.start()
-    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
     return t, got
 
 
@@ -82,7 +83,7 @@ def test_connection_retired_for_age_is_replaced_in_the_background(
     pool = make_pool(con_lifetime=0.1, size=1, max_idle=0.2)
     with pool.connection() as conn:
         first = conn.raw
-    wait_until(lambda: first.disposed and len(server.made) >= 2 and pool.available_num == 1)
+    assert wait_until(lambda: first.disposed and len(server.made) >= 2 and pool.available_num == 1)
     assert pool.get_stats()["closed_lifetime"] >= 1
     assert server.open_count == pool.total_num
 
@@ -251,7 +252,7 @@ def test_dropped_connection_is_reclaimed_by_maintenance(
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     pool = make_pool(maxsize=2, size=0)
     fake = _leak(pool)
-    wait_until(lambda: pool.total_num == 0)
+    assert wait_until(lambda: pool.total_num == 0)
     assert fake.disposed and server.open_count == 0
     assert pool.get_stats()["leaks_reclaimed"] == 1
     assert len(_leak_warnings(caplog)) == 1
@@ -267,7 +268,7 @@ def test_connection_dropped_after_pool_close_is_closed(
     del conn
     gc.collect()
     # Nobody borrows from a closed pool again: the pool itself must let it go.
-    wait_until(lambda: fake.disposed, timeout=1.0)
+    assert wait_until(lambda: fake.disposed, timeout=1.0)
     assert pool.total_num == 0 and server.open_count == 0
 
 
@@ -354,7 +355,7 @@ def test_long_borrow_is_reported_with_its_stack(
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     pool = make_pool(leak_timeout=0.05)
     conn = pool.get_conn()
-    wait_until(lambda: pool.get_stats()["leaks_detected"] == 1)
+    assert wait_until(lambda: pool.get_stats()["leaks_detected"] == 1)
     reports = [r.getMessage() for r in caplog.records if "has been borrowed for" in r.getMessage()]
     assert len(reports) == 1
     assert "test_long_borrow_is_reported_with_its_stack" in reports[0]
@@ -369,7 +370,7 @@ def test_idle_beyond_size_retired_after_max_idle(make_pool: Callable[..., Connec
     for conn in held:
         conn.close()
     # The maintenance thread takes both out of idle, then closes them: wait for the count.
-    wait_until(lambda: pool.get_stats()["closed_idle"] == 2)
+    assert wait_until(lambda: pool.get_stats()["closed_idle"] == 2)
     assert pool.available_num == 1
     assert pool.total_num == server.open_count == 1
     assert conserved(pool)
@@ -377,11 +378,11 @@ def test_idle_beyond_size_retired_after_max_idle(make_pool: Callable[..., Connec
 
 def test_keepalive_pings_idle_and_replaces_dead(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
     pool = make_pool(keepalive_interval=0.05, pre_create_num=1)
-    wait_until(lambda: pool.get_stats()["keepalive_pings"] >= 1)
+    assert wait_until(lambda: pool.get_stats()["keepalive_pings"] >= 1)
     first = server.made[0]
     assert first.pings >= 1
     first.break_(noticed=False)
-    wait_until(lambda: first.disposed and pool.available_num == 1)  # refilled to pre_create_num
+    assert wait_until(lambda: first.disposed and pool.available_num == 1)  # refilled to pre_create_num
     assert pool.get_stats()["closed_broken"] == 1
     assert server.open_count == pool.total_num == 1
 
@@ -581,7 +582,7 @@ def test_infinite_timeouts_wait_until_a_connection_comes_back(make_pool: Callabl
     for how in ("inf", "huge retry_interval"):
         t = threading.Thread(target=waiter, args=(how,))
         t.start()
-        wait_until(lambda: pool.get_stats()["waiting"] == 1)
+        assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
         held.close()
         join_all([t])
         held = pool.get_conn()
@@ -630,10 +631,10 @@ def test_a_failed_dial_hands_its_slot_to_the_oldest_waiter(
 
     first = threading.Thread(target=borrow, args=("first",))
     first.start()
-    wait_until(lambda: pool.get_stats()["connecting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["connecting"] == 1)
     second = threading.Thread(target=borrow, args=("queued",))
     second.start()
-    wait_until(lambda: pool.get_stats()["waiting"] == 1)
+    assert wait_until(lambda: pool.get_stats()["waiting"] == 1)
     gate.set()
     join_all([first, second])
     assert order == ["queued", "first"]

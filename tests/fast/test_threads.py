@@ -18,19 +18,11 @@ from pymysqlpool import (
     PoolClosed,
     PoolTimeout,
 )
+from support.waiting import wait_until
 
 from .fakes import FakeConnectError, FakeServer
 
 JOIN_TIMEOUT = 30.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` for at most ``timeout`` seconds; fail if it never holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
 
 
 def join_all(threads: List[threading.Thread]) -> None:
@@ -165,7 +157,7 @@ def test_waiters_are_served_first_come_first_served(make_pool: Callable[..., Con
         t = threading.Thread(target=waiter, args=(k,), name=f"waiter{k}")
         t.start()
         threads.append(t)
-        wait_until(lambda k=k: pool.get_stats()["waiting"] == k + 1)
+        assert wait_until(lambda k=k: pool.get_stats()["waiting"] == k + 1)
     held.close()
     # Handed straight to the oldest waiter: it never became idle.
     assert pool.available_num == 0
@@ -250,7 +242,7 @@ def test_timed_out_waiter_in_the_middle_is_skipped(make_pool: Callable[..., Conn
     for count, (name, timeout) in enumerate(specs, 1):
         threads[name] = threading.Thread(target=waiter, args=(name, timeout))
         threads[name].start()
-        wait_until(lambda count=count: pool.get_stats()["waiting"] == count)
+        assert wait_until(lambda count=count: pool.get_stats()["waiting"] == count)
     join_all([threads["impatient"]])
     assert isinstance(errors.get("impatient"), PoolTimeout)
     assert pool.get_stats()["waiting"] == 2
@@ -274,7 +266,7 @@ def test_close_fails_waiters(make_pool: Callable[..., ConnectionPool], server: F
     threads = [threading.Thread(target=waiter) for _ in range(3)]
     for count, t in enumerate(threads, 1):
         t.start()
-        wait_until(lambda count=count: pool.get_stats()["waiting"] == count)
+        assert wait_until(lambda count=count: pool.get_stats()["waiting"] == count)
     pool.close()
     join_all(threads)
     assert len(errors) == 3 and all(isinstance(e, PoolClosed) for e in errors)
@@ -367,6 +359,6 @@ def test_close_while_busy_leaves_nothing_open(make_pool: Callable[..., Connectio
     stats = pool.get_stats()
     assert stats["open"] == stats["idle"] == stats["borrowed"] == stats["connecting"] == stats["waiting"] == 0
     assert pool.total_num == 0
-    wait_until(lambda: server.open_count == 0, timeout=2)
+    assert wait_until(lambda: server.open_count == 0, timeout=2)
     assert server.high_water <= maxsize
     assert stats["borrows"] == stats["returns"]

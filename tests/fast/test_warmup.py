@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pymysqlpool import ConnectionPool, _warmup
+from support.waiting import wait_until
 
 from .fakes import FakeConnectError, FakeServer
 
@@ -54,15 +55,6 @@ def _warmup_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(("pymysqlpool-warmup", "pymysqlpool-refill"))]
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 def test_prefill_dials_at_most_max_at_once(server: FakeServer, make_pool: Callable[..., ConnectionPool]) -> None:
     slow = SlowServer(server, 0.03)
     pool = make_pool(maxsize=30, pre_create_num=30, connection_factory=slow)
@@ -70,7 +62,7 @@ def test_prefill_dials_at_most_max_at_once(server: FakeServer, make_pool: Callab
     stats = pool.get_stats()
     assert (stats["open"], stats["idle"], stats["connecting"], stats["connections_made"]) == (30, 30, 0, 30)
     assert server.open_count == 30
-    assert _wait_for(lambda: not _warmup_threads())
+    assert wait_until(lambda: not _warmup_threads())
 
 
 def test_prefill_of_one_uses_no_thread(server: FakeServer, make_pool: Callable[..., ConnectionPool]) -> None:
@@ -90,7 +82,7 @@ def test_a_failed_prefill_closes_every_connection_and_raises(server: FakeServer,
     slow.fail_at = {failing}
     with pytest.raises(FakeConnectError):
         ConnectionPool(maxsize=12, pre_create_num=12, connection_factory=slow)
-    assert _wait_for(lambda: not _warmup_threads())
+    assert wait_until(lambda: not _warmup_threads())
     assert server.open_count == 0
     # After the failure no new dial starts: only those already in flight finish.
     assert slow.calls <= failing + _warmup.MAX_AT_ONCE - 1
@@ -105,7 +97,7 @@ def test_an_interrupted_prefill_leaves_no_connection_open(server: FakeServer) ->
     with pytest.raises(KeyboardInterrupt):
         ConnectionPool(maxsize=20, pre_create_num=20, connection_factory=slow)
     # The helpers finish the dial they were in, then close what they opened.
-    assert _wait_for(lambda: not _warmup_threads())
+    assert wait_until(lambda: not _warmup_threads())
     assert server.made, "helpers should have opened some connections"
     assert server.open_count == 0
 
@@ -134,7 +126,7 @@ def test_refill_after_a_mass_failure_is_concurrent_bounded_and_exact(
         for conn in conns:  # the server restarted: every connection is dead
             conn._raw.break_()
             conn.close()
-        assert _wait_for(lambda: pool.get_stats()["idle"] == 12, timeout=20), pool.get_stats()
+        assert wait_until(lambda: pool.get_stats()["idle"] == 12, timeout=20), pool.get_stats()
     finally:
         watching.set()
         watcher.join(5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,16 +30,6 @@ def error_kinds(errors: Sequence[BaseException | None]) -> str:
         code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
         counts[type(exc).__name__ + (f"({code})" if code is not None else "")] += 1
     return ", ".join(f"{kind} x{n}" for kind, n in counts.most_common())
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def create_user(server: ThrowawayMariaDB, user: str, *, password: str = "", max_connections: int = 0) -> None:
@@ -77,16 +67,6 @@ def admin_connection(server: ThrowawayMariaDB) -> Any:
     """One persistent root session, so reading status does not itself open connections."""
     assert server.port != SHARED_SERVER_PORT
     return pymysql.connect(**server.connect_kwargs(), connect_timeout=2, read_timeout=10, autocommit=True)
-
-
-def kill_sessions(server: ThrowawayMariaDB, ids: set[int]) -> None:
-    assert server.port != SHARED_SERVER_PORT
-    for thread_id in ids:
-        try:
-            server.admin_query(f"KILL CONNECTION {int(thread_id)}")
-        except pymysql.err.OperationalError as exc:
-            if exc.args[0] != 1094:  # unknown thread id: already gone
-                raise
 
 
 def connection_id(conn: Any) -> int:

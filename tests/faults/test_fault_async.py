@@ -19,12 +19,14 @@ from typing import Any
 
 import pymysql
 import pytest
-from _faultkit import create_user, error_kinds, kill_sessions, session_ids, user_kwargs, wait_until
+from _faultkit import create_user, error_kinds, session_ids, user_kwargs
 
 from pymysqlpool import AsyncConnectionPool, AsyncPooledConnection, PoolTimeout
 from pymysqlpool._slot import OUT
+from support.sessions import kill_sessions
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -314,7 +316,7 @@ def test_killed_lent_connection_closed_on_return(throwaway_server: ThrowawayMari
         async with pool:
             conn = await pool.get_conn(timeout=5)
             killed = await conn_id(conn)
-            await asyncio.to_thread(kill_sessions, throwaway_server, {killed})
+            await asyncio.to_thread(kill_sessions, throwaway_server.admin_query, {killed})
             assert await settle(lambda: killed not in session_ids(throwaway_server, user))
             await asyncio.sleep(0.2)  # lent longer than validation_interval; the hang-up reaches the client
             if used_after_kill:
@@ -344,7 +346,7 @@ def test_killed_lent_connection_returned_at_once_not_reused(throwaway_server: Th
         async with pool:
             conn = await pool.get_conn(timeout=5)
             killed = await conn_id(conn)
-            await asyncio.to_thread(kill_sessions, throwaway_server, {killed})
+            await asyncio.to_thread(kill_sessions, throwaway_server.admin_query, {killed})
             reader = conn.raw._reader
             for _ in range(200):  # bounded: the hang-up reaches the client within 2 s
                 if reader.at_eof():

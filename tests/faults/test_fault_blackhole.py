@@ -9,20 +9,12 @@ from typing import Any
 
 import pymysql
 import pytest
-from _faultkit import (
-    JOIN_TIMEOUT,
-    assert_consistent,
-    connection_id,
-    create_user,
-    error_kinds,
-    session_ids,
-    user_kwargs,
-    wait_until,
-)
+from _faultkit import JOIN_TIMEOUT, assert_consistent, connection_id, create_user, error_kinds, session_ids, user_kwargs
 
 from pymysqlpool import ConnectionPool, PoolTimeout
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

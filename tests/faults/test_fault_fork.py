@@ -27,11 +27,11 @@ from _faultkit import (
     global_status,
     session_ids,
     user_kwargs,
-    wait_until,
 )
 
 from pymysqlpool import ConnectionPool, PooledConnection
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.faults,

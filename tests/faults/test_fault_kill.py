@@ -8,18 +8,10 @@ from typing import Any
 
 import pymysql
 import pytest
-from _faultkit import (
-    assert_consistent,
-    connection_id,
-    create_user,
-    error_kinds,
-    kill_sessions,
-    session_ids,
-    user_kwargs,
-    wait_until,
-)
+from _faultkit import assert_consistent, connection_id, create_user, error_kinds, session_ids, user_kwargs
 
 from pymysqlpool import ConnectionPool
+from support.sessions import kill_sessions
 from support.throwaway_mariadb import ThrowawayMariaDB
 
 pytestmark = pytest.mark.faults
@@ -37,11 +29,6 @@ def warm_up(pool: ConnectionPool) -> set[int]:
     return ids
 
 
-def kill_all(server: ThrowawayMariaDB, user: str, ids: set[int]) -> None:
-    kill_sessions(server, ids)
-    assert wait_until(lambda: not (session_ids(server, user) & ids), timeout=5), "KILL did not take"
-
-
 def test_kill_idle_then_borrow_after_validation_interval(
     throwaway_server: ThrowawayMariaDB, make_pool: Callable[..., Any], fault_report: Callable[..., None]
 ) -> None:
@@ -51,7 +38,7 @@ def test_kill_idle_then_borrow_after_validation_interval(
     create_user(throwaway_server, user)
     pool = make_pool(maxsize=WARM, timeout=5, connect_timeout=2, **user_kwargs(throwaway_server, user))
     old = warm_up(pool)
-    kill_all(throwaway_server, user, old)
+    kill_sessions(throwaway_server.admin_query, old, gone_within=5)
     time.sleep(pool._config.validation_interval + 0.2)  # idle past the validation window
 
     started = time.monotonic()
@@ -101,7 +88,7 @@ def test_kill_idle_then_borrow_inside_validation_interval(
         maxsize=WARM, timeout=5, connect_timeout=2, validation_interval=60, **user_kwargs(throwaway_server, user)
     )
     old = warm_up(pool)
-    kill_all(throwaway_server, user, old)
+    kill_sessions(throwaway_server.admin_query, old, gone_within=5)
     ended = time.monotonic()
 
     first_error: BaseException | None = None

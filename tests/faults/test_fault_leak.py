@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _faultkit import assert_consistent, connection_id, create_user, session_ids, user_kwargs, wait_until
+from _faultkit import assert_consistent, connection_id, create_user, session_ids, user_kwargs
 
 from pymysqlpool import ConnectionPool
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 # Through the blocking facade the borrower's stack is the loop thread's; the

@@ -8,19 +8,13 @@ from typing import Any
 
 import pymysql
 import pytest
-from _faultkit import (
-    assert_consistent,
-    connection_id,
-    create_user,
-    kill_sessions,
-    session_ids,
-    user_kwargs,
-    wait_until,
-)
+from _faultkit import assert_consistent, connection_id, create_user, session_ids, user_kwargs
 
 from pymysqlpool import ConnectionPool, PooledConnection
+from support.sessions import kill_sessions
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -92,7 +86,7 @@ def test_connection_killed_mid_transaction(
     conn = pool.get_conn()
     thread_id = connection_id(conn)
     insert_uncommitted(conn, 10)
-    kill_sessions(throwaway_server, {thread_id})
+    kill_sessions(throwaway_server.admin_query, {thread_id})
     assert wait_until(lambda: thread_id not in session_ids(throwaway_server, user), timeout=5)
     if touch_after_break:
         with pytest.raises(pymysql.err.OperationalError):

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _faultkit import assert_consistent, create_user, session_ids, user_kwargs, wait_until
+from _faultkit import assert_consistent, create_user, session_ids, user_kwargs
 
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

@@ -9,7 +9,6 @@ read_only is never set on the shared one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ import pymysql
 import pytest
 
 from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
 
 
 def _processlist(server: ThrowawayMariaDB, user: str) -> int:
@@ -58,10 +58,8 @@ def test_read_only_error_closes_the_connection_on_return(
         cur.execute("INSERT INTO wn () VALUES ()")
     assert server.admin_query("SELECT COUNT(*) FROM test.wn") == ((2,),)
     pool.close()
-    deadline = time.monotonic() + 10
-    while _processlist(server, "app") and time.monotonic() < deadline:
-        time.sleep(0.05)  # a closed session leaves the process list a moment later
-    assert _processlist(server, "app") == 0
+    # a closed session leaves the process list a moment later
+    assert wait_until(lambda: _processlist(server, "app") == 0, timeout=10)
     fault_report("primary demoted (1290 read-only)", 1, None, "the failing write; its connection closed on return")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,8 +12,10 @@ import pytest
 from pymysql.connections import Connection
 from pymysql.err import OperationalError
 
+from support.sessions import kill_sessions
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import SHARED_SERVER_PORT, ThrowawayMariaDB
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -40,15 +41,6 @@ def query(conn: Connection, sql: str) -> tuple[tuple[Any, ...], ...]:
     with conn.cursor() as cur:
         cur.execute(sql)
         return tuple(cur.fetchall())
-
-
-def wait_until(predicate: Any, *, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- ThrowawayMariaDB -----------------------------------------------------------
@@ -226,7 +218,7 @@ def test_cut_all_breaks_an_in_flight_query(
         conn.close()
         # The server notices the reset only after SLEEP ends; do not leave it running.
         with contextlib.suppress(pymysql.MySQLError):
-            throwaway_server.admin_query("KILL %s", (thread_id,))
+            kill_sessions(throwaway_server.admin_query, {thread_id})
 
 
 def test_refuse_fails_connects_and_heal_listens_on_the_same_port(

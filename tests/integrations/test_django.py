@@ -20,6 +20,7 @@ import pytest
 from integration_helpers import counted
 
 from server.server_helpers import query, raw_connect
+from support.sessions import kill_sessions
 
 pytestmark = pytest.mark.server
 
@@ -203,7 +204,7 @@ def test_conn_max_age_keeps_and_health_check_replaces(django_db: str) -> None:
     assert pool.get_stats()["borrowed"] == 1  # ...so it keeps its pool slot too
     admin = raw_connect()
     try:
-        query(admin, f"KILL CONNECTION {int(first)}")
+        kill_sessions(lambda sql: query(admin, sql), {int(first)})
     finally:
         admin.close()
     status, second = request("/conn?db=persistent")  # the health check finds it dead

@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from pymysqlpool import PoolTimeout
 from pymysqlpool.opentelemetry import POOL_NAME, instrument, uninstrument
-from server.server_helpers import wait_until
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pymysqlpool import ConnectionPool
 from pymysqlpool.sqlalchemy import create_engine
+from support.sessions import kill_sessions
 
 pytestmark = pytest.mark.server
 
@@ -197,7 +198,7 @@ def test_connection_killed_mid_session_is_replaced(make_pool: Any, table: str, a
     with engine.connect() as conn:
         conn.execute(t.insert(), {"v": 1})  # uncommitted when the server kills the session
         victim = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
-        query(admin, f"KILL CONNECTION {int(victim)}")
+        kill_sessions(lambda sql: query(admin, sql), {int(victim)})
         with pytest.raises(sa.exc.OperationalError) as caught:
             conn.execute(t.insert(), {"v": 2})
         assert caught.value.connection_invalidated

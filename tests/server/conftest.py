@@ -21,9 +21,10 @@ from typing import Any, Optional
 
 import pymysql
 import pytest
-from server_helpers import Account, ServerView, kill_own, mysql_kwargs, query, raw_connect, with_limits
+from server_helpers import Account, ServerView, mysql_kwargs, query, raw_connect, with_limits
 
 from pymysqlpool import ConnectionPool
+from support.sessions import kill_sessions
 from support.shells import pool_type
 
 
@@ -78,7 +79,7 @@ def make_account(admin: pymysql.connections.Connection, prefix: str) -> Iterator
     yield make
     for account in made:
         rows = query(admin, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (account.user,))
-        kill_own(admin, {row[0] for row in rows})
+        kill_sessions(lambda sql: query(admin, sql), {row[0] for row in rows})
         query(admin, "DROP USER IF EXISTS %s@'%%'", (account.user,))
 
 
@@ -107,7 +108,7 @@ def server_view(
     yield view
     if not view.settles_at(admin, 0, timeout=5.0):
         left = view.thread_ids(admin)
-        kill_own(admin, left)
+        kill_sessions(lambda sql: query(admin, sql), left)
         pytest.fail(f"connections of this test's pools still open on the server after close(): {sorted(left)}")
 
 

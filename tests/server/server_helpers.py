@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 
 from support.server_env import mysql_kwargs, with_limits
+from support.waiting import wait_until
 
 __all__ = ["mysql_kwargs", "with_limits"]
 
@@ -26,30 +25,10 @@ def query(conn: Any, sql: str, args: Any = None) -> tuple[Any, ...]:
         return tuple(cur.fetchall())
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds passed (bounded loop)."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / interval) + 2):
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    return predicate()
-
-
 @dataclass
 class Account:
     user: str
     password: str
-
-
-def kill_own(admin: Any, thread_ids: set[int]) -> None:
-    for tid in thread_ids:
-        try:
-            query(admin, f"KILL CONNECTION {int(tid)}")
-        except pymysql.err.MySQLError:
-            pass  # already gone
 
 
 class ServerView:

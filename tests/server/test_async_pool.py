@@ -28,7 +28,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import ServerView, query, wait_until
+from server_helpers import ServerView, query
 
 from pymysqlpool import AsyncConnectionPool, AsyncPooledConnection
 from pymysqlpool._slot import OUT
@@ -39,6 +39,7 @@ from pymysqlpool.errors import (
     ReturnConnectionToPoolError,
     WrongEventLoop,
 )
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

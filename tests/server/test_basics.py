@@ -10,11 +10,12 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import ServerView, query, wait_until
+from server_helpers import ServerView, query
 
 import pymysqlpool
 from pymysqlpool import ConnectionPool, PooledConnection
 from support.doc_blocks import blocks, localize
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from server_helpers import ServerView, query, wait_until
+from server_helpers import ServerView, query
 
 from pymysqlpool import ConnectionPool, GetConnectionFromPoolError, PoolClosed
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import ServerView, query, wait_until
+from server_helpers import ServerView, query
 
 import pymysqlpool
 from pymysqlpool import ConnectionPool
+from support.sessions import kill_sessions
 
 pytestmark = [pytest.mark.server, pytest.mark.threads_only("the 0.5.0 API is the thread pool's")]
 
@@ -50,8 +51,7 @@ def test_get_connection_with_pre_ping(pool050: ConnectionPool) -> None:
 def test_pre_ping_replaces_a_dead_idle_connection(pool050: ConnectionPool, admin: Any) -> None:
     with pool050.get_connection() as conn:
         dead = conn.thread_id()
-    query(admin, f"KILL CONNECTION {dead}")  # this test's own connection
-    assert wait_until(lambda: not query(admin, "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (dead,)))
+    kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)  # this test's own connection
     with pool050.get_connection(pre_ping=True) as conn:
         assert conn.thread_id() != dead
         assert query(conn, "SELECT 1") == ((1,),)

@@ -13,6 +13,7 @@ import pytest
 from server_helpers import Account, ServerView, mysql_kwargs, query
 
 from pymysqlpool import ConnectionPool, TooManyRequests
+from support.sessions import kill_sessions
 
 
 def _sessions(admin: Any, user: str) -> set[int]:
@@ -128,7 +129,7 @@ def test_check_finds_a_killed_idle_connection(
     for conn in conns:
         pool.release(conn)
     victim = sorted(server_view.thread_ids(admin))[0]
-    query(admin, f"KILL CONNECTION {victim}")
+    kill_sessions(lambda sql: query(admin, sql), {victim})
     assert pool.check() == 1
     assert pool.available_num == 2
     assert server_view.settles_at(admin, 2)

@@ -10,23 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from server_helpers import ServerView, query, wait_until
+from server_helpers import ServerView, query
 
 from pymysqlpool import ConnectionPool
+from support.sessions import kill_sessions
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
-
-
-def kill_all(admin: Any, threads: set[int]) -> None:
-    """KILL connections this test's pool opened, and wait until they are gone."""
-    for thread in threads:
-        query(admin, f"KILL CONNECTION {int(thread)}")
-    assert wait_until(
-        lambda: (
-            not any(query(admin, "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (t,)) for t in threads)
-        ),
-        timeout=10.0,
-    )
 
 
 @pytest.mark.parametrize("validation_interval", [0.0, 0.2])
@@ -36,7 +26,7 @@ def test_idle_connections_killed_by_the_server_are_replaced_before_lending(
     pool = make_pool(maxsize=3, pre_create_num=3, validation_interval=validation_interval, pool_name="heal-idle")
     dead = server_view.thread_ids(admin)
     assert len(dead) == 3
-    kill_all(admin, dead)
+    kill_sessions(lambda sql: query(admin, sql), dead, gone_within=10.0)
     time.sleep(validation_interval + 0.05)  # idle longer than the window: each is pinged before use
 
     held = [pool.get_conn(timeout=10) for _ in range(3)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import ServerView, query, raw_connect, wait_until
+from server_helpers import ServerView, query, raw_connect
 
 from pymysqlpool import (
     ConnectionPool,
@@ -17,6 +17,7 @@ from pymysqlpool import (
     PooledConnection,
     ReturnConnectionToPoolError,
 )
+from support.sessions import kill_sessions
 
 pytestmark = pytest.mark.server
 
@@ -132,22 +133,13 @@ def test_returning_a_foreign_object_is_refused(make_pool: Callable[..., Connecti
 # -- killed while borrowed ----------------------------------------------------
 
 
-def kill(admin: Any, thread: int) -> None:
-    """KILL one connection this test's pool opened, and wait until it is gone."""
-    query(admin, f"KILL CONNECTION {int(thread)}")
-    assert wait_until(
-        lambda: not query(admin, "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s", (thread,)),
-        timeout=10.0,
-    )
-
-
 def test_killed_and_noticed_by_the_borrower_is_dropped_on_return(
     make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any
 ) -> None:
     pool = make_pool(maxsize=2, pool_name="killed-noticed")
     conn = pool.get_conn()
     dead = conn.thread_id()
-    kill(admin, dead)
+    kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)
     with pytest.raises(pymysql.err.OperationalError):
         query(conn, "SELECT 1")
     pool.release(conn)
@@ -170,7 +162,7 @@ def test_killed_while_borrowed_and_unused_is_not_lent_again(
     pool = make_pool(maxsize=2, pool_name="killed-silent", validation_interval=window)
     conn = pool.get_conn()
     dead = conn.thread_id()
-    kill(admin, dead)
+    kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)
     time.sleep(held)
     pool.release(conn)  # the borrower never touched it after the kill
     assert (pool.available_num, pool.total_num) == (0, 0), "a killed connection was parked as idle"
@@ -192,7 +184,7 @@ def test_killed_inside_a_transaction_is_dropped_on_return(
     dead = conn.thread_id()
     conn.begin()
     query(conn, f"INSERT INTO `{table}` (v) VALUES (1)")
-    kill(admin, dead)
+    kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)
     pool.release(conn)  # the rollback on return fails: the connection is dropped
     assert (pool.available_num, pool.total_num) == (0, 1)
     assert pool.get_stats()["closed_broken"] == 1
@@ -214,7 +206,7 @@ def test_ping_with_reconnect_replaces_a_killed_connection_in_place(
     pool = make_pool(maxsize=2, pool_name="killed-ping")
     conn = pool.get_conn()
     dead = conn.thread_id()
-    kill(admin, dead)
+    kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)
     conn.ping()  # 0.5.0's default: reconnect=True
     fresh = conn.thread_id()
     assert fresh != dead

@@ -17,13 +17,14 @@ import os
 import re
 import shutil
 import subprocess
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import pymysql
 
 from .throwaway_mariadb import ThrowawayMariaDB, _free_port
+from .waiting import wait_until
 
 APP_USER = "app"
 APP_PASSWORD = "secret"
@@ -47,14 +48,16 @@ _REPLICATION_ARGS = (
 )
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """``wait_until`` that treats a MySQL error as "not yet" and raises if time runs out."""
+
+    def quietly() -> bool:
         with contextlib.suppress(pymysql.err.MySQLError):
-            if predicate():
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+            return bool(predicate())
+        return False
+
+    if not wait_until(quietly, timeout, interval=0.05):
+        raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _open(server: ThrowawayMariaDB, sql: str) -> tuple[tuple[Any, ...], ...]:
