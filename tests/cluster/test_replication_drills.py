@@ -476,28 +476,36 @@ def test_interrupt_during_a_causal_wait_gives_the_slot_back(
     replication = restore
     pool = make_cluster_pool(replication.url(), read_fallback_to_primary=False, timeout=5)
     table = make_table(pool, replication)
-    for replica in replication.replicas:  # the replicas stop applying: a causal read must wait
-        replica.admin_query("STOP SLAVE SQL_THREAD")
-    with pool.connection() as conn, conn.cursor() as cur:
-        cur.execute(f"INSERT INTO {table} (v) VALUES (7)")
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    started = time.monotonic()
+    # The replicas cannot apply the next write (their copy of the table is
+    # locked), so a causal read must wait; replication keeps running, so the
+    # monitor keeps them in rotation (stopping the SQL thread would take them
+    # out at its next probe, and the read would wait for a reader instead).
+    locks = [pymysql.connect(**{**replica.connect_kwargs(), "autocommit": True}) for replica in replication.replicas]
     try:
-        with pytest.raises(KeyboardInterrupt):
-            pool.get_conn(read_only=True, causal=True)
+        for lock in locks:
+            with lock.cursor() as cur:
+                cur.execute(f"LOCK TABLES {table} WRITE")
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} (v) VALUES (7)")
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                pool.get_conn(read_only=True, causal=True)
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 1.5
+        stats = [node_stats(pool, replica) for replica in replication.replicas]
+        # The interrupted session was given back and discarded, not leaked.
+        assert sum(s["borrowed"] for s in stats) == 0, stats
+        assert sum(s["leaks_detected"] for s in stats) == 0, stats
+        # Closed because its answer was cut: by PyMySQL itself when the signal hit
+        # inside recv() (closed_broken), else by the pool (closed_unread).
+        assert sum(s["closed_broken"] + s["closed_unread"] for s in stats) == 1, stats
     finally:
-        timer.cancel()
-    assert time.monotonic() - started < 1.5
-    stats = [node_stats(pool, replica) for replica in replication.replicas]
-    # The interrupted session was given back and discarded, not leaked.
-    assert sum(s["borrowed"] for s in stats) == 0, stats
-    assert sum(s["leaks_detected"] for s in stats) == 0, stats
-    # Closed because its answer was cut: by PyMySQL itself when the signal hit
-    # inside recv() (closed_broken), else by the pool (closed_unread).
-    assert sum(s["closed_broken"] + s["closed_unread"] for s in stats) == 1, stats
-    for replica in replication.replicas:
-        replica.admin_query("START SLAVE SQL_THREAD")
+        for lock in locks:
+            lock.close()  # releases the table lock: the replicas apply the write
     with pool.connection(read_only=True, causal=True) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM {table}")
         assert cur.fetchone()[0] == 1
