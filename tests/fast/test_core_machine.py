@@ -1,0 +1,983 @@
+"""Model-based test of the sans-I/O core (``_core.PoolCore``) with no shell.
+
+The machine plays the shell itself. It starts the core's plans (borrow,
+return, check, drain, resize, a maintenance round, a refill, close) and keeps
+several of them suspended at their requests at once -- a borrower waiting, a
+borrower dialing, a returner resetting, a round pinging: what concurrency
+looks like to the core, whose lock is a no-op here. Each ``advance`` step
+answers one suspended request: with success, with an error (a connect
+error, a failed ping, a failed reset), by timing a wait out, or by throwing
+an interrupt (KeyboardInterrupt), after which the plan must give up what it
+holds without yielding again.
+
+The core's books are checked after every step (the lock being a no-op, they
+must hold between any two steps): every open slot is idle, lent or held and
+counted so; no more than ``maxsize`` open or being opened; no idle slot while
+a borrower queues; ``connections_made`` = closes + open; each waiter queued
+once; each lent or held slot owned by exactly one borrower or plan; a closed
+slot never comes back. Once every plan has ended, nothing may be left held
+or reserved, no slot orphaned, and all ``maxsize`` connections borrowable.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import pymysqlpool._core as core_module
+from pymysqlpool._config import build
+from pymysqlpool._core import CHECK, CLOSE, DIAL, PARKED, PING, RESET, SLEEP, SLOW, WAIT, NoLock, Plan, PoolCore
+from pymysqlpool._slot import GONE, HELD, IDLE, NEW, OUT, Slot
+from pymysqlpool._waiting import DialToken, Waiter
+from pymysqlpool.errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
+
+OP_NAMES = {DIAL: "DIAL", CHECK: "CHECK", PING: "PING", CLOSE: "CLOSE", RESET: "RESET", WAIT: "WAIT", SLEEP: "SLEEP"}
+IO_TIMEOUT = 1000.0  # connect_timeout: the orphan grace (2 * it + 1) is never reached by the clock steps
+LIFETIME = 100.0
+MAX_PLANS = 6  # suspended at once
+
+SETTINGS = settings(
+    max_examples=100,
+    stateful_step_count=80,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+class ConnectError(Exception):
+    """A connect that failed the way an unreachable server fails (retryable)."""
+
+
+class FatalConnectError(Exception):
+    """A connect refused for good (wrong password)."""
+
+
+class PingError(Exception):
+    pass
+
+
+class ResetError(Exception):
+    pass
+
+
+class FakeRaw:
+    """A driver connection: flags the fake driver's predicates read."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.broken = False
+        self.dirty = False
+        self.mid = False
+        self.pending = False
+        self.hung = False
+        self.slot: Optional[Slot] = None
+        self.wrong_node: Optional[Callable[[], Any]] = None
+        self.interrupted = False
+
+    def close(self) -> None:
+        assert not self.closed, "a connection closed twice"
+        self.closed = True
+
+
+class FakeDriver:
+    """The non-blocking driver functions the core calls via ``self._drv``."""
+
+    @staticmethod
+    def force_close(raw: FakeRaw) -> None:
+        raw.closed = True  # idempotent, as the real one
+
+    @staticmethod
+    def is_broken(raw: FakeRaw) -> bool:
+        return raw.broken
+
+    @staticmethod
+    def mid_answer(raw: FakeRaw) -> bool:
+        return raw.mid
+
+    @staticmethod
+    def results_pending(raw: FakeRaw) -> bool:
+        return raw.pending
+
+    @staticmethod
+    def needs_reset(raw: FakeRaw, autocommit: bool) -> bool:
+        return raw.dirty
+
+    @staticmethod
+    def make_probe(raw: FakeRaw) -> Callable[[int], List[Any]]:
+        return lambda timeout: [1] if raw.hung else []
+
+    @staticmethod
+    def watch_wrong_node(raw: FakeRaw, hook: Callable[[], Any]) -> None:
+        raw.wrong_node = hook
+
+    @staticmethod
+    def interrupt(raw: FakeRaw) -> None:
+        raw.interrupted = True
+
+    @staticmethod
+    def abandon(raw: FakeRaw) -> None:
+        raise AssertionError("no fork here")
+
+    @staticmethod
+    def is_fatal_connect_error(exc: BaseException) -> bool:
+        return isinstance(exc, FatalConnectError)
+
+
+class RecordingWaiter(Waiter):
+    """A waiter whose wake() only records that it was called."""
+
+    __slots__ = ("wakes",)
+
+    def __init__(self, since: float) -> None:
+        self.wakes = 0
+        super().__init__(since, self._record)
+
+    def _record(self) -> None:
+        self.wakes += 1
+
+
+class OrderedSlots(Dict[Slot, None]):
+    """The core's set of open slots, iterated in the order they opened: a
+    plain set iterates in address order, which would make the core's choices
+    (which slot resize() marks) differ between runs of one example."""
+
+    def add(self, slot: Slot) -> None:
+        self[slot] = None
+
+    def discard(self, slot: Slot) -> None:
+        self.pop(slot, None)
+
+
+class CoreUnderTest(PoolCore):
+    _drv = FakeDriver
+    _waiter = RecordingWaiter
+    _kind = "CoreUnderTest"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = OrderedSlots()  # type: ignore[assignment]
+        self.made: List[Slot] = []  # every slot ever opened, to follow NEW ones in flight
+
+    def _book_new(self, raw: Any, keepalive: float, started: float, epoch: int) -> Slot:
+        slot = super()._book_new(raw, keepalive, started, epoch)
+        raw.slot = slot
+        self.made.append(slot)
+        return slot
+
+
+class Proxy:
+    """What a shell hands a borrower: the core checks ``_slot`` on return and
+    finds the live proxy through ``slot.owner``."""
+
+    __slots__ = ("__weakref__", "_raw", "_slot")
+
+    def __init__(self, slot: Slot) -> None:
+        self._slot: Optional[Slot] = slot
+        self._raw: Any = slot.raw
+        slot.owner = weakref.ref(self)
+
+    def _returned_twice(self) -> ReturnConnectionToPoolError:
+        return ReturnConnectionToPoolError("returned twice")
+
+
+class FakeMaintenance:
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+    def stop(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Running:
+    """A plan suspended at a request."""
+
+    def __init__(self, kind: str, gen: Plan, slot: Optional[Slot] = None, proxy: Optional[Proxy] = None) -> None:
+        self.kind = kind
+        self.gen = gen
+        self.request: Tuple[int, Any, Any] = (-1, None, None)
+        self.slot = slot
+        self.proxy = proxy
+
+    def frames(self) -> Iterator[Any]:
+        gen: Any = self.gen
+        while gen is not None and getattr(gen, "gi_frame", None) is not None:
+            yield gen.gi_frame
+            gen = gen.gi_yieldfrom
+
+    def held(self) -> Tuple[Set[int], Set[int]]:
+        """ids of the slots and live dial tokens this plan references."""
+        slots: Set[int] = set()
+        tokens: Set[int] = set()
+
+        def note(value: Any) -> None:
+            if isinstance(value, Slot):
+                slots.add(id(value))
+            elif isinstance(value, DialToken) and value.live:
+                tokens.add(id(value))
+            elif isinstance(value, Waiter):
+                note(value.grant)
+
+        for frame in self.frames():
+            for value in frame.f_locals.values():
+                if isinstance(value, (list, tuple)):
+                    for item in value:
+                        note(item)
+                else:
+                    note(value)
+        if self.request[0] == WAIT:
+            note(self.request[1])
+        return slots, tokens
+
+    def __repr__(self) -> str:
+        op, a, b = self.request
+        return f"<{self.kind} at {OP_NAMES.get(op, op)}>"
+
+
+def make_core(
+    clock: Clock,
+    maxsize: int,
+    *,
+    size: int = 0,
+    pre_create_num: int = 0,
+    timeout: float = 5.0,
+    window: float = 0.5,
+    lifetime: float = LIFETIME,
+    max_idle: float = 0.0,
+    keepalive: float = 0.0,
+    reset_session: bool = False,
+    max_waiting: Optional[int] = None,
+) -> CoreUnderTest:
+    config = build(
+        size=size,
+        maxsize=maxsize,
+        name="core",
+        pool_name=None,
+        pre_create_num=pre_create_num,
+        con_lifetime=lifetime,
+        autocommit=True,
+        timeout=timeout,
+        validation_interval=window,
+        keepalive_interval=keepalive,
+        max_idle=max_idle,
+        leak_timeout=None,
+        reset_session=reset_session,
+        configure=None,
+        check=None,
+        connection_factory=FakeRaw,  # never called: the machine answers DIAL itself
+        connect_kwargs={"connect_timeout": IO_TIMEOUT},
+    )
+    core = CoreUnderTest(
+        config,
+        NoLock(),
+        events=None,
+        reset=None,
+        open=True,
+        max_waiting=max_waiting,
+        reconnect_timeout=300.0,
+        reconnect_failed=None,
+    )
+    assert core._start()
+    return core
+
+
+class Shell:
+    """The machine's shell: starts plans, answers their requests one at a
+    time, and does what a shell does when a plan ends."""
+
+    def __init__(self, core: CoreUnderTest, clock: Clock) -> None:
+        self.core = core
+        self.clock = clock
+        self.plans: List[Running] = []
+        self.lent: List[Proxy] = []
+        self.raws: List[FakeRaw] = []
+        self.gone: Set[int] = set()
+        self.seen: Dict[Slot, Tuple[float, float]] = {}
+        self.borrows_done = 0
+        self.borrows_failed = 0
+        self.returns = 0
+        self.results: List[Tuple[str, Any]] = []  # (kind, value or exception) of ended plans
+
+    # -- starting -------------------------------------------------------------
+
+    def start(self, kind: str, gen: Plan, slot: Optional[Slot] = None, proxy: Optional[Proxy] = None) -> Running:
+        run = Running(kind, gen, slot, proxy)
+        self.step(run, lambda: gen.send(None))
+        return run
+
+    def borrow(self, timeout: Optional[float] = None, force: bool = False, fast: bool = False) -> Optional[Running]:
+        """A borrow as get_conn() does it: the direct path first when ``fast``."""
+        core = self.core
+        if fast and not core._reclaim:
+            slot = core._lend_idle()
+            if slot is not None and slot.borrowed_at:
+                self.lend(slot)
+                return None
+            return self.start("borrow", core._borrow_plan(slot, None, False))
+        return self.start("borrow", core._borrow_plan(None, timeout, force))
+
+    def give_back(self, proxy: Proxy, failed: bool = False) -> Optional[Running]:
+        slot = proxy._slot
+        assert slot is not None
+        self.lent.remove(proxy)
+        done = self.core._check_in(proxy, slot, failed)
+        self.returns += 1
+        assert proxy._slot is None
+        with pytest.raises(ReturnConnectionToPoolError):
+            self.core._check_in(proxy, slot, failed)
+        if done == PARKED:
+            return None
+        assert done == SLOW
+        assert slot.state == HELD
+        return self.start("return", self.core._return_plan(slot, failed), slot, proxy)
+
+    def close(self) -> None:
+        shut = self.core._shut()
+        if shut is None:
+            return
+        idle, maintenance = shut
+        if maintenance is not None:
+            maintenance.stop()
+        self.start("close", self.core._dispose_all_plan(idle, "closed_on_pool_close"))
+        self.start("reclaim", self.core._reclaim_plan())
+
+    def lend(self, slot: Slot) -> None:
+        assert isinstance(slot, Slot)
+        assert slot.state == OUT, slot.state
+        assert slot in self.core._slots
+        assert slot not in self.core._idle
+        assert not slot.raw.closed
+        assert id(slot) not in self.gone
+        assert all(p._slot is not slot for p in self.lent), "a slot lent twice"
+        self.lent.append(Proxy(slot))
+        self.borrows_done += 1
+
+    # -- running ----------------------------------------------------------------
+
+    def step(self, run: Running, action: Callable[[], Any], interrupted: bool = False) -> None:
+        try:
+            request = action()
+        except StopIteration as done:
+            assert not interrupted, f"{run} ended normally after an interrupt"
+            self.finished(run, done.value)
+            return
+        except KeyboardInterrupt:
+            assert interrupted, f"{run} raised KeyboardInterrupt of its own"
+            self.interrupted(run)
+            return
+        except Exception as exc:
+            assert not interrupted, f"{run} raised {exc!r} instead of the interrupt"
+            self.failed(run, exc)
+            return
+        assert not interrupted, f"{run.kind} yielded {request} after an interrupt: it must give up without waiting"
+        self.check_request(run, request)
+        run.request = request
+        self.plans.append(run)
+
+    def check_request(self, run: Running, request: Tuple[int, Any, Any]) -> None:
+        op, a, b = request
+        assert op in OP_NAMES, request
+        if op == DIAL:
+            assert b is None and 0 < a <= IO_TIMEOUT, request
+        elif op == WAIT:
+            assert run.kind == "borrow"
+            assert isinstance(a, RecordingWaiter)
+            assert math.isfinite(b)
+        elif op == SLEEP:
+            assert run.kind == "borrow" and 0 < a <= core_module._BACKOFF_CAP
+        else:
+            self.check_io(run, request, [other for other in self.plans if other is not run])
+
+    def check_io(self, run: Running, request: Tuple[int, Any, Any], others: List[Running]) -> None:
+        """A plan talks only on a connection it owns: open, not lent, not idle,
+        and no other plan talking on it."""
+        op, raw, b = request
+        assert isinstance(raw, FakeRaw) and not raw.closed, f"{run}: {OP_NAMES[op]} on a closed connection"
+        slot = raw.slot
+        assert slot is not None
+        assert all(other.request[1] is not raw for other in others), f"{run} and another plan talk on one connection"
+        assert all(p._slot is not slot for p in self.lent), f"{run}: the pool talks on a lent connection"
+        expected = {CHECK: (OUT, HELD), PING: (HELD,), RESET: (HELD,), CLOSE: (HELD, NEW)}[op]
+        assert slot.state in expected, f"{run}: {OP_NAMES[op]} on a slot in state {slot.state}"
+        if op == CHECK and slot.state == OUT:
+            assert run.kind == "borrow"
+
+    def answer(self, run: Running, outcome: str, flavor: int = 0) -> None:
+        """Answer ``run``'s request: "ok", "fail" (an error thrown in), "fatal"
+        (a fatal connect error, otherwise as "fail") or "interrupt"."""
+        self.plans.remove(run)
+        gen = run.gen
+        op, a, b = run.request
+        if outcome == "interrupt":
+            self.step(run, lambda: gen.throw(KeyboardInterrupt()), interrupted=True)
+            return
+        reply: Any = None
+        error: Optional[BaseException] = None
+        if op == DIAL:
+            if outcome == "ok":
+                raw = FakeRaw()
+                self.raws.append(raw)
+                reply = (raw, (3.0, 0.0)[flavor % 2])
+            else:
+                error = FatalConnectError("denied") if outcome == "fatal" else ConnectError("unreachable")
+        elif op in (CHECK, PING):
+            if outcome != "ok":
+                error = PingError("gone away")
+        elif op == RESET:
+            if outcome == "ok":
+                reply = bool(flavor % 2)
+            else:
+                error = ResetError("reset failed")
+        elif op == CLOSE:
+            a.close()  # never raises in a shell
+        elif op == WAIT:
+            waiter: RecordingWaiter = a
+            served = waiter.grant is not None or waiter.error is not None
+            assert waiter.wakes == (1 if served else 0), "woken without a grant, or twice"
+            assert waiter.queued == (not served)
+            if outcome == "ok" and served:
+                reply = True
+            else:  # timed out (perhaps just as it was served)
+                self.clock.now = max(self.clock.now, waiter.since + b)
+                reply = False
+        elif op == SLEEP:
+            self.clock.now += a
+        if error is not None:
+            self.step(run, lambda: gen.throw(error))
+        else:
+            self.step(run, lambda: gen.send(reply))
+
+    def finished(self, run: Running, value: Any) -> None:
+        self.results.append((run.kind, value))
+        if run.kind == "borrow":
+            self.lend(value)
+        elif run.kind in ("return", "resize", "close", "round", "reclaim"):
+            assert value is None
+        elif run.kind in ("check", "drain", "reconcile"):
+            assert isinstance(value, int) and value >= 0
+        elif run.kind == "refill":
+            assert isinstance(value, bool)
+
+    def failed(self, run: Running, exc: Exception) -> None:
+        self.results.append((run.kind, exc))
+        if run.kind == "borrow":
+            assert isinstance(exc, (PoolTimeout, PoolClosed, TooManyRequests, ConnectError, FatalConnectError)), exc
+            self.borrows_failed += 1
+        elif run.kind == "refill":
+            assert isinstance(exc, (ConnectError, FatalConnectError)), exc
+        else:
+            raise AssertionError(f"{run.kind} raised {exc!r}")
+
+    def interrupted(self, run: Running) -> None:
+        self.results.append((run.kind, KeyboardInterrupt))
+        if run.kind == "return":
+            # What the shells' release() does: the session's state is unknown.
+            assert run.proxy is not None and run.slot is not None
+            if run.proxy._slot is None and run.slot.state == HELD:
+                self.core._kill(run.slot, "closed_broken")
+        elif run.kind == "borrow" and run.request[0] == WAIT and run.request[1].error is not None:
+            self.borrows_failed += 1  # failed by close() (counted then), interrupted before it woke
+
+    def finish_all(self, limit: int = 400) -> None:
+        """Run every suspended plan to its end, answering every request with success."""
+        for _ in range(limit):
+            if not self.plans:
+                return
+            self.answer(self.plans[0], "ok")
+            self.check_books()
+        raise AssertionError(f"plans still running after {limit} answers: {self.plans}")
+
+    def run_plan(self, kind: str, gen: Plan, limit: int = 100) -> Any:
+        """Start a plan and run it alone to its end with successful answers."""
+        run = self.start(kind, gen)
+        for _ in range(limit):
+            if run not in self.plans:
+                return self.results[-1][1]
+            assert run.request[0] != WAIT, f"{kind} had to wait with nothing else running"
+            self.answer(run, "ok")
+        raise AssertionError(f"{kind} did not end after {limit} answers")
+
+    # -- the books ----------------------------------------------------------------
+
+    def check_books(self, maxsize_floor: Optional[int] = None) -> None:
+        core = self.core
+        slots = core._slots
+        counts = {state: 0 for state in (NEW, IDLE, OUT, HELD, GONE)}
+        for slot in slots:
+            counts[slot.state] += 1
+        assert counts[NEW] == counts[GONE] == 0, "a NEW or GONE slot is counted open"
+        idle = list(core._idle)
+        assert len({id(s) for s in idle}) == len(idle), "a slot idle twice"
+        assert all(s.state == IDLE and s in slots for s in idle), "an idle slot that is not IDLE or not open"
+        assert counts[IDLE] == len(idle), "a slot IDLE but not in the idle queue"
+        assert core._held == counts[HELD], (core._held, counts[HELD])
+        assert core._open == len(slots)
+        assert core._open == len(idle) + counts[OUT] + counts[HELD]
+        assert core._connecting >= 0
+
+        # Ownership: every lent or held slot and every live right to dial
+        # belongs to a borrower or a suspended plan (plans may also keep stale
+        # references, so this finds leaks, not sharing: check_io finds that).
+        owned: Set[int] = set()
+        tokens: Set[int] = set()
+        for proxy in self.lent:
+            slot = proxy._slot
+            assert slot is not None and slot.state == OUT and slot in slots, "a lent slot not OUT"
+            owned.add(id(slot))
+        assert len(owned) == len(self.lent), "one slot lent to two borrowers"
+        owned |= {id(slot) for slot in core._reclaim if slot.state == OUT}  # dropped proxies: maintenance's
+        for run in self.plans:
+            held, live = run.held()
+            owned |= held
+            tokens |= live
+            if run.request[0] in (CHECK, PING, RESET, CLOSE):
+                self.check_io(run, run.request, [other for other in self.plans if other is not run])
+        for slot in slots:
+            if slot.state in (OUT, HELD):
+                assert id(slot) in owned, f"a slot in state {slot.state} that no borrower or plan holds"
+        assert core._connecting == len(tokens), f"connecting={core._connecting} but {len(tokens)} rights to dial held"
+
+        maxsize = core._maxsize
+        # After resize() shrank the pool: the extras are marked, or shed on arrival.
+        shed_ok = sum(1 for s in slots if s.retire is not None) + core._life.shed
+        shed_ok += sum(1 for s in core.made if s.state == NEW and s.retire is not None)
+        assert core._open + core._connecting <= maxsize + shed_ok, "more than maxsize open or opening"
+        if maxsize_floor is not None:
+            assert core._open + core._connecting <= maxsize_floor
+
+        waiters = list(core._waiters)
+        assert len({id(w) for w in waiters}) == len(waiters), "a waiter queued twice"
+        assert all(w.queued and w.grant is None and w.error is None for w in waiters)
+        waiting = [run.request[1] for run in self.plans if run.request[0] == WAIT]
+        assert {id(w) for w in waiters} <= {id(w) for w in waiting}, "a queued waiter nobody waits on"
+        if waiters:
+            assert not core._closed, "waiters left queued by close()"
+            assert not idle, "idle connections while borrowers wait"
+            assert core._open + core._connecting >= maxsize, "borrowers wait while there is room to dial"
+
+        stats = core._stats
+        in_flight = [s for s in core.made if s.state == NEW]
+        assert all(run_holds(self.plans, s) for s in in_flight), "a NEW slot no plan holds"
+        assert stats.connections_made == sum(stats.closes.values()) + core._open + len(in_flight)
+        assert stats.connections_made == len(core.made)
+        for slot in core.made:
+            if id(slot) in self.gone:
+                assert slot.state == GONE, "a closed slot came back"
+            if slot.state == GONE:
+                self.gone.add(id(slot))
+                assert slot not in slots
+            assert slot.raw.closed == (slot.state == GONE), f"state {slot.state} but closed={slot.raw.closed}"
+        assert len(core.made) == len(self.raws)
+
+        if not self.plans:
+            assert core._held == 0 and core._connecting == 0 and not in_flight and not waiters
+            assert stats.borrows == self.borrows_done, (stats.borrows, self.borrows_done)
+            assert stats.returns == self.returns
+            refused = stats.borrow_timeouts + stats.borrow_errors + stats.borrows_rejected
+            assert refused == self.borrows_failed, (refused, self.borrows_failed)
+
+
+def run_holds(plans: List[Running], slot: Slot) -> bool:
+    return any(id(slot) in run.held()[0] for run in plans)
+
+
+OUTCOMES = ["ok", "ok", "ok", "ok", "fail", "fail", "fatal", "interrupt", "interrupt"]
+
+
+class CoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self._real_clock = core_module._monotonic
+        core_module._monotonic = self.clock
+        self.shell: Optional[Shell] = None
+
+    @initialize(
+        maxsize=st.integers(1, 3),
+        size=st.integers(0, 3),
+        pre_create=st.booleans(),
+        window=st.sampled_from([0.5, 0.0, 1e6]),
+        lifetime=st.sampled_from([LIFETIME, 0.0]),
+        max_idle=st.sampled_from([0.0, 2.0]),
+        reset_session=st.booleans(),
+        max_waiting=st.sampled_from([None, None, 1]),
+        timeout=st.sampled_from([5.0, 0.0, 0.5]),
+    )
+    def setup(
+        self,
+        maxsize: int,
+        size: int,
+        pre_create: bool,
+        window: float,
+        lifetime: float,
+        max_idle: float,
+        reset_session: bool,
+        max_waiting: Optional[int],
+        timeout: float,
+    ) -> None:
+        core = make_core(
+            self.clock,
+            maxsize,
+            size=min(size, maxsize),
+            pre_create_num=int(pre_create),
+            timeout=timeout,
+            window=window,
+            lifetime=lifetime,
+            max_idle=max_idle,
+            keepalive=3.0,
+            reset_session=reset_session,
+            max_waiting=max_waiting,
+        )
+        core._maintenance = FakeMaintenance()
+        self.shell = Shell(core, self.clock)
+
+    def teardown(self) -> None:
+        try:
+            shell = self.shell
+            if shell is None:
+                return
+            core = shell.core
+            shell.finish_all()
+            assert shell.run_plan("reclaim", core._reclaim_plan()) is None
+            for proxy in list(shell.lent):
+                shell.give_back(proxy)
+                shell.finish_all()
+            shell.check_books()
+            orphans = shell.run_plan("reconcile", core._reconcile_plan(0.0, {}))
+            assert orphans == 0, f"{orphans} slot(s) orphaned with no plan running"
+            shell.check_books()
+            if not core._closed:
+                # Every one of maxsize can be borrowed, none has to wait.
+                for _ in range(core._maxsize):
+                    slot = shell.run_plan("borrow", core._borrow_plan(None, 0.0, False))
+                    assert isinstance(slot, Slot), slot
+                    shell.check_books()
+                assert len(shell.lent) == core._maxsize
+                for proxy in list(shell.lent):
+                    shell.give_back(proxy)
+                    shell.finish_all()
+            shell.close()
+            shell.finish_all()
+            shell.check_books()
+            assert core._open == 0 and not core._slots
+            assert all(raw.closed for raw in shell.raws), "a connection left open after close"
+        finally:
+            core_module._monotonic = self._real_clock
+
+    @property
+    def s(self) -> Shell:
+        assert self.shell is not None
+        return self.shell
+
+    def room(self) -> bool:
+        return self.shell is not None and len(self.shell.plans) < MAX_PLANS
+
+    def lent(self) -> bool:
+        return self.shell is not None and bool(self.shell.lent)
+
+    def running(self) -> bool:
+        return self.shell is not None and bool(self.shell.plans)
+
+    # -- starting plans -----------------------------------------------------------
+
+    @precondition(room)
+    @rule(timeout=st.sampled_from([None, None, 0.0, 1.0]), force=st.booleans(), fast=st.booleans())
+    def borrow(self, timeout: Optional[float], force: bool, fast: bool) -> None:
+        self.s.borrow(timeout, force, fast and timeout is None and not force)
+
+    @precondition(room)
+    @rule(fast=st.booleans())
+    def borrow_now(self, fast: bool) -> None:
+        """A borrow whose requests are answered with success until it is lent or waits."""
+        run = self.s.borrow(None, False, fast)
+        if run is not None:
+            self.complete_run(run)
+
+    @precondition(lambda self: self.lent() and len(self.s.plans) < MAX_PLANS + 2)
+    @rule(pick=st.integers(0, 7), failed=st.booleans(), flags=st.integers(0, 31))
+    def give_back(self, pick: int, failed: bool, flags: int) -> None:
+        proxy = self.s.lent[pick % len(self.s.lent)]
+        raw: FakeRaw = proxy._raw
+        # Mostly clean returns; each flag makes the slow path or a close.
+        raw.dirty = bool(flags & 1) and flags > 16
+        raw.broken = bool(flags & 2) and flags > 24
+        raw.mid = bool(flags & 4) and flags > 24
+        raw.pending = bool(flags & 8)
+        raw.hung = bool(flags & 16) and flags & 3 == 3
+        self.s.give_back(proxy, failed)
+
+    @precondition(room)
+    @rule(
+        kind=st.sampled_from(["check", "drain", "resize", "round", "round", "refill", "refill", "close"]),
+        maxsize=st.integers(1, 4),
+        size=st.integers(0, 4),
+        rare=st.integers(0, 3),
+    )
+    def control(self, kind: str, maxsize: int, size: int, rare: int) -> None:
+        """What pool methods and the maintenance do: one plan started."""
+        shell = self.s
+        core = shell.core
+        if kind == "check":
+            shell.start("check", core._check_plan())
+        elif kind == "drain":
+            shell.start("drain", core._drain_plan())
+        elif kind == "resize":
+            maxsize = max(maxsize, core._config.pre_create_num)
+            shell.start("resize", core._resize_plan(maxsize, min(size, maxsize)))
+        elif kind == "round":
+            shell.start("round", core._round_plan(shell.seen))
+        elif kind == "refill":
+            shell.start("refill", core._refill_plan())
+        elif rare == 0:  # close: a closed pool has little left to test
+            shell.close()
+
+    @precondition(lambda self: self.shell is not None)
+    @rule(
+        kind=st.sampled_from(["tick", "tick", "wrong_node", "drop_proxy", "age"]),
+        pick=st.integers(0, 7),
+        dt=st.sampled_from([0.0001, 0.4, 1.0, 4.0]),
+    )
+    def happen(self, kind: str, pick: int, dt: float) -> None:
+        """Time passes, or something happens to a lent connection."""
+        shell = self.s
+        if kind == "tick":
+            self.clock.now += dt
+        elif kind == "age":
+            # Past every connection's lifetime; not while a borrow is in
+            # flight (a real one would have ended by then).
+            if not any(run.kind == "borrow" for run in shell.plans):
+                self.clock.now += 2 * LIFETIME
+        elif shell.lent and kind == "wrong_node":
+            raw: FakeRaw = shell.lent[pick % len(shell.lent)]._raw
+            assert raw.wrong_node is not None
+            raw.wrong_node()  # the driver saw a read-only/wrong-node error
+        elif shell.lent:
+            # The borrower drops its proxy: the shell's __del__ calls _leaked.
+            proxy = shell.lent.pop(pick % len(shell.lent))
+            slot = proxy._slot
+            assert slot is not None
+            del proxy
+            shell.core._leaked(slot)
+
+    # -- advancing one suspended plan ---------------------------------------------------
+
+    @precondition(running)
+    @rule(pick=st.integers(0, 7), outcome=st.sampled_from(OUTCOMES), flavor=st.integers(0, 3))
+    def advance(self, pick: int, outcome: str, flavor: int) -> None:
+        self.s.answer(self.s.plans[pick % len(self.s.plans)], outcome, flavor)
+
+    @precondition(running)
+    @rule(pick=st.integers(0, 7), flavor=st.integers(0, 3))
+    def advance_ok(self, pick: int, flavor: int) -> None:
+        self.s.answer(self.s.plans[pick % len(self.s.plans)], "ok", flavor)
+
+    @precondition(running)
+    @rule(pick=st.integers(0, 7))
+    def complete(self, pick: int) -> None:
+        self.complete_run(self.s.plans[pick % len(self.s.plans)])
+
+    def complete_run(self, run: Running) -> None:
+        """Answer one plan with success until it ends or waits for a grant."""
+        shell = self.s
+        for _ in range(20):
+            if run not in shell.plans:
+                return
+            op, waiter, _timeout = run.request
+            if op == WAIT and waiter.queued:
+                return
+            shell.answer(run, "ok")
+            shell.check_books()
+
+    @invariant()
+    def books(self) -> None:
+        if self.shell is not None:
+            self.shell.check_books()
+
+
+CoreMachine.TestCase.settings = SETTINGS
+test_core_machine = CoreMachine.TestCase
+
+
+# -- directed tests -----------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    fake = Clock()
+    real = core_module._monotonic
+    core_module._monotonic = fake
+    try:
+        yield fake
+    finally:
+        core_module._monotonic = real
+
+
+def borrowed(shell: Shell, n: int) -> List[Proxy]:
+    for _ in range(n):
+        shell.run_plan("borrow", shell.core._borrow_plan(None, None, False))
+    return list(shell.lent)
+
+
+def test_hand_over_is_fifo(clock: Clock) -> None:
+    """Returned connections and freed room go to the waiters oldest first."""
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    first, second = borrowed(shell, 2)
+    waiters = [shell.borrow() for _ in range(4)]
+    assert all(w is not None and w.request[0] == WAIT for w in waiters)
+    assert [w.request[1] for w in waiters] == list(shell.core._waiters)
+    shell.check_books()
+    slot = first._slot
+    shell.give_back(first)  # clean: straight to the oldest waiter
+    assert waiters[0].request[1].grant is slot
+    assert all(w.request[1].grant is None for w in waiters[1:])
+    second._raw.dirty = second._raw.broken = True
+    closing = shell.give_back(second)  # closed: its room goes to the next waiter as a right to dial
+    assert closing is not None and closing.request[0] == CLOSE
+    shell.answer(closing, "ok")
+    assert isinstance(waiters[1].request[1].grant, DialToken)
+    assert all(w.request[1].grant is None for w in waiters[2:])
+    shell.check_books()
+    # The last two wait their turn behind the first two's connections.
+    shell.answer(waiters[1], "ok")
+    assert waiters[1].request[0] == DIAL
+    shell.answer(waiters[1], "ok")
+    shell.answer(waiters[0], "ok")
+    assert len(shell.lent) == 2 and shell.lent[1]._slot is slot
+    for proxy in list(shell.lent):
+        shell.give_back(proxy)
+    assert waiters[2].request[1].grant is not None and waiters[3].request[1].grant is not None
+    shell.check_books()
+    shell.finish_all()
+    assert len(shell.lent) == 2
+
+
+def test_wait_timed_out_after_being_served_keeps_the_grant(clock: Clock) -> None:
+    """A wait that reports a timeout just as the waiter was served still lends the grant."""
+    shell = Shell(make_core(clock, 1, timeout=1.0, window=10.0), clock)
+    (proxy,) = borrowed(shell, 1)
+    slot = proxy._slot
+    run = shell.borrow()
+    assert run is not None and run.request[0] == WAIT
+    shell.give_back(proxy)
+    assert run.request[1].grant is slot
+    shell.answer(run, "timeout")  # WAIT returns False
+    assert run not in shell.plans
+    assert shell.results[-1] == ("borrow", slot)
+    stats = shell.core._stats
+    assert stats.borrow_timeouts == 0 and stats.borrows == 2
+    shell.check_books()
+
+
+def test_wait_timed_out_unserved_raises(clock: Clock) -> None:
+    shell = Shell(make_core(clock, 1, timeout=1.0), clock)
+    borrowed(shell, 1)
+    run = shell.borrow()
+    assert run is not None
+    shell.answer(run, "timeout")
+    kind, exc = shell.results[-1]
+    assert isinstance(exc, PoolTimeout)
+    assert shell.core._stats.borrow_timeouts == 1 and not shell.core._waiters
+    shell.check_books()
+
+
+def reach(shell: Shell, op: int) -> Running:
+    """Set up a plan suspended at a request of kind ``op``."""
+    core = shell.core
+    if op == DIAL:
+        run = shell.borrow()
+    elif op == WAIT:
+        borrowed(shell, core._maxsize)
+        run = shell.borrow()
+    elif op == CHECK:
+        (proxy,) = borrowed(shell, 1)
+        shell.give_back(proxy)
+        shell.clock.now += 1.0  # past the validation window
+        run = shell.borrow()
+    elif op == PING:
+        (proxy,) = borrowed(shell, 1)
+        shell.give_back(proxy)
+        shell.clock.now += 5.0  # past the keep-alive interval
+        run = shell.start("round", core._round_plan(shell.seen))
+    elif op == RESET:
+        (proxy,) = borrowed(shell, 1)
+        proxy._raw.dirty = True
+        run = shell.give_back(proxy)
+    elif op == CLOSE:
+        (proxy,) = borrowed(shell, 1)
+        proxy._raw.dirty = proxy._raw.broken = True  # dirty: the slow return, which finds it broken
+        run = shell.give_back(proxy)
+    assert run is not None and run.request[0] == op, run
+    return run
+
+
+def reach_sleep(shell: Shell) -> Running:
+    (proxy,) = borrowed(shell, 1)  # ever connected: a connect error is retried
+    run = shell.borrow()
+    assert run is not None and run.request[0] == DIAL
+    shell.answer(run, "fail")
+    assert run.request[0] == SLEEP
+    return run
+
+
+@pytest.mark.parametrize("op", [DIAL, CHECK, PING, CLOSE, RESET, WAIT, SLEEP], ids=lambda op: OP_NAMES[op])
+def test_interrupt_at_each_request_leaves_books_exact(clock: Clock, op: int) -> None:
+    shell = Shell(make_core(clock, 2, timeout=30.0, keepalive=3.0), clock)
+    shell.core._maintenance = FakeMaintenance()
+    run = reach_sleep(shell) if op == SLEEP else reach(shell, op)
+    shell.check_books()
+    shell.answer(run, "interrupt")
+    assert run not in shell.plans
+    assert shell.results[-1] == (run.kind, KeyboardInterrupt)
+    shell.check_books()
+    core = shell.core
+    assert core._held == 0 and core._connecting == 0 and not core._waiters
+    stats = core._stats
+    assert stats.connections_made == sum(stats.closes.values()) + core._open
+    for proxy in list(shell.lent):
+        shell.give_back(proxy)
+    shell.finish_all()
+    assert shell.run_plan("reconcile", core._reconcile_plan(0.0, {})) == 0
+    for _ in range(core._maxsize):
+        shell.run_plan("borrow", core._borrow_plan(None, 0.0, False))
+    assert len(shell.lent) == core._maxsize
+    shell.check_books()
+
+
+def test_interrupted_check_spares_what_it_put_back(clock: Clock) -> None:
+    """check() parks each connection it validated; interrupted later, it must
+    not close one that has since been lent and is being returned by another."""
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    for proxy in borrowed(shell, 2):
+        shell.give_back(proxy)
+    check = shell.start("check", shell.core._check_plan())
+    assert check.request[0] == CHECK
+    shell.answer(check, "ok")  # the first one is back in idle
+    assert check.request[0] == CHECK
+    first = next(iter(shell.core._idle))
+    run = shell.borrow(fast=True)  # lent again at once
+    assert run is None and shell.lent[-1]._slot is first
+    shell.lent[-1]._raw.dirty = True
+    returning = shell.give_back(shell.lent[-1])
+    assert returning is not None and returning.request[0] == RESET
+    shell.answer(check, "interrupt")
+    shell.check_books()
+    shell.answer(returning, "ok")
+    shell.check_books()
