@@ -248,7 +248,7 @@ class Running:
         return slots, tokens
 
     def __repr__(self) -> str:
-        op, a, b = self.request
+        op, _a, _b = self.request
         return f"<{self.kind} at {OP_NAMES.get(op, op)}>"
 
 
@@ -409,7 +409,7 @@ class Shell:
     def check_io(self, run: Running, request: Tuple[int, Any, Any], others: List[Running]) -> None:
         """A plan talks only on a connection it owns: open, not lent, not idle,
         and no other plan talking on it."""
-        op, raw, b = request
+        op, raw, _b = request
         assert isinstance(raw, FakeRaw) and not raw.closed, f"{run}: {OP_NAMES[op]} on a closed connection"
         slot = raw.slot
         assert slot is not None
@@ -620,6 +620,7 @@ class CoreMachine(RuleBasedStateMachine):
         reset_session=st.booleans(),
         max_waiting=st.sampled_from([None, None, 1]),
         timeout=st.sampled_from([5.0, 0.0, 0.5]),
+        warm=st.integers(0, 3),
     )
     def setup(
         self,
@@ -632,6 +633,7 @@ class CoreMachine(RuleBasedStateMachine):
         reset_session: bool,
         max_waiting: Optional[int],
         timeout: float,
+        warm: int,
     ) -> None:
         core = make_core(
             self.clock,
@@ -647,7 +649,13 @@ class CoreMachine(RuleBasedStateMachine):
             max_waiting=max_waiting,
         )
         core._maintenance = FakeMaintenance()
-        self.shell = Shell(core, self.clock)
+        self.shell = shell = Shell(core, self.clock)
+        # Start with up to ``warm`` idle connections.
+        for _ in range(min(warm, maxsize)):
+            shell.run_plan("borrow", core._borrow_plan(None, 0.0, False))
+        for proxy in list(shell.lent):
+            shell.give_back(proxy)
+        shell.check_books()
 
     def teardown(self) -> None:
         try:
@@ -698,18 +706,22 @@ class CoreMachine(RuleBasedStateMachine):
 
     # -- starting plans -----------------------------------------------------------
 
-    @precondition(room)
-    @rule(timeout=st.sampled_from([None, None, 0.0, 1.0]), force=st.booleans(), fast=st.booleans())
-    def borrow(self, timeout: Optional[float], force: bool, fast: bool) -> None:
-        self.s.borrow(timeout, force, fast and timeout is None and not force)
+    def may_borrow(self) -> bool:
+        return self.room() and sum(run.kind == "borrow" for run in self.s.plans) < 3
 
-    @precondition(room)
-    @rule(fast=st.booleans())
-    def borrow_now(self, fast: bool) -> None:
-        """A borrow whose requests are answered with success until it is lent or waits."""
-        run = self.s.borrow(None, False, fast)
-        if run is not None:
+    @precondition(may_borrow)
+    @rule(timeout=st.sampled_from([None, None, 0.0, 1.0]), force=st.booleans(), fast=st.booleans(), now=st.booleans())
+    def borrow(self, timeout: Optional[float], force: bool, fast: bool, now: bool) -> None:
+        """A borrow (by get_conn()'s direct path when ``fast``); ``now``: its
+        requests answered with success until it is lent or waits."""
+        run = self.s.borrow(timeout, force, fast and timeout is None and not force)
+        if run is not None and now:
             self.complete_run(run)
+
+    @precondition(lambda self: self.lent() and len(self.s.plans) < MAX_PLANS + 2)
+    @rule(pick=st.integers(0, 7))
+    def give_back_clean(self, pick: int) -> None:
+        self.s.give_back(self.s.lent[pick % len(self.s.lent)])
 
     @precondition(lambda self: self.lent() and len(self.s.plans) < MAX_PLANS + 2)
     @rule(pick=st.integers(0, 7), failed=st.booleans(), flags=st.integers(0, 31))
@@ -726,7 +738,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @precondition(room)
     @rule(
-        kind=st.sampled_from(["check", "drain", "resize", "round", "round", "refill", "refill", "close"]),
+        kind=st.sampled_from(["check", "check", "drain", "resize", "round", "round", "refill", "close"]),
         maxsize=st.integers(1, 4),
         size=st.integers(0, 4),
         rare=st.integers(0, 3),
@@ -892,7 +904,7 @@ def test_wait_timed_out_unserved_raises(clock: Clock) -> None:
     run = shell.borrow()
     assert run is not None
     shell.answer(run, "timeout")
-    kind, exc = shell.results[-1]
+    _kind, exc = shell.results[-1]
     assert isinstance(exc, PoolTimeout)
     assert shell.core._stats.borrow_timeouts == 1 and not shell.core._waiters
     shell.check_books()
@@ -929,7 +941,7 @@ def reach(shell: Shell, op: int) -> Running:
 
 
 def reach_sleep(shell: Shell) -> Running:
-    (proxy,) = borrowed(shell, 1)  # ever connected: a connect error is retried
+    (_proxy,) = borrowed(shell, 1)  # ever connected: a connect error is retried
     run = shell.borrow()
     assert run is not None and run.request[0] == DIAL
     shell.answer(run, "fail")
@@ -961,23 +973,38 @@ def test_interrupt_at_each_request_leaves_books_exact(clock: Clock, op: int) -> 
     shell.check_books()
 
 
-def test_interrupted_check_spares_what_it_put_back(clock: Clock) -> None:
-    """check() parks each connection it validated; interrupted later, it must
-    not close one that has since been lent and is being returned by another."""
-    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+@pytest.mark.parametrize("end", ["ok", "interrupt"])
+@pytest.mark.parametrize("kind", ["check", "keepalive"])
+def test_idle_sweep_spares_what_it_put_back(clock: Clock, kind: str, end: str) -> None:
+    """check() and the keep-alive round park each connection as soon as it
+    passed; when they end (or are interrupted) they must not close one that
+    was lent again meanwhile and is now being returned by another caller."""
+    shell = Shell(make_core(clock, 2, timeout=30.0, window=10.0), clock)
     for proxy in borrowed(shell, 2):
         shell.give_back(proxy)
-    check = shell.start("check", shell.core._check_plan())
-    assert check.request[0] == CHECK
-    shell.answer(check, "ok")  # the first one is back in idle
-    assert check.request[0] == CHECK
-    first = next(iter(shell.core._idle))
-    run = shell.borrow(fast=True)  # lent again at once
-    assert run is None and shell.lent[-1]._slot is first
-    shell.lent[-1]._raw.dirty = True
-    returning = shell.give_back(shell.lent[-1])
+    core = shell.core
+    if kind == "check":
+        sweep = shell.start("check", core._check_plan())
+        op = CHECK
+    else:
+        clock.now += 4.0  # past the keep-alive interval (3 s), within the window
+        sweep = shell.start("round", core._round_plan(shell.seen))
+        op = PING
+    assert sweep.request[0] == op
+    shell.answer(sweep, "ok")  # the first one passed and is idle again
+    assert sweep.request[0] == op
+    (first,) = core._idle
+    assert shell.borrow(fast=True) is None  # lent again at once
+    proxy = shell.lent[-1]
+    assert proxy._slot is first
+    proxy._raw.dirty = True
+    returning = shell.give_back(proxy)  # its return resets it: HELD by the returner
     assert returning is not None and returning.request[0] == RESET
-    shell.answer(check, "interrupt")
+    shell.answer(sweep, end)
+    assert sweep not in shell.plans
+    assert first.state == HELD and not first.raw.closed, "the sweep closed a connection it had given back"
     shell.check_books()
     shell.answer(returning, "ok")
+    assert first.state == IDLE
     shell.check_books()
+    shell.finish_all()
