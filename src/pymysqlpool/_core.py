@@ -911,13 +911,17 @@ class PoolCore:
         """Validate every idle connection now; returns how many were closed."""
         slots = self._take_idle(lambda slot, position: True)
         closed = 0
+        done = 0
         try:
             for slot in slots:
                 if not (yield from self._recheck_plan(slot, CHECK, "closed_failed_check")):
                     closed += 1
+                done += 1
             return closed
-        finally:  # interrupted: what was not checked is closed, not lost
-            for slot in slots:
+        finally:
+            # Interrupted: what was not checked yet is closed, not lost. Not
+            # the ones already parked: they may be another caller's (HELD) by now.
+            for slot in slots[done:]:
                 if slot.state == HELD:
                     self._kill(slot, "closed_failed_check")
 
@@ -1255,14 +1259,17 @@ class PoolCore:
     def _keepalive_plan(self, now: float) -> Plan:
         """Ping idle connections before the server's wait_timeout drops them."""
         taken = self._take_idle(lambda slot, position: bool(slot.keepalive) and now - slot.last_used > slot.keepalive)
+        done = 0
         try:
             for slot in taken:
                 if (yield from self._recheck_plan(slot, PING, "closed_broken")):
                     with self._lock:
                         self._stats.keepalive_pings += 1
+                done += 1
         finally:
-            # Interrupted: what was not pinged back into idle is closed.
-            for slot in taken:
+            # Interrupted: what was not pinged yet is closed. Not the ones
+            # already parked: they may be another caller's (HELD) by now.
+            for slot in taken[done:]:
                 if slot.state == HELD:
                     self._kill(slot, "closed_broken")
 
