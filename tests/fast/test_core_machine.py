@@ -81,6 +81,7 @@ class FakeRaw:
         self.slot: Optional[Slot] = None
         self.wrong_node: Optional[Callable[[], Any]] = None
         self.interrupted = False
+        self.condemned = False  # failed a check, a ping or a reset: never to be lent or parked again
 
     def close(self) -> None:
         assert not self.closed, "a connection closed twice"
@@ -461,6 +462,8 @@ class Shell:
         elif op == SLEEP:
             self.clock.now += a
         if error is not None:
+            if op in (CHECK, PING, RESET):
+                a.condemned = True
             self.step(run, lambda: gen.throw(error))
         else:
             self.step(run, lambda: gen.send(reply))
@@ -585,6 +588,8 @@ class Shell:
                 self.gone.add(id(slot))
                 assert slot not in slots
             assert slot.raw.closed == (slot.state == GONE), f"state {slot.state} but closed={slot.raw.closed}"
+            if slot.raw.condemned:
+                assert slot.state in (HELD, GONE), "a connection that failed a check or reset is kept"
         assert len(core.made) == len(self.raws)
 
         if not self.plans:
@@ -599,7 +604,7 @@ def run_holds(plans: List[Running], slot: Slot) -> bool:
     return any(id(slot) in run.held()[0] for run in plans)
 
 
-OUTCOMES = ["ok", "ok", "ok", "ok", "fail", "fail", "fatal", "interrupt", "interrupt"]
+OUTCOMES = ["ok", "ok", "ok", "fail", "fail", "fatal", "interrupt"]
 
 
 class CoreMachine(RuleBasedStateMachine):
@@ -738,7 +743,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @precondition(room)
     @rule(
-        kind=st.sampled_from(["check", "check", "drain", "resize", "round", "round", "refill", "close"]),
+        kind=st.sampled_from(["check", "check", "drain", "resize", "round", "later_round", "refill", "close"]),
         maxsize=st.integers(1, 4),
         size=st.integers(0, 4),
         rare=st.integers(0, 3),
@@ -755,6 +760,9 @@ class CoreMachine(RuleBasedStateMachine):
             maxsize = max(maxsize, core._config.pre_create_num)
             shell.start("resize", core._resize_plan(maxsize, min(size, maxsize)))
         elif kind == "round":
+            shell.start("round", core._round_plan(shell.seen))
+        elif kind == "later_round":  # the next round, once idle ones are due a keep-alive ping
+            self.clock.now += 4.0
             shell.start("round", core._round_plan(shell.seen))
         elif kind == "refill":
             shell.start("refill", core._refill_plan())
@@ -795,6 +803,16 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 7), outcome=st.sampled_from(OUTCOMES), flavor=st.integers(0, 3))
     def advance(self, pick: int, outcome: str, flavor: int) -> None:
         self.s.answer(self.s.plans[pick % len(self.s.plans)], outcome, flavor)
+
+    @precondition(running)
+    @rule(pick=st.integers(0, 7), waiting=st.booleans())
+    def interrupt(self, pick: int, waiting: bool) -> None:
+        """KeyboardInterrupt or a cancellation lands in a plan (``waiting``:
+        preferably one whose borrower was served but has not woken yet)."""
+        plans = self.s.plans
+        served = [run for run in plans if run.request[0] == WAIT and not run.request[1].queued]
+        pool = served if waiting and served else plans
+        self.s.answer(pool[pick % len(pool)], "interrupt")
 
     @precondition(running)
     @rule(pick=st.integers(0, 7), flavor=st.integers(0, 3))
@@ -1008,3 +1026,31 @@ def test_idle_sweep_spares_what_it_put_back(clock: Clock, kind: str, end: str) -
     assert first.state == IDLE
     shell.check_books()
     shell.finish_all()
+
+
+@pytest.mark.parametrize("grant", ["slot", "right to dial"])
+def test_interrupt_after_being_served_passes_the_grant_on(clock: Clock, grant: str) -> None:
+    """A borrower interrupted after it was handed a connection (or the right
+    to dial) but before it woke gives it to the next waiter, unused."""
+    shell = Shell(make_core(clock, 1, timeout=30.0, window=10.0), clock)
+    (proxy,) = borrowed(shell, 1)
+    slot = proxy._slot
+    first, second = shell.borrow(), shell.borrow()
+    assert first is not None and second is not None
+    if grant == "slot":
+        shell.give_back(proxy)
+        assert first.request[1].grant is slot
+    else:
+        proxy._raw.dirty = proxy._raw.broken = True
+        closing = shell.give_back(proxy)
+        assert closing is not None
+        shell.answer(closing, "ok")
+        assert isinstance(first.request[1].grant, DialToken)
+    shell.answer(first, "interrupt")
+    shell.check_books()
+    handed = second.request[1].grant
+    assert handed is slot if grant == "slot" else isinstance(handed, DialToken)
+    assert shell.core._stats.borrows == 2  # the first borrow and the second's; not the interrupted one
+    shell.finish_all()
+    assert len(shell.lent) == 1
+    shell.check_books()
