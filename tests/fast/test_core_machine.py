@@ -13,10 +13,18 @@ holds without yielding again.
 The core's books are checked after every step (the lock being a no-op, they
 must hold between any two steps): every open slot is idle, lent or held and
 counted so; no more than ``maxsize`` open or being opened; no idle slot while
-a borrower queues; ``connections_made`` = closes + open; each waiter queued
-once; each lent or held slot owned by exactly one borrower or plan; a closed
-slot never comes back. Once every plan has ended, nothing may be left held
-or reserved, no slot orphaned, and all ``maxsize`` connections borrowable.
+a borrower queues (nor while there is room to dial); ``connections_made`` =
+closes + open + connections just dialed; each waiter queued once; every lent
+or held slot and every right to dial (``connecting``) held by a borrower or a
+suspended plan; a plan talks only on an open connection that no borrower and
+no other plan uses; a connection that failed a check or a reset is never kept;
+a closed slot never comes back; a closed pool keeps nothing idle. Once every
+plan has ended, nothing may be left held or reserved, the counters of borrows
+and refusals must match what the machine saw, no slot may be orphaned, and
+all ``maxsize`` connections must be borrowable without waiting.
+
+The core's ``_slots`` set is replaced by an insertion-ordered one so that an
+example replays identically (a set of slots iterates in address order).
 """
 
 from __future__ import annotations
