@@ -30,7 +30,6 @@ example replays identically (a set of slots iterates in address order).
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
@@ -183,15 +182,15 @@ class CoreUnderTest(PoolCore):
 
 
 class Proxy:
-    """What a shell hands a borrower: the core checks ``_slot`` on return and
-    finds the live proxy through ``slot.owner``."""
+    """What a shell hands a borrower: the core checks ``_slot`` on return, and
+    ``slot.proxied`` tells its reconcile a lent slot from an orphaned one."""
 
-    __slots__ = ("__weakref__", "_raw", "_slot")
+    __slots__ = ("_raw", "_slot")
 
     def __init__(self, slot: Slot) -> None:
         self._slot: Optional[Slot] = slot
         self._raw: Any = slot.raw
-        slot.owner = weakref.ref(self)
+        slot.proxied = True
 
     def _returned_twice(self) -> ReturnConnectionToPoolError:
         return ReturnConnectionToPoolError("returned twice")
