@@ -140,6 +140,7 @@ class PoolCore:
 
     _drv: Any
     _waiter: Callable[[float], Waiter]
+    _probe_free = False  # the driver's hang-up probe costs no syscall
 
     def __init__(
         self,
@@ -159,6 +160,10 @@ class PoolCore:
         self._maxsize = cfg.maxsize
         self._autocommit = cfg.autocommit
         self._window = cfg.validation_interval
+        # A return lent longer than this has its socket polled for a hang-up:
+        # the validation window where the probe is a syscall, always where the
+        # driver already knows (an event loop reads the end of the stream).
+        self._probe_window = -1.0 if self._probe_free else cfg.validation_interval
         self._lifetime = cfg.con_lifetime
         self._track_borrows = cfg.leak_timeout is not None
         self._events = Events()
@@ -676,15 +681,14 @@ class PoolCore:
         was returned meanwhile."""
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
-        # the validation window -- its socket not hung up on (KILL, restart)
-        # while lent, told by a zero-timeout poll().
+        # _probe_window -- its socket not hung up on (KILL, restart) while lent.
         now = _monotonic()
         probe = slot.probe
         clean = (
             not failed
             and not self._always_reset
             and not self._drv.needs_reset(slot.raw, self._autocommit)
-            and (now - slot.borrowed_at <= self._window or probe is None or not probe(0))
+            and (now - slot.borrowed_at <= self._probe_window or probe is None or not probe(0))
         )
         with self._lock:
             if conn._slot is not slot:  # returned by another thread meanwhile

@@ -105,6 +105,7 @@ class AsyncConnectionPool(PoolCore):
 
     _drv = _adriver
     _waiter = TaskWaiter
+    _probe_free = True  # the loop has read a hang-up already: every return looks
 
     def __init__(
         self,
@@ -341,12 +342,6 @@ class AsyncConnectionPool(PoolCore):
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
-        probe = slot.probe
-        if not failed and probe is not None and probe(0):
-            # Hung up on while lent (KILL, restart): the loop has read the end
-            # of the stream already, so knowing costs nothing even inside the
-            # validation window, where the core would park it unchecked.
-            failed = True
         try:
             if self._check_in(conn, slot, failed) != PARKED:
                 await self._run(self._return_plan(slot, failed))
