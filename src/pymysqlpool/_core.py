@@ -588,7 +588,13 @@ class PoolCore:
                 self._stats.connect_errors += 1
             raise
         if keepalive and keepalive < self._shortest_keepalive:
-            self._shortest_keepalive = keepalive  # maintenance ticks faster
+            # Maintenance must tick faster: wake it now, or a pause it began
+            # before this connection existed (up to a second) outlasts the
+            # session's wait_timeout.
+            self._shortest_keepalive = keepalive
+            maintenance = self._maintenance
+            if maintenance is not None:
+                maintenance.wake()
         with self._lock:
             self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
