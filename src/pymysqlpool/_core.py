@@ -183,7 +183,9 @@ class PoolCore:
         self._slots: Set[Slot] = set()  # every open connection, idle or not
         self._waiters = WaitQueue()
         self._open = 0
-        self._connecting = 0
+        # Rights to dial given out and not yet used or given back; their
+        # number is what ``connecting`` counts (see _new_token).
+        self._dialing: Set[DialToken] = set()
         self._held = 0  # open slots neither idle nor lent: being cleaned, pinged or closed
         self._closed = False
         self._generation = 0
@@ -377,9 +379,16 @@ class PoolCore:
                         delay = min(delay * 2, _BACKOFF_CAP)
                         continue
                     if not self._book_dialed(grant, fresh):
-                        yield from self._dispose_plan(fresh, "closed_on_pool_close")
-                        self._unreserve(grant, "borrow_errors", served=True)
-                        raise PoolClosed(f"pool {self.name!r} is closed")
+                        closed = self._closed
+                        yield from self._dispose_plan(fresh, "closed_on_pool_close" if closed else "closed_orphaned")
+                        if closed:
+                            self._unreserve(grant, "borrow_errors", served=True)
+                            raise PoolClosed(f"pool {self.name!r} is closed")
+                        # A dial so slow its right was revoked, and the place
+                        # taken: queue again, still one borrow.
+                        self._count("borrows", -1)
+                        grant = fresh = None
+                        continue
                     grant = fresh
                 elif not (yield from self._validate_plan(grant, force_check, budget)):
                     grant = None
@@ -417,9 +426,8 @@ class PoolCore:
                 self._stats.borrows += 1
                 return slot
             if self._open + self._connecting < self._maxsize:
-                self._connecting += 1
                 self._stats.borrows += 1
-                return DialToken()
+                return self._new_token()
             limit = self._life.max_waiting
             if limit is not None and len(self._waiters) >= limit:
                 self._stats.borrows_rejected += 1
@@ -499,9 +507,9 @@ class PoolCore:
                 return
         self._kill(grant, "closed_broken")
 
-    def _count(self, counter: str) -> None:
+    def _count(self, counter: str, step: int = 1) -> None:
         with self._lock:
-            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+            setattr(self._stats, counter, getattr(self._stats, counter) + step)
 
     def _validate_plan(self, slot: Slot, force: bool, budget: float) -> Plan:
         """Make sure a slot taken from idle can be lent; discard it if not."""
@@ -554,9 +562,10 @@ class PoolCore:
     # -- dialing ------------------------------------------------------------
 
     def _dial_plan(self, budget: Optional[float] = None) -> Plan:
-        """Open one connection; returns its slot NEW (counted in
-        ``connections_made`` but not booked): the caller books it
-        (_book_dialed, _book_idle) or closes it. Raises the driver's error."""
+        """Open one connection; returns its slot NEW (not booked, nor yet
+        counted in ``connections_made``): the caller books it (_book_dialed,
+        _book_idle, _swap_in) or closes it, and either counts it. Raises the
+        driver's error."""
         started = _monotonic()
         epoch = self._life.epoch
         try:
@@ -596,7 +605,6 @@ class PoolCore:
             if maintenance is not None:
                 maintenance.wake()
         with self._lock:
-            self._stats.connections_made += 1
             self._stats.connect_ms += (now - started) * 1000.0
             self._ever_connected = True
             self._life.failing_since = None
@@ -631,14 +639,45 @@ class PoolCore:
         """Count a connection dialed with ``token`` as lent to the dialer;
         False on a closed pool (the caller closes it)."""
         with self._lock:
-            if token.live and not self._closed:
-                token.live = False
-                self._connecting -= 1
-                self._open += 1
+            if self._booked_dial(token):
                 slot.state = OUT
                 self._slots.add(slot)
                 return True
         return False
+
+    @property
+    def _connecting(self) -> int:
+        return len(self._dialing)
+
+    def _new_token(self) -> DialToken:
+        """Give out a right to dial (lock held)."""
+        token = DialToken(_monotonic())
+        self._dialing.add(token)
+        return token
+
+    def _spend(self, token: DialToken) -> bool:
+        """Use up or give back a right to dial (lock held); False if it was
+        no longer live (given back already, or revoked by _reconcile_plan)."""
+        if not token.live:
+            return False
+        token.live = False
+        self._dialing.discard(token)
+        return True
+
+    def _booked_dial(self, token: Optional[DialToken]) -> bool:
+        """Count one more connection open in place of ``token`` (lock held);
+        False if it cannot be (the caller closes it): the pool closed (the
+        token is left to the caller), or the token was revoked as orphaned
+        (_reconcile_plan) and its place taken meanwhile."""
+        if self._closed:
+            return False
+        if token is not None and not self._spend(token) and self._open + self._connecting >= self._maxsize:
+            return False
+        self._open += 1
+        # Counted when booked, not when dialed: an interrupt between the two
+        # would leave a connection made that is neither open nor closed.
+        self._stats.connections_made += 1
+        return True
 
     def _dial_failed(self, token: DialToken, exc: Exception, deadline: float, delay: float) -> None:
         """A borrower's connect failed. Gives the right to dial back, then
@@ -663,10 +702,8 @@ class PoolCore:
         ``served``: it was counted as a borrow, which did not happen;
         ``outcome`` names the counter that says why."""
         with self._lock:
-            if not token.live:
+            if not self._spend(token):
                 return
-            token.live = False
-            self._connecting -= 1
             if served:
                 self._stats.borrows -= 1
             if outcome is not None:
@@ -676,7 +713,7 @@ class PoolCore:
     def _pass_capacity(self) -> None:
         """A slot became free: the oldest waiter may dial (lock held)."""
         if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
-            self._hand_over(DialToken())
+            self._hand_over(self._new_token())
 
     # -- returning ----------------------------------------------------------
 
@@ -774,6 +811,8 @@ class PoolCore:
                     self._stats.rollbacks_on_return += 1
                 if self._config.reset_session:
                     self._stats.session_resets += 1
+                if slot.state != HELD:
+                    return  # closed meanwhile as orphaned: reset for too long (see _reconcile_plan)
                 if not self._closed:
                     self._park(slot, _monotonic(), from_held=True)
                     return
@@ -806,8 +845,6 @@ class PoolCore:
             grant.state = OUT
             if from_held:
                 self._held -= 1
-        else:
-            self._connecting += 1
         self._stats.borrows += 1
         self._waiters.popleft()
         waiter.queued = False
@@ -849,25 +886,38 @@ class PoolCore:
         ``connections_made`` = closes + ``open`` whenever the pool is quiet.
         """
         with self._lock:
-            state = slot.state
-            if state == GONE:
+            if not self._unbook_locked(slot, reason):
                 return
-            if state == IDLE:
-                try:
-                    self._idle.remove(slot)
-                except ValueError:
-                    pass  # an interrupted park: counted idle but never queued
-            # Plain stores first, so an interrupt cannot split them.
-            slot.state = GONE
-            self._stats.closes[reason] += 1
-            if state != NEW:
-                self._open -= 1
-                if state == HELD:
-                    self._held -= 1
-                if reason in _REPLACED:
-                    self._replacements += 1  # maintenance opens a successor
-                self._slots.discard(slot)
-                self._pass_capacity()
+        self._closed_one(slot, reason)
+
+    def _unbook_locked(self, slot: Slot, reason: str) -> bool:
+        """_unbook with the lock held, without the notices; False if already done."""
+        state = slot.state
+        if state == GONE:
+            return False
+        if state == IDLE:
+            try:
+                self._idle.remove(slot)
+            except ValueError:
+                pass  # an interrupted park: counted idle but never queued
+        # Plain stores first, so an interrupt cannot split them.
+        slot.state = GONE
+        self._stats.closes[reason] += 1
+        if state == NEW:
+            self._stats.connections_made += 1  # dialed, closed before it was booked
+        else:
+            self._open -= 1
+            if state == HELD:
+                self._held -= 1
+            if reason in _REPLACED:
+                self._replacements += 1  # maintenance opens a successor
+            self._slots.discard(slot)
+            self._pass_capacity()
+        return True
+
+    def _closed_one(self, slot: Slot, reason: str) -> None:
+        """What follows a slot's unbooking, outside the lock: log, wake the
+        maintenance (a successor may be due), tell the on_close hooks."""
         logger.debug("pool %r: closed a connection (%s)", self.name, reason)
         maintenance = self._maintenance
         if maintenance is not None:
@@ -940,11 +990,7 @@ class PoolCore:
         ``token``, if any) as idle. False if the pool closed meanwhile: the
         caller closes it."""
         with self._lock:
-            if token is not None and token.live:
-                token.live = False
-                self._connecting -= 1
-            if not self._closed:
-                self._open += 1
+            if self._booked_dial(token):
                 slot.state = HELD
                 self._held += 1
                 self._slots.add(slot)
@@ -952,47 +998,68 @@ class PoolCore:
                 return True
         return False
 
-    def _reconcile_plan(self, grace: float, seen: Dict[Slot, Tuple[float, float]]) -> Plan:
-        """Close slots an interrupt orphaned (one that landed inside the
-        clean-up of another): counted idle but not in the idle queue, or lent
-        but never given to a proxy, unchanged for ``grace`` seconds -- longer
-        than any validation or connect of a borrow in progress. ``seen``
-        (candidates and since when) is kept by the maintenance between
-        rounds; returns how many were closed."""
+    def _reconcile_plan(self, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
+        """Give back what an interrupt orphaned (one that landed inside the
+        clean-up of another): slots counted idle but not in the idle queue,
+        and -- once unchanged for ``grace`` seconds, longer than any connect,
+        validation or reset in progress can last -- slots lent but never given
+        to a proxy, slots the pool holds (HELD) and rights to dial. ``seen``
+        (candidates, what they looked like and since when) is kept by the
+        maintenance between rounds; returns how many slots were closed."""
         now = _monotonic()
         with self._lock:
             queued = set(map(id, self._idle))
-            orphans = []
+            candidates: List[Any] = list(self._dialing)
+            unqueued: List[Slot] = []
             for slot in self._slots:
                 if slot.state == IDLE:
                     if id(slot) not in queued:
-                        orphans.append(slot)
-                    continue
-                if slot.state != OUT:
-                    continue
-                if slot.proxied:
-                    continue
-                first = seen.get(slot)
-                if first is None or first[0] != slot.borrowed_at:
-                    first = seen[slot] = (slot.borrowed_at, now)
+                        unqueued.append(slot)
+                elif slot.state == HELD or (slot.state == OUT and not slot.proxied):
+                    candidates.append(slot)
+            stale: List[Any] = []
+            for item in candidates:
+                # What a slot looks like: a new borrow, validation or return
+                # changes it, so each hold is timed from its own start.
+                looks = item.since if isinstance(item, DialToken) else (item.state, item.borrowed_at, item.last_used)
+                first = seen.get(item)
+                if first is None or first[0] != looks:
+                    first = seen[item] = (looks, now)
                 if now - first[1] >= grace:
-                    orphans.append(slot)
-            for slot in list(seen):
-                if slot.state != OUT or slot in orphans:
-                    del seen[slot]
-            for slot in orphans:
+                    stale.append(item)
+            for item in set(seen).difference(candidates).union(stale):
+                del seen[item]
+            seized: List[Slot] = []
+            for item in stale:
+                if isinstance(item, DialToken):
+                    # Its dial, if it still ends, books only if there is room.
+                    if self._spend(item):
+                        self._pass_capacity()
+                elif item.state == OUT:
+                    unqueued.append(item)
+                elif self._unbook_locked(item, "closed_orphaned"):
+                    # HELD: unbooked here, under the lock, so that a holder
+                    # that was merely slow finds it gone and does not park it.
+                    seized.append(item)
+            for slot in unqueued:
                 slot.state = HELD
-            self._held += len(orphans)
-        if orphans:
-            logger.warning("pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(orphans))
-            yield from self._dispose_all_plan(orphans, "closed_broken")
-        return len(orphans)
+            self._held += len(unqueued)
+        for slot in seized:
+            self._drv.force_close(slot.raw)
+            self._closed_one(slot, "closed_orphaned")
+        if unqueued or seized:
+            logger.warning(
+                "pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(unqueued) + len(seized)
+            )
+            yield from self._dispose_all_plan(unqueued, "closed_orphaned")
+        return len(unqueued) + len(seized)
 
     def _swap_in(self, slot: Slot, fresh: Slot) -> None:
         """0.5.0 ``ping(reconnect=True)``: a new session takes a dead one's place."""
         with self._lock:
             # The dead session is closed, the fresh one takes its place.
             self._stats.closes["closed_broken"] += 1
+            self._stats.connections_made += 1
             fresh.state = GONE
             slot.raw = fresh.raw
             slot.created = fresh.created
@@ -1149,7 +1216,7 @@ class PoolCore:
             self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
             self._maxsize = new_max
             while self._waiters and not self._closed and self._open + self._connecting < new_max:
-                self._hand_over(DialToken())
+                self._hand_over(self._new_token())
             excess = self._open + self._connecting - new_max
             idle: List[Slot] = []
             while excess > 0 and self._idle:
@@ -1210,7 +1277,7 @@ class PoolCore:
                 tick = min(tick, max(interval / 4.0, 0.05))
         return tick
 
-    def _round_plan(self, seen: Dict[Slot, Tuple[float, float]]) -> Plan:
+    def _round_plan(self, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
         """One maintenance round but the refill: reclaim, orphans, leak
         warnings, retirement, keep-alive."""
         if self._reclaim:
@@ -1308,8 +1375,7 @@ class PoolCore:
                 return False
             if self._replacements:
                 self._replacements -= 1  # one dial answers one retirement
-            self._connecting += 1
-            token = DialToken()
+            token = self._new_token()
         try:
             slot = yield from self._dial_plan()
         except BaseException:
@@ -1317,7 +1383,9 @@ class PoolCore:
             raise
         if self._book_idle(slot, token):
             return True
-        yield from self._dispose_plan(slot, "closed_on_pool_close")
+        closed = self._closed
+        self._unreserve(token, None, served=False)
+        yield from self._dispose_plan(slot, "closed_on_pool_close" if closed else "closed_orphaned")
         return False
 
     def _prefill_plan(self, books: Any, dials: List[int], made: List[Slot]) -> Plan:
@@ -1347,6 +1415,7 @@ class PoolCore:
         self._slots = set()
         self._reclaim = deque()
         self._waiters = WaitQueue()
-        self._open = self._connecting = self._held = self._replacements = 0
+        self._dialing = set()
+        self._open = self._held = self._replacements = 0
         self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None

@@ -22,7 +22,6 @@ import weakref
 from typing import Any, Callable, Dict, Protocol, Tuple
 
 from . import _warmup
-from ._slot import Slot
 
 logger = logging.getLogger("pymysqlpool")
 
@@ -38,7 +37,7 @@ class Maintained(Protocol):
 
     def _run(self, plan: Any) -> Any: ...
 
-    def _round_plan(self, seen: Dict[Slot, Tuple[float, float]]) -> Any: ...
+    def _round_plan(self, seen: Dict[Any, Tuple[Any, float]]) -> Any: ...
 
     def _refill_plan(self) -> Any: ...
 
@@ -54,7 +53,7 @@ class Schedule:
     __slots__ = ("backoff", "orphans", "retry_at")
 
     def __init__(self) -> None:
-        self.orphans: Dict[Slot, Tuple[float, float]] = {}  # see PoolCore._reconcile_plan
+        self.orphans: Dict[Any, Tuple[Any, float]] = {}  # see PoolCore._reconcile_plan
         self.backoff = 0.0
         self.retry_at = 0.0
 

@@ -20,12 +20,14 @@ _FOREVER = threading.TIMEOUT_MAX
 class DialToken:
     """A right to dial: one slot of ``maxsize`` reserved for a connection
     being opened. ``live`` until it is used or given back, so giving it back
-    twice (an interrupted borrow's clean-up) is harmless."""
+    twice (an interrupted borrow's clean-up) is harmless. ``since`` (when it
+    was given out) lets the maintenance tell one an interrupt orphaned."""
 
-    __slots__ = ("live",)
+    __slots__ = ("live", "since")
 
-    def __init__(self) -> None:
+    def __init__(self, since: float) -> None:
         self.live = True
+        self.since = since
 
 
 Grant = Union[Slot, DialToken]

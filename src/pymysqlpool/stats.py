@@ -39,6 +39,7 @@ COUNTERS: Dict[str, str] = {
     "closed_wrong_node": "connections closed on return after the server answered 1290 read-only or 1047",
     "closed_drained": "connections replaced by pool.drain()",
     "closed_resized": "connections closed because pool.resize() lowered maxsize",
+    "closed_orphaned": "connections an interrupt left to nobody (no proxy, no step holds them), closed by maintenance",
     "leaks_detected": "borrows held longer than leak_timeout, or dropped without return",
     "leaks_reclaimed": "connections reclaimed because their borrower dropped them",
     "keepalive_pings": "pings sent by the maintenance thread to idle connections",

@@ -14,7 +14,7 @@ The core's books are checked after every step (the lock being a no-op, they
 must hold between any two steps): every open slot is idle, lent or held and
 counted so; no more than ``maxsize`` open or being opened; no idle slot while
 a borrower queues (nor while there is room to dial); ``connections_made`` =
-closes + open + connections just dialed; each waiter queued once; every lent
+closes + open (a connection just dialed counts once booked or closed); each waiter queued once; every lent
 or held slot and every right to dial (``connecting``) held by a borrower or a
 suspended plan; a plan talks only on an open connection that no borrower and
 no other plan uses; a connection that failed a check or a reset is never kept;
@@ -318,7 +318,10 @@ class Shell:
         self.lent: List[Proxy] = []
         self.raws: List[FakeRaw] = []
         self.gone: Set[int] = set()
-        self.seen: Dict[Slot, Tuple[float, float]] = {}
+        self.seen: Dict[Any, Tuple[Any, float]] = {}
+        # Plans whose clean-up never ran: an interrupt landed inside the
+        # clean-up of another. Kept referenced, never resumed (see vanish).
+        self.zombies: List[Running] = []
         self.borrows_done = 0
         self.borrows_failed = 0
         self.returns = 0
@@ -506,6 +509,16 @@ class Shell:
         elif run.kind == "borrow" and run.request[0] == WAIT and run.request[1].error is not None:
             self.borrows_failed += 1  # failed by close() (counted then), interrupted before it woke
 
+    def reap(self) -> None:
+        """What the maintenance does about vanished plans once past the grace
+        (none is needed with nothing else running): reconcile until nothing
+        is left to them. Each pass may hand a right to dial or a returned slot
+        to a vanished waiter still queued, so one pass per vanished plan."""
+        assert not self.plans
+        for _ in range(len(self.zombies) + 1):
+            self.run_plan("reconcile", self.core._reconcile_plan(0.0, {}))
+        self.check_books(zombies_own=False)
+
     def finish_all(self, limit: int = 400) -> None:
         """Run every suspended plan to its end, answering every request with success."""
         for _ in range(limit):
@@ -527,7 +540,7 @@ class Shell:
 
     # -- the books ----------------------------------------------------------------
 
-    def check_books(self, maxsize_floor: Optional[int] = None) -> None:
+    def check_books(self, maxsize_floor: Optional[int] = None, zombies_own: bool = True) -> None:
         core = self.core
         slots = core._slots
         counts = {state: 0 for state in (NEW, IDLE, OUT, HELD, GONE)}
@@ -554,10 +567,11 @@ class Shell:
             owned.add(id(slot))
         assert len(owned) == len(self.lent), "one slot lent to two borrowers"
         owned |= {id(slot) for slot in core._reclaim if slot.state == OUT}  # dropped proxies: maintenance's
-        for run in self.plans:
+        for run in self.plans + (self.zombies if zombies_own else []):
             held, live = run.held()
             owned |= held
             tokens |= live
+        for run in self.plans:
             if run.request[0] in (CHECK, PING, RESET, CLOSE):
                 self.check_io(run, run.request, [other for other in self.plans if other is not run])
         for slot in slots:
@@ -578,7 +592,7 @@ class Shell:
         waiters = list(core._waiters)
         assert len({id(w) for w in waiters}) == len(waiters), "a waiter queued twice"
         assert all(w.queued and w.grant is None and w.error is None for w in waiters)
-        waiting = [run.request[1] for run in self.plans if run.request[0] == WAIT]
+        waiting = [run.request[1] for run in self.plans + self.zombies if run.request[0] == WAIT]
         assert {id(w) for w in waiters} <= {id(w) for w in waiting}, "a queued waiter nobody waits on"
         if waiters:
             assert not core._closed, "waiters left queued by close()"
@@ -587,9 +601,10 @@ class Shell:
 
         stats = core._stats
         in_flight = [s for s in core.made if s.state == NEW]
-        assert all(run_holds(self.plans, s) for s in in_flight), "a NEW slot no plan holds"
-        assert stats.connections_made == sum(stats.closes.values()) + core._open + len(in_flight)
-        assert stats.connections_made == len(core.made)
+        assert all(run_holds(self.plans + self.zombies, s) for s in in_flight), "a NEW slot no plan holds"
+        # A dialed connection is counted once booked or closed, not while in flight.
+        assert stats.connections_made == sum(stats.closes.values()) + core._open
+        assert stats.connections_made == len(core.made) - len(in_flight)
         for slot in core.made:
             if id(slot) in self.gone:
                 assert slot.state == GONE, "a closed slot came back"
@@ -601,7 +616,7 @@ class Shell:
                 assert slot.state in (HELD, GONE), "a connection that failed a check or reset is kept"
         assert len(core.made) == len(self.raws)
 
-        if not self.plans:
+        if not self.plans and not self.zombies:
             assert core._held == 0 and core._connecting == 0 and not in_flight and not waiters
             assert stats.borrows == self.borrows_done, (stats.borrows, self.borrows_done)
             assert stats.returns == self.returns
@@ -689,9 +704,11 @@ class CoreMachine(RuleBasedStateMachine):
                 shell.give_back(proxy)
                 shell.finish_all()
             shell.check_books()
+            if shell.zombies:
+                shell.reap()
             orphans = shell.run_plan("reconcile", core._reconcile_plan(0.0, {}))
             assert orphans == 0, f"{orphans} slot(s) orphaned with no plan running"
-            shell.check_books()
+            shell.check_books(zombies_own=False)
             if not core._closed:
                 # Every one of maxsize can be borrowed, none has to wait.
                 for _ in range(core._maxsize):
@@ -704,7 +721,9 @@ class CoreMachine(RuleBasedStateMachine):
                     shell.finish_all()
             shell.close()
             shell.finish_all()
-            shell.check_books()
+            if shell.zombies:
+                shell.reap()  # a slot given back meanwhile may have gone to a vanished waiter
+            shell.check_books(zombies_own=False)
             assert core._open == 0 and not core._slots
             assert all(raw.closed for raw in shell.raws), "a connection left open after close"
         finally:
@@ -828,6 +847,25 @@ class CoreMachine(RuleBasedStateMachine):
         served = [run for run in plans if run.request[0] == WAIT and not run.request[1].queued]
         pool = served if waiting and served else plans
         self.s.answer(pool[pick % len(pool)], "interrupt")
+
+    @precondition(lambda self: self.running() and len(self.s.zombies) < 3)
+    @rule(pick=st.integers(0, 7))
+    def vanish(self, pick: int) -> None:
+        """An interrupt lands in a plan and a second one inside its clean-up:
+        none of the clean-up runs, what it held is left to nobody."""
+        shell = self.s
+        shell.zombies.append(shell.plans.pop(pick % len(shell.plans)))
+
+    @precondition(lambda self: self.shell is not None and bool(self.shell.zombies) and not self.shell.plans)
+    @rule()
+    def orphan_round(self) -> None:
+        """Maintenance rounds on either side of the grace (no plan in flight:
+        a real one would have ended within it)."""
+        shell = self.s
+        grace = 2 * IO_TIMEOUT + 1.0
+        shell.run_plan("reconcile", shell.core._reconcile_plan(grace, shell.seen))
+        self.clock.now += grace
+        shell.run_plan("reconcile", shell.core._reconcile_plan(grace, shell.seen))
 
     @precondition(running)
     @rule(pick=st.integers(0, 7), flavor=st.integers(0, 3))
@@ -1069,3 +1107,59 @@ def test_interrupt_after_being_served_passes_the_grant_on(clock: Clock, grant: s
     shell.finish_all()
     assert len(shell.lent) == 1
     shell.check_books()
+
+
+def test_a_hold_seized_as_orphaned_is_not_parked_by_its_slow_owner(clock: Clock) -> None:
+    """A reset that outlives the grace is taken for orphaned: the reconcile
+    closes the slot, and the return, when it finally ends, does not park it."""
+    shell = Shell(make_core(clock, 1), clock)
+    (proxy,) = borrowed(shell, 1)
+    slot = proxy._slot
+    assert slot is not None
+    proxy._raw.dirty = True
+    back = shell.give_back(proxy)
+    assert back is not None and back.request[0] == RESET and slot.state == HELD
+    seen: Dict[Any, Tuple[Any, float]] = {}
+    grace = 2 * IO_TIMEOUT + 1.0
+    assert shell.run_plan("reconcile", shell.core._reconcile_plan(grace, seen)) == 0  # within the grace
+    clock.now += grace
+    assert shell.run_plan("reconcile", shell.core._reconcile_plan(grace, seen)) == 1
+    assert slot.state == GONE and slot.raw.closed and not seen
+    shell.answer(back, "ok")  # the reset ends after all
+    assert back not in shell.plans and slot.state == GONE and not shell.core._idle
+    shell.check_books()
+    assert shell.core._stats.closes["closed_orphaned"] == 1
+    assert len(borrowed(shell, 1)) == 1  # its room was given back
+
+
+@pytest.mark.parametrize("room_taken", [False, True])
+def test_a_dial_whose_right_was_revoked_books_only_into_room(clock: Clock, room_taken: bool) -> None:
+    """A dial that outlives the grace loses its right to dial; when it ends it
+    is lent if there is room still, else closed and the borrow queues again."""
+    shell = Shell(make_core(clock, 1, timeout=3 * IO_TIMEOUT), clock)
+    core = shell.core
+    slow = shell.borrow()
+    assert slow is not None and slow.request[0] == DIAL and core._connecting == 1
+    assert shell.run_plan("reconcile", core._reconcile_plan(0.0, {})) == 0  # no slot: the right is given back
+    assert core._connecting == 0
+    other = None
+    if room_taken:
+        other = shell.borrow()
+        assert other is not None and other.request[0] == DIAL
+        shell.answer(other, "ok")
+        assert len(shell.lent) == 1
+    shell.answer(slow, "ok")  # the slow dial ends
+    shell.check_books()
+    if not room_taken:
+        assert slow not in shell.plans and len(shell.lent) == 1
+        assert core._stats.connections_made == 1 and core._open == 1
+        return
+    # No room: its connection is closed, the borrow waits for the other one.
+    assert slow.request[0] == CLOSE
+    shell.answer(slow, "ok")
+    assert slow.request[0] == WAIT and core._stats.closes["closed_orphaned"] == 1
+    shell.give_back(shell.lent[0])
+    shell.answer(slow, "ok")
+    assert slow not in shell.plans and len(shell.lent) == 1
+    shell.check_books()
+    assert core._stats.borrows == shell.borrows_done == 2  # the re-queued borrow counted once

@@ -297,10 +297,11 @@ def _async_raise(thread: threading.Thread, exc_type: type) -> bool:
 def test_asynchronous_exception_storm_loses_no_slot(
     make_pool: Callable[..., ConnectionPool], server: FakeServer
 ) -> None:
-    """Asynchronous exceptions land between any two bytecodes of borrowers and
-    returners; afterwards every slot must be usable again and the books exact
-    (an orphan left by an exception between two lock-held steps is found and
-    closed by the maintenance round)."""
+    """Asynchronous exceptions land between any two calls of borrowers and
+    returners, also inside the clean-up of an earlier one; afterwards the books
+    must be exact and, once the maintenance's reconcile has closed what was
+    orphaned (a slot lent to nobody, held by no step, a right to dial nobody
+    uses), every slot usable again."""
     import random
     import time
 
@@ -326,8 +327,9 @@ def test_asynchronous_exception_storm_loses_no_slot(
     unraisable: List[str] = []
     sys.unraisablehook = lambda info: unraisable.append(type(info.exc_value).__name__)
     # A worker hit outside its own try ends; that is the injector's doing, not the pool's.
+    ended: List[str] = []
     old_thread_hook = threading.excepthook
-    threading.excepthook = lambda args: unraisable.append(args.exc_type.__name__)
+    threading.excepthook = lambda args: ended.append(args.exc_type.__name__)
     sys.setswitchinterval(1e-5)
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(32)]
     for t in threads:
@@ -350,17 +352,20 @@ def test_asynchronous_exception_storm_loses_no_slot(
     sys.unraisablehook = old_hook
     threading.excepthook = old_thread_hook
     assert not any(t.is_alive() for t in threads)
-    assert set(unraisable) <= {"Interrupt"}
+    assert set(unraisable) | set(ended) <= {"Interrupt"}
     assert injected >= 200
     import gc
 
     gc.collect()
     pool._run(pool._reclaim_plan())
-    # What an exception between two steps orphaned (lent to nobody) is found
-    # and closed; the maintenance thread does this after a grace period.
+    # The maintenance reconciles after a grace (2 x connect_timeout + 1 s);
+    # with every worker gone nothing is in progress, so no grace here.
     pool._run(pool._reconcile_plan(0, {}))
     stats = pool.get_stats()
-    assert stats["open"] == stats["idle"] + stats["borrowed"] + pool._held == len(pool._slots)
+    books = f"{stats}, held={pool._held}, slots={len(pool._slots)}, unraisable={len(unraisable)}"
+    assert stats["connecting"] == 0 and stats["waiting"] == 0 and pool._held == 0, books
+    assert stats["open"] == len(pool._slots) and stats["open"] <= pool.maxsize, books
+    assert conserved(pool), books
     borrowed: List[Any] = []
     for _ in range(pool.maxsize):
         try:
@@ -369,10 +374,11 @@ def test_asynchronous_exception_storm_loses_no_slot(
             break
     for conn in borrowed:
         pool.release(conn)
-    # Before the fix 4-7 of 8 slots were lost in every run. A second exception
-    # landing inside the pool's own clean-up of the first can still orphan one
-    # slot the pool cannot tell from one in use (measured: about 1 run in 8).
-    assert pool.maxsize - len(borrowed) <= 1, stats
+    # The one loss left: an exception inside a dropped proxy's __del__
+    # (reported as unraisable) before it told the pool; its slot looks lent.
+    # Measured: 0 in 30 runs (before the reconcile took held slots and rights
+    # to dial, 3 of 40 runs lost 1 to 3 slots).
+    assert pool.maxsize - len(borrowed) <= len(unraisable), books
     assert not server.ownership_violations
 
 
@@ -392,7 +398,7 @@ def test_reconcile_closes_a_slot_lent_to_no_proxy_after_the_grace(
     assert list(seen) == [orphan]
     assert pool._run(pool._reconcile_plan(0.0, seen)) == 1
     stats = pool.get_stats()
-    assert stats["closed_broken"] == 1 and stats["open"] == 1 and stats["borrowed"] == 1
+    assert stats["closed_orphaned"] == 1 and stats["open"] == 1 and stats["borrowed"] == 1
     assert not seen and orphan.raw.disposed
     pool.release(lent)
     assert conserved(pool)
