@@ -1163,3 +1163,29 @@ def test_a_dial_whose_right_was_revoked_books_only_into_room(clock: Clock, room_
     assert slow not in shell.plans and len(shell.lent) == 1
     shell.check_books()
     assert core._stats.borrows == shell.borrows_done == 2  # the re-queued borrow counted once
+
+
+@pytest.mark.parametrize("why", ["pool closed", "right revoked"])
+def test_a_refill_that_cannot_book_closes_its_connection(clock: Clock, why: str) -> None:
+    """A background dial that ends on a closed pool, or after its right to
+    dial was revoked and the room taken, closes what it opened and holds
+    nothing: no right to dial, no slot, the count of closes says why."""
+    shell = Shell(make_core(clock, 1, pre_create_num=1), clock)
+    core = shell.core
+    refill = shell.start("refill", core._refill_plan())
+    assert refill.request[0] == DIAL and core._connecting == 1
+    if why == "pool closed":
+        shell.close()
+    else:
+        assert shell.run_plan("reconcile", core._reconcile_plan(0.0, {})) == 0
+        assert core._connecting == 0
+        borrowed(shell, 1)  # the room is taken
+    shell.answer(refill, "ok")  # the dial ends
+    assert refill.request[0] == CLOSE
+    shell.answer(refill, "ok")
+    assert refill not in shell.plans and shell.results[-1] == ("refill", False)
+    reason = "closed_on_pool_close" if why == "pool closed" else "closed_orphaned"
+    assert core._stats.closes[reason] == 1 and core._connecting == 0
+    assert core._open == (0 if why == "pool closed" else 1)
+    shell.finish_all()
+    shell.check_books()

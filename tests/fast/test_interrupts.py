@@ -402,3 +402,21 @@ def test_reconcile_closes_a_slot_lent_to_no_proxy_after_the_grace(
     assert not seen and orphan.raw.disposed
     pool.release(lent)
     assert conserved(pool)
+
+
+def test_reconcile_closes_a_slot_counted_idle_but_not_queued_at_once(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """An exception between marking a slot idle and queueing it (possible
+    between any two bytecodes before CPython 3.11) leaves a slot no borrow
+    can find: closed by the next round, no grace needed."""
+    pool = make_pool(maxsize=2, pre_create_num=2)
+    with pool._lock:
+        lost = pool._idle.popleft()  # still IDLE, no longer in the queue
+    assert pool._run(pool._reconcile_plan(60.0, {})) == 1
+    stats = pool.get_stats()
+    assert stats["closed_orphaned"] == 1 and stats["open"] == 1 and lost.raw.disposed
+    assert conserved(pool)
+    first, second = pool.get_conn(timeout=0.5), pool.get_conn(timeout=0.5)  # both slots usable
+    pool.release(first)
+    pool.release(second)
