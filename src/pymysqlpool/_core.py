@@ -639,7 +639,7 @@ class PoolCore:
         """Count a connection dialed with ``token`` as lent to the dialer;
         False on a closed pool (the caller closes it)."""
         with self._lock:
-            if self._booked_dial(token):
+            if self._count_opened(token):
                 slot.state = OUT
                 self._slots.add(slot)
                 return True
@@ -664,7 +664,7 @@ class PoolCore:
         self._dialing.discard(token)
         return True
 
-    def _booked_dial(self, token: Optional[DialToken]) -> bool:
+    def _count_opened(self, token: Optional[DialToken]) -> bool:
         """Count one more connection open in place of ``token`` (lock held);
         False if it cannot be (the caller closes it): the pool closed (the
         token is left to the caller), or the token was revoked as orphaned
@@ -990,7 +990,7 @@ class PoolCore:
         ``token``, if any) as idle. False if the pool closed meanwhile: the
         caller closes it."""
         with self._lock:
-            if self._booked_dial(token):
+            if self._count_opened(token):
                 slot.state = HELD
                 self._held += 1
                 self._slots.add(slot)
