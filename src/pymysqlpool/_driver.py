@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import select
 import socket
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Type
 
@@ -81,8 +82,24 @@ class Connection(pymysql.connections.Connection):
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
 
     def _execute_command(self, command: int, sql: Any) -> None:
+        result = self._result  # type: ignore[attr-defined]  # not in the stubs
+        if result is not None and (result.has_next or result.unbuffered_active):
+            self._read_leftovers(result)
         self._exchanging = True
         super()._execute_command(command, sql)  # type: ignore[misc]
+
+    def _read_leftovers(self, result: Any) -> None:
+        # PyMySQL reads what the last answer left unread before it sends the
+        # next command, through next_result(), whose end clears the mid-answer
+        # mark: an interrupt after the new command was sent would then leave
+        # its answer on the wire under a connection marked clean, and the next
+        # borrower would read it. Read the leftovers here, as PyMySQL would,
+        # before marking the new exchange.
+        if result.unbuffered_active:
+            warnings.warn("Previous unbuffered result was left incomplete", UserWarning, stacklevel=3)
+            result._finish_unbuffered_query()
+        while self._result.has_next:  # type: ignore[attr-defined]
+            self.next_result()
 
     def next_result(self, unbuffered: bool = False) -> Any:
         self._exchanging = True
