@@ -26,11 +26,13 @@ from typing import Any
 
 import pymysql
 
-from benchmarks import async_scenarios, charts, connect, report, scenarios, targets
+from benchmarks import async_scenarios, charts, connect, instructions, report, scenarios, targets
 from benchmarks.common import Check, Progress, Server, Settings, Table
 from benchmarks.peers import DEFAULT_CACHE, REPO_ROOT, Subject, discover
 
-SCENARIOS = ("overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect", "async")
+SCENARIOS = (
+    "overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect", "async", "instructions"
+)  # fmt: skip
 BENCH_USER_PREFIX = "pymysqlpool_bench_"
 
 
@@ -265,6 +267,14 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
                 r7 = connect.run_connect(ctx)
                 c = connect.connect_checks(r7)
                 emit(connect.connect_tables(r7, c), c)
+            elif name == "instructions":
+                if not instructions.available():
+                    say("valgrind is not installed: skipped")
+                    continue
+                n1, n2 = (300, 1300) if args.quick else (1000, 5000)
+                r9 = instructions.measure(server.kwargs(), list(instructions.BY_NAME), n1, n2, say)
+                c = instructions.checks(r9)
+                emit([instructions.table(r9, n1, n2)], c)
             elif name == "async":
                 r8 = async_scenarios.run_async(ctx)
                 async_checks = async_scenarios.checks(r8)
