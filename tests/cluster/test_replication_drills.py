@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
@@ -54,20 +54,6 @@ def port_of(conn: Any) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT @@port")
         return int(cur.fetchone()[0])
-
-
-@pytest.fixture
-def restore(replication: ReplicationCluster) -> Iterator[ReplicationCluster]:
-    """Give the next drill the shared topology as it was: every server up, replicating, caught up."""
-    yield replication
-    for server in replication.servers:
-        if not server.is_running():
-            server.resume()
-            server.start()
-    for replica in replication.replicas:
-        replica.admin_query("SET GLOBAL read_only=1")
-        replica.admin_query("START SLAVE")
-    replication.wait_caught_up()
 
 
 # -- a. primary SIGKILL under load, promotion by the test -------------------------
