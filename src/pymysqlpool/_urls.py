@@ -105,7 +105,7 @@ def parse(url: str, *, query_keys: Collection[str], what: str = "URL") -> Parsed
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.match(scheme.lower()):
         shown = f"{scheme}://" if sep else "no scheme"
-        raise ValueError(f"{what}: expected a mysql:// or mariadb:// URL, got {shown}")
+        raise ValueError(f"{what}: expected a MySQL or MariaDB URL (mysql:// or mariadb://), got {shown}")
     userinfo, at, tail = rest.rpartition("@")
     if not at:
         userinfo, tail = "", rest

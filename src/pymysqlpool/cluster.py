@@ -417,6 +417,7 @@ class ClusterPool:
                     if outcome is None:
                         failed.add(pool)
                         primary_only = True
+                        last_error = PoolTimeout(f"{pool._node.address} did not catch up with the writes in time")
                         continue
                     if pool not in self._readers or primary_only:
                         self._stats["causal_fallbacks"] += 1
@@ -527,8 +528,9 @@ class ClusterPool:
     def _make_causal(self, pool: _NodePool, conn: PooledConnection, deadline: float) -> Optional[bool]:
         """Wait until the borrowed node holds every write seen so far. None
         (connection given back) when it cannot in time. The server waits at
-        most 1 s and what is left of the borrow; the client at most 0.25 s
-        longer (a frozen node fails with 2013 and its connection is dropped)."""
+        most 1 s and half of what is left of the borrow (the other half is the
+        primary's, to fall back to); the client at most 0.25 s longer (a
+        frozen node fails with 2013 and its connection is dropped)."""
         node = pool._node
         facts = node.facts
         raw = conn._raw
@@ -542,7 +544,7 @@ class ClusterPool:
             if not target or pool in self._writers:
                 return True
             self._stats["causal_waits"] += 1
-            limit = min(remaining, _CAUSAL_WAIT)
+            limit = min(remaining / 2, _CAUSAL_WAIT)
             row = _driver.fetch_one(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", (target, limit), limit + _CLIENT_SLACK)
             if row is not None and row[0] == 0:
                 return True
