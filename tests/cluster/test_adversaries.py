@@ -8,7 +8,6 @@ machine), never a speed.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,9 +15,11 @@ from typing import Any
 
 import pymysql
 import pytest
+from _load import make_table, port_of, timed
 
 from pymysqlpool import ClusterPool, PoolTimeout, SplitBrainError
 from support.mariadb_cluster import ReplicationCluster
+from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
 from support.waiting import wait_until
 
@@ -27,43 +28,8 @@ pytestmark = pytest.mark.cluster
 SLACK = 1.5  # seconds a loaded 2-core machine may add to a contract bound
 
 
-def port_of(conn: Any) -> int:
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@port")
-        return int(cur.fetchone()[0])
-
-
 def role(pool: ClusterPool, server: ThrowawayMariaDB) -> str:
     return str(pool.get_stats()["nodes"][f"127.0.0.1:{server.port}"]["role"])
-
-
-def new_table(pool: ClusterPool, replication: ReplicationCluster) -> str:
-    table = f"adv_{uuid.uuid4().hex[:8]}"
-    with pool.connection() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-    replication.wait_caught_up()
-    return table
-
-
-def timed(call: Callable[[], Any], limit: float) -> tuple[float, Any]:
-    """Run ``call`` on a thread; (seconds it took, its result or exception).
-    Fails the test if it is still running after ``limit`` seconds (a hang)."""
-    box: list[Any] = []
-
-    def run() -> None:
-        started = time.monotonic()
-        try:
-            value: Any = call()
-        except BaseException as exc:  # the caller looks at it
-            value = exc
-        box.append((time.monotonic() - started, value))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(limit)
-    assert box, f"still blocked after {limit} s"
-    result: tuple[float, Any] = box[0]
-    return result
 
 
 # -- 2./3. every return and borrow ends within timeout + connect_timeout -------------
@@ -74,7 +40,7 @@ def test_release_after_a_write_with_the_primary_frozen(
 ) -> None:
     replication = restore
     pool = make_cluster_pool(replication.url(), read_timeout=30, connect_timeout=2, probe_timeout=5)
-    table = new_table(pool, replication)
+    table = make_table(pool, replication)
     figures = {}
     for tracked in (True, False):
         conn = pool.get_conn()
@@ -102,7 +68,7 @@ def test_causal_read_with_both_replicas_frozen_falls_back_within_its_timeout(
     pool = make_cluster_pool(
         replication.url(), connect_timeout=2, probe_timeout=5, validation_interval=60, pre_create_num=2, causal=True
     )
-    table = new_table(pool, replication)
+    table = make_table(pool, replication)
     with pool.connection() as conn, conn.cursor() as cur:
         cur.execute(f"INSERT INTO {table} (v) VALUES (1)")
     for replica in replication.replicas:
@@ -304,7 +270,6 @@ def _closed_port() -> int:
 
 def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster) -> None:
     port = restore.primary.port
-    hosts = [("127.0.0.1", port), ("127.0.0.1", _closed_port())]
     common: dict[str, Any] = {
         "user": "app",
         "password": "secret",
@@ -313,13 +278,23 @@ def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster) -> None
         "connect_timeout": 2,
         "probe_interval": 0.2,
     }
-    with ClusterPool(hosts=hosts, **common) as pool:
-        assert pool.node_pools()[0].total_num == 1  # the answering node is warmed in the constructor
-        with pool.connection(timeout=10) as conn:
-            assert port_of(conn) == port
+    with TCPProxy(target_port=restore.replicas[0].port) as proxy:
+        proxy.refuse()
+        hosts = [("127.0.0.1", port), proxy.address]
+        with pytest.raises(pymysql.err.OperationalError) as caught:
+            ClusterPool(hosts=hosts, require_all_nodes=True, **common)
+        assert caught.value.args[0] == 2003
+        with ClusterPool(hosts=hosts, **common) as pool:
+            primary_pool, replica_pool = pool.node_pools()
+            assert primary_pool.total_num == 1  # the answering node is warmed in the constructor
+            with pool.connection(timeout=10) as conn:
+                assert port_of(conn) == port
+            proxy.heal()  # the node answers: probed into the routing, its pool warmed in the background
+            assert wait_until(lambda: pool.get_stats()["nodes"][f"127.0.0.1:{proxy.port}"]["role"] == "replica", 10)
+            assert wait_until(lambda: replica_pool.total_num >= 1, 10)
     with pytest.raises(pymysql.err.OperationalError) as caught:
-        ClusterPool(hosts=hosts, require_all_nodes=True, **common)
-    assert caught.value.args[0] == 2003
+        ClusterPool(hosts=restore.hosts(), **{**common, "password": "wrong"})
+    assert caught.value.args[0] == 1045  # wrong credentials raise in the constructor
 
 
 # -- new user: errors that retrying cannot fix are raised at once --------------------
@@ -361,7 +336,7 @@ def test_split_brain_drill_a_missed_probe_is_no_evidence(
     with ReplicationCluster(replicas=1) as replication:
         old, new = replication.primary, replication.replicas[0]
         pool = make_cluster_pool(replication.url(), probe_timeout=0.5, connect_timeout=1, timeout=5)
-        table = new_table(pool, replication)
+        table = make_table(pool, replication)
         replication.primary.kill()
         replication.promote(new)
         assert wait_until(lambda: role(pool, new) == "primary", 10)
