@@ -24,6 +24,7 @@ def test_a_hash_in_the_password_is_the_password_not_a_fragment() -> None:
     assert kwargs == {"user": "app", "password": "se#cr/et?", "database": "shop"}
     assert hosts == [("h1", 3311), ("h2", 3312)]
     assert cli_parse_url("mysql://app:p#w@h/d")["password"] == "p#w"
+    assert parse_cluster_url("mysql://app:p@ss@h1,h2/d")[0]["password"] == "p@ss"  # up to the last @
 
 
 def test_ipv6_hosts_lose_their_brackets_everywhere() -> None:
