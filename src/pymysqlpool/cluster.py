@@ -323,6 +323,7 @@ class ClusterPool:
         else:
             pools = self._readers
         started = _monotonic()
+        failure: Optional[BaseException] = None
         if timeout is None and pools:
             pool = pools[0] if len(pools) == 1 else self._pick(pools)
             try:
@@ -331,13 +332,11 @@ class ClusterPool:
                 if _driver.is_fatal_connect_error(exc):
                     raise
                 self._node_failed(pool._node, exc)
-                if _monotonic() - started >= self._timeout:
-                    raise  # the node pool used the whole timeout: no second wait
-            except PoolTimeout:
-                if len(pools) == 1 or _monotonic() - started >= self._timeout:
-                    raise
-        # The quick path's time counts: a borrow ends within timeout + connect_timeout.
-        return self._borrow(read_only, False, timeout, started)
+                failure = exc
+            except PoolTimeout as exc:
+                failure = exc
+        # The quick path's time and failure count: no second full wait after it.
+        return self._borrow(read_only, False, timeout, started, failure)
 
     connection = get_conn
 
@@ -369,10 +368,18 @@ class ClusterPool:
                 best, least = pool, borrowed
         return best
 
-    def _borrow(self, read_only: bool, causal: bool, timeout: Optional[float], started: float) -> PooledConnection:
+    def _borrow(
+        self,
+        read_only: bool,
+        causal: bool,
+        timeout: Optional[float],
+        started: float,
+        last_error: Optional[BaseException] = None,
+    ) -> PooledConnection:
         """Every borrow but the common case: waits for the role to appear,
         steps over nodes that fail, and makes causal reads wait. Ends within
-        ``timeout`` (from ``started``) plus one node pool's connect_timeout."""
+        ``timeout`` (from ``started``) plus one node pool's connect_timeout:
+        once a node failed, no node is asked after the deadline."""
         if self._closed:
             raise PoolClosed(f"cluster {self.name!r} is closed")
         wait = self._timeout if timeout is None else _seconds("timeout", timeout)
@@ -380,7 +387,6 @@ class ClusterPool:
         failed: set[_NodePool] = set()
         waited = False
         primary_only = False  # a causal read whose replica could not catch up in time
-        last_error: Optional[BaseException] = None
         while True:
             if self._closed:
                 raise PoolClosed(f"cluster {self.name!r} is closed")
@@ -392,10 +398,6 @@ class ClusterPool:
             if causal and read_only and self._causal_unknown:
                 pools = self._writers  # a write we could not place: only the primary is sure to have it
             candidates = tuple(p for p in pools if p not in failed)
-            if causal and read_only and not candidates and failed and self._writers:
-                # The replicas failed or could not catch up in time: the primary has every write.
-                primary_only = True
-                candidates = tuple(p for p in self._writers if p not in failed)
             remaining = deadline - _monotonic()
             if candidates and (remaining > 0 or last_error is None):
                 pool = candidates[0] if len(candidates) == 1 else self._pick(candidates)
@@ -414,7 +416,7 @@ class ClusterPool:
                     continue
                 if causal and read_only:
                     outcome = self._make_causal(pool, conn, deadline)
-                    if outcome is None:
+                    if outcome is None:  # not caught up in time: the primary has every write
                         failed.add(pool)
                         primary_only = True
                         last_error = PoolTimeout(f"{pool._node.address} did not catch up with the writes in time")

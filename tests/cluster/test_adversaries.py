@@ -177,7 +177,8 @@ def test_causal_read_falls_back_to_the_primary_and_counts_it(
 def test_causal_read_inside_an_open_write_borrow_after_commit(
     lagging: tuple[ReplicationCluster, ClusterPool, str],
 ) -> None:
-    _, pool, table = lagging
+    replication, pool, table = lagging
+    replication.wait_caught_up()  # a stale read now needs the position of this very write
     writer = pool.get_conn()
     try:
         writer.autocommit(False)
@@ -194,7 +195,8 @@ def test_causal_read_inside_an_open_write_borrow_after_commit(
 def test_writes_seen_through_next_result_are_tracked(
     lagging: tuple[ReplicationCluster, ClusterPool, str], statement: str
 ) -> None:
-    _, pool, table = lagging
+    replication, pool, table = lagging
+    replication.wait_caught_up()  # a stale read now needs the position of this very write
     with pool.connection() as conn, conn.cursor() as cur:
         cur.execute(statement.format(table=table))
         while cur.nextset():
