@@ -4,6 +4,7 @@ split-brain memory (History), and the GTID an OK packet carries."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any, Optional
 
 import pytest
@@ -15,6 +16,7 @@ from pymysqlpool._urls import parse_hosts
 from pymysqlpool.cli.settings import UsageError
 from pymysqlpool.cli.settings import parse_url as cli_parse_url
 from pymysqlpool.cluster import parse_cluster_url
+from support.waiting import wait_until
 
 # -- one URL parser ---------------------------------------------------------------------
 
@@ -267,3 +269,18 @@ def test_last_gtid_is_read_from_the_ok_packet() -> None:
     assert last_gtid(_lenenc(b"") + _lenenc(other)) is None
     assert last_gtid(b"\xff\x01") is None  # malformed: no position, the caller reads it
     assert last_gtid(b"") is None
+
+
+def test_a_down_node_is_probed_with_doubling_back_off_capped_at_2_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    real = ClusterPool._probe_once
+
+    def recording(self: ClusterPool, node: Any) -> None:
+        real(self, node)
+        pauses.append(node.next_probe - time.monotonic())
+
+    monkeypatch.setattr(ClusterPool, "_probe_once", recording)
+    with ClusterPool(hosts=[("127.0.0.1", 1)], probe_interval=0.25, probe_timeout=0.5, connect_timeout=0.5):
+        assert wait_until(lambda: len(pauses) >= 5, 10)
+    for pause, expected in zip(pauses, [0.25, 0.5, 1.0, 2.0, 2.0]):
+        assert expected - 0.15 < pause <= expected  # read just after the probe set it
