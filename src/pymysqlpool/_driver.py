@@ -244,8 +244,9 @@ class WriteTrackingConnection(Connection):
     def _wrote(self, message: Optional[bytes]) -> None:
         gtid = last_gtid(message) if message else None
         hook = self.gtid_hook
-        if gtid is None or hook is None or not hook(gtid):
-            self.wrote = True
+        pending, self.wrote = self.wrote, True  # an interrupt inside the hook leaves the write to the return
+        if gtid is not None and hook is not None and hook(gtid):
+            self.wrote = pending
 
 
 def _lenenc(data: bytes, at: int) -> Tuple[int, int]:

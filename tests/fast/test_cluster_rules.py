@@ -284,3 +284,27 @@ def test_a_down_node_is_probed_with_doubling_back_off_capped_at_2_s(monkeypatch:
         assert wait_until(lambda: len(pauses) >= 5, 10)
     for pause, expected in zip(pauses, [0.25, 0.5, 1.0, 2.0, 2.0]):
         assert expected - 0.15 < pause <= expected  # read just after the probe set it
+
+
+def test_a_write_whose_position_the_hook_did_not_take_is_left_to_the_return() -> None:
+    from pymysqlpool._driver import WriteTrackingConnection
+
+    entry = _lenenc(b"last_gtid") + _lenenc(b"0-1-42")
+    message = _lenenc(b"") + _lenenc(bytes([0]) + _lenenc(entry))
+    raw = WriteTrackingConnection.__new__(WriteTrackingConnection)
+    taken: list[str] = []
+    raw.gtid_hook = lambda gtid: taken.append(gtid) is None
+    raw._wrote(message)
+    assert taken == ["0-1-42"] and raw.wrote is False  # known at the COMMIT: nothing to read on return
+    raw.gtid_hook = lambda gtid: False  # not a GTID the cluster can use
+    raw._wrote(message)
+    assert raw.wrote is True
+    raw.wrote = False
+
+    def interrupted(gtid: str) -> bool:
+        raise KeyboardInterrupt
+
+    raw.gtid_hook = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        raw._wrote(message)
+    assert raw.wrote is True  # the return reads the position instead of losing it
