@@ -191,6 +191,20 @@ def test_causal_read_inside_an_open_write_borrow_after_commit(
         pool.release(writer)
 
 
+def test_a_write_the_connection_could_not_report_is_read_on_return(
+    lagging: tuple[ReplicationCluster, ClusterPool, str],
+) -> None:
+    replication, pool, table = lagging
+    replication.wait_caught_up()
+    conn = pool.get_conn()
+    conn._raw.gtid_hook = None  # as a connection that cannot hand over its position
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} (v) VALUES (8)")
+    pool.release(conn)  # reads @@gtid_binlog_pos
+    with pool.connection(read_only=True, causal=True, timeout=3) as conn:
+        assert rows(conn, table) == 1
+
+
 @pytest.mark.parametrize("statement", ["CALL {table}_p()", "SELECT 1; INSERT INTO {table} (v) VALUES (7)"])
 def test_writes_seen_through_next_result_are_tracked(
     lagging: tuple[ReplicationCluster, ClusterPool, str], statement: str
