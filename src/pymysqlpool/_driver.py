@@ -447,6 +447,12 @@ def _reset_session(raw: Any, autocommit: bool) -> None:
             raw.commit()
     raw.autocommit_mode = autocommit
     raw._send_autocommit_mode()
+    if isinstance(raw, WriteTrackingConnection):
+        # The reset restored the server's default session tracking: ask for last_gtid again,
+        # and forget what the statements above flagged (charset, autocommit are tracked by default).
+        with raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute(_TRACK_LAST_GTID)
+        raw.wrote = False
 
 
 def ping(raw: Any, timeout: Optional[float] = None) -> None:

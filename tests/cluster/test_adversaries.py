@@ -205,6 +205,23 @@ def test_a_write_the_connection_could_not_report_is_read_on_return(
         assert rows(conn, table) == 1
 
 
+def test_writes_are_still_tracked_after_a_session_reset(
+    delayed: ReplicationCluster, make_cluster_pool: Callable[..., ClusterPool]
+) -> None:
+    replication = delayed
+    pool = make_cluster_pool(replication.url(), max_lag=10, reset_session=True, maxsize=2)
+    table = make_table(pool, replication)  # its return resets the session (COM_RESET_CONNECTION)
+    assert wait_until(lambda: set(pool._readers).isdisjoint(pool._writers), 20)
+    writer = pool.get_conn()  # the same connection, reset
+    try:
+        with writer.cursor() as cur:
+            cur.execute(f"INSERT INTO {table} (v) VALUES (9)")
+        with pool.connection(read_only=True, causal=True, timeout=3) as conn:
+            assert rows(conn, table) == 1
+    finally:
+        pool.release(writer)
+
+
 @pytest.mark.parametrize("statement", ["CALL {table}_p()", "SELECT 1; INSERT INTO {table} (v) VALUES (7)"])
 def test_writes_seen_through_next_result_are_tracked(
     lagging: tuple[ReplicationCluster, ClusterPool, str], statement: str
