@@ -610,13 +610,15 @@ class ClusterPool:
         try:
             while not self._closed:
                 self._wake.clear()
+                # Publish before the next probes start: every probe's result, a failure
+                # included, is seen by the routing before that node is probed again.
+                self._publish()
                 now = _monotonic()
                 for node in self._nodes:
                     if not node.busy and (node.urgent or now >= node.next_probe):
                         node.urgent = False
                         node.busy = True
                         workers.submit(self._probe, node)
-                self._publish()
                 idle = [n.next_probe for n in self._nodes if not n.busy]
                 soonest = min(idle) if idle else now + self._probe_interval
                 self._wake.wait(max(soonest - _monotonic(), 0.001))
