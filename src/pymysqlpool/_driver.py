@@ -313,6 +313,7 @@ def connect_tracking_writes(
     except BaseException:
         close(raw)
         raise
+    raw.wrote = False  # the handshake's own settings (autocommit, charset) were flagged as changes
     return raw
 
 

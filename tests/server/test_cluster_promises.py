@@ -68,3 +68,12 @@ def test_a_one_node_cluster_runs_connection_pool_code(server_kwargs: dict[str, A
     assert cluster.closed and node.closed
     with pytest.raises(PoolClosed):
         cluster.get_conn()
+
+
+def test_a_new_connection_has_written_nothing(server_kwargs: dict[str, Any]) -> None:
+    """docs/cluster.md: clean borrows cost no GTID round trip, also with autocommit=False
+    (the handshake's SET AUTOCOMMIT is reported as a session change)."""
+    host, port = server_kwargs["host"], server_kwargs["port"]
+    others = {k: v for k, v in server_kwargs.items() if k not in ("host", "port")}
+    with ClusterPool(hosts=[(host, port)], autocommit=False, **others) as cluster, cluster.connection() as conn:
+        assert conn.raw.wrote is False
