@@ -16,7 +16,7 @@ import time
 from types import TracebackType
 from typing import Any, List, Optional, Type
 
-from . import _driver, _forking, _warmup
+from . import _driver, _forking, _urls, _warmup
 from ._config import build, resolve
 from ._core import (
     CHECK,
@@ -44,6 +44,8 @@ __all__ = ["ConnectionPool"]
 
 _monotonic = time.monotonic
 
+
+_FROM_URL_KEYS = _urls.CONNECT_QUERY_KEYS | _urls.POOL_QUERY_KEYS | set(_urls.SOCKET_KEYS)
 
 class ConnectionPool(PoolCore):
     """A thread-safe pool of PyMySQL connections.
@@ -118,6 +120,21 @@ class ConnectionPool(PoolCore):
             self._closed = False
             self._prefill()
             self._life.opened = True
+
+    @classmethod
+    def from_url(cls, url: str, **pool_kwargs: Any) -> ConnectionPool:
+        """A pool for ``mysql://user:password@host:port/db?charset=utf8mb4&maxsize=10``.
+
+        The query holds connection and pool keywords (others are refused);
+        ``pool_kwargs`` override what the URL gives. One host (a cluster URL
+        goes to ``ClusterPool``); ``?socket=/path`` names a Unix socket."""
+        parsed = _urls.parse(url, query_keys=_FROM_URL_KEYS, what="pool URL")
+        if len(parsed.hosts) > 1:
+            raise ValueError("pool URL names several hosts: use ClusterPool for a cluster")
+        kwargs = parsed.connect_kwargs()
+        if parsed.hosts:
+            kwargs["host"], kwargs["port"] = parsed.hosts[0]
+        return cls(**{**kwargs, **pool_kwargs})
 
     # -- running the core's plans -------------------------------------------
 

@@ -26,13 +26,13 @@ pool rolls back every connection it gets back.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 try:
     import sqlalchemy
     from sqlalchemy.dialects import registry
     from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
-    from sqlalchemy.engine import URL, Engine, make_url
+    from sqlalchemy.engine import URL, Engine
     from sqlalchemy.pool import NullPool
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
@@ -133,33 +133,10 @@ registry.register(DIALECT_NAME, __name__, "PoolDialect")
 
 def pool_from_url(url: Union[str, URL], **pool_kwargs: Any) -> ConnectionPool:
     """A ConnectionPool for a ``mysql://`` / ``mysql+pymysql://`` URL; the URL's
-    query string and ``pool_kwargs`` are ConnectionPool keywords."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() not in ("mysql", "mariadb"):
-        raise ValueError(f"not a MySQL or MariaDB URL: {parsed.render_as_string(hide_password=True)}")
-    kwargs: Dict[str, Any] = {}
-    for key, value in (
-        ("host", parsed.host),
-        ("port", parsed.port),
-        ("user", parsed.username),
-        ("password", parsed.password),
-        ("database", parsed.database),
-    ):
-        if value is not None:
-            kwargs[key] = value
-    for key, given in parsed.query.items():
-        kwargs[key] = _number(given if isinstance(given, str) else given[-1])
-    kwargs.update(pool_kwargs)
-    return ConnectionPool(**kwargs)
-
-
-def _number(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    query string and ``pool_kwargs`` are ConnectionPool keywords (the rules
+    of :meth:`ConnectionPool.from_url`)."""
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return ConnectionPool.from_url(text, **pool_kwargs)
 
 
 def create_engine(pool_or_url: Union[ConnectionPool, str, URL], **engine_kwargs: Any) -> Engine:
