@@ -7,6 +7,8 @@ The 0.5.0 names stay importable and are real bases of the new classes, so
 
 from __future__ import annotations
 
+from pymysql.err import InterfaceError
+
 __all__ = [
     "ConnectionReturnedError",
     "GetConnectionFromPoolError",
@@ -44,8 +46,13 @@ class PoolClosed(GetConnectionFromPoolError):
     """The pool was closed: it lends nothing any more."""
 
 
-class ConnectionReturnedError(ReturnConnectionToPoolError):
-    """A proxy was used after it was given back to its pool."""
+class ConnectionReturnedError(ReturnConnectionToPoolError, InterfaceError):
+    """A proxy was used after it was given back to its pool.
+
+    Also PyMySQL's ``InterfaceError``, what PyMySQL raises for a closed
+    connection: frameworks that translate driver errors (Django's
+    ``django.db.InterfaceError``, SQLAlchemy's ``exc.InterfaceError``) then
+    treat a given-back connection as the closed one it is."""
 
 
 class SplitBrainError(GetConnectionFromPoolError):
