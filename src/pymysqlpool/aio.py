@@ -22,8 +22,10 @@ import inspect
 import logging
 import threading
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Type
+from typing import Any, Callable, List, NoReturn, Optional, Type
 
 from . import _adriver
 from ._config import build, resolve
@@ -56,6 +58,10 @@ logger = logging.getLogger("pymysqlpool")
 
 _running_loop = asyncio.get_running_loop
 _FOREVER = 1e9  # seconds: longer waits need no timer
+_ASYNC_POOL_IN_WITH = (
+    "AsyncConnectionPool is the asyncio pool: use 'async with', not 'with'"
+    " (for threads, pymysqlpool.ConnectionPool takes 'with')"
+)
 
 
 class TaskWaiter(Waiter):
@@ -302,6 +308,16 @@ class AsyncConnectionPool(PoolCore):
         back when the block ends (rolled back if it raised)."""
         return _Borrowing(self, timeout)
 
+    @asynccontextmanager
+    async def transaction(self, timeout: Optional[float] = None) -> AsyncIterator[AsyncPooledConnection]:
+        """``async with pool.transaction() as conn:`` -- BEGIN; COMMIT when the
+        block ends, ROLLBACK if it raised or was cancelled (``pool.connection()``
+        never commits: with ``autocommit=False`` its work is rolled back on return)."""
+        async with _Borrowing(self, timeout) as conn:
+            await conn.begin()
+            yield conn
+            await conn.commit()
+
     async def _acquire(self, timeout: Optional[float], force_check: bool) -> AsyncPooledConnection:
         if timeout is not None:
             build_seconds("timeout", timeout)
@@ -433,6 +449,12 @@ class AsyncConnectionPool(PoolCore):
         while self._open and loop.time() < deadline:
             await asyncio.sleep(min(0.01, max(deadline - loop.time(), 0.0)))  # bounded by the deadline
         return self._interrupt_late(grace)
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_ASYNC_POOL_IN_WITH)
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
+        pass
 
     async def __aenter__(self) -> AsyncConnectionPool:
         """Open the pool and make ``pre_create_num`` connections; the first
@@ -595,6 +617,12 @@ class _Borrowing:
     async def __aenter__(self) -> AsyncPooledConnection:
         self._conn = await self._pool.get_conn(self._timeout)
         return self._conn
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_ASYNC_POOL_IN_WITH)
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
+        pass
 
     async def __aexit__(
         self,

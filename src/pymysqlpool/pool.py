@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, List, Optional, Type
 
@@ -37,7 +39,7 @@ from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import HELD, Slot
 from ._waiting import ThreadWaiter
-from .connection import PooledConnection
+from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 
 __all__ = ["ConnectionPool"]
@@ -239,6 +241,16 @@ class ConnectionPool(PoolCore):
 
     connection = get_conn
 
+    @contextmanager
+    def transaction(self, timeout: Optional[float] = None) -> Iterator[PooledConnection]:
+        """``with pool.transaction() as conn:`` -- BEGIN; COMMIT when the block
+        ends, ROLLBACK if it raised (``with pool.connection()`` never commits:
+        with ``autocommit=False`` its work is rolled back on return)."""
+        with self.get_conn(timeout) as conn:
+            conn.begin()
+            yield conn
+            conn.commit()
+
     def get_connection(
         self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
     ) -> PooledConnection:
@@ -401,6 +413,12 @@ class ConnectionPool(PoolCore):
 
     def __enter__(self) -> ConnectionPool:
         return self
+
+    async def __aenter__(self) -> None:
+        raise TypeError(THREAD_POOL_IN_ASYNC_WITH)
+
+    async def __aexit__(self, *exc: Any) -> None:  # pragma: no cover - __aenter__ raised
+        pass
 
     def __exit__(
         self,
