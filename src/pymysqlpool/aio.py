@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Callable, List, NoReturn, Optional, Type
 
 from . import _adriver
-from ._config import build, resolve
+from ._config import build, describe, resolve
 from ._core import (
     CHECK,
     CLOSE,
@@ -50,7 +50,7 @@ from ._slot import HELD, Slot
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed
-from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
+from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -339,6 +339,8 @@ class AsyncConnectionPool(PoolCore):
             slot = await self._run(self._borrow_plan(first, timeout, force))
             assert slot is not None
             return AsyncPooledConnection(self, slot)
+        except DriverError as exc:  # the connect failed: say where, without the plan machinery
+            raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
             if slot is not None:
                 self._abandon(slot)
@@ -467,8 +469,10 @@ class AsyncConnectionPool(PoolCore):
         if self._start():
             try:
                 await self._prefill()
-            except BaseException:
+            except BaseException as exc:
                 await self.close()
+                if isinstance(exc, DriverError):  # as a borrow's: where, without the plan machinery
+                    raise connect_failed(exc, self.name, describe(self._config)) from exc
                 raise
         self._ensure_maintenance()
         return self

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, List, Optional, Type
 
 from . import _driver, _forking, _warmup
-from ._config import build, resolve
+from ._config import build, describe, resolve
 from ._core import (
     CHECK,
     CLOSE,
@@ -40,7 +40,7 @@ from ._maintenance import Maintenance
 from ._slot import HELD, Slot
 from ._waiting import ThreadWaiter
 from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection
-from .errors import PoolTimeout, ReturnConnectionToPoolError
+from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, connect_failed
 
 __all__ = ["ConnectionPool"]
 
@@ -118,7 +118,10 @@ class ConnectionPool(PoolCore):
         _forking.register(self)
         if open:
             self._closed = False
-            self._prefill()
+            try:
+                self._prefill()
+            except DriverError as exc:  # as a borrow's: where, without the plan machinery
+                raise connect_failed(exc, self.name, describe(config)) from exc
             self._life.opened = True
 
     # -- running the core's plans -------------------------------------------
@@ -287,6 +290,8 @@ class ConnectionPool(PoolCore):
             if self._maintenance is None:
                 self._ensure_maintenance()  # the first connection a borrower dialed
             return PooledConnection(self, slot)
+        except DriverError as exc:  # the connect failed: say where, without the plan machinery
+            raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
             if slot is not None:
                 self._abandon(slot)

@@ -102,3 +102,67 @@ def test_with_on_the_async_pool_says_which_to_use() -> None:
             await pool.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _frames(exc: BaseException) -> int:
+    """Frames printed for ``exc`` and its causes, the event loop's own
+    (asyncio.run, the loop, its sockets: there with or without a pool) left out."""
+    import os
+    import traceback
+
+    loop_files = os.path.dirname(asyncio.__file__) + os.sep
+    lines = traceback.format_exception(exc)
+    return sum(line.lstrip().startswith('File "') and loop_files not in line for line in lines)
+
+
+def _assert_short_and_named(exc: BaseException, port: int, name: str) -> None:
+    import pymysql
+
+    assert isinstance(exc, pymysql.err.OperationalError) and exc.args[0] == 2003  # what callers catch, unchanged
+    assert f"127.0.0.1:{port}" in str(exc) and repr(name) in str(exc)
+    cause = exc.__cause__
+    assert isinstance(cause, pymysql.err.OperationalError) and cause.args == (2003, cause.args[1])
+    assert "Can't connect" in cause.args[1]
+    assert _frames(exc) <= 15, _frames(exc)
+
+
+@pytest.mark.parametrize("prefill", [False, True])
+def test_connect_error_is_short_and_says_where(prefill: bool) -> None:
+    port = _closed_port()
+    kwargs = {**mysql_kwargs(), "port": port, "connect_timeout": 2, "pool_name": "first-hour"}
+    with pytest.raises(Exception) as info:
+        if prefill:
+            ConnectionPool(**kwargs, pre_create_num=1)
+        else:
+            with ConnectionPool(**kwargs) as pool:
+                pool.get_conn()
+    _assert_short_and_named(info.value, port, "first-hour")
+
+
+@pytest.mark.parametrize("prefill", [False, True])
+def test_async_connect_error_is_short_and_says_where(prefill: bool) -> None:
+    port = _closed_port()
+    kwargs = {**mysql_kwargs(), "port": port, "connect_timeout": 2, "pool_name": "first-hour-async"}
+
+    async def main() -> None:
+        if prefill:
+            async with AsyncConnectionPool(**kwargs, pre_create_num=1):
+                pass
+        else:
+            pool = AsyncConnectionPool(**kwargs)
+            try:
+                await pool.get_conn()
+            finally:
+                await pool.close()
+
+    with pytest.raises(Exception) as info:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    _assert_short_and_named(info.value, port, "first-hour-async")
