@@ -80,11 +80,14 @@ def test_junit_report_names_tests_without_the_server_version(tmp_path: Path) -> 
         '<failure message="x"/></testcase>'
         '<testcase classname="test_suite.X_mysql+pymysql_8_0_1" name="test_c[p-1]"><skipped/></testcase>'
         '<testcase classname="test_suite.X_mysql+pymysql_8_0_1" name="test_c[p-1]"><error/></testcase>'
+        '<testcase classname="test_suite.Y" name="test_d"><failure/></testcase>'
+        '<testcase classname="test_suite.Y" name="test_d"/>'
         "</testsuite></testsuites>"
     )
     assert run.junit_outcomes(report) == {
         "RowCountTest::test_a": "passed",
         "RowCountTest::test_b": "failed",
         "X::test_c[p-1]": "failed",  # an error in teardown after the call counts
+        "Y::test_d": "failed",  # and a later entry does not undo a failure
     }
-    assert run.counts(run.junit_outcomes(report)) == "1 passed, 2 failed, 0 skipped"
+    assert run.counts(run.junit_outcomes(report)) == "1 passed, 3 failed, 0 skipped"

@@ -343,8 +343,12 @@ def test_url_scheme_is_an_installed_entry_point() -> None:
 
     code = (
         "import sqlalchemy as sa, sys\n"
-        "e = sa.create_engine('mysql+pymysqlpool://u@127.0.0.1/db')\n"
-        "print(type(e.dialect).__module__, type(e.dialect).__name__)\n"
+        "for scheme in ('mysql', 'mariadb'):\n"
+        "    e = sa.create_engine(scheme + '+pymysqlpool://u@127.0.0.1/db')\n"
+        "    print(type(e.dialect).__module__, type(e.dialect).__name__, e.dialect.name)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == ["pymysqlpool.sqlalchemy", "PoolDialect"]
+    assert out.stdout.split() == [
+        *("pymysqlpool.sqlalchemy", "PoolDialect", "mysql"),
+        *("pymysqlpool.sqlalchemy", "MariaDBPoolDialect", "mariadb"),
+    ]

@@ -17,34 +17,29 @@ class _Recording(unittest.TextTestResult):
         if _RANK[outcome] >= _RANK[outcomes.get(key, "passed")]:
             outcomes[key] = outcome
 
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self._mark(test, "passed")
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self._mark(test, "failed")
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self._mark(test, "failed")
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self._mark(test, "skipped")
-
-    def addExpectedFailure(self, test, err):
-        super().addExpectedFailure(test, err)
-        self._mark(test, "xfailed")
-
-    def addUnexpectedSuccess(self, test):
-        super().addUnexpectedSuccess(test)
-        self._mark(test, "failed")
-
     def addSubTest(self, test, subtest, err):
         super().addSubTest(test, subtest, err)
         if err is not None:
             self._mark(test, "failed")
+
+
+def _recording(method, outcome):
+    def record(self, test, *args):
+        getattr(unittest.TextTestResult, method)(self, test, *args)
+        self._mark(test, outcome)
+
+    return record
+
+
+for _method, _outcome in (
+    ("addSuccess", "passed"),
+    ("addError", "failed"),
+    ("addFailure", "failed"),
+    ("addSkip", "skipped"),
+    ("addExpectedFailure", "xfailed"),
+    ("addUnexpectedSuccess", "failed"),
+):
+    setattr(_Recording, _method, _recording(_method, _outcome))
 
 
 class RecordingRunner(DiscoverRunner):
