@@ -23,7 +23,7 @@ class PoolRegistry:
         owner: str,
         connect_kwargs: Dict[str, Any],
         options: Dict[str, Any],
-        default_name: str,
+        default_name: Optional[str],
         unkeyed: Tuple[str, ...] = (),
     ) -> ConnectionPool:
         """The open pool for ``owner`` and these parameters, made on first use

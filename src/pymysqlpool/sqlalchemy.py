@@ -178,6 +178,13 @@ registry.register(DIALECT_NAME, __name__, "PoolDialect")
 registry.register("mariadb.pymysqlpool", __name__, "MariaDBPoolDialect")
 
 
+def _mysql_url(url: Union[str, URL]) -> URL:
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in ("mysql", "mariadb"):
+        raise ValueError(f"not a MySQL or MariaDB URL: {parsed.render_as_string(hide_password=True)}")
+    return parsed
+
+
 def _query_kwargs(url: URL, given: Mapping[str, Any]) -> Dict[str, Any]:
     """The URL's query parameters that SQLAlchemy left as text, as numbers and booleans."""
     return {key: _number(value) for key, value in given.items() if key in url.query and isinstance(value, str)}
@@ -189,14 +196,14 @@ def _url_pool(cparams: Dict[str, Any], isolation_level: Optional[str]) -> Connec
     # An engine-wide isolation level stays on the server session: engines
     # with another level (or none, the server's default) get sessions of their own.
     owner = f"sqlalchemy isolation_level={isolation_level}"
-    return _url_pools.get(owner, connect_kwargs, options, "sqlalchemy")
+    return _url_pools.get(owner, connect_kwargs, options, None)  # named host-port-user-database by default
 
 
 def pool_for_url(url: Union[str, URL], isolation_level: Optional[str] = None) -> ConnectionPool:
     """The pool of ``mysql+pymysqlpool://`` engines for ``url`` (and an
     engine-wide ``isolation_level``) in this process, made on first use."""
     # With its driver module, as an engine's: the FOUND_ROWS flag comes from it.
-    _, cparams = PoolDialect(dbapi=PoolDialect.import_dbapi()).create_connect_args(make_url(url))
+    _, cparams = PoolDialect(dbapi=PoolDialect.import_dbapi()).create_connect_args(_mysql_url(url))
     return _url_pool(cparams, isolation_level)
 
 
@@ -211,9 +218,7 @@ def pool_from_url(url: Union[str, URL], **pool_kwargs: Any) -> ConnectionPool:
     query string and ``pool_kwargs`` are ConnectionPool keywords. Its connections
     count rows matched, not changed (``CLIENT.FOUND_ROWS``), as SQLAlchemy's MySQL
     dialects do."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() not in ("mysql", "mariadb"):
-        raise ValueError(f"not a MySQL or MariaDB URL: {parsed.render_as_string(hide_password=True)}")
+    parsed = _mysql_url(url)
     kwargs: Dict[str, Any] = {}
     for key, value in (
         ("host", parsed.host),

@@ -331,9 +331,13 @@ def test_registered_url_scheme_borrows_from_a_pool(server_kwargs: dict[str, Any]
             assert conn.execute(sa.text("SELECT @@tx_isolation")).scalar() == "REPEATABLE-READ"
         assert pool_for_url(url) is pool and pool.get_stats()["borrowed"] == 0
         assert _flush_unchanged(engine, table) == (1, True)
+        unnamed = pool_for_url(url.replace(f"pool_name={table}&", ""))
+        assert unnamed is not pool and unnamed.name.startswith(f"{server_kwargs['host']}-")  # as ConnectionPool names
     finally:
         close_pools()
-    assert pool.closed
+    assert pool.closed and unnamed.closed
+    with pytest.raises(ValueError, match="MySQL"):
+        pool_for_url("postgresql://u@127.0.0.1/db")
 
 
 def test_url_scheme_is_an_installed_entry_point() -> None:
