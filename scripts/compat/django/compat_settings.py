@@ -12,7 +12,8 @@ if os.environ["COMPAT_STACK"] == "stock":
     OPTIONS = {}
 else:
     ENGINE = "pymysqlpool.django"
-    OPTIONS = {"pool": {"maxsize": 20}}
+    # The server is shared: one idle connection kept per alias and process.
+    OPTIONS = {"pool": {"maxsize": 8, "size": 1}}
 
 _prefix = os.environ["COMPAT_DB_PREFIX"]
 
