@@ -330,7 +330,8 @@ def connect_tracking_writes(
     except BaseException:
         close(raw)
         raise
-    raw.wrote = False  # the handshake's own settings (autocommit, charset) were flagged as changes
+    # The handshake's own settings (autocommit, charset) were flagged as changes.
+    raw.wrote = False  # type: ignore[attr-defined]  # connect() is typed for the base class
     return raw
 
 

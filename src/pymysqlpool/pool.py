@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, List, Optional, Type
 
 from . import _driver, _forking, _urls, _warmup
-from ._config import build, resolve
+from ._config import build, describe, resolve
 from ._core import (
     CHECK,
     CLOSE,
@@ -37,8 +39,8 @@ from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import HELD, Slot
 from ._waiting import ThreadWaiter
-from .connection import PooledConnection
-from .errors import PoolTimeout, ReturnConnectionToPoolError
+from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection
+from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, connect_failed
 
 __all__ = ["ConnectionPool"]
 
@@ -118,7 +120,10 @@ class ConnectionPool(PoolCore):
         _forking.register(self)
         if open:
             self._closed = False
-            self._prefill()
+            try:
+                self._prefill()
+            except DriverError as exc:  # as a borrow's: where, without the plan machinery
+                raise connect_failed(exc, self.name, describe(config)) from exc
             self._life.opened = True
 
     @classmethod
@@ -256,6 +261,16 @@ class ConnectionPool(PoolCore):
 
     connection = get_conn
 
+    @contextmanager
+    def transaction(self, timeout: Optional[float] = None) -> Iterator[PooledConnection]:
+        """``with pool.transaction() as conn:`` -- BEGIN; COMMIT when the block
+        ends, ROLLBACK if it raised (``with pool.connection()`` never commits:
+        with ``autocommit=False`` its work is rolled back on return)."""
+        with self.get_conn(timeout) as conn:
+            conn.begin()
+            yield conn
+            conn.commit()
+
     def get_connection(
         self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
     ) -> PooledConnection:
@@ -292,6 +307,8 @@ class ConnectionPool(PoolCore):
             if self._maintenance is None:
                 self._ensure_maintenance()  # the first connection a borrower dialed
             return PooledConnection(self, slot)
+        except DriverError as exc:  # the connect failed: say where, without the plan machinery
+            raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
             if slot is not None:
                 self._abandon(slot)
@@ -418,6 +435,12 @@ class ConnectionPool(PoolCore):
 
     def __enter__(self) -> ConnectionPool:
         return self
+
+    async def __aenter__(self) -> None:
+        raise TypeError(THREAD_POOL_IN_ASYNC_WITH)
+
+    async def __aexit__(self, *exc: Any) -> None:  # pragma: no cover - __aenter__ raised
+        pass
 
     def __exit__(
         self,
