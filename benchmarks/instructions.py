@@ -203,6 +203,40 @@ cluster.close()
 """,
     ),
     Path_(
+        "acluster_write",
+        "AsyncClusterPool (one node) get_conn + release, write",
+        """
+import asyncio
+from pymysqlpool import AsyncClusterPool
+async def main():
+    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
+        await cluster.wait_ready(10)
+        get, release = cluster.get_conn, cluster.release
+        for _ in range(N):
+            await release(await get())
+asyncio.run(main())
+""",
+        needs="aiomysql",
+    ),
+    Path_(
+        "acluster_read",
+        "AsyncClusterPool (one node) get_conn(read_only=True) + release",
+        """
+import asyncio
+from pymysqlpool import AsyncClusterPool
+async def main():
+    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
+        await cluster.wait_ready(10)
+        get, release = cluster.get_conn, cluster.release
+        for _ in range(N):
+            await release(await get(read_only=True))
+asyncio.run(main())
+""",
+        needs="aiomysql",
+    ),
+    Path_(
         "plain_server",
         "ConnectionPool get_conn + release (server connection)",
         """
@@ -289,6 +323,8 @@ def checks(r: dict[str, int | None]) -> list[Check]:
         _ratio_check(r, "aquery", "raw_aquery", AQUERY_MAX_RAW_RATIO, "raw aiomysql"),
         _extra_check(r, "cluster_write", "plain_server", CLUSTER_WRITE_MAX_EXTRA),
         _extra_check(r, "cluster_read", "plain_server", CLUSTER_READ_MAX_EXTRA),
+        _extra_check(r, "acluster_write", "async", CLUSTER_WRITE_MAX_EXTRA),
+        _extra_check(r, "acluster_read", "async", CLUSTER_READ_MAX_EXTRA),
     ]
     a = r.get("async")
     target = f"≤ {ASYNC_MAX_INSTRUCTIONS:,}"

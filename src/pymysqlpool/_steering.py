@@ -20,7 +20,7 @@ from . import _driver, _topology, _urls
 from ._core import build_seconds as seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
-__all__ = ["ClusterSettings", "NodeState", "Steering", "parse_cluster_url"]
+__all__ = ["ClusterSettings", "NodeState", "SteeredCluster", "Steering", "parse_cluster_url"]
 
 logger = logging.getLogger("pymysqlpool")
 
@@ -560,3 +560,77 @@ class Attempt(Generic[P]):
 
 def is_connect_error(exc: BaseException) -> bool:
     return isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError))
+
+
+class SteeredCluster(Generic[P]):
+    """What both cluster shells show alike, read from their steering and node pools."""
+
+    name: str
+    _steering: Steering[P]
+    _settings: ClusterSettings
+    _timeout: float
+
+    @property
+    def maxsize(self) -> int:
+        """The most connections open at once, per node."""
+        return int(self._pool0.maxsize)
+
+    @property
+    def size(self) -> int:
+        return int(self._pool0.size)
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def available_num(self) -> int:
+        """Idle connections ready to lend now, over every node."""
+        return sum(n.pool.available_num for n in self._steering.nodes)
+
+    @property
+    def total_num(self) -> int:
+        """Connections open now, over every node."""
+        return sum(n.pool.total_num for n in self._steering.nodes)
+
+    @property
+    def closed(self) -> bool:
+        return self._steering.closed
+
+    @property
+    def topology(self) -> str:
+        """``replication``, ``galera`` or ``unknown`` (nothing answered yet)."""
+        return self._steering.routing.topology
+
+    def __repr__(self) -> str:
+        nodes = ",".join(n.address for n in self._steering.nodes)
+        return f"<{type(self).__name__} {self.name!r} {self.topology} [{nodes}]{' closed' if self.closed else ''}>"
+
+    def get_stats(self) -> Dict[str, Any]:
+        """Summed pool counters, the topology, and per node its role, state, lag and counters."""
+        return self._steering.stats_of([node.pool.get_stats() for node in self._steering.nodes])
+
+    # The steering's state under the names tests and tools read.
+    @property
+    def _pool0(self) -> Any:
+        return self._steering.nodes[0].pool
+
+    @property
+    def _nodes(self) -> List[NodeState]:
+        return self._steering.nodes
+
+    @property
+    def _writers(self) -> Tuple[P, ...]:
+        return self._steering.writers
+
+    @property
+    def _readers(self) -> Tuple[P, ...]:
+        return self._steering.readers
+
+    @property
+    def _causal_text(self) -> str:
+        return self._steering.causal_text
+
+    @property
+    def _closed(self) -> bool:
+        return self._steering.closed

@@ -21,7 +21,7 @@ import pymysql
 from . import _adriver, _driver, _topology
 from ._config import resolve
 from ._core import NoLock
-from ._steering import ClusterSettings, NodeState, Steering, is_connect_error
+from ._steering import ClusterSettings, NodeState, SteeredCluster, Steering, is_connect_error
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -77,7 +77,7 @@ class _NodeEvents:
             self._cluster.reprobe(self._node.index)
 
 
-class AsyncClusterPool:
+class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
     """``ClusterPool`` for asyncio: the same constructor (a URL or ``hosts=``,
     every ``AsyncConnectionPool`` keyword per node, ``max_lag``, ``causal``,
     ``probe_interval``, ``probe_timeout``, ``read_fallback_to_primary``,
@@ -235,44 +235,6 @@ class AsyncClusterPool:
 
     def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
         pass
-
-    # -- properties like ClusterPool's -----------------------------------------------
-
-    @property
-    def maxsize(self) -> int:
-        """The most connections open at once, per node."""
-        return int(self._steering.nodes[0].pool.maxsize)
-
-    @property
-    def size(self) -> int:
-        return int(self._steering.nodes[0].pool.size)
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def available_num(self) -> int:
-        """Idle connections ready to lend now, over every node."""
-        return sum(n.pool.available_num for n in self._steering.nodes)
-
-    @property
-    def total_num(self) -> int:
-        """Connections open now, over every node."""
-        return sum(n.pool.total_num for n in self._steering.nodes)
-
-    @property
-    def closed(self) -> bool:
-        return self._steering.closed
-
-    @property
-    def topology(self) -> str:
-        """``replication``, ``galera`` or ``unknown`` (nothing answered yet)."""
-        return self._steering.routing.topology
-
-    def __repr__(self) -> str:
-        nodes = ",".join(n.address for n in self._steering.nodes)
-        return f"<AsyncClusterPool {self.name!r} {self.topology} [{nodes}]{' closed' if self.closed else ''}>"
 
     # -- borrowing ----------------------------------------------------------------------
 
@@ -576,10 +538,6 @@ class AsyncClusterPool:
             except asyncio.TimeoutError:
                 pass
         return True
-
-    def get_stats(self) -> Dict[str, Any]:
-        """Summed pool counters, the topology, and per node its role, state, lag and counters."""
-        return self._steering.stats_of([node.pool.get_stats() for node in self._steering.nodes])
 
 
 async def _ask(raw: Any) -> _topology.NodeFacts:

@@ -17,12 +17,12 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, List, Optional, Sequence, Tuple, Type, Union
 
 import pymysql
 
 from . import _driver, _topology
-from ._steering import ClusterSettings, NodeState, Steering, is_connect_error, parse_cluster_url
+from ._steering import ClusterSettings, NodeState, SteeredCluster, Steering, is_connect_error, parse_cluster_url
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -81,7 +81,7 @@ class _NodeEvents:
             self._cluster.reprobe(self._node.index)
 
 
-class ClusterPool:
+class ClusterPool(SteeredCluster[_NodePool]):
     """A pool over the servers of a MariaDB/MySQL replication or Galera cluster.
 
     ``ClusterPool("mysql://u:pw@h1:p1,h2:p2,h3:p3/db", maxsize=10)`` or
@@ -193,66 +193,6 @@ class ClusterPool:
         self._steering.lock = threading.Lock()
         self._wake = threading.Event()
         self._monitor = self._start_monitor()
-
-    # -- the steering's state, under the names tests and tools read ------------
-
-    @property
-    def _nodes(self) -> List[NodeState]:
-        return self._steering.nodes
-
-    @property
-    def _writers(self) -> Tuple[_NodePool, ...]:
-        return self._steering.writers
-
-    @property
-    def _readers(self) -> Tuple[_NodePool, ...]:
-        return self._steering.readers
-
-    @property
-    def _causal_text(self) -> str:
-        return self._steering.causal_text
-
-    @property
-    def _closed(self) -> bool:
-        return self._steering.closed
-
-    # -- properties like ConnectionPool's -------------------------------------
-
-    @property
-    def maxsize(self) -> int:
-        """The most connections open at once, per node."""
-        return int(self._nodes[0].pool.maxsize)
-
-    @property
-    def size(self) -> int:
-        return int(self._nodes[0].pool.size)
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def available_num(self) -> int:
-        """Idle connections ready to lend now, over every node."""
-        return sum(n.pool.available_num for n in self._nodes)
-
-    @property
-    def total_num(self) -> int:
-        """Connections open now, over every node."""
-        return sum(n.pool.total_num for n in self._nodes)
-
-    @property
-    def closed(self) -> bool:
-        return self._steering.closed
-
-    @property
-    def topology(self) -> str:
-        """``replication``, ``galera`` or ``unknown`` (nothing answered yet)."""
-        return self._steering.routing.topology
-
-    def __repr__(self) -> str:
-        nodes = ",".join(n.address for n in self._nodes)
-        return f"<{type(self).__name__} {self.name!r} {self.topology} [{nodes}]{' closed' if self.closed else ''}>"
 
     # -- borrowing ------------------------------------------------------------
 
@@ -536,10 +476,6 @@ class ClusterPool:
                     return False
                 self._changed.wait(remaining)
         return True
-
-    def get_stats(self) -> Dict[str, Any]:
-        """Summed pool counters, the topology, and per node its role, state, lag and counters."""
-        return self._steering.stats_of([node.pool.get_stats() for node in self._nodes])
 
 
 _live: weakref.WeakSet[ClusterPool] = weakref.WeakSet()
