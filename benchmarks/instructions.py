@@ -50,6 +50,21 @@ pool = ConnectionPool(maxsize=4, pre_create_num=1, connection_factory=fake_conne
 """
 
 
+# A one-node AsyncClusterPool's borrow + return, beside the plain async pool on the same server.
+_ACLUSTER = """
+import asyncio
+from pymysqlpool import AsyncClusterPool
+async def main():
+    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
+        await cluster.wait_ready(10)
+        get, release = cluster.get_conn, cluster.release
+        for _ in range(N):
+            await release(await {borrow})
+asyncio.run(main())
+"""
+
+
 @dataclass(frozen=True)
 class Path_:
     name: str
@@ -205,35 +220,13 @@ cluster.close()
     Path_(
         "acluster_write",
         "AsyncClusterPool (one node) get_conn + release, write",
-        """
-import asyncio
-from pymysqlpool import AsyncClusterPool
-async def main():
-    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
-                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
-        await cluster.wait_ready(10)
-        get, release = cluster.get_conn, cluster.release
-        for _ in range(N):
-            await release(await get())
-asyncio.run(main())
-""",
+        _ACLUSTER.format(borrow="get()"),
         needs="aiomysql",
     ),
     Path_(
         "acluster_read",
         "AsyncClusterPool (one node) get_conn(read_only=True) + release",
-        """
-import asyncio
-from pymysqlpool import AsyncClusterPool
-async def main():
-    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
-                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
-        await cluster.wait_ready(10)
-        get, release = cluster.get_conn, cluster.release
-        for _ in range(N):
-            await release(await get(read_only=True))
-asyncio.run(main())
-""",
+        _ACLUSTER.format(borrow="get(read_only=True)"),
         needs="aiomysql",
     ),
     Path_(

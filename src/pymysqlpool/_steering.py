@@ -20,7 +20,7 @@ from . import _driver, _topology, _urls
 from ._core import build_seconds as seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
-__all__ = ["ClusterSettings", "NodeState", "SteeredCluster", "Steering", "parse_cluster_url"]
+__all__ = ["ClusterSettings", "NodeEvents", "NodeState", "SteeredCluster", "Steering", "parse_cluster_url"]
 
 logger = logging.getLogger("pymysqlpool")
 
@@ -562,13 +562,53 @@ def is_connect_error(exc: BaseException) -> bool:
     return isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError))
 
 
+class NodeEvents:
+    """Pool events of one node: a connection closed for a wrong-node error
+    (1290 read-only, 1047 not in the primary component) means the node's
+    role changed, whoever borrowed it and however it was given back."""
+
+    def __init__(self, cluster: Any, node: NodeState) -> None:
+        self._cluster = cluster
+        self._node = node
+
+    def on_close(self, raw: Any, reason: str) -> None:
+        if reason == "closed_wrong_node":
+            self._node.wrong_node_errors += 1
+            self._cluster.reprobe(self._node.index)
+
+
 class SteeredCluster(Generic[P]):
-    """What both cluster shells show alike, read from their steering and node pools."""
+    """What both cluster shells share: the steering, the node pools (built
+    closed: nothing connects here) and what they show alike."""
 
     name: str
     _steering: Steering[P]
     _settings: ClusterSettings
     _timeout: float
+    _connect_timeout: float
+    _pools: frozenset[P]
+
+    def _steer(self, settings: ClusterSettings, lock: Any, pool_class: Any) -> None:
+        """Take ``settings``; one ``pool_class`` per node, built with ``open=False``
+        so that every node's keywords are checked before any node connects."""
+        self._settings = settings
+        self.name = settings.name
+        self._steering = Steering(settings, lock)
+        for node in self._steering.nodes:
+            pool = pool_class(
+                pool_name=f"{settings.name}/{node.address}",
+                host=node.host,
+                port=node.port,
+                **{**settings.pool_kwargs, "open": False},
+            )
+            pool._node = node
+            pool._cluster = self
+            pool.add_events(NodeEvents(self, node))
+            node.pool = pool
+        self._pools = frozenset(n.pool for n in self._steering.nodes)
+        first = self._steering.nodes[0].pool
+        self._timeout = first.timeout
+        self._connect_timeout = first._config.io_timeout
 
     @property
     def maxsize(self) -> int:

@@ -21,7 +21,7 @@ import pymysql
 from . import _adriver, _driver, _topology
 from ._config import resolve
 from ._core import NoLock
-from ._steering import ClusterSettings, NodeState, SteeredCluster, Steering, is_connect_error
+from ._steering import ClusterSettings, NodeState, SteeredCluster, is_connect_error
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -62,19 +62,6 @@ class _AsyncNodePool(AsyncConnectionPool):
                 await _base_release(self, conn, failed)
             return
         await _base_release(self, conn, failed)
-
-
-class _NodeEvents:
-    """A connection closed for a wrong-node error (1290, 1047): probe the node now."""
-
-    def __init__(self, cluster: AsyncClusterPool, node: NodeState) -> None:
-        self._cluster = cluster
-        self._node = node
-
-    def on_close(self, raw: Any, reason: str) -> None:
-        if reason == "closed_wrong_node":
-            self._node.wrong_node_errors += 1
-            self._cluster.reprobe(self._node.index)
 
 
 class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
@@ -119,27 +106,8 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
             pool_kwargs,
             _driver.CONNECT_PARAMETERS,
         )
-        self._settings = settings
-        self.name = settings.name
-        self._steering: Steering[_AsyncNodePool] = Steering(
-            settings, NoLock()
-        )  # one loop: no await inside the causal merge
-        for node in self._steering.nodes:
-            # Built closed: every node's keywords are checked here, nothing connects before open.
-            pool = _AsyncNodePool(
-                pool_name=f"{settings.name}/{node.address}",
-                host=node.host,
-                port=node.port,
-                **{**settings.pool_kwargs, "open": False},
-            )
-            pool._node = node
-            pool._cluster = self
-            pool.add_events(_NodeEvents(self, node))
-            node.pool = pool
-        self._pools = frozenset(n.pool for n in self._steering.nodes)
-        first: _AsyncNodePool = self._steering.nodes[0].pool
-        self._timeout = first.timeout
-        self._connect_timeout = first._config.io_timeout
+        # One loop and no await inside the causal merge: no lock needed.
+        self._steer(settings, NoLock(), _AsyncNodePool)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opened = False
         self._monitor: Optional[asyncio.Task[None]] = None

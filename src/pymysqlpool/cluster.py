@@ -22,7 +22,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Type, Union
 import pymysql
 
 from . import _driver, _topology
-from ._steering import ClusterSettings, NodeState, SteeredCluster, Steering, is_connect_error, parse_cluster_url
+from ._steering import ClusterSettings, NodeState, SteeredCluster, is_connect_error, parse_cluster_url
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -64,21 +64,6 @@ class _NodePool(ConnectionPool):
                 _base_release(self, conn, failed)
             return
         _base_release(self, conn, failed)
-
-
-class _NodeEvents:
-    """Pool events of one node: a connection closed for a wrong-node error
-    (1290 read-only, 1047 not in the primary component) means the node's
-    role changed, whoever borrowed it and however it was given back."""
-
-    def __init__(self, cluster: Any, node: NodeState) -> None:
-        self._cluster = cluster
-        self._node = node
-
-    def on_close(self, raw: Any, reason: str) -> None:
-        if reason == "closed_wrong_node":
-            self._node.wrong_node_errors += 1
-            self._cluster.reprobe(self._node.index)
 
 
 class ClusterPool(SteeredCluster[_NodePool]):
@@ -123,34 +108,15 @@ class ClusterPool(SteeredCluster[_NodePool]):
             pool_kwargs,
             _driver.CONNECT_PARAMETERS,
         )
-        self._settings = settings
-        self.name = settings.name
-        self._steering: Steering[_NodePool] = Steering(settings, threading.Lock())
         self._changed = threading.Condition(threading.Lock())
+        self._steer(settings, threading.Lock(), _NodePool)
         try:
-            # Built closed (open=False): every node's keywords are validated before any node connects.
-            for node in self._steering.nodes:
-                pool = _NodePool(
-                    pool_name=f"{settings.name}/{node.address}",
-                    host=node.host,
-                    port=node.port,
-                    **{**settings.pool_kwargs, "open": False},
-                )
-                pool._node = node
-                pool._cluster = self
-                pool.add_events(_NodeEvents(self, node))
-                node.pool = pool
             for node in self._steering.nodes:
                 self._open_node(node, require_all_nodes)
         except BaseException:
             for node in self._steering.nodes:
-                if node.pool is not None:
-                    node.pool.close()
+                node.pool.close()
             raise
-        self._pools = frozenset(n.pool for n in self._steering.nodes)
-        first: _NodePool = self._steering.nodes[0].pool
-        self._timeout = first.timeout
-        self._connect_timeout = first._config.io_timeout
         self._wake = threading.Event()
         self._first_round = threading.Event()
         self._monitor = self._start_monitor()

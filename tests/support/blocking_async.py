@@ -133,6 +133,29 @@ class BlockingAsyncClusterPool(BlockingAsyncPool):
         await pool.open()
         return pool
 
+    def _call(self, step: Any) -> Any:
+        """As the base class; an interrupt of the waiting thread (Ctrl-C)
+        cancels the awaited step, as ``asyncio.run`` cancels its task, and
+        returns once the step has finished its cleanup."""
+        if threading.current_thread() is self._thread:
+            return super()._call(step)
+        finished = threading.Event()
+
+        async def run() -> Any:
+            try:
+                return await _awaited(step)
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return future.result(_CALL_LIMIT)
+        except BaseException:
+            if not future.done():
+                future.cancel()
+                finished.wait(_CALL_LIMIT)
+            raise
+
     def get_conn(  # type: ignore[override]
         self, read_only: bool = False, causal: Optional[bool] = None, timeout: Optional[float] = None
     ) -> BlockingConnection:
