@@ -153,10 +153,9 @@ class AsyncConnectionPool(PoolCore):
             connection_factory=None,
             connect_kwargs=connect_kwargs,
         )
-        # aiomysql's names for the arguments, checked now rather than at the first connect.
-        config = dataclasses.replace(
-            config, connect_kwargs=_adriver.driver_kwargs({**config.connect_kwargs, "cursorclass": cursorclass})
-        )
+        kwargs = {**config.connect_kwargs, "cursorclass": _adriver.cursor_class(cursorclass)}
+        _adriver.driver_kwargs(kwargs)  # what aiomysql cannot take is refused now, not at every connect
+        config = dataclasses.replace(config, connect_kwargs=kwargs)
         super().__init__(
             config,
             NoLock(),
@@ -224,12 +223,12 @@ class AsyncConnectionPool(PoolCore):
         cfg = self._config
         loop = _running_loop()
         end = loop.time() + limit
-        raw = await _adriver.connect(resolve(cfg.connect_kwargs), limit)
+        raw = await _adriver.connect(_adriver.driver_kwargs(resolve(cfg.connect_kwargs, check=True)), limit)
         try:
             keepalive = await _adriver.bounded(self._set_up(raw), end - loop.time())
         except asyncio.TimeoutError as exc:
             _adriver.force_close(raw)
-            raise TimeoutError(f"setting up a new connection took longer than {limit:.3g} s") from exc
+            raise _adriver.connect_timed_out(raw, "set-up", limit) from exc
         except BaseException:
             _adriver.force_close(raw)
             raise
@@ -279,7 +278,7 @@ class AsyncConnectionPool(PoolCore):
             slot = self._lend_idle()
             if slot is None:
                 return await self._borrow(None, None, False)
-            if slot.borrowed_at:
+            if slot.borrowed_at and not self._hung_up(slot):
                 return AsyncPooledConnection(self, slot)
             return await self._borrow(slot, None, False)
         except BaseException:
@@ -410,21 +409,32 @@ class AsyncConnectionPool(PoolCore):
     async def close(self, timeout: Optional[float] = None) -> int:
         """Stop lending, fail the waiters, close idle connections now and
         borrowed ones when they come back. With ``timeout``, wait that long
-        for borrowed ones, then cut them; returns how many were cut."""
+        for borrowed ones, then cut them; returns how many were cut.
+
+        Once the pool's event loop is closed, ``close()`` may be awaited on
+        any loop (``asyncio.run(pool.close())``): every session ends at once,
+        borrowed ones too (they are counted as cut)."""
         grace = None if timeout is None else build_seconds("timeout", timeout)
-        if self._loop is not None:
+        ended = self._loop is not None and self._loop.is_closed()
+        if self._loop is not None and not ended:
             self._bind_here()
         shut = self._shut()
         if shut is not None:
             idle, upkeep = shut
             self._life.stopped = upkeep
             try:
-                if upkeep is not None:
+                if upkeep is not None and not ended:
                     await upkeep.stop()
             finally:
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
-        elif self._life.stopped is not None:
+        elif self._life.stopped is not None and not ended:
             await self._life.stopped.stop()  # an earlier close() was cancelled before it ended
+        if ended:
+            # The pool's loop is gone (its asyncio.run() ended): nothing lent
+            # can come back, so every session ends now, its socket closed here
+            # (the pool's closes need no loop of their own then).
+            await self._run(self._reclaim_plan())
+            return self._interrupt_late(0.0)
         await self._run(self._reclaim_plan())
         if grace is None or not self._life.opened:
             return 0
@@ -542,6 +552,8 @@ class _Upkeep:
 
     def wake(self) -> None:
         # From the collector or another thread too (a proxy dropped there).
+        if self._loop.is_closed():  # nothing to wake; close() from another loop cleans up
+            return
         if threading.get_ident() == self._thread:
             self._event.set()
         elif not self._loop.is_closed():
@@ -622,7 +634,12 @@ class _CursorContext:
     async def __aenter__(self) -> Any:
         return self._cursor
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], *exc: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception) and isinstance(self._cursor, _adriver._Bound):
+            # Cancelled (or interrupted): draining the answer would await the
+            # server inside the cancellation, and may replace it with an error.
+            self._cursor.let_go()
+            return
         await self._cursor.close()
 
 
