@@ -68,8 +68,11 @@ class TaskWaiter(Waiter):
         super().__init__(since, self._woken)
 
     def _woken(self) -> None:
-        if not self._future.done():  # cancelled or timed out meanwhile: the grant is recorded anyway
-            self._future.set_result(True)
+        future = self._future
+        # Cancelled or timed out meanwhile: the grant is recorded anyway. On a
+        # closed loop (close() from another loop) no task will ever run again.
+        if not future.done() and not future.get_loop().is_closed():
+            future.set_result(True)
 
     async def wait(self, timeout: float) -> bool:
         """Until woken (True) or ``timeout`` seconds passed (False)."""

@@ -1140,3 +1140,28 @@ def test_a_connect_timeout_is_one_error_whichever_step(server_view: ServerView) 
     assert f"'127.0.0.1:{server_view.connect_kwargs.get('port', 3306)}'" in set_up.args[1]
     assert "127.0.0.1:" in handshake.args[1] and "handshake" in handshake.args[1]
     assert "set-up" in set_up.args[1]
+
+
+def test_close_after_the_loop_was_closed_by_hand_with_a_borrower_queued(
+    server_view: ServerView, admin: Any, unraisable: list[Any]
+) -> None:
+    """A loop closed by hand (no asyncio.run() clean-up) while a borrower was
+    queued: close() from another loop fails the waiter without waking it on
+    the dead loop (it raised RuntimeError 'Event loop is closed') and ends
+    the sessions."""
+    pool = make_async_pool(server_view, maxsize=1)
+    loop = asyncio.new_event_loop()
+    try:
+        held = loop.run_until_complete(pool.get_conn(timeout=5))
+        queued = loop.create_task(pool.get_conn(timeout=30))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert pool.get_stats()["waiting"] == 1
+    finally:
+        loop.close()
+    assert run(pool.close()) == 1
+    assert server_view.settles_at(admin, 0), server_view.count(admin)
+    stats = pool.get_stats()
+    assert stats["waiting"] == 0 and stats["borrow_errors"] == 1, stats
+    del held, queued
+    gc.collect()
+    assert not unraisable, unraisable
