@@ -30,7 +30,7 @@ from typing import Any
 import aiomysql
 import pymysql
 import pytest
-from server_helpers import ServerView, query
+from server_helpers import ServerView, query, with_limits
 
 from pymysqlpool import AsyncConnectionPool, AsyncPooledConnection
 from pymysqlpool._slot import OUT
@@ -905,7 +905,8 @@ def test_a_cancel_between_fetches_does_not_drain(server_view: ServerView, cls: A
 WORKING_ARGUMENTS = [
     {"sql_mode": "ANSI_QUOTES,NO_ZERO_DATE"},
     {"sql_mode": ""},
-    {"sql_mode": "TRADITIONAL", "init_command": "SET @a = 1"},
+    {"sql_mode": "TRADITIONAL", "init_command": with_limits("SET @a = 1")},
+    {"sql_mode": "ANSI", "init_command": with_limits("SET sql_mode = 'TRADITIONAL'")},  # in PyMySQL's order
     {"charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"},
     {"collation": None},
     {"auth_plugin_map": {}},
@@ -1165,3 +1166,56 @@ def test_close_after_the_loop_was_closed_by_hand_with_a_borrower_queued(
     del held, queued
     gc.collect()
     assert not unraisable, unraisable
+
+
+SET_UP = {
+    "sql_mode": "ANSI_QUOTES,STRICT_ALL_TABLES",
+    "charset": "utf8mb4",
+    "collation": "utf8mb4_bin",
+    "reset_session": True,
+}
+
+
+async def _assert_set_up_session(pool: AsyncConnectionPool) -> None:
+    """A borrowed session carries the pool's set-up and nothing of a former borrower."""
+    async with pool.connection(timeout=5) as conn:
+        row = (await fetch(conn, "SELECT @@sql_mode, @@collation_connection, @@in_transaction, @left_over"))[0]
+    assert tuple(row) == (SET_UP["sql_mode"], SET_UP["collation"], 0, None), row
+
+
+@pytest.mark.parametrize("step", ["dial", "session reset"])
+def test_cancel_at_every_await_of_set_up_and_session_reset(server_view: ServerView, admin: Any, step: str) -> None:
+    """The connect's own set-up (collation, quoted sql_mode, init_command,
+    autocommit) and reset_session's return (COM_RESET_CONNECTION, then the
+    same set-up again), cancelled after 0..29 turns of the loop: the books
+    stay exact, every later borrow gets the set-up session, and the server
+    keeps nothing of it."""
+
+    async def main() -> None:
+        landed = 0
+        for steps in range(30):
+            pool = make_async_pool(server_view, **SET_UP, maxsize=2)
+            conn: AsyncPooledConnection | None = None
+            if step == "dial":
+                start: Callable[[], Coroutine[Any, Any, Any]] = functools.partial(pool.get_conn, timeout=5)
+            else:
+                conn = await pool.get_conn(timeout=5)
+                await fetch(conn, "SET @left_over = 1, sql_mode = ''")
+                await conn.begin()
+                start = functools.partial(pool.release, conn)
+
+            async def settle_task(task: asyncio.Task[Any], pool: AsyncConnectionPool = pool) -> None:
+                if not task.cancelled() and step == "dial":
+                    await pool.release(task.result())
+
+            landed += await _sweep(start, steps, settle_task)
+            if conn is not None and not conn.returned:  # cancelled before the release began
+                await pool.release(conn)
+            assert_books(pool)
+            for _ in range(2):
+                await _assert_set_up_session(pool)
+            await pool.close()
+            assert await settle(lambda: server_view.count(admin) == 0)
+        assert landed > 0
+
+    run(main(), limit=120)
