@@ -288,11 +288,6 @@ def _abort(transport: Any, loop: asyncio.AbstractEventLoop) -> None:
             getattr(sock, "_sock", sock).close()  # TransportSocket wraps the real socket
 
 
-def loop_closed(raw: Any) -> bool:
-    """The connection's event loop is closed: no I/O can be awaited on it."""
-    return bool(raw._loop.is_closed())
-
-
 def abandon(raw: Any) -> None:
     """Forget a connection (the asyncio pool does not survive fork: the
     child's event loop is not the parent's)."""
@@ -456,9 +451,6 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
 
 async def close(raw: Any, timeout: Optional[float]) -> None:
     """Polite close (COM_QUIT) within ``timeout``; never raises."""
-    if loop_closed(raw):  # its loop ended: nothing can be awaited on it
-        force_close(raw)
-        return
     _forget_result(raw)
     try:
         await bounded(raw.ensure_closed(), timeout)
