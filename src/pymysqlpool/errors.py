@@ -55,4 +55,5 @@ class SplitBrainError(GetConnectionFromPoolError):
 
 class WrongEventLoop(PoolError, RuntimeError):
     """An asyncio pool was used from another event loop than the one it runs
-    on: its connections and waiters belong to that loop."""
+    on: its connections and waiters belong to that loop. (``close()`` is
+    allowed from any loop once the pool's loop is closed.)"""
