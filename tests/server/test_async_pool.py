@@ -460,6 +460,10 @@ class Storm:
                 cur = await conn.cursor(pymysql.cursors.SSCursor)
                 await cur.execute(SMALL)
                 await cur.fetchmany(3)
+            elif kind == 5:  # the documented streaming form: the block's end reads the rest
+                async with conn.cursor(aiomysql.SSDictCursor) as cur:
+                    await cur.execute(SMALL)
+                    await cur.fetchmany(3)
             else:
                 assert (await fetch(conn, "SELECT 1")) == [(1,)]
 
@@ -470,7 +474,7 @@ class Storm:
                 return
             self._tag += 1
             key = self._tag
-            kind = self.rng.choice((0, 0, 1, 1, 2, 2, 4, 4, 4, 3))
+            kind = self.rng.choice((0, 0, 1, 1, 2, 2, 4, 4, 4, 3, 5))
             task = asyncio.create_task(self._op(key, kind))
             self.ops[key] = task
             await asyncio.wait({task})
