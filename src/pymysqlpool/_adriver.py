@@ -230,13 +230,17 @@ CURSOR_MAP: Dict[Any, Any] = {
 
 
 def cursor_class(cls: Any) -> Any:
-    """Our bound class for ``cls``; another aiomysql cursor class as it is."""
+    """Our bound class for ``cls``: an application's own aiomysql cursor
+    class gets the same guards, as a subclass made once."""
     mapped = CURSOR_MAP.get(cls) if isinstance(cls, type) or cls is None else None
     if mapped is not None:
         return mapped
-    if isinstance(cls, type) and issubclass(cls, aiomysql.cursors.Cursor):
+    if not (isinstance(cls, type) and issubclass(cls, aiomysql.cursors.Cursor)):
+        raise TypeError(f"cursorclass must be an aiomysql or PyMySQL cursor class, got {cls!r}")
+    if issubclass(cls, _Bound):
         return cls
-    raise TypeError(f"cursorclass must be an aiomysql or PyMySQL cursor class, got {cls!r}")
+    bound = CURSOR_MAP[cls] = type(cls.__name__, (_Bound, cls), {"__module__": cls.__module__})
+    return bound
 
 
 # -- non-blocking facts (the core's driver interface) ---------------------------

@@ -638,7 +638,7 @@ class _CursorContext:
         return self._cursor
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]], *exc: Any) -> None:
-        if exc_type is not None and not issubclass(exc_type, Exception) and isinstance(self._cursor, _adriver._Bound):
+        if exc_type is not None and not issubclass(exc_type, Exception):
             # Cancelled (or interrupted): draining the answer would await the
             # server inside the cancellation, and may replace it with an error.
             self._cursor.let_go()

@@ -837,7 +837,11 @@ def test_leak_timeout_logs_the_borrowers_stack(server_view: ServerView, caplog: 
 # -- issue 18: a cancel stays a cancel in every cursor form --------------------------
 
 
-CURSORS = [aiomysql.Cursor, aiomysql.DictCursor, aiomysql.SSCursor, aiomysql.SSDictCursor]
+class RowStream(aiomysql.SSDictCursor):  # type: ignore[misc]  # an application's own cursor class
+    pass
+
+
+CURSORS = [aiomysql.Cursor, aiomysql.DictCursor, aiomysql.SSCursor, aiomysql.SSDictCursor, RowStream]
 LONG_READ = "SELECT a.seq FROM seq_1_to_3000 a, seq_1_to_300 b"  # ~900k rows: still streaming when cut
 
 
@@ -1253,5 +1257,27 @@ def test_read_timeout_in_a_streaming_cursor_block_stays_the_error(server_view: S
             assert caught.value.args[0] == 2013
             stats = assert_books(pool)
             assert stats["closed_broken"] == 1, stats
+
+    run(main())
+
+
+def test_an_applications_own_cursor_class_is_bound_to_the_borrow(server_view: ServerView) -> None:
+    """A subclass of an aiomysql cursor (given per cursor or as cursorclass)
+    gets the pool's guards: after the release it raises
+    ConnectionReturnedError instead of running in the next borrower's session."""
+
+    async def main() -> None:
+        async with make_async_pool(server_view, maxsize=1, cursorclass=RowStream) as pool:
+            for explicit in (True, False):
+                conn = await pool.get_conn(timeout=5)
+                cur = await (conn.cursor(RowStream) if explicit else conn.cursor())
+                assert isinstance(cur, RowStream)
+                await cur.execute("SELECT 1 AS one")
+                assert await cur.fetchall() == [{"one": 1}]
+                await pool.release(conn)
+                with pytest.raises(ConnectionReturnedError):
+                    await cur.execute("SELECT 2")
+                await cur.close()
+            assert_books(pool)
 
     run(main())
