@@ -288,8 +288,10 @@ def _abort(transport: Any, loop: asyncio.AbstractEventLoop) -> None:
         pass
     if loop.is_closed():
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            getattr(sock, "_sock", sock).close()  # TransportSocket wraps the real socket
+        try:
+            getattr(sock, "_sock", sock).close()  # asyncio's TransportSocket wraps the real socket
+        except Exception:  # uvloop's cannot be closed: its loop's own clean-up closes it
+            pass
 
 
 def abandon(raw: Any) -> None:

@@ -521,9 +521,9 @@ class PoolCore:
     def _validate_plan(self, slot: Slot, force: bool, budget: float) -> Plan:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
-        if self._hung_up(slot):
+        if self._hung_up(slot):  # validated for free: dead, no ping needed
             self._suspect(now)
-            yield from self._discard_unlent_plan(slot, "closed_broken")
+            yield from self._discard_unlent_plan(slot, "closed_failed_check")
             return False
         verdict = self._verdict(slot, now, force)
         if verdict == LEND:

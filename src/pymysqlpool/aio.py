@@ -508,6 +508,15 @@ class AsyncConnectionPool(PoolCore):
             self._maintenance = _Upkeep(self, self._loop)
 
 
+def _cancel_requested() -> bool:
+    """The current task was cancelled though no CancelledError reached it:
+    asyncio.wait_for() (Python 3.11) returns an inner result that completed
+    together with a cancel, swallowing the cancel."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python >= 3.11
+    return bool(cancelling is not None and cancelling())
+
+
 async def _maybe_await(value: Any) -> Any:
     """``configure``/``check`` may be plain functions or coroutine functions."""
     if inspect.isawaitable(value):
@@ -594,6 +603,8 @@ class _Upkeep:
                 await asyncio.wait_for(self._event.wait(), tick)
             except asyncio.TimeoutError:
                 pass
+            if _cancel_requested():  # wait_for returned a wake-up that came with a cancel (3.11)
+                raise asyncio.CancelledError
             self._event.clear()
 
 

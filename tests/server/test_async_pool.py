@@ -1281,3 +1281,27 @@ def test_an_applications_own_cursor_class_is_bound_to_the_borrow(server_view: Se
             assert_books(pool)
 
     run(main())
+
+
+def test_maintenance_cancelled_as_it_is_woken_ends(server_view: ServerView) -> None:
+    """A cancel that reaches the maintenance task just as it is woken (a
+    connection opened, a proxy dropped) ends it: asyncio.wait_for() in
+    Python 3.11 returned the wake-up and swallowed the cancel, and the task
+    ran on (under uvloop.run() the program never ended)."""
+
+    async def main() -> None:
+        pool = make_async_pool(server_view, maxsize=1)
+        try:
+            await pool.release(await pool.get_conn(timeout=5))
+            upkeep = pool._maintenance
+            assert upkeep is not None
+            for _ in range(20):  # bounded: the task is parked in its pause well before
+                await asyncio.sleep(0.01)
+            upkeep.wake()
+            upkeep._task.cancel()
+            await asyncio.wait({upkeep._task}, timeout=5)
+            assert upkeep._task.cancelled(), "the cancel was swallowed: maintenance runs on"
+        finally:
+            await pool.close()
+
+    run(main())
