@@ -1000,6 +1000,12 @@ def test_arguments_aiomysql_cannot_honour_are_refused_naming_them(name: str, val
         AsyncConnectionPool(host="127.0.0.1", **{name: value})
 
 
+@pytest.mark.parametrize("name", ["compress", "named_pipe"])
+def test_arguments_pymysql_refuses_are_refused_as_in_the_thread_pool(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        AsyncConnectionPool(host="127.0.0.1", **{name: True})
+
+
 DEFERRED_WRONG_TYPES = [
     ("password", lambda: 5),
     ("host", lambda: 5),
