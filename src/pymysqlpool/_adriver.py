@@ -14,6 +14,7 @@ bounded by a timeout: aiomysql bounds only the TCP connect itself.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 import warnings
 from typing import Any, Awaitable, Callable, Dict, Optional, Type, TypeVar
@@ -30,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("AsyncConnectionPool needs aiomysql: pip install 'pymysql-pool[asyncio]'") from exc
 
 from . import _driver
+from ._config import deferred
 from ._driver import (
     _forget_result,
     answer_ended,
@@ -68,6 +70,40 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
 
     _exchanging = False
     wrong_node_hook: Optional[Callable[[], Any]] = None
+    _collation: Optional[str] = None
+    sql_mode: Optional[str]
+    init_command: Optional[str]
+    autocommit_mode: Optional[bool]
+
+    def __init__(self, *, collation: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._collation = collation
+
+    async def _connect(self) -> None:
+        # aiomysql pastes sql_mode into SET unquoted ("A,B" and "" fail with
+        # 1064) and knows no collation: its part of the set-up is hidden from
+        # it and run here in PyMySQL's order and quoting.
+        sql_mode, init_command, autocommit = self.sql_mode, self.init_command, self.autocommit_mode
+        self.sql_mode = self.init_command = self.autocommit_mode = None
+        try:
+            await super()._connect()
+        finally:
+            self.sql_mode, self.init_command, self.autocommit_mode = sql_mode, init_command, autocommit
+        if self._collation is not None:
+            await self.set_charset(self._charset)
+        if sql_mode is not None:
+            await self.query("SET sql_mode=" + self.escape(sql_mode))
+        if init_command is not None:
+            await self.query(init_command)
+            await self.commit()
+        if autocommit is not None:
+            await self.autocommit(autocommit)
+
+    def __del__(self) -> None:
+        # aiomysql's own would raise from a half-made connection (no _writer)
+        # or one whose event loop is closed ("Exception ignored" noise).
+        if getattr(self, "_writer", None) is not None:
+            force_close(self)
 
     @property
     def _sock(self) -> Any:
@@ -131,7 +167,13 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
         return rows
 
     async def set_charset(self, charset: str) -> None:
-        await super().set_charset(charset)
+        collation = self._collation
+        if collation is None:
+            await super().set_charset(charset)
+        else:  # PyMySQL's set_character_set (the name was checked at construction)
+            await self.query(f"SET NAMES {charset} COLLATE {collation}")
+            self._charset = charset
+            self._encoding = pymysql.charset.charset_by_name(charset).encoding
         self._exchanging = False
 
 
@@ -195,6 +237,7 @@ class _Bound:
     the pool already reset or closed its connection."""
 
     _borrow: Any = None
+    _connection: Any
 
     def _get_db(self) -> Any:
         borrow = self._borrow
@@ -204,10 +247,18 @@ class _Bound:
 
     async def close(self) -> None:
         borrow = self._borrow
-        if borrow is not None and borrow._raw is None:
+        conn = self._connection
+        if (borrow is not None and borrow._raw is None) or (conn is not None and conn._writer is None):
+            # Returned, or closed under it (aiomysql closes a connection whose
+            # read was cancelled): nothing left to read, nothing to drain.
             self._connection = None
             return
         await super().close()  # type: ignore[misc]
+
+    def let_go(self) -> None:
+        """Close without reading the rest of the answer: the connection is
+        left mid-answer, and the pool closes it (``closed_unread``)."""
+        self._connection = None
 
 
 class Cursor(_Bound, aiomysql.cursors.Cursor):  # type: ignore[misc]
@@ -241,13 +292,17 @@ CURSOR_MAP: Dict[Any, Any] = {
 
 
 def cursor_class(cls: Any) -> Any:
-    """Our bound class for ``cls``; another aiomysql cursor class as it is."""
-    mapped = CURSOR_MAP.get(cls)
+    """Our bound class for ``cls``: an application's own aiomysql cursor
+    class gets the same guards, as a subclass made once."""
+    mapped = CURSOR_MAP.get(cls) if isinstance(cls, type) or cls is None else None
     if mapped is not None:
         return mapped
-    if isinstance(cls, type) and issubclass(cls, aiomysql.cursors.Cursor):
+    if not (isinstance(cls, type) and issubclass(cls, aiomysql.cursors.Cursor)):
+        raise TypeError(f"cursorclass must be an aiomysql or PyMySQL cursor class, got {cls!r}")
+    if issubclass(cls, _Bound):
         return cls
-    raise TypeError(f"cursor class must be an aiomysql or PyMySQL cursor class, got {cls!r}")
+    bound = CURSOR_MAP[cls] = type(cls.__name__, (_Bound, cls), {"__module__": cls.__module__})
+    return bound
 
 
 # -- non-blocking facts (the core's driver interface) ---------------------------
@@ -270,24 +325,35 @@ def make_probe(raw: Any) -> Optional[Callable[[int], Any]]:
 def force_close(raw: Any) -> None:
     """Drop the connection without a word to the server; never raises."""
     _forget_result(raw)
-    try:
-        writer = raw._writer
-        if writer is not None:
-            writer.transport.abort()
-        raw.close()
-    except Exception:
-        pass
+    writer = getattr(raw, "_writer", None)
+    raw._writer = raw._reader = None
+    if writer is not None:
+        _abort(writer.transport, raw._loop)
 
 
 def interrupt(raw: Any) -> None:
     """Cut the connection under a borrower still using it: its current or
     next read fails at once. Never raises."""
+    writer = raw._writer
+    if writer is not None:
+        _abort(writer.transport, raw._loop)
+
+
+def _abort(transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a transport's socket now; never raises. A transport closes its
+    socket through its loop: once that loop is closed (its asyncio.run()
+    ended) the socket is closed here, or the server keeps the session until
+    garbage collection."""
     try:
-        writer = raw._writer
-        if writer is not None:
-            writer.transport.abort()
-    except Exception:
+        transport.abort()
+    except RuntimeError:  # "Event loop is closed"
         pass
+    if loop.is_closed():
+        sock = transport.get_extra_info("socket")
+        try:
+            getattr(sock, "_sock", sock).close()  # asyncio's TransportSocket wraps the real socket
+        except Exception:  # uvloop's cannot be closed: its loop's own clean-up closes it
+            pass
 
 
 def abandon(raw: Any) -> None:
@@ -311,9 +377,11 @@ async def bounded(step: Awaitable[T], seconds: Optional[float]) -> T:
 
 # PyMySQL's connect() names that aiomysql spells differently.
 _RENAMED = {"database": "db", "passwd": "password"}
-# PyMySQL connect() arguments aiomysql has no counterpart for.
+# PyMySQL connect() arguments aiomysql has no counterpart for: accepted only
+# at the value that means "off" in PyMySQL (None, False, an empty map).
 _UNSUPPORTED = frozenset(
     {
+        "auth_plugin_map",
         "bind_address",
         "max_allowed_packet",
         "binary_prefix",
@@ -328,21 +396,32 @@ _UNSUPPORTED = frozenset(
         "client_flag_overrides",
     }
 )
+# PyMySQL's None for these means its default; aiomysql would use None itself.
+_NONE_IS_DEFAULT = frozenset({"port", "conv", "collation"})
 
 
 def driver_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    """PyMySQL-style connect arguments (what both pools take) as aiomysql's."""
+    """PyMySQL-style connect arguments (what both pools take) as aiomysql's;
+    ``TypeError`` naming an argument aiomysql cannot honour."""
     out: Dict[str, Any] = {}
+    tls_off = bool(kwargs.get("ssl_disabled"))
     for key, value in kwargs.items():
+        if deferred(value) and key != "cursorclass":  # checked when called, at each connect
+            out[_RENAMED.get(key, key)] = value
+            continue
         if key in _UNSUPPORTED:
+            if value is None or value is False or (isinstance(value, dict) and not value):
+                continue
             raise TypeError(
                 f"AsyncConnectionPool: {key!r} is not supported by the aiomysql driver"
                 " (pass ssl=<ssl.SSLContext> for TLS; statement timeouts: asyncio.timeout())"
             )
-        if key == "ssl_disabled":
-            if value:
-                out.pop("ssl", None)
+        if value is None and key in _NONE_IS_DEFAULT:
             continue
+        if key == "ssl_disabled" or (key == "ssl" and tls_off):
+            continue
+        if key == "ssl" and value is not None and not isinstance(value, ssl.SSLContext):
+            raise TypeError(f"AsyncConnectionPool: ssl must be an ssl.SSLContext (or None), got {type(value).__name__}")
         if key == "cursorclass":
             value = cursor_class(value)
         out[_RENAMED.get(key, key)] = value
@@ -351,8 +430,7 @@ def driver_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
 
 async def connect(kwargs: Dict[str, Any], timeout: float, cls: Type[Connection] = Connection) -> Connection:
     """Open a connection; the whole handshake (TCP, greeting, authentication,
-    set-up queries) ends within ``timeout`` seconds. A timeout is reported as
-    aiomysql reports a refused connect: OperationalError 2003."""
+    set-up queries) ends within ``timeout`` seconds (else ``connect_timed_out``)."""
     kwargs = dict(kwargs)
     read_timeout = kwargs.pop("read_timeout", None)
     kwargs.pop("write_timeout", None)  # asyncio buffers writes: a write never blocks
@@ -361,14 +439,21 @@ async def connect(kwargs: Dict[str, Any], timeout: float, cls: Type[Connection] 
         await bounded(raw._connect(), timeout)
     except asyncio.TimeoutError as exc:
         force_close(raw)
-        raise pymysql.err.OperationalError(
-            CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server: handshake not done within {timeout:.3g} s"
-        ) from exc
+        raise connect_timed_out(raw, "handshake", timeout) from exc
     except BaseException:
         force_close(raw)
         raise
     raw._read_timeout = read_timeout
     return raw
+
+
+def connect_timed_out(raw: Any, step: str, timeout: float) -> pymysql.err.OperationalError:
+    """A connect that ran out of time, at whichever step: the error aiomysql
+    raises for a refused connect (2003), naming the server."""
+    where = raw.unix_socket or f"{raw.host}:{raw.port}"
+    return pymysql.err.OperationalError(
+        CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {where!r} ({step} not done within {timeout:.3g} s)"
+    )
 
 
 async def _execute(raw: Any, statement: str, args: Any = None) -> Any:

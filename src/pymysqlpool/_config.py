@@ -69,12 +69,16 @@ def deferred(value: Any) -> bool:
     return callable(value) and not isinstance(value, type)
 
 
-def resolve(connect_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def resolve(connect_kwargs: Dict[str, Any], check: bool = False) -> Dict[str, Any]:
     """The arguments for one connect, with deferred values evaluated now;
-    PyMySQL then validates what they returned."""
+    PyMySQL then validates what they returned. ``check``: validate them here,
+    by the constructor's rules (for a driver that does not, such as aiomysql)."""
     if not any(deferred(value) for value in connect_kwargs.values()):
         return connect_kwargs
-    return {key: value() if deferred(value) else value for key, value in connect_kwargs.items()}
+    resolved = {key: value() if deferred(value) else value for key, value in connect_kwargs.items()}
+    if check:
+        check_connect_kwargs({key: resolved[key] for key, value in connect_kwargs.items() if deferred(value)})
+    return resolved
 
 
 def _shown(value: Any) -> str:

@@ -322,6 +322,13 @@ class PoolCore:
             return LEND
         return VALIDATE
 
+    def _hung_up(self, slot: Slot) -> bool:
+        """Where the probe is free (an event loop has read the stream's end),
+        an idle slot the server hung up on (KILL, restart) is never lent,
+        within the validation window too."""
+        probe = slot.probe
+        return self._probe_free and probe is not None and bool(probe(0))
+
     def _mark_lent(self, slot: Slot) -> None:
         slot.borrowed_at = _monotonic()
         if self._track_borrows:
@@ -524,6 +531,10 @@ class PoolCore:
     def _validate_plan(self, slot: Slot, force: bool, budget: float) -> Plan:
         """Make sure a slot taken from idle can be lent; discard it if not."""
         now = _monotonic()
+        if self._hung_up(slot):  # validated for free: dead, no ping needed
+            self._suspect(now)
+            yield from self._discard_unlent_plan(slot, "closed_failed_check")
+            return False
         verdict = self._verdict(slot, now, force)
         if verdict == LEND:
             return True
@@ -581,8 +592,9 @@ class PoolCore:
         try:
             raw, keepalive = yield (DIAL, self._config.io_timeout if budget is None else budget, None)
         except BaseException as exc:
+            failed = isinstance(exc, Exception)  # an interrupt or a cancel is no connect error
             with self._lock:
-                self._stats.connect_errors += 1
+                self._stats.connect_errors += failed
                 self._stats.connect_ms += (_monotonic() - started) * 1000.0
             if isinstance(exc, Exception):
                 self._connect_failed(exc, started)
@@ -601,10 +613,10 @@ class PoolCore:
             slot = Slot(raw, now, expires, self._generation, keepalive)
             slot.probe = drv.make_probe(raw)
             self._watch(slot)
-        except BaseException:
+        except BaseException as exc:
             drv.force_close(raw)
             with self._lock:
-                self._stats.connect_errors += 1
+                self._stats.connect_errors += isinstance(exc, Exception)
             raise
         if keepalive and keepalive < self._shortest_keepalive:
             # Maintenance must tick faster: wake it now, or a pause it began

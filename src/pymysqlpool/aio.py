@@ -74,8 +74,11 @@ class TaskWaiter(Waiter):
         super().__init__(since, self._woken)
 
     def _woken(self) -> None:
-        if not self._future.done():  # cancelled or timed out meanwhile: the grant is recorded anyway
-            self._future.set_result(True)
+        future = self._future
+        # Cancelled or timed out meanwhile: the grant is recorded anyway. On a
+        # closed loop (close() from another loop) no task will ever run again.
+        if not future.done() and not future.get_loop().is_closed():
+            future.set_result(True)
 
     async def wait(self, timeout: float) -> bool:
         """Until woken (True) or ``timeout`` seconds passed (False)."""
@@ -159,10 +162,9 @@ class AsyncConnectionPool(PoolCore):
             connection_factory=None,
             connect_kwargs=connect_kwargs,
         )
-        # aiomysql's names for the arguments, checked now rather than at the first connect.
-        config = dataclasses.replace(
-            config, connect_kwargs=_adriver.driver_kwargs({**config.connect_kwargs, "cursorclass": cursorclass})
-        )
+        kwargs = {**config.connect_kwargs, "cursorclass": _adriver.cursor_class(cursorclass)}
+        _adriver.driver_kwargs(kwargs)  # what aiomysql cannot take is refused now, not at every connect
+        config = dataclasses.replace(config, connect_kwargs=kwargs)
         super().__init__(
             config,
             NoLock(),
@@ -230,12 +232,12 @@ class AsyncConnectionPool(PoolCore):
         cfg = self._config
         loop = _running_loop()
         end = loop.time() + limit
-        raw = await self._dial(resolve(cfg.connect_kwargs), limit)
+        raw = await self._dial(_adriver.driver_kwargs(resolve(cfg.connect_kwargs, check=True)), limit)
         try:
             keepalive = await _adriver.bounded(self._set_up(raw), end - loop.time())
         except asyncio.TimeoutError as exc:
             _adriver.force_close(raw)
-            raise TimeoutError(f"setting up a new connection took longer than {limit:.3g} s") from exc
+            raise _adriver.connect_timed_out(raw, "set-up", limit) from exc
         except BaseException:
             _adriver.force_close(raw)
             raise
@@ -289,7 +291,7 @@ class AsyncConnectionPool(PoolCore):
             slot = self._lend_idle()
             if slot is None:
                 return await self._borrow(None, None, False)
-            if slot.borrowed_at:
+            if slot.borrowed_at and not self._hung_up(slot):
                 return AsyncPooledConnection(self, slot)
             return await self._borrow(slot, None, False)
         except BaseException:
@@ -432,21 +434,32 @@ class AsyncConnectionPool(PoolCore):
     async def close(self, timeout: Optional[float] = None) -> int:
         """Stop lending, fail the waiters, close idle connections now and
         borrowed ones when they come back. With ``timeout``, wait that long
-        for borrowed ones, then cut them; returns how many were cut."""
+        for borrowed ones, then cut them; returns how many were cut.
+
+        Once the pool's event loop is closed, ``close()`` may be awaited on
+        any loop (``asyncio.run(pool.close())``): every session ends at once,
+        borrowed ones too (they are counted as cut)."""
         grace = None if timeout is None else build_seconds("timeout", timeout)
-        if self._loop is not None:
+        ended = self._loop is not None and self._loop.is_closed()
+        if self._loop is not None and not ended:
             self._bind_here()
         shut = self._shut()
         if shut is not None:
             idle, upkeep = shut
             self._life.stopped = upkeep
             try:
-                if upkeep is not None:
+                if upkeep is not None and not ended:
                     await upkeep.stop()
             finally:
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
-        elif self._life.stopped is not None:
+        elif self._life.stopped is not None and not ended:
             await self._life.stopped.stop()  # an earlier close() was cancelled before it ended
+        if ended:
+            # The pool's loop is gone (its asyncio.run() ended): nothing lent
+            # can come back, so every session ends now, its socket closed here
+            # (the pool's closes need no loop of their own then).
+            await self._run(self._reclaim_plan())
+            return self._interrupt_late(0.0)
         await self._run(self._reclaim_plan())
         if grace is None or not self._life.opened:
             return 0
@@ -525,6 +538,15 @@ class AsyncConnectionPool(PoolCore):
             self._maintenance = _Upkeep(self, self._loop)
 
 
+def _cancel_requested() -> bool:
+    """The current task was cancelled though no CancelledError reached it:
+    asyncio.wait_for() (Python 3.11) returns an inner result that completed
+    together with a cancel, swallowing the cancel."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python >= 3.11
+    return bool(cancelling is not None and cancelling())
+
+
 async def _maybe_await(value: Any) -> Any:
     """``configure``/``check`` may be plain functions or coroutine functions."""
     if inspect.isawaitable(value):
@@ -572,6 +594,8 @@ class _Upkeep:
 
     def wake(self) -> None:
         # From the collector or another thread too (a proxy dropped there).
+        if self._loop.is_closed():  # nothing to wake; close() from another loop cleans up
+            return
         if threading.get_ident() == self._thread:
             self._event.set()
         elif not self._loop.is_closed():
@@ -609,6 +633,8 @@ class _Upkeep:
                 await asyncio.wait_for(self._event.wait(), tick)
             except asyncio.TimeoutError:
                 pass
+            if _cancel_requested():  # wait_for returned a wake-up that came with a cancel (3.11)
+                raise asyncio.CancelledError
             self._event.clear()
 
 
@@ -658,7 +684,12 @@ class _CursorContext:
     async def __aenter__(self) -> Any:
         return self._cursor
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], *exc: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Cancelled (or interrupted): draining the answer would await the
+            # server inside the cancellation, and may replace it with an error.
+            self._cursor.let_go()
+            return
         await self._cursor.close()
 
 

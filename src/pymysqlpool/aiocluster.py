@@ -415,12 +415,12 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         try:
             if node.probe_raw is None:
                 kwargs = {
-                    **resolve(node.pool._config.connect_kwargs),
+                    **resolve(node.pool._config.connect_kwargs, check=True),
                     "connect_timeout": limit,
                     "read_timeout": limit,
                     "autocommit": True,
                 }
-                node.probe_raw = await _adriver.connect(kwargs, limit)
+                node.probe_raw = await _adriver.connect(_adriver.driver_kwargs(kwargs), limit)
             facts = await _adriver.bounded(_ask(node.probe_raw), limit)
         except Exception as exc:
             if node.probe_raw is not None:

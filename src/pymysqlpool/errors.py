@@ -72,7 +72,8 @@ class SplitBrainError(GetConnectionFromPoolError):
 
 class WrongEventLoop(PoolError, RuntimeError):
     """An asyncio pool was used from another event loop than the one it runs
-    on: its connections and waiters belong to that loop."""
+    on: its connections and waiters belong to that loop. (``close()`` is
+    allowed from any loop once the pool's loop is closed.)"""
 
 
 def _from_driver(tb: object) -> bool:

@@ -181,6 +181,26 @@ def test_connect_hook_error_is_a_connect_error(make_pool: Callable[..., Connecti
     assert pool.get_stats()["connect_errors"] == 1
 
 
+def test_connect_hook_interrupted_is_no_connect_error(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """An interrupt (KeyboardInterrupt, a task cancel) inside on_connect ends
+    the borrow and closes the session, but no connect failed."""
+
+    class Interrupt(BaseException):
+        pass
+
+    class Interrupted:
+        def on_connect(self, raw: Any, seconds: float) -> None:
+            raise Interrupt
+
+    pool = make_pool(maxsize=1, events=Interrupted())
+    with pytest.raises(Interrupt):
+        pool.get_conn(timeout=0.2)
+    assert server.open_count == 0
+    assert pool.get_stats()["connect_errors"] == 0
+
+
 def test_close_hook_errors_are_logged_and_ignored(
     make_pool: Callable[..., ConnectionPool], server: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:

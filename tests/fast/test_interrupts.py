@@ -124,6 +124,7 @@ def test_interrupted_connect_gives_the_slot_back(make_pool: Callable[..., Connec
         pool.get_conn(timeout=0)
     stats = pool.get_stats()
     assert stats["connecting"] == 0 and stats["borrows"] == 0 and pool.total_num == 0
+    assert stats["connect_errors"] == 0  # the borrower interrupted it: no failed connect
     with pool.connection(timeout=0):  # the one slot is free again
         pass
 

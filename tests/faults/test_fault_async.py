@@ -361,3 +361,37 @@ def test_killed_lent_connection_returned_at_once_not_reused(throwaway_server: Th
             assert_books(pool)
 
     run(main())
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["direct", "with-timeout"])
+def test_idle_connection_killed_within_the_window_is_not_lent(
+    throwaway_server: ThrowawayMariaDB, timeout: float | None
+) -> None:
+    """An idle connection the server KILLed, borrowed again well within
+    validation_interval: the loop has already read the hang-up, so the pool
+    closes it and lends a fresh one (no ping; the borrower's first statement
+    failed with 2013, 10 of 10) -- on the direct path and the queued one."""
+    user = f"u_async_idle_kill_{'t' if timeout else 'd'}"
+
+    async def main() -> None:
+        pool = make_async_pool(throwaway_server, user, maxsize=2, validation_interval=60, connect_timeout=2)
+        async with pool:
+            for round_ in range(3):
+                async with pool.connection(timeout=timeout) as conn:
+                    killed = await conn_id(conn)
+                    reader = conn.raw._reader
+                await asyncio.to_thread(kill_sessions, throwaway_server.admin_query, {killed})
+                for _ in range(200):  # bounded: the hang-up reaches the client within 2 s
+                    if reader.at_eof():
+                        break
+                    await asyncio.sleep(0.01)
+                assert reader.at_eof(), "the client never saw the server hang up"
+                async with pool.connection(timeout=timeout) as again:
+                    assert await conn_id(again) != killed  # its first statement works
+                stats = pool.get_stats()
+                # Validated for free: closed as failing validation, without a ping.
+                assert stats["closed_failed_check"] == round_ + 1 and stats["keepalive_pings"] == 0, stats
+                assert stats["closed_broken"] == 0, stats
+            assert_books(pool)
+
+    run(main())

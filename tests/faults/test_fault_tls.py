@@ -192,3 +192,39 @@ def test_a_missing_ca_file_is_reported_as_pymysql_reports_it(
     with pytest.raises(FileNotFoundError):
         pool.get_conn()
     assert pool.get_stats()["open"] == 0
+
+
+def test_asyncio_pool_over_tls_closed_after_its_loop_ended(tls_server: ThrowawayMariaDB, certs: Path) -> None:
+    """An asyncio pool's TLS sessions (a transport over the socket), its loop
+    ended with one still borrowed: asyncio.run(pool.close()) from another
+    loop ends every session, the TLS ones too."""
+    import asyncio
+    import ssl
+
+    from _faultkit import create_user, session_ids, user_kwargs
+
+    from pymysqlpool import AsyncConnectionPool
+    from support.waiting import wait_until
+
+    user = "u_async_tls_close"
+    create_user(tls_server, user)
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    pool = AsyncConnectionPool(**user_kwargs(tls_server, user), ssl=context, maxsize=3, connect_timeout=5)
+    kept = []
+
+    async def use() -> list[str]:
+        conns = [await pool.get_conn(timeout=10) for _ in range(3)]
+        ciphers = []
+        for conn in conns:
+            async with conn.cursor() as cur:
+                await cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                ciphers.append(str((await cur.fetchone())[1]))
+        for conn in conns[:2]:
+            await pool.release(conn)
+        kept.append(conns[2])
+        return ciphers
+
+    assert all(asyncio.run(asyncio.wait_for(use(), 60)))  # every session is TLS
+    assert len(session_ids(tls_server, user)) == 3
+    assert asyncio.run(asyncio.wait_for(pool.close(), 30)) == 1
+    assert wait_until(lambda: not session_ids(tls_server, user), timeout=10), session_ids(tls_server, user)

@@ -21,14 +21,16 @@ import functools
 import gc
 import logging
 import random
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiomysql
 import pymysql
 import pytest
-from server_helpers import ServerView, query
+from server_helpers import ServerView, query, with_limits
 
 from pymysqlpool import AsyncConnectionPool, AsyncPooledConnection
 from pymysqlpool._slot import OUT
@@ -458,6 +460,10 @@ class Storm:
                 cur = await conn.cursor(pymysql.cursors.SSCursor)
                 await cur.execute(SMALL)
                 await cur.fetchmany(3)
+            elif kind == 5:  # the documented streaming form: the block's end reads the rest
+                async with conn.cursor(aiomysql.SSDictCursor) as cur:
+                    await cur.execute(SMALL)
+                    await cur.fetchmany(3)
             else:
                 assert (await fetch(conn, "SELECT 1")) == [(1,)]
 
@@ -468,7 +474,7 @@ class Storm:
                 return
             self._tag += 1
             key = self._tag
-            kind = self.rng.choice((0, 0, 1, 1, 2, 2, 4, 4, 4, 3))
+            kind = self.rng.choice((0, 0, 1, 1, 2, 2, 4, 4, 4, 3, 5))
             task = asyncio.create_task(self._op(key, kind))
             self.ops[key] = task
             await asyncio.wait({task})
@@ -628,7 +634,8 @@ def test_wrong_event_loop_refused_at_once(server_view: ServerView, admin: Any) -
         return lent
 
     lent = run(first())
-    assert run(_wrong_loop_calls(pool, lent), 10) == list(WRONG_LOOP_CALLS)
+    # Its loop has ended: close() is the one call another loop may make.
+    assert run(_wrong_loop_calls(pool, lent), 10) == [name for name in WRONG_LOOP_CALLS if name != "close"]
     assert server_view.settles_at(admin, 0, timeout=5)
 
 
@@ -825,3 +832,482 @@ def test_leak_timeout_logs_the_borrowers_stack(server_view: ServerView, caplog: 
     records = [r for r in caplog.records if "leak_timeout" in r.getMessage()]
     assert len(records) == 1
     assert "hold_the_connection_too_long" in records[0].getMessage()
+
+
+# -- issue 18: a cancel stays a cancel in every cursor form --------------------------
+
+
+class RowStream(aiomysql.SSDictCursor):  # type: ignore[misc]  # an application's own cursor class
+    pass
+
+
+CURSORS = [aiomysql.Cursor, aiomysql.DictCursor, aiomysql.SSCursor, aiomysql.SSDictCursor, RowStream]
+LONG_READ = "SELECT a.seq FROM seq_1_to_3000 a, seq_1_to_300 b"  # ~900k rows: still streaming when cut
+
+
+async def _read_all(cur: Any, sql: str) -> None:
+    await cur.execute(sql)
+    while await cur.fetchone() is not None:
+        pass
+
+
+async def _statement_in_form(pool: AsyncConnectionPool, cls: Any, form: str, sql: str) -> None:
+    async with pool.connection() as conn:
+        if form == "async-with":
+            async with conn.cursor(cls) as cur:
+                await _read_all(cur, sql)
+            return
+        cur = await conn.cursor(cls)
+        if form == "await":
+            await _read_all(cur, sql)
+            return
+        try:
+            await _read_all(cur, sql)
+        finally:
+            await cur.close()
+
+
+@pytest.mark.parametrize("form", ["async-with", "await", "await-close"])
+@pytest.mark.parametrize("cls", CURSORS, ids=lambda cls: cls.__name__)
+def test_a_cancel_stays_a_cancel_in_every_cursor_form(server_view: ServerView, cls: Any, form: str) -> None:
+    """asyncio.timeout() landing in a statement's wait or in the middle of a
+    streamed answer raises TimeoutError (a plain task.cancel(), CancelledError)
+    in every cursor form: aiomysql closes the connection on a cancelled read,
+    and closing the cursor then must not try to drain it (it raised
+    AttributeError 'NoneType' object has no attribute 'readexactly')."""
+
+    async def main() -> None:
+        async with make_async_pool(server_view, maxsize=2) as pool:
+            # SLEEP(2): the server runs a cut statement to its end (issue 18 item 1),
+            # within the teardown's 5 s wait for the sessions to go.
+            for sql in ("SELECT SLEEP(2)", LONG_READ):
+                for limit in (0.05, 0.3):
+                    with pytest.raises(TimeoutError):
+                        async with asyncio.timeout(limit):
+                            await _statement_in_form(pool, cls, form, sql)
+                task = asyncio.create_task(_statement_in_form(pool, cls, form, sql))
+                await asyncio.sleep(0.2)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            stats = assert_books(pool)
+            assert stats["connect_errors"] == 0, stats
+            assert await fetch_one(pool) == [(1,)]
+
+    run(main())
+
+
+@pytest.mark.parametrize("cls", [aiomysql.SSCursor, aiomysql.SSDictCursor], ids=lambda cls: cls.__name__)
+def test_a_cancel_between_fetches_does_not_drain(server_view: ServerView, cls: Any) -> None:
+    """A cancel that lands in the borrower's own code between two fetches of a
+    streamed answer leaves the cursor block without reading the rest inside
+    the cancellation: the connection goes back mid-answer and is closed."""
+
+    async def main() -> None:
+        async with make_async_pool(server_view, maxsize=1) as pool:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    async with pool.connection() as conn, conn.cursor(cls) as cur:
+                        await cur.execute(LONG_READ)
+                        await cur.fetchone()
+                        await asyncio.sleep(10)  # the cancel lands here, the connection still open
+            stats = assert_books(pool)
+            assert stats["closed_unread"] == 1 and stats["closed_broken"] == 0, stats
+
+    run(main())
+
+
+# -- issue 18: connect arguments -----------------------------------------------------
+
+
+WORKING_ARGUMENTS = [
+    {"sql_mode": "ANSI_QUOTES,NO_ZERO_DATE"},
+    {"sql_mode": ""},
+    {"sql_mode": "TRADITIONAL", "init_command": with_limits("SET @a = 1")},
+    {"sql_mode": "ANSI", "init_command": with_limits("SET sql_mode = 'TRADITIONAL'")},  # in PyMySQL's order
+    {"charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"},
+    {"collation": None},
+    {"auth_plugin_map": {}},
+    {"auth_plugin_map": None},
+    {"conv": None},
+    {"port": None},
+    {"ssl": None, "ssl_ca": None, "ssl_disabled": True},
+    {"binary_prefix": False, "compress": False, "bind_address": None},
+    {"sql_mode": lambda: "ANSI"},
+    {"charset": "latin1", "collation": "latin1_bin"},
+    {"ssl": {"ca": "/nonexistent/ca.pem"}, "ssl_disabled": True},
+    {"ssl": lambda: None, "port": lambda: None},
+]
+
+
+def _mode_and_collation(kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    from pymysqlpool import ConnectionPool
+
+    pool = ConnectionPool(**kwargs, maxsize=1)
+    try:
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@sql_mode, @@collation_connection")
+            return tuple(cur.fetchone())
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("extra", WORKING_ARGUMENTS, ids=lambda extra: ",".join(extra))
+def test_connect_arguments_work_as_in_the_thread_pool(
+    server_view: ServerView, extra: dict[str, Any], unraisable: list[Any]
+) -> None:
+    """Arguments the thread pool takes give the asyncio pool the same session
+    (sql_mode, collation), before and after COM_RESET_CONNECTION; none
+    breaks every connect (aiomysql pasted sql_mode unquoted: 1064; rejected
+    collation and auth_plugin_map with TypeError) or prints noise."""
+    kwargs = {**server_view.connect_kwargs, "connect_timeout": CONNECT_TIMEOUT, **extra}
+    expected = _mode_and_collation(kwargs)
+
+    async def main() -> None:
+        async with AsyncConnectionPool(**kwargs, maxsize=1, reset_session=True) as pool:
+            for _ in range(2):  # the second borrow follows a session reset
+                async with pool.connection() as conn:
+                    assert tuple((await fetch(conn, "SELECT @@sql_mode, @@collation_connection"))[0]) == expected
+            assert pool.get_stats()["session_resets"] == 2
+
+    run(main())
+    gc.collect()
+    assert not unraisable
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What ended up in sys.unraisablehook ("Exception ignored in ...")."""
+    seen: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    return seen
+
+
+REFUSED_ARGUMENTS = [
+    ("cursorclass", {}),
+    ("cursorclass", "DictCursor"),
+    ("ssl", {"ca": "/etc/ssl/certs/ca.pem"}),
+    ("auth_plugin_map", {"dialog": object}),
+    ("max_allowed_packet", 1 << 20),
+    ("ssl_ca", "/etc/ssl/certs/ca.pem"),
+    ("bind_address", "127.0.0.1"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), REFUSED_ARGUMENTS, ids=[name for name, _ in REFUSED_ARGUMENTS])
+def test_arguments_aiomysql_cannot_honour_are_refused_naming_them(name: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=name):
+        AsyncConnectionPool(host="127.0.0.1", **{name: value})
+
+
+@pytest.mark.parametrize("name", ["compress", "named_pipe"])
+def test_arguments_pymysql_refuses_are_refused_as_in_the_thread_pool(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        AsyncConnectionPool(host="127.0.0.1", **{name: True})
+
+
+DEFERRED_WRONG_TYPES = [
+    ("password", lambda: 5),
+    ("host", lambda: 5),
+    ("port", lambda: "3306"),
+    ("database", lambda: 5),
+    ("sql_mode", lambda: 5),
+    ("collation", lambda: "utf8mb4_bin; DROP TABLE x"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), DEFERRED_WRONG_TYPES, ids=[name for name, _ in DEFERRED_WRONG_TYPES])
+def test_a_callable_argument_of_the_wrong_type_names_the_argument(
+    server_view: ServerView, name: str, value: Any, unraisable: list[Any]
+) -> None:
+    """A connect argument given as a callable is checked by the constructor's
+    rules when called: the borrow fails with an error naming it (not an
+    AttributeError from inside aiomysql, nor a statement run with it)."""
+
+    async def main() -> None:
+        pool = make_async_pool(server_view, **{name: value}, maxsize=1)
+        try:
+            with pytest.raises((TypeError, ValueError), match=name):
+                await pool.get_conn(timeout=2)
+            assert pool.get_stats()["connections_made"] == 0
+        finally:
+            await pool.close()
+
+    run(main())
+    gc.collect()
+    assert not unraisable
+
+
+# -- issue 18: a pool whose event loop has ended ----------------------------------
+
+
+def test_close_after_the_loop_ended_ends_every_session(server_view: ServerView, admin: Any) -> None:
+    """A module-level pool used by one asyncio.run(): asyncio.run(pool.close())
+    afterwards ends every session now, idle and borrowed (it raised
+    WrongEventLoop and the sessions stayed until garbage collection)."""
+    pool = make_async_pool(server_view, maxsize=4)
+    kept: list[AsyncPooledConnection] = []
+
+    async def use() -> None:
+        conns = [await pool.get_conn() for _ in range(3)]
+        await pool.release(conns[0])
+        await pool.release(conns[1])
+        kept.append(conns[2])  # still borrowed when the loop ends
+
+    run(use())
+    assert server_view.settles_at(admin, 3)
+    assert run(pool.close()) == 1  # the borrowed one was cut
+    assert server_view.settles_at(admin, 0), server_view.count(admin)
+    stats = pool.get_stats()
+    assert stats["closed_on_pool_close"] == 2 and stats["open"] == 1, stats
+    assert run(pool.close()) == 0  # again: nothing left to do
+    with pytest.raises((PoolClosed, WrongEventLoop)):
+        run(pool.get_conn())
+
+
+_EXIT_WITHOUT_CLOSE = """
+import asyncio, json, sys
+from pymysqlpool import AsyncConnectionPool
+pool = AsyncConnectionPool(**json.loads(sys.argv[1]), maxsize=3)
+async def use():
+    conns = [await pool.get_conn() for _ in range(3)]
+    for conn in conns[:2]:
+        await pool.release(conn)
+    globals()["kept"] = conns[2]
+asyncio.run(use())
+print("used", flush=True)
+"""
+
+
+def test_exit_without_close_prints_nothing(server_view: ServerView) -> None:
+    """A program that ends without close(), its loop gone: no "Exception
+    ignored in Connection.__del__ ... Event loop is closed" per connection."""
+    import json
+    import subprocess
+
+    kwargs = {k: v for k, v in server_view.connect_kwargs.items() if isinstance(v, (str, int))}
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITHOUT_CLOSE, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "used", done
+    assert done.stderr == "", done.stderr
+
+
+def test_dropped_proxy_after_the_loop_was_closed_by_hand(server_view: ServerView, unraisable: list[Any]) -> None:
+    """A borrowed connection dropped after its loop was closed by hand: the
+    proxy's __del__ raised (Event.set() on a closed loop); now the slot waits
+    for close(), which ends the session from another loop."""
+    pool = make_async_pool(server_view, maxsize=1)
+    loop = asyncio.new_event_loop()
+    try:
+        conn = loop.run_until_complete(pool.get_conn(timeout=5))
+        loop.run_until_complete(asyncio.sleep(0.1))  # maintenance now waits for a wake-up
+    finally:
+        loop.close()
+    del conn
+    gc.collect()
+    assert not unraisable, unraisable
+    run(pool.close())
+    assert pool.get_stats()["open"] == 0, pool.get_stats()
+
+
+# -- issue 18: connect errors ---------------------------------------------------------
+
+
+def test_cancelled_dials_are_not_connect_errors(server_view: ServerView) -> None:
+    """A borrow cancelled while it dials gives its right back and counts no
+    connect error (10 cancelled dials counted connect_errors=10)."""
+
+    async def main() -> None:
+        async with make_async_pool(server_view, maxsize=1) as pool:
+            for _ in range(10):
+                task = asyncio.create_task(pool.get_conn(timeout=5))
+                await asyncio.sleep(0)  # the task runs to its dial's first wait
+                assert pool.get_stats()["connecting"] == 1
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            stats = assert_books(pool)
+            assert stats["connect_errors"] == 0 and stats["connections_made"] == 0, stats
+            assert await fetch_one(pool) == [(1,)]
+
+    run(main())
+
+
+def test_a_connect_timeout_is_one_error_whichever_step(server_view: ServerView) -> None:
+    """A connect that runs out of connect_timeout raises OperationalError 2003
+    naming host:port, whether the handshake (a server that accepts and never
+    greets) or the set-up after it (a slow configure) took too long; a bare
+    TimeoutError was raised for the latter."""
+    import socket
+
+    async def slow_configure(raw: Any) -> None:
+        await asyncio.sleep(5)
+
+    async def main() -> list[pymysql.err.OperationalError]:
+        errors = []
+        with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts (backlog), never greets
+            port = mute.getsockname()[1]
+            for kwargs in ({"host": "127.0.0.1", "port": port}, {"configure": slow_configure}):
+                pool = make_async_pool(server_view, **kwargs, connect_timeout=0.5, maxsize=1)
+                try:
+                    with pytest.raises(pymysql.err.OperationalError) as caught:
+                        await pool.get_conn(timeout=5)
+                    errors.append(caught.value)
+                    assert pool.get_stats()["connect_errors"] == 1
+                finally:
+                    await pool.close()
+        return errors
+
+    handshake, set_up = run(main())
+    for error in (handshake, set_up):
+        assert error.args[0] == 2003, error.args
+    assert f"'127.0.0.1:{server_view.connect_kwargs.get('port', 3306)}'" in set_up.args[1]
+    assert "127.0.0.1:" in handshake.args[1] and "handshake" in handshake.args[1]
+    assert "set-up" in set_up.args[1]
+
+
+def test_close_after_the_loop_was_closed_by_hand_with_a_borrower_queued(
+    server_view: ServerView, admin: Any, unraisable: list[Any]
+) -> None:
+    """A loop closed by hand (no asyncio.run() clean-up) while a borrower was
+    queued: close() from another loop fails the waiter without waking it on
+    the dead loop (it raised RuntimeError 'Event loop is closed') and ends
+    the sessions."""
+    pool = make_async_pool(server_view, maxsize=1)
+    loop = asyncio.new_event_loop()
+    try:
+        held = loop.run_until_complete(pool.get_conn(timeout=5))
+        queued = loop.create_task(pool.get_conn(timeout=30))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert pool.get_stats()["waiting"] == 1
+    finally:
+        loop.close()
+    assert run(pool.close()) == 1
+    assert server_view.settles_at(admin, 0), server_view.count(admin)
+    stats = pool.get_stats()
+    assert stats["waiting"] == 0 and stats["borrow_errors"] == 1, stats
+    del held, queued
+    gc.collect()
+    assert not unraisable, unraisable
+
+
+SET_UP = {
+    "sql_mode": "ANSI_QUOTES,STRICT_ALL_TABLES",
+    "charset": "utf8mb4",
+    "collation": "utf8mb4_bin",
+    "reset_session": True,
+}
+
+
+async def _assert_set_up_session(pool: AsyncConnectionPool) -> None:
+    """A borrowed session carries the pool's set-up and nothing of a former borrower."""
+    async with pool.connection(timeout=5) as conn:
+        row = (await fetch(conn, "SELECT @@sql_mode, @@collation_connection, @@in_transaction, @left_over"))[0]
+    assert tuple(row) == (SET_UP["sql_mode"], SET_UP["collation"], 0, None), row
+
+
+@pytest.mark.parametrize("step", ["dial", "session reset"])
+def test_cancel_at_every_await_of_set_up_and_session_reset(server_view: ServerView, admin: Any, step: str) -> None:
+    """The connect's own set-up (collation, quoted sql_mode, init_command,
+    autocommit) and reset_session's return (COM_RESET_CONNECTION, then the
+    same set-up again), cancelled after 0..29 turns of the loop: the books
+    stay exact, every later borrow gets the set-up session, and the server
+    keeps nothing of it."""
+
+    async def main() -> None:
+        landed = 0
+        for steps in range(30):
+            pool = make_async_pool(server_view, **SET_UP, maxsize=2)
+            conn: AsyncPooledConnection | None = None
+            if step == "dial":
+                start: Callable[[], Coroutine[Any, Any, Any]] = functools.partial(pool.get_conn, timeout=5)
+            else:
+                conn = await pool.get_conn(timeout=5)
+                await fetch(conn, "SET @left_over = 1, sql_mode = ''")
+                await conn.begin()
+                start = functools.partial(pool.release, conn)
+
+            async def settle_task(task: asyncio.Task[Any], pool: AsyncConnectionPool = pool) -> None:
+                if not task.cancelled() and step == "dial":
+                    await pool.release(task.result())
+
+            landed += await _sweep(start, steps, settle_task)
+            if conn is not None and not conn.returned:  # cancelled before the release began
+                await pool.release(conn)
+            assert_books(pool)
+            for _ in range(2):
+                await _assert_set_up_session(pool)
+            await pool.close()
+            assert await settle(lambda: server_view.count(admin) == 0)
+        assert landed > 0
+
+    run(main(), limit=120)
+
+
+@pytest.mark.parametrize("cls", [aiomysql.SSCursor, aiomysql.SSDictCursor], ids=lambda cls: cls.__name__)
+def test_read_timeout_in_a_streaming_cursor_block_stays_the_error(server_view: ServerView, cls: Any) -> None:
+    """read_timeout cuts the connection under an ``async with`` streaming
+    cursor: leaving the block raises the 2013 OperationalError, not an
+    AttributeError from closing the cursor (it tried to drain a closed
+    connection), and the connection goes back broken."""
+
+    async def main() -> None:
+        async with make_async_pool(server_view, maxsize=1, read_timeout=0.2) as pool:
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                async with pool.connection() as conn, conn.cursor(cls) as cur:
+                    await cur.execute("SELECT SLEEP(2)")
+            assert caught.value.args[0] == 2013
+            stats = assert_books(pool)
+            assert stats["closed_broken"] == 1, stats
+
+    run(main())
+
+
+def test_an_applications_own_cursor_class_is_bound_to_the_borrow(server_view: ServerView) -> None:
+    """A subclass of an aiomysql cursor (given per cursor or as cursorclass)
+    gets the pool's guards: after the release it raises
+    ConnectionReturnedError instead of running in the next borrower's session."""
+
+    async def main() -> None:
+        async with make_async_pool(server_view, maxsize=1, cursorclass=RowStream) as pool:
+            for explicit in (True, False):
+                conn = await pool.get_conn(timeout=5)
+                cur = await (conn.cursor(RowStream) if explicit else conn.cursor())
+                assert isinstance(cur, RowStream)
+                await cur.execute("SELECT 1 AS one")
+                assert await cur.fetchall() == [{"one": 1}]
+                await pool.release(conn)
+                with pytest.raises(ConnectionReturnedError):
+                    await cur.execute("SELECT 2")
+                await cur.close()
+            assert_books(pool)
+
+    run(main())
+
+
+def test_maintenance_cancelled_as_it_is_woken_ends(server_view: ServerView) -> None:
+    """A cancel that reaches the maintenance task just as it is woken (a
+    connection opened, a proxy dropped) ends it: asyncio.wait_for() in
+    Python 3.11 returned the wake-up and swallowed the cancel, and the task
+    ran on (under uvloop.run() the program never ended)."""
+
+    async def main() -> None:
+        pool = make_async_pool(server_view, maxsize=1)
+        try:
+            await pool.release(await pool.get_conn(timeout=5))
+            upkeep = pool._maintenance
+            assert upkeep is not None
+            for _ in range(20):  # bounded: the task is parked in its pause well before
+                await asyncio.sleep(0.01)
+            upkeep.wake()
+            upkeep._task.cancel()
+            await asyncio.wait({upkeep._task}, timeout=5)
+            assert upkeep._task.cancelled(), "the cancel was swallowed: maintenance runs on"
+        finally:
+            await pool.close()
+
+    run(main())
