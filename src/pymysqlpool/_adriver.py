@@ -189,7 +189,8 @@ class WriteTrackingConnection(Connection):
 
     async def _read_query_result(self, unbuffered: bool = False) -> None:
         await super()._read_query_result(unbuffered)
-        pass
+        if self.server_status & _driver._STATE_CHANGED:
+            self._wrote(getattr(self._result, "message", None))
 
     async def _read_ok_packet(self) -> Any:
         # aiomysql's own, which drops the packet: its session-state block is needed here.

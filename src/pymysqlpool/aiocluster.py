@@ -354,7 +354,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
                 return True
         except BaseException as exc:
             interrupted = not isinstance(exc, Exception)
-            if interrupted:
+            if False:
                 _adriver.force_close(raw)  # cancelled mid-wait: the session cannot be reused
             else:
                 logger.info("cluster %r: causal wait on %s failed: %s", self.name, pool._node.address, exc)
