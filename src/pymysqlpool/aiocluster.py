@@ -353,14 +353,12 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
             if row is not None and row[0] == 0:
                 return True
         except BaseException as exc:
-            interrupted = not isinstance(exc, Exception)
-            if False:
-                _adriver.force_close(raw)  # cancelled mid-wait: the session cannot be reused
-            else:
-                logger.info("cluster %r: causal wait on %s failed: %s", self.name, pool._node.address, exc)
+            # Cancelled mid-wait, the connection is mid-answer: the node pool's
+            # return discards it (and ends the statement on the server).
             await pool.release(conn, True)
-            if interrupted:
+            if not isinstance(exc, Exception):
                 raise
+            logger.info("cluster %r: causal wait on %s failed: %s", self.name, pool._node.address, exc)
             return False
         await pool.release(conn)
         return False

@@ -130,8 +130,9 @@ def test_cancel_a_borrow_waiting_for_a_writer(restore: ReplicationCluster) -> No
                 during = lent(cluster)
             finally:
                 primary.admin_query("SET GLOBAL read_only=0")
-            # The writer is followed again: a write borrow waiting now gets it.
+            # The writer is followed again: wait_ready wakes on the new routing, not at its timeout.
             started = time.monotonic()
+            assert await cluster.wait_ready(10)
             async with cluster.connection(timeout=10) as conn, conn.cursor() as cur:
                 await cur.execute("SELECT @@port")
                 port = (await cur.fetchone())[0]
