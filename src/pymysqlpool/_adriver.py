@@ -28,13 +28,19 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("AsyncConnectionPool needs aiomysql: pip install 'pymysql-pool[asyncio]'") from exc
 
 from ._driver import (
+    GONE_QUERY,
+    KILL_STATEMENT,
     _forget_result,
     answer_ended,
     is_broken,
     is_fatal_connect_error,
+    kill_kwargs,
+    kill_refused,
+    killed_already,
     mid_answer,
     needs_reset,
     results_pending,
+    session_id,
     watch_wrong_node,
 )
 
@@ -46,10 +52,14 @@ __all__ = [
     "interrupt",
     "is_broken",
     "is_fatal_connect_error",
+    "kill_kwargs",
+    "kill_refused",
+    "kill_session",
     "make_probe",
     "mid_answer",
     "needs_reset",
     "results_pending",
+    "session_id",
     "watch_wrong_node",
 ]
 
@@ -368,6 +378,22 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
         await raw.commit()
     raw.autocommit_mode = autocommit
     await raw._send_autocommit_mode()
+
+
+async def kill_session(raw: Any, session: int) -> bool:
+    """KILL ``session`` over the side connection ``raw`` and look until the
+    server dropped it (the caller bounds the whole); True once it is gone."""
+    try:
+        await _execute(raw, KILL_STATEMENT % session)
+    except pymysql.err.MySQLError as exc:
+        if killed_already(exc):
+            return True
+        raise
+    while True:
+        row = await _execute(raw, GONE_QUERY, (session,))
+        if not row or not row[0]:
+            return True
+        await asyncio.sleep(0.001)
 
 
 async def close(raw: Any, timeout: Optional[float]) -> None:

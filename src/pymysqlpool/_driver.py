@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import select
 import socket
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Type
 
@@ -271,6 +272,63 @@ def session_wait_timeout(raw: Any, timeout: Optional[float] = None) -> Optional[
         cur.execute("SELECT @@SESSION.wait_timeout")
         row = cur.fetchone()
     return float(row[0]) if row and row[0] else None
+
+
+def session_id(raw: Any) -> int:
+    """The server's id of the connection's session (from the handshake); 0 if unknown."""
+    try:
+        return int(raw.server_thread_id[0])
+    except Exception:  # a connection_factory's object without one
+        return 0
+
+
+# What a side connection that only kills leaves out: the schema (it may be the
+# one gone; a KILL needs none) and the set-up statements.
+_NOT_FOR_KILLING = ("database", "db", "init_command")
+
+KILL_STATEMENT = "KILL CONNECTION %d"
+GONE_QUERY = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s"
+_NO_SUCH_THREAD = 1094  # ER_NO_SUCH_THREAD: the session had ended already
+
+
+def kill_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The connect arguments of a side connection that sends a KILL."""
+    return {key: value for key, value in kwargs.items() if key not in _NOT_FOR_KILLING}
+
+
+def kill_refused(exc: BaseException) -> bool:
+    """The server answered a KILL with an error (1095: not the owner): asking
+    again cannot help. A client error (2000-2999: unreachable) can."""
+    return 1000 <= error_code(exc) < 2000
+
+
+def killed_already(exc: BaseException) -> bool:
+    return error_code(exc) == _NO_SUCH_THREAD
+
+
+def kill_session(raw: Any, session: int, timeout: float) -> bool:
+    """KILL ``session`` over the side connection ``raw``, then look until the
+    server dropped it (KILL returns once the session is marked). True once it
+    is gone, False if it was still listed when ``timeout`` ran out."""
+    end = time.monotonic() + timeout
+    with raw.cursor(pymysql.cursors.Cursor) as cur:
+        with _bounded(raw, timeout):
+            try:
+                cur.execute(KILL_STATEMENT % session)
+            except pymysql.err.MySQLError as exc:
+                if killed_already(exc):
+                    return True
+                raise
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            with _bounded(raw, left):
+                cur.execute(GONE_QUERY, (session,))
+                row = cur.fetchone()
+            if not row or not row[0]:
+                return True
+            time.sleep(min(0.001, max(end - time.monotonic(), 0.0)))
 
 
 def _connect_parameters() -> FrozenSet[str]:
