@@ -975,12 +975,12 @@ class PoolCore:
                 break
             except Exception as exc:
                 refused = self._drv.kill_refused(exc)
-                logger.warning(
-                    "pool %r: could not kill session %d (%s)%s",
+                logger.log(
+                    logging.WARNING if refused else logging.INFO,
+                    "pool %r: could not kill session %d (%s)",
                     self.name,
                     slot.session,
                     exc,
-                    "; its slot is freed after connect_timeout" if refused else "; retrying",
                 )
                 left = slot.kill_by - _monotonic()
                 if refused or left < _MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
@@ -1006,6 +1006,14 @@ class PoolCore:
                 self._stats.kills += 1
             else:
                 self._stats.kill_failures += 1
+        if not gone:
+            logger.warning(
+                "pool %r: session %d, closed in the middle of an answer, was not proved gone within"
+                " connect_timeout (%.3g s); its slot is freed, the statement may still be running",
+                self.name,
+                slot.session,
+                self._config.io_timeout,
+            )
         self._closed_one(slot, reason)
 
     def _unbook_locked(self, slot: Slot, reason: str, killed: bool = False) -> bool:
