@@ -803,6 +803,7 @@ class PoolCore:
 
     def _return_plan(self, slot: Slot, failed: bool) -> Plan:
         """The slow return of a HELD slot: reset it and park it, or close it."""
+        kill = self._abandoned(slot)  # asked first: a close forgets a half-read result
         reason = self._close_reason(slot)
         rolled_back = False
         if reason is None:
@@ -825,7 +826,7 @@ class PoolCore:
                     self._park(slot, _monotonic(), from_held=True)
                     return
             reason = "closed_on_pool_close"
-        yield from self._dispose_plan(slot, reason)
+        yield from self._dispose_plan(slot, reason, kill)
 
     def _park(self, slot: Slot, now: float, from_held: bool = False) -> None:
         """Hand a healthy slot to the oldest waiter or park it idle (lock
@@ -861,10 +862,10 @@ class PoolCore:
 
     # -- closing connections --------------------------------------------------
 
-    def _dispose_plan(self, slot: Slot, reason: str) -> Plan:
-        """Close a slot's connection politely and stop counting it (or, if
-        its session may still be running a statement, kill it first)."""
-        kill = self._abandoned(slot)  # asked before the close forgets a half-read result
+    def _dispose_plan(self, slot: Slot, reason: str, kill: bool = False) -> Plan:
+        """Close a slot's connection politely and stop counting it; ``kill``:
+        its session may still be running the borrower's statement, so the slot
+        stays counted until a background kill lets it go."""
         try:
             yield (CLOSE, slot.raw, None)
         except BaseException:
@@ -885,17 +886,16 @@ class PoolCore:
                     self._kill(slot, reason)
 
     def _kill(self, slot: Slot, reason: str) -> None:
-        """Close without a word to the server and stop counting: never waits
-        (a session still at work is killed in the background)."""
-        kill = self._abandoned(slot)
+        """Close without a word to the server and stop counting: never waits."""
         self._drv.force_close(slot.raw)
-        self._unbook(slot, reason, kill)
+        self._unbook(slot, reason)
 
     def _unbook(self, slot: Slot, reason: str, kill: bool = False) -> None:
         """Stop counting a slot whose connection is closed; idempotent.
 
         ``reason`` names the counter of closes it adds to, so that
-        ``connections_made`` = closes + ``open`` whenever the pool is quiet.
+        ``connections_made`` = closes + ``open`` - ``killing`` whenever the
+        pool is quiet.
         ``kill``: its session may still be at work on the server; the slot
         stays counted (KILLING) until a background kill lets it go.
         """
@@ -920,8 +920,10 @@ class PoolCore:
     # the server never sees more than maxsize sessions from the pool's slots.
 
     def _abandoned(self, slot: Slot) -> bool:
-        """The slot's session may still be running a statement: a command not
-        answered to its end (or an unbuffered result not read to its end)."""
+        """A returned slot's session may still be running the borrower's
+        statement: a command not answered to its end (cancelled, interrupted,
+        read_timeout), or an unbuffered result not read to its end. The
+        pool's own steps (ping, reset) are not killed: they run nothing long."""
         return self._kill_on_abandon and bool(slot.session) and self._drv.mid_answer(slot.raw)
 
     def _hold_for_kill(self, slot: Slot, reason: str) -> None:
@@ -941,6 +943,7 @@ class PoolCore:
         if state != HELD:
             self._held += 1
         self._killing += 1
+        self._stats.closes[reason] += 1  # its connection is closed now; its slot is not free yet
 
     def _start_kill(self, slot: Slot) -> None:
         """Run the kill of a KILLING slot off the caller's path."""
@@ -1029,7 +1032,8 @@ class PoolCore:
                 pass  # an interrupted park: counted idle but never queued
         # Plain stores first, so an interrupt cannot split them.
         slot.state = GONE
-        self._stats.closes[reason] += 1
+        if not killed:  # a KILLING slot's close was counted when its connection closed
+            self._stats.closes[reason] += 1
         if state == NEW:
             self._stats.connections_made += 1  # dialed, closed before it was booked
         else:
