@@ -283,8 +283,9 @@ def session_id(raw: Any) -> int:
 
 
 # What a side connection that only kills leaves out: the schema (it may be the
-# one gone; a KILL needs none) and the set-up statements.
-_NOT_FOR_KILLING = ("database", "db", "init_command")
+# one gone; a KILL needs none), the set-up statements, and the borrowers'
+# read/write timeouts (the kill has its own bound: connect_timeout).
+_NOT_FOR_KILLING = ("database", "db", "init_command", "read_timeout", "write_timeout")
 
 KILL_STATEMENT = "KILL CONNECTION %d"
 GONE_QUERY = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s"
