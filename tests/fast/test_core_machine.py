@@ -567,6 +567,7 @@ class Shell:
             assert isinstance(value, bool)
         elif run.kind == "kill":
             assert value is None
+
     def failed(self, run: Running, exc: Exception) -> None:
         self.results.append((run.kind, exc))
         if run.kind == "borrow":

@@ -210,11 +210,10 @@ def test_an_interrupted_statement_is_killed(make_pool: Callable[..., Any], accou
         pass
 
     pool: ConnectionPool = make_pool(**pool_kwargs(account, maxsize=1, connect_timeout=5))
-    with pytest.raises(Interrupted):
-        with pool.connection() as conn:
-            session = connection_id(conn)
-            with raise_after(0.2, Interrupted):
-                conn.cursor().execute(f"SELECT SLEEP({LONG})")
+    with pytest.raises(Interrupted), pool.connection() as conn:
+        session = connection_id(conn)
+        with raise_after(0.2, Interrupted):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
     assert wait_until(lambda: session not in sessions_of(admin, account), timeout=2.0), "the session ran on"
     assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
     stats = pool.get_stats()
