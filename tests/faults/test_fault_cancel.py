@@ -1,0 +1,114 @@
+"""The kill of an abandoned statement when the server cannot be reached.
+
+A statement cut by read_timeout is killed from a side connection; here that
+connection goes through a proxy that black-holes it (the kill ends by its
+bound, connect_timeout, and frees the slot) or refuses it for a while (the
+kill is retried and goes through once the server answers again). The
+borrower that abandoned the statement never waits for the kill.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pymysql
+import pytest
+from _faultkit import connection_id, create_user, session_ids, user_kwargs
+
+from pymysqlpool import PoolTimeout
+from support.sessions import kill_sessions
+from support.tcp_proxy import TCPProxy
+from support.throwaway_mariadb import ThrowawayMariaDB
+from support.waiting import wait_until
+
+pytestmark = pytest.mark.faults
+
+CUT = 0.5  # read_timeout: the borrower abandons its statement after this long
+SLACK = 2.0  # seconds of scheduling allowed beyond a contract bound
+
+
+@contextmanager
+def cleaned(server: ThrowawayMariaDB, user: str) -> Iterator[None]:
+    """End the test's sessions still sleeping on the shared throwaway server."""
+    try:
+        yield
+    finally:
+        kill_sessions(server.admin_query, session_ids(server, user), gone_within=10)
+
+
+def abandon_while(pool: Any, fault: Callable[[], None]) -> tuple[int, float]:
+    """Borrow, start a 30 s statement, let ``fault`` hit the network while it
+    runs, and give the connection back once read_timeout cut the statement.
+    Returns the session's id and the moment the release returned."""
+    conn = pool.get_conn(timeout=10)
+    session = connection_id(conn)
+    timer = threading.Timer(0.2, fault)
+    timer.start()
+    try:
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute("SELECT SLEEP(30)")
+    finally:
+        timer.join(5)
+        pool.release(conn)
+    return session, time.monotonic()
+
+
+def test_a_black_holed_kill_frees_the_slot_at_its_bound(
+    throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
+) -> None:
+    proxy = make_proxy(throwaway_server.port)
+    user = f"u_cancel_hole_{shell}"
+    create_user(throwaway_server, user)
+    connect_timeout = 1.5
+    pool = make_pool(
+        **user_kwargs(throwaway_server, user, port=proxy.port),
+        maxsize=1,
+        connect_timeout=connect_timeout,
+        read_timeout=CUT,
+    )
+    with cleaned(throwaway_server, user):
+        session, released = abandon_while(pool, proxy.blackhole)
+        # The release returned while the kill still hangs in the hole: the
+        # borrower did not wait for it, and the slot is still counted.
+        stats = pool.get_stats()
+        assert stats["killing"] == 1 and stats["open"] == 1, stats
+        with pytest.raises(PoolTimeout):
+            pool.get_conn(timeout=0)
+        assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=connect_timeout + SLACK)
+        held = time.monotonic() - released
+        stats = pool.get_stats()
+        assert stats["kill_failures"] == 1 and stats["kills"] == 0 and stats["open"] == 0, stats
+        assert held >= connect_timeout - CUT, "freed before its bound without proof"
+        assert session in session_ids(throwaway_server, user), "the kill did reach the server"
+        proxy.heal(drop_stalled=True)
+        with pool.connection(timeout=10) as conn:  # the slot was given back
+            assert connection_id(conn) != session
+
+
+def test_a_refused_kill_is_retried_until_the_server_answers(
+    throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
+) -> None:
+    proxy = make_proxy(throwaway_server.port)
+    user = f"u_cancel_refused_{shell}"
+    create_user(throwaway_server, user)
+    connect_timeout = 10.0
+    pool = make_pool(
+        **user_kwargs(throwaway_server, user, port=proxy.port),
+        maxsize=1,
+        connect_timeout=connect_timeout,
+        read_timeout=CUT,
+    )
+    with cleaned(throwaway_server, user):
+        session, released = abandon_while(pool, proxy.refuse)  # new connections refused, this one flows
+        assert pool.get_stats()["killing"] == 1
+        assert not wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=0.5), "freed without a kill"
+        proxy.heal()
+        assert wait_until(lambda: session not in session_ids(throwaway_server, user), timeout=connect_timeout)
+        assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
+        stats = pool.get_stats()
+        assert stats["kills"] == 1 and stats["kill_failures"] == 0, stats
+        assert time.monotonic() - released < connect_timeout, "freed by its bound, not by the kill"
