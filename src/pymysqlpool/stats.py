@@ -57,7 +57,7 @@ GAUGES: Dict[str, str] = {
     "pool_min": "pre_create_num: connections kept open at all times",
     "pool_size": "size: idle connections never retired for idleness (max_idle applies beyond it)",
     "pool_max": "maxsize: most connections ever open at once",
-    "open": "connections open now (idle + borrowed)",
+    "open": "connections open now (idle + borrowed, and those being killed)",
     "idle": "connections ready to lend now",
     "borrowed": "connections lent out now",
     "connecting": "connections being opened now",

@@ -404,6 +404,7 @@ def test_cancel_during_close(server_view: ServerView, admin: Any) -> None:
         with pytest.raises(pymysql.err.OperationalError):
             await fetch(lent, "SELECT 1")
         await pool.release(lent)
+        assert await settle(lambda: pool.get_stats()["killing"] == 0)  # cut mid-answer: killed first
         stats = pool.get_stats()
         assert stats["open"] == 0 and not pool._slots and pool._held == 0, stats
         assert await settle(lambda: server_view.count(admin) == 0)
@@ -771,6 +772,7 @@ def test_half_read_unbuffered_result_is_closed(server_view: ServerView) -> None:
                 await cur.execute(BIG)
                 assert await cur.fetchone() == (1,)
                 await pool.release(conn)
+            assert await settle(lambda: pool.get_stats()["killing"] == 0)  # its session is killed first
             stats = pool.get_stats()
             assert stats["closed_unread"] == 1 and stats["open"] == 0
             async with pool.connection(timeout=5) as conn:

@@ -18,6 +18,7 @@ from pymysqlpool import (
     ReturnConnectionToPoolError,
 )
 from support.sessions import kill_sessions
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -143,6 +144,8 @@ def test_killed_and_noticed_by_the_borrower_is_dropped_on_return(
     with pytest.raises(pymysql.err.OperationalError):
         query(conn, "SELECT 1")
     pool.release(conn)
+    # Left mid-answer: its slot counts until the kill found the session gone.
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=10)
     assert (pool.available_num, pool.total_num) == (0, 0)
     assert pool.get_stats()["closed_broken"] == 1
 
