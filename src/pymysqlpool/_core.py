@@ -995,9 +995,11 @@ class PoolCore:
         self._killed(slot, gone)
 
     def _kills_end(self) -> float:
-        """When every kill in flight will have ended (0.0: none in flight)."""
+        """When every kill in flight will have ended (0.0: none in flight):
+        the last bound, and a tick for a last step that started just before it."""
         with self._lock:
-            return max((slot.kill_by for slot in self._slots if slot.state == KILLING), default=0.0)
+            last = max((slot.kill_by for slot in self._slots if slot.state == KILLING), default=-_TICK)
+        return last + _TICK
 
     def _killed(self, slot: Slot, gone: bool) -> None:
         """A kill ended: stop counting the KILLING slot (idempotent)."""

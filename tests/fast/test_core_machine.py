@@ -1468,3 +1468,37 @@ def test_a_clean_close_kills_nothing(clock: Clock) -> None:
     shell.answer(back, "ok")
     assert slot.state == GONE and not shell.plans
     shell.check_books()
+
+
+def test_the_drivers_kill_rules() -> None:
+    """What the real drivers tell the core about a kill: the session id from
+    the handshake, a server's refusal (not retried) from a client error
+    (retried), 1094 as "gone already", and a side connection without the
+    borrowers' schema, set-up statement or read/write timeouts."""
+    import pymysql
+
+    from pymysqlpool import _driver
+
+    class Handshaken:
+        server_thread_id = (4711,)
+
+    assert _driver.session_id(Handshaken()) == 4711
+    assert _driver.session_id(object()) == 0  # a connection_factory's object: never killed
+    refused = pymysql.err.InternalError(1095, "You are not owner of thread 4711")
+    unreachable = pymysql.err.OperationalError(2003, "Can't connect to MySQL server")
+    gone = pymysql.err.InternalError(1094, "Unknown thread id: 4711")
+    assert _driver.kill_refused(refused) and not _driver.kill_refused(unreachable)
+    assert not _driver.kill_refused(TimeoutError()) and not _driver.kill_refused(ValueError("x"))
+    assert _driver.killed_already(gone) and not _driver.killed_already(refused)
+    kwargs = {
+        "host": "h",
+        "user": "u",
+        "password": "p",
+        "database": "d",
+        "init_command": "SET x=1",
+        "read_timeout": 0.05,
+        "write_timeout": 0.05,
+        "connect_timeout": 3,
+    }
+    assert _driver.kill_kwargs(kwargs) == {"host": "h", "user": "u", "password": "p", "connect_timeout": 3}
+    assert _driver.kill_kwargs({"db": "d", "port": 1}) == {"port": 1}

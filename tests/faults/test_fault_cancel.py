@@ -112,3 +112,28 @@ def test_a_refused_kill_is_retried_until_the_server_answers(
         stats = pool.get_stats()
         assert stats["kills"] == 1 and stats["kill_failures"] == 0, stats
         assert time.monotonic() - released < connect_timeout, "freed by its bound, not by the kill"
+
+
+def test_close_waits_for_a_kill_in_flight(
+    throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
+) -> None:
+    """close() returns once the kills in flight ended (here: by their bound),
+    so no kill is cut short by the end of the program or of its event loop."""
+    proxy = make_proxy(throwaway_server.port)
+    user = f"u_cancel_close_{shell}"
+    create_user(throwaway_server, user)
+    connect_timeout = 1.5
+    pool = make_pool(
+        **user_kwargs(throwaway_server, user, port=proxy.port),
+        maxsize=1,
+        connect_timeout=connect_timeout,
+        read_timeout=CUT,
+    )
+    with cleaned(throwaway_server, user):
+        _session, released = abandon_while(pool, proxy.blackhole)
+        assert pool.get_stats()["killing"] == 1
+        pool.close()
+        stats = pool.get_stats()
+        assert stats["killing"] == 0 and stats["open"] == 0 and stats["kill_failures"] == 1, stats
+        assert time.monotonic() - released >= connect_timeout - CUT, "close() did not wait for the kill"
+        proxy.heal(drop_stalled=True)

@@ -239,3 +239,22 @@ def test_kill_on_abandon_off_leaves_the_statement_running(
         assert session in sessions_of(admin, account)  # both at once: the old one still sleeping
     stats = pool.get_stats()
     assert stats["kills"] == stats["kill_failures"] == stats["killing"] == 0, stats
+
+
+def test_an_unbuffered_result_left_unread_is_killed(
+    make_pool: Callable[..., Any], account: Account, admin: Any
+) -> None:
+    """An unbuffered read given back after its first row: the server would
+    block writing the rest (up to net_write_timeout, 60 s) with the
+    statement's locks; the pool kills the session instead."""
+    pool = make_pool(**pool_kwargs(account, maxsize=1, connect_timeout=5))
+    conn = pool.get_conn()
+    session = connection_id(conn)
+    cur = conn.cursor(pymysql.cursors.SSCursor)
+    cur.execute("SELECT seq FROM seq_1_to_10000000")
+    assert cur.fetchone() == (1,)
+    pool.release(conn)
+    assert wait_until(lambda: session not in sessions_of(admin, account), timeout=5), "the session ran on"
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
+    stats = pool.get_stats()
+    assert stats["closed_unread"] == 1 and stats["kills"] == 1, stats
