@@ -900,7 +900,7 @@ class PoolCore:
         stays counted (KILLING) until a background kill lets it go.
         """
         with self._lock:
-            if kill and slot.state in (IDLE, OUT, HELD):  # not NEW: it never ran a borrower's statement
+            if kill and slot.state == HELD:  # the return's: gone or KILLING already otherwise
                 self._hold_for_kill(slot, reason)
             else:
                 kill = False
@@ -927,21 +927,13 @@ class PoolCore:
         return self._kill_on_abandon and bool(slot.session) and self._drv.mid_answer(slot.raw)
 
     def _hold_for_kill(self, slot: Slot, reason: str) -> None:
-        """Keep a closed slot (IDLE, OUT or HELD) counted, KILLING, until its
+        """Keep a closed HELD slot counted, KILLING (still held), until its
         kill ends (lock held)."""
-        state = slot.state
-        if state == IDLE:
-            try:
-                self._idle.remove(slot)
-            except ValueError:
-                pass
         # Plain stores: an interrupt lands before them or leaves a KILLING
         # slot that the reconcile frees once its bound passed.
         slot.retire = reason
         slot.kill_by = _monotonic() + self._config.io_timeout
         slot.state = KILLING
-        if state != HELD:
-            self._held += 1
         self._killing += 1
         self._stats.closes[reason] += 1  # its connection is closed now; its slot is not free yet
 
