@@ -1502,3 +1502,30 @@ def test_the_drivers_kill_rules() -> None:
     }
     assert _driver.kill_kwargs(kwargs) == {"host": "h", "user": "u", "password": "p", "connect_timeout": 3}
     assert _driver.kill_kwargs({"db": "d", "port": 1}) == {"port": 1}
+
+
+def test_a_killing_slot_is_neither_a_leak_nor_late_nor_the_forked_childs(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot whose session is being killed was given back: leak_timeout does
+    not report it, close(timeout) does not count it among the borrowed ones
+    it cut, and a forked child does not inherit it."""
+    import dataclasses
+
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    core = shell.core
+    core._config = dataclasses.replace(core._config, leak_timeout=1.0)
+    for proxy in borrowed(shell, 1):
+        shell.give_back(proxy)  # parked: last used now
+    clock.now += 0.2  # lent again within the validation window, later than it was last used
+    slot, _kill = abandon_one(shell)
+    assert slot.borrowed_at > slot.last_used
+    clock.now += 10.0
+    core._report_leaks(clock.now)
+    assert core._stats.leaks_detected == 0
+    assert core._shut() is not None
+    assert core._interrupt_late(0.0) == 0 and not slot.raw.interrupted
+    monkeypatch.setattr(FakeDriver, "abandon", staticmethod(lambda raw: None))
+    core._after_fork(NoLock())
+    stats = core.get_stats()
+    assert stats["killing"] == 0 and stats["open"] == 0 and stats["borrowed"] == 0, stats
