@@ -1310,19 +1310,26 @@ def test_a_refill_that_cannot_book_closes_its_connection(clock: Clock, why: str)
 # -- killing sessions abandoned mid-answer ------------------------------------------
 
 
-def abandon_one(shell: Shell, broken: bool = False) -> Tuple[Slot, Running]:
-    """Borrow one connection, leave it mid-answer and give it back: the
-    return closes it and the kill of its session starts. Returns the slot
-    (KILLING) and the kill plan, suspended at its KILL."""
+def closed_on_return(shell: Shell, mid: bool, broken: bool) -> Slot:
+    """Borrow one connection and give it back failed, ``mid`` an answer and
+    ``broken``: the return closes it (answered). Returns its slot."""
     (proxy,) = borrowed(shell, 1)
     slot = proxy._slot
     assert slot is not None
-    proxy._raw.mid = True
+    proxy._raw.mid = mid
     proxy._raw.broken = broken
     back = shell.give_back(proxy, failed=True)
     assert back is not None and back.request[0] == CLOSE
     shell.answer(back, "ok")
     assert back not in shell.plans
+    return slot
+
+
+def abandon_one(shell: Shell, broken: bool = False) -> Tuple[Slot, Running]:
+    """Leave a connection mid-answer and give it back: the return closes it
+    and the kill of its session starts. Returns the slot (KILLING) and the
+    kill plan, suspended at its KILL."""
+    slot = closed_on_return(shell, True, broken)
     assert slot.state == KILLING and slot.raw.closed
     (kill,) = [run for run in shell.plans if run.kind == "kill"]
     assert kill.request == (KILL, slot.raw.session, IO_TIMEOUT)
@@ -1441,32 +1448,20 @@ def test_an_interrupted_kill_is_freed_once_after_its_bound(clock: Clock, where: 
     assert len(borrowed(shell, 2)) == 2
 
 
-def test_kill_on_abandon_off_frees_the_slot_at_once(clock: Clock) -> None:
-    shell = Shell(make_core(clock, 1, kill_on_abandon=False), clock)
-    (proxy,) = borrowed(shell, 1)
-    slot = proxy._slot
-    assert slot is not None
-    proxy._raw.mid = True
-    back = shell.give_back(proxy, failed=True)
-    assert back is not None
-    shell.answer(back, "ok")
+@pytest.mark.parametrize(
+    ("kill_on_abandon", "mid", "broken"),
+    [(False, True, False), (True, False, True)],
+    ids=["kill_on_abandon off", "broken, not mid-answer"],
+)
+def test_a_close_without_kill_frees_the_slot_at_once(
+    clock: Clock, kill_on_abandon: bool, mid: bool, broken: bool
+) -> None:
+    """Only a session left mid-answer is killed, and only with kill_on_abandon:
+    otherwise the connection is closed and its slot freed as before."""
+    shell = Shell(make_core(clock, 1, kill_on_abandon=kill_on_abandon), clock)
+    slot = closed_on_return(shell, mid, broken)
     assert slot.state == GONE and not shell.plans
     assert shell.core._stats.kills == shell.core._stats.kill_failures == 0
-    shell.check_books()
-
-
-def test_a_clean_close_kills_nothing(clock: Clock) -> None:
-    """Only a session left mid-answer is killed: a broken or retired
-    connection that finished its answers is closed as before."""
-    shell = Shell(make_core(clock, 1), clock)
-    (proxy,) = borrowed(shell, 1)
-    slot = proxy._slot
-    assert slot is not None
-    proxy._raw.broken = True
-    back = shell.give_back(proxy, failed=True)
-    assert back is not None
-    shell.answer(back, "ok")
-    assert slot.state == GONE and not shell.plans
     shell.check_books()
 
 

@@ -40,6 +40,23 @@ def cleaned(server: ThrowawayMariaDB, user: str) -> Iterator[None]:
         kill_sessions(server.admin_query, session_ids(server, user), gone_within=10)
 
 
+def proxied_pool(
+    server: ThrowawayMariaDB,
+    make_proxy: Callable[[int], TCPProxy],
+    make_pool: Callable[..., Any],
+    user: str,
+    connect_timeout: float,
+) -> tuple[TCPProxy, Any]:
+    """A proxy to ``server`` and a pool of one connection through it, logged
+    in as ``user``, whose statements are cut by read_timeout."""
+    proxy = make_proxy(server.port)
+    create_user(server, user)
+    pool = make_pool(
+        **user_kwargs(server, user, port=proxy.port), maxsize=1, connect_timeout=connect_timeout, read_timeout=CUT
+    )
+    return proxy, pool
+
+
 def abandon_while(pool: Any, fault: Callable[[], None]) -> tuple[int, float]:
     """Borrow, start a 30 s statement, let ``fault`` hit the network while it
     runs, and give the connection back once read_timeout cut the statement.
@@ -60,16 +77,9 @@ def abandon_while(pool: Any, fault: Callable[[], None]) -> tuple[int, float]:
 def test_a_black_holed_kill_frees_the_slot_at_its_bound(
     throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
 ) -> None:
-    proxy = make_proxy(throwaway_server.port)
     user = f"u_cancel_hole_{shell}"
-    create_user(throwaway_server, user)
     connect_timeout = 1.5
-    pool = make_pool(
-        **user_kwargs(throwaway_server, user, port=proxy.port),
-        maxsize=1,
-        connect_timeout=connect_timeout,
-        read_timeout=CUT,
-    )
+    proxy, pool = proxied_pool(throwaway_server, make_proxy, make_pool, user, connect_timeout)
     with cleaned(throwaway_server, user):
         session, released = abandon_while(pool, proxy.blackhole)
         # The release returned while the kill still hangs in the hole: the
@@ -92,16 +102,9 @@ def test_a_black_holed_kill_frees_the_slot_at_its_bound(
 def test_a_refused_kill_is_retried_until_the_server_answers(
     throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
 ) -> None:
-    proxy = make_proxy(throwaway_server.port)
     user = f"u_cancel_refused_{shell}"
-    create_user(throwaway_server, user)
     connect_timeout = 10.0
-    pool = make_pool(
-        **user_kwargs(throwaway_server, user, port=proxy.port),
-        maxsize=1,
-        connect_timeout=connect_timeout,
-        read_timeout=CUT,
-    )
+    proxy, pool = proxied_pool(throwaway_server, make_proxy, make_pool, user, connect_timeout)
     with cleaned(throwaway_server, user):
         session, released = abandon_while(pool, proxy.refuse)  # new connections refused, this one flows
         assert pool.get_stats()["killing"] == 1
@@ -119,16 +122,9 @@ def test_close_waits_for_a_kill_in_flight(
 ) -> None:
     """close() returns once the kills in flight ended (here: by their bound),
     so no kill is cut short by the end of the program or of its event loop."""
-    proxy = make_proxy(throwaway_server.port)
     user = f"u_cancel_close_{shell}"
-    create_user(throwaway_server, user)
     connect_timeout = 1.5
-    pool = make_pool(
-        **user_kwargs(throwaway_server, user, port=proxy.port),
-        maxsize=1,
-        connect_timeout=connect_timeout,
-        read_timeout=CUT,
-    )
+    proxy, pool = proxied_pool(throwaway_server, make_proxy, make_pool, user, connect_timeout)
     with cleaned(throwaway_server, user):
         _session, released = abandon_while(pool, proxy.blackhole)
         assert pool.get_stats()["killing"] == 1
