@@ -133,3 +133,28 @@ def test_close_waits_for_a_kill_in_flight(
         assert stats["killing"] == 0 and stats["open"] == 0 and stats["kill_failures"] == 1, stats
         assert time.monotonic() - released >= connect_timeout - CUT, "close() did not wait for the kill"
         proxy.heal(drop_stalled=True)
+
+
+def test_a_kill_into_a_frozen_server_frees_the_slot_at_its_bound(
+    fresh_server: ThrowawayMariaDB, make_pool: Callable[..., Any], shell: str
+) -> None:
+    """The server freezes (SIGSTOP) in the middle of a statement: read_timeout
+    cuts it, and the kill's side connection gets a TCP handshake but never a
+    greeting. The borrower does not wait; the slot is freed at the kill's
+    bound, a failed kill; once the server thaws, the pool works again."""
+    user = f"u_cancel_frozen_{shell}"
+    create_user(fresh_server, user)
+    connect_timeout = 1.5
+    pool = make_pool(**user_kwargs(fresh_server, user), maxsize=1, connect_timeout=connect_timeout, read_timeout=CUT)
+    try:
+        session, released = abandon_while(pool, fresh_server.pause)
+        assert pool.get_stats()["killing"] == 1
+        assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=connect_timeout + SLACK)
+        assert time.monotonic() - released >= connect_timeout - CUT, "freed before its bound without proof"
+        stats = pool.get_stats()
+        assert stats["kill_failures"] == 1 and stats["kills"] == 0 and stats["open"] == 0, stats
+    finally:
+        fresh_server.resume()
+    assert session in session_ids(fresh_server, user), "the frozen server killed it after all"
+    with pool.connection(timeout=10) as conn:
+        assert connection_id(conn) != session
