@@ -26,11 +26,13 @@ from typing import Any
 
 import pymysql
 
-from benchmarks import async_scenarios, charts, connect, report, scenarios, targets
+from benchmarks import async_scenarios, charts, connect, instructions, report, scenarios, targets
 from benchmarks.common import Check, Progress, Server, Settings, Table
 from benchmarks.peers import DEFAULT_CACHE, REPO_ROOT, Subject, discover
 
-SCENARIOS = ("overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect", "async")
+SCENARIOS = (
+    "overhead", "query", "roundtrips", "contention", "bookkeeping", "memory", "connect", "async", "instructions"
+)  # fmt: skip
 BENCH_USER_PREFIX = "pymysqlpool_bench_"
 
 
@@ -62,10 +64,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--out",
-        default=str(REPO_ROOT / "docs" / "benchmarks.md"),
-        help="Markdown report path (PNG charts go to img/ beside it)",
+        help="Markdown report path (PNG charts go to img/ beside it); default docs/benchmarks.md",
     )
     p.add_argument("--no-out", action="store_true", help="print tables only, write no files")
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="with --quick: rewrite docs/benchmarks.md and its charts anyway (a quick run prints tables only)",
+    )
     p.add_argument("--host", default=env("PYMYSQLPOOL_BENCH_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("PYMYSQLPOOL_BENCH_PORT", "3306")))
     p.add_argument(
@@ -87,6 +93,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p.parse_args(argv)
+
+
+def output_path(args: argparse.Namespace) -> Path | None:
+    """Where the report goes, if anywhere: a quick run's 1-second numbers never
+    replace the tracked docs/benchmarks.md unless --write-docs (or --out) says so."""
+    if args.no_out:
+        return None
+    if args.out:
+        return Path(args.out)
+    if args.quick and not args.write_docs:
+        return None
+    return REPO_ROOT / "docs" / "benchmarks.md"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -265,6 +283,14 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
                 r7 = connect.run_connect(ctx)
                 c = connect.connect_checks(r7)
                 emit(connect.connect_tables(r7, c), c)
+            elif name == "instructions":
+                if not instructions.available():
+                    say("valgrind is not installed: skipped")
+                    continue
+                n1, n2 = (300, 1300) if args.quick else (1000, 5000)
+                r9 = instructions.measure(server.kwargs(), list(instructions.BY_NAME), n1, n2, say)
+                c = instructions.checks(r9)
+                emit([instructions.table(r9, n1, n2)], c)
             elif name == "async":
                 r8 = async_scenarios.run_async(ctx)
                 async_checks = async_scenarios.checks(r8)
@@ -285,8 +311,10 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
 
     print(report.render_section(report.targets_table(checks + async_checks)) + "\n")
     print(report.summary_line(checks + async_checks))
-    if not args.no_out:
-        out = Path(args.out)
+    out = output_path(args)
+    if out is None and args.quick and not args.no_out:
+        print("quick run: tables only; --write-docs rewrites docs/benchmarks.md with these numbers", file=sys.stderr)
+    if out is not None:
         if selected == ["async"] and async_part is not None and out.exists():
             # Only the async scenario ran: replace its part, keep every other row of the report.
             out.write_text(report.splice_async(out.read_text(encoding="utf-8"), async_part), encoding="utf-8")

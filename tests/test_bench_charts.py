@@ -68,3 +68,34 @@ def test_without_matplotlib_nothing_is_written(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     assert charts.write(tmp_path / "b.md", _subjects(), _timing(), _timing(), _contention()) == []
     assert not (tmp_path / "img").exists()
+
+
+def test_quick_run_leaves_the_tracked_report_alone() -> None:
+    """1-second numbers never replace docs/benchmarks.md and its charts unless asked."""
+    from benchmarks.run import REPO_ROOT, output_path, parse_args
+
+    tracked = REPO_ROOT / "docs" / "benchmarks.md"
+    assert output_path(parse_args(["--quick"])) is None
+    assert output_path(parse_args(["--quick", "--write-docs"])) == tracked
+    assert output_path(parse_args(["--quick", "--out", "/tmp/b.md"])) == Path("/tmp/b.md")
+    assert output_path(parse_args([])) == tracked  # a full run writes the report, as before
+    assert output_path(parse_args(["--write-docs", "--no-out"])) is None
+
+
+def test_every_axis_says_which_way_is_better_and_the_floor_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: dict[str, tuple[str, list[str]]] = {}
+
+    def record(plt: Any, path: Path, title: str, xlabel: str, panels: Any, ours: Any, log: bool) -> None:
+        drawn[path.name] = (xlabel, [name for _, bars in panels for name, _ in bars])
+
+    monkeypatch.setattr(charts, "_draw", record)
+    raw = Subject("raw", "raw PyMySQL (no pool)", "1", lambda kwargs, size: None, is_pool=False)
+    timing = TimingResult(cycles=10, rounds=3, samples={"raw": [0.1] * 3, "peer": [90.0] * 3, "ours": [1.0] * 3})
+    charts.write(tmp_path / "b.md", [raw, *_subjects()], timing, timing, _contention())
+    assert len(drawn) == 5
+    for xlabel, _ in drawn.values():
+        assert "lower is better" in xlabel or "higher is better" in xlabel
+    assert drawn["bench-overhead.png"][1][0] == charts.FLOOR_LABEL  # not "raw PyMySQL": it times the loop
+    assert drawn["bench-query.png"][1][0] == "raw PyMySQL (no pool)"  # there it runs the query

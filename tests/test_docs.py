@@ -51,3 +51,31 @@ def test_stats_reference_lists_every_key() -> None:
     text = (ROOT / "docs" / "stats.md").read_text()
     missing = [key for key in [*GAUGES, *COUNTERS] if f"`{key}`" not in text]
     assert not missing, f"docs/stats.md does not describe {missing}"
+
+
+def test_readme_connect_cost_agrees_with_the_benchmark() -> None:
+    """The README's "~N ms PyMySQL spends ... on every connect" is the measured row of docs/benchmarks.md."""
+    import re
+
+    claimed = re.search(r"~(\d+) ms PyMySQL 1\.2 spends building a TLS context", (ROOT / "README.md").read_text())
+    measured = re.search(
+        r"^\| raw PyMySQL, defaults \(TLS context per connect\)\s*\|\s*([\d.]+)",
+        (ROOT / "docs" / "benchmarks.md").read_text(),
+        re.M,
+    )
+    assert claimed and measured, "the README claim or the benchmark row moved"
+    assert abs(float(claimed.group(1)) - float(measured.group(1))) <= 0.25 * float(measured.group(1))
+
+
+def test_readme_signature_lists_every_pool_parameter() -> None:
+    import inspect
+    import re
+
+    from pymysqlpool import ConnectionPool
+
+    text = (ROOT / "README.md").read_text()
+    signature = re.search(r"`ConnectionPool\((.*?)\)`", text, re.S)
+    assert signature is not None
+    shown = {part.split("=")[0].strip() for part in signature.group(1).replace("\n", " ").split(",")}
+    wanted = set(inspect.signature(ConnectionPool.__init__).parameters) - {"self", "connect_kwargs"}
+    assert wanted <= shown, f"README's signature omits {sorted(wanted - shown)}"

@@ -15,6 +15,7 @@ from .compat import ConnectionPoolSingleton
 from .connection import PooledConnection
 from .cursors import Cursor, DictCursor
 from .errors import (
+    ConnectionLeakWarning,
     ConnectionReturnedError,
     GetConnectionFromPoolError,
     PoolClosed,
@@ -48,6 +49,7 @@ __all__ = [
     "AsyncPooledConnection",
     "ClusterPool",
     "Connection",
+    "ConnectionLeakWarning",
     "ConnectionPool",
     "ConnectionPoolSingleton",
     "ConnectionReturnedError",

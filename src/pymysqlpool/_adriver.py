@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
 
 import pymysql
@@ -97,8 +98,18 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
             ) from exc
 
     async def _execute_command(self, command: int, sql: Any) -> None:
+        result = self._result
+        if result is not None and (result.has_next or result.unbuffered_active):
+            await self._read_leftovers(result)  # see _driver.Connection._read_leftovers
         self._exchanging = True
         await super()._execute_command(command, sql)
+
+    async def _read_leftovers(self, result: Any) -> None:
+        if result.unbuffered_active:
+            warnings.warn("Previous unbuffered result was left incomplete", UserWarning, stacklevel=3)
+            await result._finish_unbuffered_query()
+        while self._result.has_next:
+            await self.next_result()
 
     async def next_result(self) -> Any:
         self._exchanging = True

@@ -19,6 +19,19 @@ from . import _driver
 # Keywords the pool manages itself: passing them through would break it.
 _RESERVED = {"defer_connect": "the pool opens connections itself"}
 
+# Other pools' names for what this pool calls otherwise: a TypeError says which.
+_OTHER_POOLS = {
+    "pool_size": "SQLAlchemy's; use size= (connections kept idle) and maxsize= (the most open at once)",
+    "max_overflow": "SQLAlchemy's; use maxsize= (the most open at once: pool_size + max_overflow)",
+    "pool_recycle": "SQLAlchemy's; use con_lifetime= (seconds before a connection is replaced)",
+    "pool_timeout": "SQLAlchemy's; use timeout= (seconds a borrow waits)",
+    "pool_pre_ping": "SQLAlchemy's; the pool pings a connection idle longer than validation_interval= (seconds)",
+    "max_lifetime": "psycopg_pool's; use con_lifetime= (seconds before a connection is replaced)",
+    "minsize": "aiomysql's; use pre_create_num= (opened at start) and size= (kept idle)",
+    "min_size": "psycopg_pool's; use pre_create_num= (opened at start) and size= (kept idle)",
+    "max_size": "psycopg_pool's; use maxsize=",
+}
+
 # PyMySQL's own bound on connect_timeout (one year). Used for every socket
 # timeout: socket.settimeout() overflows a little above 9.2e9 s.
 _MAX_SOCKET_TIMEOUT = 31_536_000
@@ -307,10 +320,11 @@ def build(
     connection_factory: Any,
     connect_kwargs: Dict[str, Any],
 ) -> PoolConfig:
-    if "max_size" in connect_kwargs:
-        raise TypeError("ConnectionPool() has no argument 'max_size': use maxsize=")
-    if "min_size" in connect_kwargs:
-        raise TypeError("ConnectionPool() has no argument 'min_size': use pre_create_num= (and size=)")
+    for key, hint in _OTHER_POOLS.items():
+        if key in connect_kwargs:
+            raise TypeError(f"ConnectionPool() has no argument {key!r} ({hint})")
+    if isinstance(size, str) and "://" in size:
+        raise TypeError("ConnectionPool() takes no URL (its first argument is size): use ConnectionPool.from_url(url)")
     for key, why in _RESERVED.items():
         if key in connect_kwargs:
             raise TypeError(f"ConnectionPool() does not take {key!r}: {why}")

@@ -34,6 +34,7 @@ import os
 import random
 import time
 import traceback
+import warnings
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Union
 
@@ -43,12 +44,20 @@ from ._lifecycle import Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
-from .errors import PoolClosed, PoolTimeout, TooManyRequests
+from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, TooManyRequests
 from .stats import Counters, Number
 
 logger = logging.getLogger("pymysqlpool")
 
 _monotonic = time.monotonic
+# A borrow that times out while every connection has been lent this long hints at leak_timeout.
+_LEAK_HINT_AFTER = 60.0
+
+
+def _leak_warning(message: str) -> None:
+    """Logged, and warned (visible by default, filterable by category)."""
+    logger.warning("%s", message)
+    warnings.warn(message, ConnectionLeakWarning, stacklevel=2)
 _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 _BACKOFF_FIRST = 0.05
@@ -474,6 +483,7 @@ class PoolCore:
             raise PoolTimeout(
                 f"pool {self.name!r}: no connection available within"
                 f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
+                + self._leak_hint()
             )
         if waiter.error is not None:
             raise waiter.error
@@ -1250,11 +1260,9 @@ class PoolCore:
                 if slot.borrow_stack
                 else " (set leak_timeout to log where it was borrowed)"
             )
-            logger.warning(
-                "pool %r: a borrowed connection was garbage-collected without being returned;"
-                " closing it (its transaction is rolled back by the server)%s",
-                self.name,
-                where,
+            _leak_warning(
+                f"pool {self.name!r}: a borrowed connection was garbage-collected without being returned;"
+                f" closing it (its transaction is rolled back by the server){where}"
             )
             return slot
 
@@ -1422,6 +1430,20 @@ class PoolCore:
         yield from self._retire_plan(now)
         yield from self._keepalive_plan(now)
 
+    def _leak_hint(self) -> str:
+        """For a borrow that timed out: if every connection has been lent for
+        minutes and nothing tracks borrows, say how to find the holders."""
+        if self._config.leak_timeout is not None:
+            return ""
+        now = _monotonic()
+        held = [now - slot.borrowed_at for slot in list(self._slots) if slot.state == OUT]
+        if len(held) < self._maxsize or min(held) < _LEAK_HINT_AFTER:
+            return ""
+        return (
+            f"; every connection has been borrowed for {min(held):.0f} s or more: if some are never"
+            " given back, leak_timeout= logs where each was borrowed"
+        )
+
     def _report_leaks(self, now: float) -> None:
         limit = self._config.leak_timeout
         if limit is None:
@@ -1435,12 +1457,9 @@ class PoolCore:
                     slot.leak_reported = True
                     late.append(slot)
         for slot in late:
-            logger.warning(
-                "pool %r: a connection has been borrowed for %.1f s (leak_timeout=%s); borrowed at:\n%s",
-                self.name,
-                now - slot.borrowed_at,
-                limit,
-                slot.borrow_stack or "(stack not recorded)",
+            _leak_warning(
+                f"pool {self.name!r}: a connection has been borrowed for {now - slot.borrowed_at:.1f} s"
+                f" (leak_timeout={limit}); borrowed at:\n{slot.borrow_stack or '(stack not recorded)'}"
             )
         if late:
             with self._lock:  # counted once logged, so a reader of the stats finds the record

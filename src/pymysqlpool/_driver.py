@@ -12,8 +12,9 @@ import inspect
 import select
 import socket
 import time
+import warnings
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Type
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type
 
 import pymysql
 import pymysql.connections
@@ -82,8 +83,24 @@ class Connection(pymysql.connections.Connection):
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
 
     def _execute_command(self, command: int, sql: Any) -> None:
+        result = self._result  # type: ignore[attr-defined]  # not in the stubs
+        if result is not None and (result.has_next or result.unbuffered_active):
+            self._read_leftovers(result)
         self._exchanging = True
         super()._execute_command(command, sql)  # type: ignore[misc]
+
+    def _read_leftovers(self, result: Any) -> None:
+        # PyMySQL reads what the last answer left unread before it sends the
+        # next command, through next_result(), whose end clears the mid-answer
+        # mark: an interrupt after the new command was sent would then leave
+        # its answer on the wire under a connection marked clean, and the next
+        # borrower would read it. Read the leftovers here, as PyMySQL would,
+        # before marking the new exchange.
+        if result.unbuffered_active:
+            warnings.warn("Previous unbuffered result was left incomplete", UserWarning, stacklevel=3)
+            result._finish_unbuffered_query()
+        while self._result.has_next:  # type: ignore[attr-defined]
+            self.next_result()
 
     def next_result(self, unbuffered: bool = False) -> Any:
         self._exchanging = True
@@ -218,23 +235,75 @@ class WriteTrackingConnection(Connection):
 
     The session asks the server to report changes of ``last_gtid`` (and
     nothing else); the server then flags the OK packet of every statement that
-    wrote a transaction to the binary log. ``wrote`` stays True until cleared.
-    See :func:`track_writes`.
+    wrote a transaction to the binary log, and carries the transaction's GTID
+    in it. ``gtid_hook`` (if set) gets that GTID at once, at the COMMIT, not
+    when the connection is returned; ``wrote`` is set instead when no hook
+    took it (a caller must then read the position itself). Every answer is
+    watched: ``query``, ``next_result`` (a CALL or a multi-statement whose
+    write is not the first result) and the bare OK packets of ``commit()``.
     """
 
     wrote = False
     sync_wait_on = False  # a session setting the borrower's pool must undo on return
+    gtid_hook: Optional[Callable[[str], bool]] = None  # True if it took the GTID
 
-    def query(self, sql: Any, unbuffered: bool = False) -> int:
-        result: int = super().query(sql, unbuffered)
+    def _read_query_result(self, unbuffered: bool = False) -> Any:
+        affected = super()._read_query_result(unbuffered)
         if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
-            self.wrote = True
-        return result
+            self._wrote(getattr(self._result, "message", None))  # type: ignore[attr-defined]
+        return affected
 
-    def commit(self) -> None:
-        super().commit()
+    def _read_ok_packet(self) -> Any:
+        ok = super()._read_ok_packet()
         if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
-            self.wrote = True
+            self._wrote(getattr(ok, "message", None))
+        return ok
+
+    def _wrote(self, message: Optional[bytes]) -> None:
+        gtid = last_gtid(message) if message else None
+        hook = self.gtid_hook
+        pending, self.wrote = self.wrote, True  # an interrupt inside the hook leaves the write to the return
+        if gtid is not None and hook is not None and hook(gtid):
+            self.wrote = pending
+
+
+def _lenenc(data: bytes, at: int) -> Tuple[int, int]:
+    """A length-encoded integer of the protocol at ``data[at]``: (value, next offset)."""
+    first = data[at]
+    if first < 0xFB:
+        return first, at + 1
+    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first)
+    if size is None:
+        raise ValueError("not a length-encoded integer")
+    return int.from_bytes(data[at + 1 : at + 1 + size], "little"), at + 1 + size
+
+
+def last_gtid(message: bytes) -> Optional[str]:
+    """The ``last_gtid`` an OK packet's session-state block reports, else None.
+
+    ``message`` is what PyMySQL keeps after the status and warning count: the
+    info string (length-encoded) then the session-state block (length-encoded),
+    a list of (type, length-encoded data); type 0 (system variable) holds a
+    length-encoded name and value. Anything malformed gives None.
+    """
+    try:
+        size, at = _lenenc(message, 0)
+        at += size  # the human-readable info
+        size, at = _lenenc(message, at)
+        end = at + size
+        while at < end:
+            kind = message[at]
+            size, at = _lenenc(message, at + 1)
+            entry, at = message[at : at + size], at + size
+            if kind == 0:
+                length, pos = _lenenc(entry, 0)
+                name = entry[pos : pos + length]
+                length, pos = _lenenc(entry, pos + length)
+                if name == b"last_gtid":
+                    return entry[pos : pos + length].decode("ascii") or None
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+    return None
 
 
 _TRACK_LAST_GTID = (
@@ -262,6 +331,8 @@ def connect_tracking_writes(
     except BaseException:
         close(raw)
         raise
+    # The handshake's own settings (autocommit, charset) were flagged as changes.
+    raw.wrote = False  # type: ignore[attr-defined]  # connect() is typed for the base class
     return raw
 
 
@@ -454,6 +525,12 @@ def _reset_session(raw: Any, autocommit: bool) -> None:
             raw.commit()
     raw.autocommit_mode = autocommit
     raw._send_autocommit_mode()
+    if isinstance(raw, WriteTrackingConnection):
+        # The reset restored the server's default session tracking: ask for last_gtid again,
+        # and forget what the statements above flagged (charset, autocommit are tracked by default).
+        with raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute(_TRACK_LAST_GTID)
+        raw.wrote = False
 
 
 def ping(raw: Any, timeout: Optional[float] = None) -> None:
@@ -558,3 +635,12 @@ def error_code(exc: BaseException) -> int:
     if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return 0
+
+
+def fetch_one(raw: Any, sql: str, args: Any = None, timeout: Optional[float] = None) -> Any:
+    """Run one statement and return its first row; no socket wait lasts
+    longer than ``timeout`` seconds (a frozen server then fails with 2013
+    and the connection is closed)."""
+    with _bounded(raw, timeout), raw.cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pymysql.cursors
 
-__all__ = ["GALERA", "REPLICATION", "NodeFacts", "Routing", "probe", "role_of", "route"]
+__all__ = [
+    "GALERA",
+    "REPLICATION",
+    "History",
+    "NodeFacts",
+    "Routing",
+    "includes",
+    "parse_gtid",
+    "probe",
+    "role_of",
+    "route",
+]
 
 REPLICATION = "replication"
 GALERA = "galera"
@@ -49,14 +60,16 @@ class NodeFacts:
     lag: Optional[float] = None  # Seconds_Behind_Master (worst source); None when unknown
     last_error: str = ""
     answer_ms: float = 0.0
+    identity: str = ""  # @@hostname:@@port:@@datadir: the same server reached by two addresses
 
 
 def probe(raw: Any) -> NodeFacts:
     """Ask a server what it is. ``raw`` is a PyMySQL connection with short timeouts."""
     started = time.monotonic()
     with raw.cursor(pymysql.cursors.Cursor) as cur:
-        cur.execute("SELECT @@read_only, @@server_id, @@gtid_binlog_pos, @@wsrep_on")
-        read_only, server_id, gtid, wsrep_on = cur.fetchone()
+        cur.execute("SELECT @@read_only, @@server_id, @@gtid_binlog_pos, @@wsrep_on, @@hostname, @@port, @@datadir")
+        read_only, server_id, gtid, wsrep_on, hostname, port, datadir = cur.fetchone()
+    identity = f"{hostname}:{port}:{datadir}:{server_id}"
     galera = bool(int(wsrep_on or 0))
     if galera:
         with raw.cursor(pymysql.cursors.Cursor) as cur:
@@ -75,6 +88,7 @@ def probe(raw: Any) -> NodeFacts:
             wsrep_cluster_status=status.get("wsrep_cluster_status", ""),
             wsrep_cluster_size=int(status.get("wsrep_cluster_size") or 0),
             answer_ms=(time.monotonic() - started) * 1000.0,
+            identity=identity,
         )
     with raw.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute("SHOW ALL SLAVES STATUS")
@@ -94,6 +108,7 @@ def probe(raw: Any) -> NodeFacts:
         lag=None if not rows or None in lags else float(max(lags)),
         last_error="; ".join(e for e in errors if e),
         answer_ms=(time.monotonic() - started) * 1000.0,
+        identity=identity,
     )
 
 
@@ -138,8 +153,12 @@ def route(
     galera_writer: str = "single",
     read_fallback_to_primary: bool = True,
     current_writer: Optional[int] = None,
+    suspects: Mapping[int, str] = {},
 ) -> Routing:
-    """Decide the routing from every node's latest findings (None: not answering)."""
+    """Decide the routing from every node's latest findings (None: not answering).
+
+    ``suspects``: replication nodes that may not take writes whatever they
+    answer now, with the evidence (see :class:`History`)."""
     roles = [role_of(f) for f in facts]
     galera = any(f is not None and f.galera for f in facts)
     if galera:
@@ -162,8 +181,127 @@ def route(
         nodes = ", ".join(f"#{i}" for i in primaries)
         problem = f"split brain: nodes {nodes} all have read_only=0; writes are refused until all but one are demoted"
         return Routing(REPLICATION, (), fresh, problem, split_brain=True)
+    if primaries and primaries[0] in suspects:
+        return Routing(REPLICATION, (), fresh, f"split brain: {suspects[primaries[0]]}", split_brain=True)
     if not primaries:
         # Nothing newer than what the replicas hold exists anywhere: they serve reads.
         return Routing(REPLICATION, (), fresh or tuple(replicas), "no primary (no node with read_only=0)")
     readers = fresh or (primaries if read_fallback_to_primary else ())
     return Routing(REPLICATION, primaries, readers)
+
+
+Position = Dict[int, Tuple[int, int]]  # GTID domain -> (server_id, sequence number)
+
+
+def parse_gtid(text: str) -> Position:
+    """``"0-1-100,1-2-5"`` -> {0: (1, 100), 1: (2, 5)}; ValueError if it is not a GTID list."""
+    pos: Position = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        domain, server, seq = (int(x) for x in part.split("-"))
+        pos[domain] = (server, seq)
+    return pos
+
+
+def includes(pos: Position, other: Position) -> bool:
+    """True if ``pos`` is at or past ``other`` in every domain of ``other``:
+    a higher sequence number, or the same one from the same server (the same
+    transaction). Equal sequence numbers from different servers are two
+    histories, not one."""
+    for domain, (server, seq) in other.items():
+        mine = pos.get(domain)
+        if mine is None or mine[1] < seq or (mine[1] == seq and mine[0] != server):
+            return False
+    return True
+
+
+def show_gtid(pos: Position) -> str:
+    return ",".join(f"{d}-{s}-{q}" for d, (s, q) in sorted(pos.items())) or "(empty)"
+
+
+class History:
+    """What the routing must remember between probe rounds (no I/O).
+
+    - The last GTID position each node answered with: a node that stops
+      answering keeps its last known position (a missed probe is evidence
+      of nothing, least of all that its writes are gone).
+    - Suspects: replication nodes that may have diverged. A node becomes one
+      when it is seen with ``read_only=0`` together with another (split
+      brain), or when it comes back writable after not answering while
+      another node was the writer. A suspect takes no writes until either
+      (a) it is seen replicating (demoted and re-attached), or (b) its own
+      ``@@gtid_binlog_pos`` includes (see :func:`includes`) the last known
+      position of every other node.
+    - Duplicates: two addresses that reach the same server (same
+      ``@@hostname``, ``@@port``, ``@@datadir`` and ``@@server_id``); the
+      later one is left out of the routing.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.positions: List[Optional[Position]] = [None] * count
+        self.suspects: Dict[int, str] = {}  # node -> why (as first seen)
+        self.duplicates: Dict[int, int] = {}  # node -> the earlier node it is the same server as
+        self.writer: Optional[int] = None  # the last node routing trusted with writes
+        self._answered: List[bool] = [False] * count
+
+    def update(self, facts: Sequence[Optional[NodeFacts]]) -> List[Optional[NodeFacts]]:
+        """Take a round of findings; returns them with duplicates left out (None)."""
+        seen: Dict[str, int] = {}
+        kept: List[Optional[NodeFacts]] = list(facts)
+        for i, f in enumerate(facts):
+            if f is None or not f.identity:
+                continue
+            first = seen.setdefault(f.identity, i)
+            if first != i:
+                self.duplicates[i] = first
+                kept[i] = None
+            else:
+                self.duplicates.pop(i, None)
+        if any(f is not None and f.galera for f in kept):
+            self.suspects.clear()
+            return kept
+        roles = [role_of(f) for f in kept]
+        for i, f in enumerate(kept):
+            if f is not None:
+                try:
+                    self.positions[i] = parse_gtid(f.gtid)
+                except ValueError:
+                    pass
+        primaries = [i for i, r in enumerate(roles) if r == PRIMARY]
+        if len(primaries) > 1:
+            for i in primaries:
+                others = ", ".join(f"#{j}" for j in primaries if j != i)
+                self.suspects.setdefault(i, f"#{i} was writable (read_only=0) at the same time as {others}")
+        writer = self.writer
+        for i in primaries:
+            # Back writable after not answering, while another node took the writes.
+            if not self._answered[i] and writer is not None and writer != i and i not in self.suspects:
+                self.suspects[i] = f"#{i} came back writable while #{writer} was the primary"
+        for i in list(self.suspects):
+            f = kept[i]
+            if f is not None and f.replicating:
+                del self.suspects[i]  # demoted and re-attached: it follows a primary now
+            elif roles[i] == PRIMARY and len(primaries) == 1 and not self._behind(i):
+                del self.suspects[i]
+        self._answered = [f is not None for f in kept]
+        return kept
+
+    def _behind(self, index: int) -> List[int]:
+        """The nodes whose last known position ``index``'s does not include."""
+        mine = self.positions[index]
+        if mine is None:
+            return [j for j, p in enumerate(self.positions) if p is not None and j != index]
+        return [j for j, p in enumerate(self.positions) if j != index and p is not None and not includes(mine, p)]
+
+    def evidence(self, index: int) -> str:
+        """Why a suspect takes no writes, with the GTID positions compared."""
+        mine = self.positions[index]
+        behind = ", ".join(f"#{j}'s {show_gtid(self.positions[j] or {})}" for j in self._behind(index))
+        return (
+            f"{self.suspects[index]}; its @@gtid_binlog_pos {show_gtid(mine or {})} does not include"
+            f" {behind or 'every other node'} (last known): writes are refused until it does, or until"
+            " it is demoted and replicates again"
+        )
+
+    def blocked(self) -> Dict[int, str]:
+        """Suspects and why, for :func:`route`."""
+        return {i: self.evidence(i) for i in self.suspects}

@@ -22,11 +22,13 @@ import inspect
 import logging
 import threading
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Set, Type
+from typing import Any, Callable, List, NoReturn, Optional, Set, Type
 
 from . import _adriver
-from ._config import build, resolve
+from ._config import build, describe, resolve
 from ._core import (
     CHECK,
     CLOSE,
@@ -49,7 +51,7 @@ from ._slot import HELD, Slot
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed
-from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
+from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -57,6 +59,10 @@ logger = logging.getLogger("pymysqlpool")
 
 _running_loop = asyncio.get_running_loop
 _FOREVER = 1e9  # seconds: longer waits need no timer
+_ASYNC_POOL_IN_WITH = (
+    "AsyncConnectionPool is the asyncio pool: use 'async with', not 'with'"
+    " (for threads, pymysqlpool.ConnectionPool takes 'with')"
+)
 
 
 class TaskWaiter(Waiter):
@@ -331,6 +337,16 @@ class AsyncConnectionPool(PoolCore):
         back when the block ends (rolled back if it raised)."""
         return _Borrowing(self, timeout)
 
+    @asynccontextmanager
+    async def transaction(self, timeout: Optional[float] = None) -> AsyncIterator[AsyncPooledConnection]:
+        """``async with pool.transaction() as conn:`` -- BEGIN; COMMIT when the
+        block ends, ROLLBACK if it raised or was cancelled (``pool.connection()``
+        never commits: with ``autocommit=False`` its work is rolled back on return)."""
+        async with _Borrowing(self, timeout) as conn:
+            await conn.begin()
+            yield conn
+            await conn.commit()
+
     async def _acquire(self, timeout: Optional[float], force_check: bool) -> AsyncPooledConnection:
         if timeout is not None:
             build_seconds("timeout", timeout)
@@ -352,6 +368,8 @@ class AsyncConnectionPool(PoolCore):
             slot = await self._run(self._borrow_plan(first, timeout, force))
             assert slot is not None
             return AsyncPooledConnection(self, slot)
+        except DriverError as exc:  # the connect failed: say where, without the plan machinery
+            raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
             if slot is not None:
                 self._abandon(slot)
@@ -467,6 +485,12 @@ class AsyncConnectionPool(PoolCore):
             await asyncio.sleep(min(0.01, max(deadline - loop.time(), 0.0)))  # bounded by the deadline
         return self._interrupt_late(grace)
 
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_ASYNC_POOL_IN_WITH)
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
+        pass
+
     async def __aenter__(self) -> AsyncConnectionPool:
         """Open the pool and make ``pre_create_num`` connections; the first
         connect error is raised (and the pool closed)."""
@@ -478,8 +502,10 @@ class AsyncConnectionPool(PoolCore):
         if self._start():
             try:
                 await self._prefill()
-            except BaseException:
+            except BaseException as exc:
                 await self.close()
+                if isinstance(exc, DriverError):  # as a borrow's: where, without the plan machinery
+                    raise connect_failed(exc, self.name, describe(self._config)) from exc
                 raise
         self._ensure_maintenance()
         return self
@@ -628,6 +654,12 @@ class _Borrowing:
     async def __aenter__(self) -> AsyncPooledConnection:
         self._conn = await self._pool.get_conn(self._timeout)
         return self._conn
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_ASYNC_POOL_IN_WITH)
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
+        pass
 
     async def __aexit__(
         self,

@@ -18,11 +18,10 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
-from urllib.parse import unquote, urlsplit
 
 import pymysql
 
-from . import _driver, _topology
+from . import _driver, _topology, _urls
 from .connection import PooledConnection
 from .errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, SplitBrainError
 from .pool import ConnectionPool
@@ -34,39 +33,25 @@ logger = logging.getLogger("pymysqlpool")
 _monotonic = time.monotonic
 _BACKOFF_CAP = 2.0  # longest pause between probes of a node that does not answer
 _CAUSAL_WAIT = 1.0  # longest MASTER_GTID_WAIT before a causal read goes to the primary
+_CLIENT_SLACK = 0.25  # a server-side wait's answer may take this much longer to arrive
 
 Host = Tuple[str, int]
 
 
 def parse_cluster_url(url: str) -> Tuple[Dict[str, Any], List[Host]]:
-    """``mysql://user:pw@h1:p1,h2:p2/db`` -> (connect keywords, [(host, port), ...])."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
-        raise ValueError(f"cluster URL must start with mysql://, got {parts.scheme!r}://")
-    netloc = parts.netloc
-    userinfo, _, hostlist = netloc.rpartition("@")
-    kwargs: Dict[str, Any] = {}
-    if userinfo:
-        user, colon, password = userinfo.partition(":")
-        kwargs["user"] = unquote(user)
-        if colon:
-            kwargs["password"] = unquote(password)
-    hosts: List[Host] = []
-    for item in hostlist.split(","):
-        host, colon, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
-        if not host:
-            raise ValueError(f"cluster URL has an empty host in {hostlist!r}")
-        try:
-            number = int(port) if colon else 3306
-        except ValueError:
-            raise ValueError(f"cluster URL has a bad port {port!r}") from None
-        if not 0 < number < 65536:
-            raise ValueError(f"cluster URL has a bad port {number}")
-        hosts.append((unquote(host), number))
-    path = parts.path.lstrip("/")
-    if path:
-        kwargs["database"] = unquote(path)
-    return kwargs, hosts
+    """``mysql://user:pw@h1:p1,h2:p2/db?charset=...`` -> (keywords, [(host, port), ...]).
+
+    The rules of every URL of this package (``_urls``); query parameters are
+    connection and pool keywords, others are refused."""
+    parsed = _urls.parse(url, query_keys=_URL_KEYS, what="cluster URL")
+    return parsed.connect_kwargs(), parsed.hosts
+
+
+_URL_KEYS = _urls.CONNECT_QUERY_KEYS | _urls.POOL_QUERY_KEYS
+_PROBE_TIMEOUT_MAX = 60.0  # a probe that may wait longer than this would hide a dead node for minutes
+# Errors no other node and no retry can fix: the account or the database is wrong.
+_CONFIG_ERRORS = frozenset({1045, 1044, 1049, 1698, 1251})
+_NO_MONITOR_PRIVILEGE = 1227  # SHOW ALL SLAVES STATUS without SLAVE MONITOR / SUPER
 
 
 _base_release = ConnectionPool.release
@@ -82,7 +67,10 @@ class _NodePool(ConnectionPool):
     def _dial(self, kwargs: Any, limit: float) -> Any:
         # Connections that report their writes (causal reads), with the
         # pool's TLS contexts and its keep-alive below the node's wait_timeout.
-        return _driver.connect_tracking_writes(kwargs, limit, self._tls)
+        raw = _driver.connect_tracking_writes(kwargs, limit, self._tls)
+        if isinstance(raw, _TRACKED):
+            raw.gtid_hook = self._node.cluster._took_gtid  # the position is known at the COMMIT
+        return raw
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         raw = conn._raw
@@ -131,6 +119,8 @@ class _Node:
         self.probed_at: Optional[float] = None
         self.wrong_node_errors = 0
         self.gone_errors = 0
+        self.config_error: Optional[BaseException] = None  # the probe met 1045/1044/1049/1227
+        self.duplicate_of: Optional[int] = None  # the earlier node that is the same server
 
 
 class ClusterPool:
@@ -154,15 +144,17 @@ class ClusterPool:
         read_fallback_to_primary: bool = True,
         galera_writer: str = "single",
         balance: str = "least_borrowed",
+        require_all_nodes: bool = False,
         **pool_kwargs: Any,
     ) -> None:
+        # Every argument is checked before any connection is opened.
         url_kwargs: Dict[str, Any] = {}
         url_hosts: List[Host] = []
         if url is not None:
             url_kwargs, url_hosts = parse_cluster_url(url)
         if hosts is not None and url_hosts:
             raise TypeError("give the nodes once: in the URL or as hosts=, not both")
-        nodes = _hosts(hosts) if hosts is not None else url_hosts
+        nodes = _urls.parse_hosts(hosts) if hosts is not None else url_hosts
         if not nodes:
             raise ValueError("ClusterPool needs at least one node (a URL or hosts=)")
         if len(set(nodes)) != len(nodes):
@@ -175,12 +167,19 @@ class ClusterPool:
         if not 0 < interval <= 1.0:
             raise ValueError(f"probe_interval must be > 0 and <= 1 second, got {probe_interval}")
         self._probe_interval = interval
-        self._probe_timeout = _seconds("probe_timeout", probe_timeout) or 1.0
+        probe_limit = _seconds("probe_timeout", probe_timeout)
+        if not 0 < probe_limit <= _PROBE_TIMEOUT_MAX:
+            raise ValueError(f"probe_timeout must be > 0 and <= {_PROBE_TIMEOUT_MAX:g} seconds, got {probe_timeout!r}")
+        self._probe_timeout = probe_limit
         if galera_writer not in ("single", "spread"):
             raise ValueError(f"galera_writer must be 'single' or 'spread', got {galera_writer!r}")
         if balance not in ("least_borrowed", "round_robin"):
             raise ValueError(f"balance must be 'least_borrowed' or 'round_robin', got {balance!r}")
-        for flag, value in (("causal", causal), ("read_fallback_to_primary", read_fallback_to_primary)):
+        for flag, value in (
+            ("causal", causal),
+            ("read_fallback_to_primary", read_fallback_to_primary),
+            ("require_all_nodes", require_all_nodes),
+        ):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be True or False, got {value!r}")
         self._causal = causal
@@ -192,20 +191,6 @@ class ClusterPool:
         base = str(kwargs.pop("pool_name", None) or kwargs.pop("name", None) or "cluster")
         self.name = base
         self._connect_kwargs = {k: v for k, v in kwargs.items() if k in _driver.CONNECT_PARAMETERS}
-        self._nodes: List[_Node] = []
-        try:
-            for index, (host, port) in enumerate(nodes):
-                pool = _NodePool(pool_name=f"{base}/{host}:{port}", host=host, port=port, **kwargs)
-                node = _Node(self, index, host, port, pool)
-                pool._node = node
-                pool.add_events(_NodeEvents(node))
-                self._nodes.append(node)
-        except BaseException:
-            for node in self._nodes:
-                node.pool.close()
-            raise
-        self._pools = frozenset(n.pool for n in self._nodes)
-        self._timeout = self._nodes[0].pool.timeout
         # The routing, published by the monitor (replaced whole, read without a lock).
         self._routing = _topology.Routing(_topology.UNKNOWN, (), (), "not probed yet")
         self._writers: Tuple[_NodePool, ...] = ()
@@ -213,16 +198,51 @@ class ClusterPool:
         self._changed = threading.Condition(threading.Lock())
         self._version = 0
         self._closed = False
+        self._history = _topology.History(len(nodes))
         # Causal reads: the primary's GTID position after the last write seen.
         self._causal_lock = threading.Lock()
         self._causal_pos: Dict[int, Tuple[int, int]] = {}  # domain -> (server_id, seq)
         self._causal_text = ""
         self._causal_unknown = False  # a write whose position could not be read
         self._stats = {"causal_waits": 0, "causal_fallbacks": 0, "rerouted": 0, "write_waits": 0}
+        self._nodes: List[_Node] = []
+        try:
+            # Built closed (open=False): every node's keywords are validated before any node connects.
+            for index, (host, port) in enumerate(nodes):
+                pool = _NodePool(pool_name=f"{base}/{host}:{port}", host=host, port=port, **{**kwargs, "open": False})
+                node = _Node(self, index, host, port, pool)
+                pool._node = node
+                pool.add_events(_NodeEvents(node))
+                self._nodes.append(node)
+            for node in self._nodes:
+                self._open_node(node, require_all_nodes)
+        except BaseException:
+            for node in self._nodes:
+                node.pool.close()
+            raise
+        self._pools = frozenset(n.pool for n in self._nodes)
+        self._timeout = self._nodes[0].pool.timeout
+        self._connect_timeout = self._nodes[0].pool._config.io_timeout
         self._wake = threading.Event()
         self._first_round = threading.Event()
         self._monitor = self._start_monitor()
         _live.add(self)
+
+    def _open_node(self, node: _Node, required: bool) -> None:
+        """Open a node's pool and its ``pre_create_num`` connections. A node
+        that does not answer leaves the cluster degraded, not unusable: its
+        pool warms up in the background once the server answers (unless
+        ``require_all_nodes``). Wrong credentials or database raise."""
+        pool = node.pool
+        pool._start()
+        try:
+            pool._prefill()
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            if required or _driver.is_fatal_connect_error(exc):
+                raise
+            node.last_error = str(exc)
+            logger.warning("cluster %r: %s does not answer (%s); starting without it", self.name, node.address, exc)
+            pool._ensure_maintenance()  # warms the node up in the background once it answers
 
     def _start_monitor(self) -> threading.Thread:
         thread = threading.Thread(target=self._monitor_loop, name=f"pymysqlpool-cluster-{self.name}", daemon=True)
@@ -299,9 +319,11 @@ class ClusterPool:
         if not read_only:
             pools = self._writers
         elif causal or (causal is None and self._causal):
-            return self._borrow(True, True, timeout)
+            return self._borrow(True, True, timeout, _monotonic())
         else:
             pools = self._readers
+        started = _monotonic()
+        failure: Optional[BaseException] = None
         if timeout is None and pools:
             pool = pools[0] if len(pools) == 1 else self._pick(pools)
             try:
@@ -310,7 +332,11 @@ class ClusterPool:
                 if _driver.is_fatal_connect_error(exc):
                     raise
                 self._node_failed(pool._node, exc)
-        return self._borrow(read_only, False, timeout)
+                failure = exc
+            except PoolTimeout as exc:
+                failure = exc
+        # The quick path's time and failure count: no second full wait after it.
+        return self._borrow(read_only, False, timeout, started, failure)
 
     connection = get_conn
 
@@ -318,13 +344,19 @@ class ClusterPool:
         self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
     ) -> PooledConnection:
         """0.5.0 API: a writer, waiting up to ``retry_num * retry_interval`` seconds."""
-        return self._borrow(False, False, min(retry_num, 10) * retry_interval)
+        return self._borrow(False, False, min(retry_num, 10) * retry_interval, _monotonic())
 
     def _pick(self, pools: Tuple[_NodePool, ...]) -> _NodePool:
         # A lost update of _turn under a race only skews the balance a little.
         self._turn = turn = self._turn + 1
         count = len(pools)
         if self._round_robin:
+            # In turn, but a node whose pool is full (every connection lent) is
+            # skipped while another has room: it would only make the borrow wait.
+            for step in range(count):
+                pool = pools[(turn + step) % count]
+                if pool._open - len(pool._idle) < pool.maxsize:
+                    return pool
             return pools[turn % count]
         # Least borrowed, ties broken by a rotating start so idle nodes share the reads.
         best = pools[turn % count]
@@ -336,60 +368,86 @@ class ClusterPool:
                 best, least = pool, borrowed
         return best
 
-    def _borrow(self, read_only: bool, causal: bool, timeout: Optional[float]) -> PooledConnection:
+    def _borrow(
+        self,
+        read_only: bool,
+        causal: bool,
+        timeout: Optional[float],
+        started: float,
+        last_error: Optional[BaseException] = None,
+    ) -> PooledConnection:
         """Every borrow but the common case: waits for the role to appear,
-        steps over nodes that fail, and makes causal reads wait."""
+        steps over nodes that fail, and makes causal reads wait. Ends within
+        ``timeout`` (from ``started``) plus one node pool's connect_timeout:
+        once a node failed, no node is asked after the deadline."""
         if self._closed:
             raise PoolClosed(f"cluster {self.name!r} is closed")
         wait = self._timeout if timeout is None else _seconds("timeout", timeout)
-        deadline = _monotonic() + wait
+        deadline = started + wait
         failed: set[_NodePool] = set()
         waited = False
+        primary_only = False  # a causal read whose replica could not catch up in time
         while True:
             if self._closed:
                 raise PoolClosed(f"cluster {self.name!r} is closed")
             routing = self._routing
             version = self._version
-            pools = self._readers if read_only else self._writers
             if not read_only and routing.split_brain:
                 raise SplitBrainError(f"cluster {self.name!r}: {self._describe_problem(routing)}")
-            candidates = tuple(p for p in pools if p not in failed)
+            pools = self._writers if not read_only or primary_only else self._readers
             if causal and read_only and self._causal_unknown:
-                candidates = self._writers  # a write we could not place: only the primary is sure to have it
-            if candidates:
+                pools = self._writers  # a write we could not place: only the primary is sure to have it
+            candidates = tuple(p for p in pools if p not in failed)
+            remaining = deadline - _monotonic()
+            if candidates and (remaining > 0 or last_error is None):
                 pool = candidates[0] if len(candidates) == 1 else self._pick(candidates)
-                remaining = max(deadline - _monotonic(), 0.0)
                 try:
-                    conn = pool.get_conn(remaining)
+                    conn = pool.get_conn(max(remaining, 0.0))
                 except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
                     if _driver.is_fatal_connect_error(exc):
                         raise  # wrong password, unknown database: no other node will do better
                     self._node_failed(pool._node, exc)
                     failed.add(pool)
+                    last_error = exc
                     continue
-                except PoolTimeout:
-                    if _monotonic() >= deadline:
-                        raise
+                except PoolTimeout as exc:
                     failed.add(pool)
+                    last_error = exc
                     continue
-                if causal and read_only and not self._make_causal(pool, conn, deadline):
-                    failed.add(pool)
-                    continue
+                if causal and read_only:
+                    outcome = self._make_causal(pool, conn, deadline)
+                    if outcome is None:  # not caught up in time: the primary has every write
+                        failed.add(pool)
+                        primary_only = True
+                        last_error = PoolTimeout(f"{pool._node.address} did not catch up with the writes in time")
+                        continue
+                    if pool not in self._readers or primary_only:
+                        self._stats["causal_fallbacks"] += 1
                 if waited and not read_only:
                     self._stats["write_waits"] += 1
                 return conn
-            remaining = deadline - _monotonic()
+            fatal = self._config_error()
+            if fatal is not None:
+                raise fatal
             if remaining <= 0:
                 role = "reader (replica within max_lag or primary)" if read_only else "writer (primary)"
                 raise PoolTimeout(
                     f"cluster {self.name!r}: no {role} within {wait:.3g} s: {self._describe_problem(routing)}"
-                )
+                ) from last_error
             waited = True
             with self._changed:
                 if self._version == version:
                     self._changed.wait(min(remaining, self._probe_interval))
                 if self._version != version:
                     failed.clear()  # a new routing: every node gets another chance
+
+    def _config_error(self) -> Optional[BaseException]:
+        """An error of the account or database that a node's probe met (1045,
+        1044, 1049, a missing monitor privilege): no wait can fix it."""
+        for node in self._nodes:
+            if node.config_error is not None:
+                return node.config_error
+        return None
 
     def _problem_text(self, routing: _topology.Routing) -> str:
         """The routing's problem with node addresses instead of indexes."""
@@ -428,7 +486,8 @@ class ClusterPool:
             self._end_sync_wait(raw)
 
     def _after_write(self, node: _Node, raw: Any) -> None:
-        """A borrow wrote (or may have): remember the position it reached."""
+        """A borrow wrote, and its connection could not report the position
+        (no ``last_gtid`` tracking): read it, within connect_timeout."""
         tracked = getattr(raw, "wrote", None) is not None
         if tracked:
             raw.wrote = False
@@ -438,49 +497,57 @@ class ClusterPool:
         if not tracked and not self._causal:
             return  # a connection we cannot watch: pay the round trip only when causal reads are on
         try:
-            with raw.cursor(pymysql.cursors.Cursor) as cur:
-                cur.execute("SELECT @@gtid_binlog_pos")
-                row = cur.fetchone()
+            row = _driver.fetch_one(raw, "SELECT @@gtid_binlog_pos", timeout=self._connect_timeout)
         except BaseException as exc:
             self._causal_unknown = True  # causal reads go to the primary until a position is known again
             if not isinstance(exc, Exception):
                 _driver.force_close(raw)  # interrupted mid-answer: the session cannot be reused
                 raise
+            _driver.force_close(raw)  # a frozen server: the pool discards it as broken
             logger.info("cluster %r: could not read the GTID after a write on %s: %s", self.name, node.address, exc)
             return
-        self._merge_position(str(row[0] or "") if row else "")
+        if not self._took_gtid(str(row[0] or "") if row else ""):
+            self._causal_unknown = True
 
-    def _merge_position(self, text: str) -> None:
+    def _took_gtid(self, text: str) -> bool:
+        """Merge a GTID position (a COMMIT's ``last_gtid``, or a primary's
+        ``@@gtid_binlog_pos``) into what causal reads wait for: the highest
+        sequence number per domain. False if ``text`` is not a GTID list."""
+        try:
+            seen = _topology.parse_gtid(text)
+        except ValueError:
+            return False
         with self._causal_lock:
             pos = dict(self._causal_pos)
-            for part in filter(None, (p.strip() for p in text.split(","))):
-                domain, server, seq = (int(x) for x in part.split("-"))
+            for domain, (server, seq) in seen.items():
                 if domain not in pos or seq > pos[domain][1]:
                     pos[domain] = (server, seq)
             self._causal_pos = pos
-            self._causal_text = ",".join(f"{d}-{s}-{q}" for d, (s, q) in sorted(pos.items()))
+            self._causal_text = _topology.show_gtid(pos) if pos else ""
             self._causal_unknown = False
+        return True
 
-    def _make_causal(self, pool: _NodePool, conn: PooledConnection, deadline: float) -> bool:
-        """Wait until the borrowed node holds every write seen so far; False
-        (connection given back) when it cannot in time."""
+    def _make_causal(self, pool: _NodePool, conn: PooledConnection, deadline: float) -> Optional[bool]:
+        """Wait until the borrowed node holds every write seen so far. None
+        (connection given back) when it cannot in time. The server waits at
+        most 1 s and half of what is left of the borrow (the other half is the
+        primary's, to fall back to); the client at most 0.25 s longer (a
+        frozen node fails with 2013 and its connection is dropped)."""
         node = pool._node
         facts = node.facts
         raw = conn._raw
+        remaining = max(deadline - _monotonic(), 0.0)
         try:
             if facts is not None and facts.galera:
-                with raw.cursor(pymysql.cursors.Cursor) as cur:
-                    cur.execute("SET SESSION wsrep_sync_wait=1")
+                _driver.fetch_one(raw, "SET SESSION wsrep_sync_wait=1", timeout=remaining + _CLIENT_SLACK)
                 raw.sync_wait_on = True
                 return True
             target = self._causal_text
             if not target or pool in self._writers:
                 return True
             self._stats["causal_waits"] += 1
-            limit = max(min(deadline - _monotonic(), _CAUSAL_WAIT), 0.0)
-            with raw.cursor(pymysql.cursors.Cursor) as cur:
-                cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (target, limit))
-                row = cur.fetchone()
+            limit = min(remaining / 2, _CAUSAL_WAIT)
+            row = _driver.fetch_one(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", (target, limit), limit + _CLIENT_SLACK)
             if row is not None and row[0] == 0:
                 return True
         except BaseException as exc:
@@ -492,17 +559,14 @@ class ClusterPool:
             pool.release(conn, True)
             if interrupted:
                 raise
-            return False
-        self._stats["causal_fallbacks"] += 1
+            return None
         pool.release(conn)
-        return False
+        return None
 
-    @staticmethod
-    def _end_sync_wait(raw: Any) -> None:
+    def _end_sync_wait(self, raw: Any) -> None:
         raw.sync_wait_on = False
         try:
-            with raw.cursor(pymysql.cursors.Cursor) as cur:
-                cur.execute("SET SESSION wsrep_sync_wait=0")
+            _driver.fetch_one(raw, "SET SESSION wsrep_sync_wait=0", timeout=self._connect_timeout)
         except Exception:
             _driver.force_close(raw)  # the pool discards it as broken
 
@@ -546,13 +610,15 @@ class ClusterPool:
         try:
             while not self._closed:
                 self._wake.clear()
+                # Publish before the next probes start: every probe's result, a failure
+                # included, is seen by the routing before that node is probed again.
+                self._publish()
                 now = _monotonic()
                 for node in self._nodes:
                     if not node.busy and (node.urgent or now >= node.next_probe):
                         node.urgent = False
                         node.busy = True
                         workers.submit(self._probe, node)
-                self._publish()
                 idle = [n.next_probe for n in self._nodes if not n.busy]
                 soonest = min(idle) if idle else now + self._probe_interval
                 self._wake.wait(max(soonest - _monotonic(), 0.001))
@@ -579,9 +645,11 @@ class ClusterPool:
                     "write_timeout": self._probe_timeout,
                     "autocommit": True,
                 }
-                node.probe_raw = _driver.connect(kwargs, self._probe_timeout)
+                # The node pool's TLS context: built once, not per probe (a down node is probed often).
+                node.probe_raw = _driver.connect(kwargs, self._probe_timeout, node.pool._tls)
             facts = _topology.probe(node.probe_raw)
         except Exception as exc:
+            node.config_error = self._as_config_error(node, exc)
             if node.probe_raw is not None:
                 _driver.force_close(node.probe_raw)
                 node.probe_raw = None
@@ -599,23 +667,60 @@ class ClusterPool:
             node.next_probe = _monotonic() + backoff
             return
         node.facts = facts
+        node.config_error = None
         node.failures = 0
         node.last_error = facts.last_error
         node.probed_at = started
         node.next_probe = started + self._probe_interval
+
+    def _as_config_error(self, node: _Node, exc: BaseException) -> Optional[BaseException]:
+        """A probe error that only a change of the account or the database
+        can fix, as the error borrowers get at once (node and server message)."""
+        code = _driver.error_code(exc)
+        if code == _NO_MONITOR_PRIVILEGE:
+            user = self._connect_kwargs.get("user") or "<user>"
+            hint = (
+                f"the account needs the SLAVE MONITOR privilege (MariaDB 10.5+, alias REPLICA MONITOR; SUPER"
+                f" before 10.5) to read replication status: GRANT SLAVE MONITOR ON *.* TO '{user}'@'<host>'"
+            )
+        elif code in _CONFIG_ERRORS:
+            hint = "fix the user, password or database of the cluster"
+        else:
+            return None
+        message = exc.args[1] if len(exc.args) > 1 else str(exc)
+        error = pymysql.err.OperationalError(code, f"cluster {self.name!r}: node {node.address}: {message}; {hint}")
+        error.__cause__ = exc
+        return error
 
     def _publish(self) -> None:
         if any(n.probed_at is None and n.failures == 0 for n in self._nodes):
             return  # the first round is not complete: "nothing answers" would be a false alarm
         self._first_round.set()
         current = self._routing.writers[0] if len(self._routing.writers) == 1 else None
+        history = self._history
+        facts = history.update([n.facts for n in self._nodes])
         routing = _topology.route(
-            [n.facts for n in self._nodes],
+            facts,
             max_lag=self._max_lag,
             galera_writer=self._galera_writer,
             read_fallback_to_primary=self._fallback,
             current_writer=current,
+            suspects=history.blocked(),
         )
+        if routing.topology == _topology.REPLICATION and len(routing.writers) == 1:
+            history.writer = routing.writers[0]
+        for node in self._nodes:
+            first = history.duplicates.get(node.index)
+            if first != node.duplicate_of:
+                node.duplicate_of = first
+                if first is not None:
+                    logger.warning(
+                        "cluster %r: %s is the same server as %s (same @@hostname, @@port, @@datadir, @@server_id):"
+                        " left out of the routing",
+                        self.name,
+                        node.address,
+                        self._nodes[first].address,
+                    )
         if routing == self._routing:
             return
         old = self._routing
@@ -635,20 +740,27 @@ class ClusterPool:
     # -- closing and stats -----------------------------------------------------
 
     def close(self) -> None:
-        """Stop the monitor and close every node's pool. Safe to call twice."""
-        if self._closed:
-            return
+        """Stop the monitor and close every node's pool. Safe to call twice:
+        whatever a first call could not close, the second closes."""
         self._closed = True
         self._wake.set()
         with self._changed:
             self._changed.notify_all()
-        if threading.current_thread() is not self._monitor:
-            self._monitor.join(self._probe_timeout * 3 + 5)
-        for node in self._nodes:
-            node.pool.close()
-            if node.probe_raw is not None:
-                _driver.close(node.probe_raw)
-                node.probe_raw = None
+        try:
+            if threading.current_thread() is not self._monitor:
+                self._monitor.join(self._probe_timeout * 3 + 5)
+        finally:
+            errors: List[BaseException] = []
+            for node in self._nodes:
+                try:
+                    node.pool.close()
+                except Exception as exc:  # every node is closed, whatever one of them raises
+                    errors.append(exc)
+                if node.probe_raw is not None:
+                    _driver.close(node.probe_raw)
+                    node.probe_raw = None
+            if errors:
+                raise errors[0]
 
     def __enter__(self) -> ClusterPool:
         return self
@@ -691,8 +803,9 @@ class ClusterPool:
             for key, value in stats.items():
                 total[key] = total.get(key, 0) + value
             facts = node.facts
+            first = node.duplicate_of
             nodes[node.address] = {
-                "role": _topology.role_of(facts),
+                "role": _topology.role_of(facts) if first is None else "duplicate",
                 "writer": node.index in routing.writers,
                 "reader": node.index in routing.readers,
                 "read_only": None if facts is None else facts.read_only,
@@ -701,7 +814,7 @@ class ClusterPool:
                 "gtid": None if facts is None else facts.gtid,
                 "wsrep_state": None if facts is None or not facts.galera else facts.wsrep_state,
                 "answer_ms": None if facts is None else round(facts.answer_ms, 3),
-                "last_error": node.last_error,
+                "last_error": node.last_error if first is None else f"the same server as {self._nodes[first].address}",
                 "probe_failures": node.failures,
                 "wrong_node_errors": node.wrong_node_errors,
                 "gone_errors": node.gone_errors,

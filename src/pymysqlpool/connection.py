@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Borrowed", "PooledConnection"]
 
+THREAD_POOL_IN_ASYNC_WITH = (
+    "ConnectionPool is the thread pool: use 'with', not 'async with'"
+    " (for asyncio, pymysqlpool.AsyncConnectionPool takes 'async with')"
+)
+
 
 class Borrowed:
     """What both pools' proxies share: one borrow of one slot, dead once given
@@ -95,6 +100,14 @@ class PooledConnection(Borrowed):
 
     def __enter__(self) -> PooledConnection:
         return self
+
+    async def __aenter__(self) -> None:
+        # ``async with pool.connection()`` borrowed already: give it back first.
+        self._pool.release(self)
+        raise TypeError(THREAD_POOL_IN_ASYNC_WITH)
+
+    async def __aexit__(self, *exc: Any) -> None:  # pragma: no cover - __aenter__ raised
+        pass
 
     def __exit__(
         self,

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, List, Optional, Type
 
-from . import _driver, _forking, _warmup
-from ._config import build, resolve
+from . import _driver, _forking, _urls, _warmup
+from ._config import build, describe, resolve
 from ._core import (
     CHECK,
     CLOSE,
@@ -38,13 +40,15 @@ from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import HELD, Slot
 from ._waiting import ThreadWaiter
-from .connection import PooledConnection
-from .errors import PoolTimeout, ReturnConnectionToPoolError
+from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection
+from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, connect_failed
 
 __all__ = ["ConnectionPool"]
 
 _monotonic = time.monotonic
 
+
+_FROM_URL_KEYS = _urls.CONNECT_QUERY_KEYS | _urls.POOL_QUERY_KEYS | set(_urls.SOCKET_KEYS)
 
 class ConnectionPool(PoolCore):
     """A thread-safe pool of PyMySQL connections.
@@ -119,8 +123,26 @@ class ConnectionPool(PoolCore):
         _forking.register(self)
         if open:
             self._closed = False
-            self._prefill()
+            try:
+                self._prefill()
+            except DriverError as exc:  # as a borrow's: where, without the plan machinery
+                raise connect_failed(exc, self.name, describe(config)) from exc
             self._life.opened = True
+
+    @classmethod
+    def from_url(cls, url: str, **pool_kwargs: Any) -> ConnectionPool:
+        """A pool for ``mysql://user:password@host:port/db?charset=utf8mb4&maxsize=10``.
+
+        The query holds connection and pool keywords (others are refused);
+        ``pool_kwargs`` override what the URL gives. One host (a cluster URL
+        goes to ``ClusterPool``); ``?socket=/path`` names a Unix socket."""
+        parsed = _urls.parse(url, query_keys=_FROM_URL_KEYS, what="pool URL")
+        if len(parsed.hosts) > 1:
+            raise ValueError("pool URL names several hosts: use ClusterPool for a cluster")
+        kwargs = parsed.connect_kwargs()
+        if parsed.hosts:
+            kwargs["host"], kwargs["port"] = parsed.hosts[0]
+        return cls(**{**kwargs, **pool_kwargs})
 
     # -- running the core's plans -------------------------------------------
 
@@ -263,6 +285,16 @@ class ConnectionPool(PoolCore):
 
     connection = get_conn
 
+    @contextmanager
+    def transaction(self, timeout: Optional[float] = None) -> Iterator[PooledConnection]:
+        """``with pool.transaction() as conn:`` -- BEGIN; COMMIT when the block
+        ends, ROLLBACK if it raised (``with pool.connection()`` never commits:
+        with ``autocommit=False`` its work is rolled back on return)."""
+        with self.get_conn(timeout) as conn:
+            conn.begin()
+            yield conn
+            conn.commit()
+
     def get_connection(
         self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
     ) -> PooledConnection:
@@ -299,6 +331,8 @@ class ConnectionPool(PoolCore):
             if self._maintenance is None:
                 self._ensure_maintenance()  # the first connection a borrower dialed
             return PooledConnection(self, slot)
+        except DriverError as exc:  # the connect failed: say where, without the plan machinery
+            raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
             if slot is not None:
                 self._abandon(slot)
@@ -430,6 +464,12 @@ class ConnectionPool(PoolCore):
 
     def __enter__(self) -> ConnectionPool:
         return self
+
+    async def __aenter__(self) -> None:
+        raise TypeError(THREAD_POOL_IN_ASYNC_WITH)
+
+    async def __aexit__(self, *exc: Any) -> None:  # pragma: no cover - __aenter__ raised
+        pass
 
     def __exit__(
         self,

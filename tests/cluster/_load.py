@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import pymysql
 
 from pymysqlpool import ClusterPool
+from support.mariadb_cluster import ReplicationCluster
 from support.waiting import wait_until
 
 MAX_ITERATIONS = 100_000  # per thread: the loops end on stop(), on time, or on this count
@@ -118,3 +120,40 @@ def seconds_until(predicate: Callable[[], object], timeout: float) -> float:
     started = time.monotonic()
     assert wait_until(predicate, timeout, interval=0.02), f"not true within {timeout} s"
     return time.monotonic() - started
+
+
+def timed(call: Callable[[], Any], limit: float) -> tuple[float, Any]:
+    """Run ``call`` on a thread; (seconds it took, its result or exception).
+    Fails the test if it is still running after ``limit`` seconds (a hang)."""
+    box: list[Any] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            value: Any = call()
+        except BaseException as exc:  # the caller looks at it
+            value = exc
+        box.append((time.monotonic() - started, value))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert box, f"still blocked after {limit} s"
+    result: tuple[float, Any] = box[0]
+    return result
+
+
+def port_of(conn: Any) -> int:
+    """The port of the server a borrowed connection reached."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@port")
+        return int(cur.fetchone()[0])
+
+
+def make_table(pool: ClusterPool, replication: ReplicationCluster) -> str:
+    """A new table, made through the pool, present on every replica."""
+    table = f"drill_{uuid.uuid4().hex[:8]}"
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+    replication.wait_caught_up()
+    return table

@@ -34,6 +34,22 @@ def galera() -> Iterator[GaleraCluster]:
 
 
 @pytest.fixture
+def restore(replication: ReplicationCluster) -> Iterator[ReplicationCluster]:
+    """Give the next drill the shared topology as it was: every server up, replicating, caught up."""
+    yield replication
+    for server in replication.servers:
+        if not server.is_running():
+            server.resume()
+            server.start()
+        else:
+            server.resume()  # a drill that froze it (SIGSTOP) and failed before SIGCONT
+    for replica in replication.replicas:
+        replica.admin_query("SET GLOBAL read_only=1")
+        replica.admin_query("START SLAVE")
+    replication.wait_caught_up()
+
+
+@pytest.fixture
 def make_cluster_pool() -> Iterator[Callable[..., ClusterPool]]:
     """Factory: ``make_cluster_pool(url, **kwargs)`` -> a ClusterPool closed after the test."""
     pools: list[ClusterPool] = []

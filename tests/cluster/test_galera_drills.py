@@ -9,7 +9,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from _load import Load, code_of, seconds_until
+from _load import Load, code_of, seconds_until, timed
 
 from pymysqlpool import ClusterPool, PoolTimeout
 from support.mariadb_cluster import APP_PASSWORD, APP_USER, GaleraCluster
@@ -135,3 +135,47 @@ def test_f_galera_causal_reads(galera: GaleraCluster, make_cluster_pool: Callabl
             assert cur.fetchone()[0] == 0
     assert stale == 0
     assert len(seen_ports) > 1
+
+
+def test_f_galera_frozen_nodes_bound_causal_borrows_and_returns(
+    galera: GaleraCluster, make_cluster_pool: Callable[..., ClusterPool], drill_report: Any
+) -> None:
+    """wsrep_sync_wait set on borrow and reset on return have client-side deadlines (issue 19)."""
+    galera.wait_synced()
+    # probe_timeout 5: frozen nodes stay in rotation; validation_interval 60: idle ones lent unpinged.
+    pool = make_cluster_pool(
+        galera.url(), causal=True, connect_timeout=1, probe_timeout=5, validation_interval=60, pre_create_num=1
+    )
+    assert wait_until(lambda: len(pool._readers) == 3, 10)
+    conn = pool.get_conn(read_only=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@port")
+        port = cur.fetchone()[0]
+    frozen = next(s for s in galera.servers if s.port == port)
+    frozen.pause()
+    try:
+        # SET SESSION wsrep_sync_wait=0 on a frozen node
+        release_s, outcome = timed(lambda: pool.release(conn), 10)
+        assert outcome is None, outcome
+    finally:
+        frozen.resume()
+    assert release_s < 1 + 1.5, release_s  # connect_timeout + slack
+
+    def borrow() -> None:
+        try:
+            borrowed = pool.get_conn(read_only=True, timeout=1)
+        except (PoolTimeout, pymysql.err.OperationalError):
+            return
+        pool.release(borrowed, True)
+
+    for server in galera.servers:
+        server.pause()
+    try:
+        borrow_s, outcome = timed(borrow, 15)
+        assert outcome is None, outcome
+    finally:
+        for server in galera.servers:
+            server.resume()
+    assert borrow_s < 1 + 1 + 0.25 + 1.5, borrow_s  # timeout + connect_timeout + causal slack + slack
+    galera.wait_synced()
+    drill_report("galera frozen nodes, causal", release_s=release_s, borrow_s=borrow_s)

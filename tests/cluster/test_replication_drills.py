@@ -13,13 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
 import pytest
-from _load import Load, code_of, seconds_until
+from _load import Load, code_of, make_table, port_of, seconds_until
 
 from pymysqlpool import ClusterPool, PoolTimeout, SplitBrainError
 from support.mariadb_cluster import ReplicationCluster
@@ -38,36 +37,8 @@ def node_stats(pool: ClusterPool, server: ThrowawayMariaDB) -> dict[str, Any]:
     return stats
 
 
-def make_table(pool: ClusterPool, replication: ReplicationCluster) -> str:
-    table = f"drill_{uuid.uuid4().hex[:8]}"
-    with pool.connection() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-    replication.wait_caught_up()
-    return table
-
-
 def count(server: ThrowawayMariaDB, table: str) -> int:
     return int(server.admin_query(f"SELECT COUNT(*) FROM {table}")[0][0])
-
-
-def port_of(conn: Any) -> int:
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@port")
-        return int(cur.fetchone()[0])
-
-
-@pytest.fixture
-def restore(replication: ReplicationCluster) -> Iterator[ReplicationCluster]:
-    """Give the next drill the shared topology as it was: every server up, replicating, caught up."""
-    yield replication
-    for server in replication.servers:
-        if not server.is_running():
-            server.resume()
-            server.start()
-    for replica in replication.replicas:
-        replica.admin_query("SET GLOBAL read_only=1")
-        replica.admin_query("START SLAVE")
-    replication.wait_caught_up()
 
 
 # -- a. primary SIGKILL under load, promotion by the test -------------------------

@@ -122,7 +122,7 @@ def test_galera_without_quorum_has_no_reader_nor_writer() -> None:
 def test_parse_cluster_url() -> None:
     kwargs, hosts = parse_cluster_url("mysql://app:s%40cret@10.0.0.1:3311,db2,[::1]:3313/shop")
     assert kwargs == {"user": "app", "password": "s@cret", "database": "shop"}
-    assert hosts == [("10.0.0.1", 3311), ("db2", 3306), ("[::1]", 3313)]
+    assert hosts == [("10.0.0.1", 3311), ("db2", 3306), ("::1", 3313)]
 
 
 @pytest.mark.parametrize(

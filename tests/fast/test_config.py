@@ -105,6 +105,15 @@ BAD_ARGUMENTS = [
     ({"max_idle": float("nan")}, ValueError, ["max_idle"]),
     ({"max_size": 5}, TypeError, ["maxsize"]),
     ({"min_size": 1}, TypeError, ["pre_create_num"]),
+    # other pools' names: which parameter means that here
+    ({"pool_size": 5}, TypeError, ["'pool_size'", "size=", "maxsize="]),
+    ({"max_overflow": 5}, TypeError, ["'max_overflow'", "maxsize="]),
+    ({"pool_recycle": 5}, TypeError, ["'pool_recycle'", "con_lifetime="]),
+    ({"pool_timeout": 5}, TypeError, ["'pool_timeout'", "timeout="]),
+    ({"pool_pre_ping": True}, TypeError, ["'pool_pre_ping'", "validation_interval="]),
+    ({"max_lifetime": 5}, TypeError, ["'max_lifetime'", "con_lifetime="]),
+    ({"minsize": 1}, TypeError, ["'minsize'", "pre_create_num="]),
+    ({"size": "mysql://root@127.0.0.1/test"}, TypeError, ["URL", "ConnectionPool.from_url("]),
     ({"defer_connect": True}, TypeError, ["defer_connect"]),
 ]
 

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 
@@ -639,3 +639,63 @@ def test_a_failed_dial_hands_its_slot_to_the_oldest_waiter(
     join_all([first, second])
     assert order == ["queued", "first"]
     assert conserved(pool)
+
+
+# -- what a new user sees ------------------------------------------------------------
+
+
+def test_a_leak_is_a_warning_shown_by_default(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """A warning category, not only a log record on a logger with a NullHandler:
+    under the default filters it is shown, and it can be filtered by category."""
+    import warnings
+
+    from pymysqlpool import ConnectionLeakWarning
+
+    assert issubclass(ConnectionLeakWarning, RuntimeWarning)  # not ignored by Python's default filters
+    pool = make_pool(maxsize=1)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.resetwarnings()  # Python's defaults, not pytest's
+        _leak(pool)
+        with pool.connection(timeout=2):
+            pass
+    leaks = [w for w in seen if issubclass(w.category, ConnectionLeakWarning)]
+    assert len(leaks) == 1 and "garbage-collected" in str(leaks[0].message)
+    assert "leak_timeout" in str(leaks[0].message)  # says how to get the borrower's stack
+
+
+def test_with_leak_timeout_the_warning_carries_the_borrowers_stack(
+    make_pool: Callable[..., ConnectionPool],
+) -> None:
+    import warnings
+
+    from pymysqlpool import ConnectionLeakWarning
+
+    pool = make_pool(maxsize=1, leak_timeout=0.05)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ConnectionLeakWarning)
+        conn = pool.get_conn()  # held past leak_timeout: reported with where it was borrowed
+        assert wait_until(lambda: pool.get_stats()["leaks_detected"] == 1)
+        conn.close()
+    messages = [str(w.message) for w in seen if issubclass(w.category, ConnectionLeakWarning)]
+    assert len(messages) == 1
+    assert "has been borrowed for" in messages[0]
+    assert "test_with_leak_timeout_the_warning_carries_the_borrowers_stack" in messages[0]
+
+
+@pytest.mark.parametrize(
+    ("held_for", "leak_timeout", "hint"), [(120.0, None, True), (5.0, None, False), (120.0, 600.0, False)]
+)
+def test_a_timeout_while_everything_is_held_for_minutes_hints_at_leak_timeout(
+    make_pool: Callable[..., ConnectionPool], held_for: float, leak_timeout: Optional[float], hint: bool
+) -> None:
+    pool = make_pool(maxsize=2, leak_timeout=leak_timeout)
+    held = [pool.get_conn(), pool.get_conn()]
+    for conn in held:
+        conn._slot.borrowed_at = time.monotonic() - held_for  # as if borrowed that long ago
+    with pytest.raises(PoolTimeout) as info:
+        pool.get_conn(timeout=0.01)
+    assert ("leak_timeout=" in str(info.value)) is hint
+    for conn in held:
+        conn.close()

@@ -234,3 +234,34 @@ def test_bad_pool_option_is_a_configuration_error(django_db: str) -> None:
     assert _pool_options(True) == {} and _pool_options({"maxsize": 3}) == {"maxsize": 3}
     with pytest.raises(ImproperlyConfigured, match="OPTIONS"):
         _pool_options(5)
+
+
+def test_is_usable_false_after_the_socket_closed(django_db: str) -> None:
+    """Django's own backends test: is_usable() after ``_close()`` answers False, it does not raise."""
+    from django.db import connection
+
+    with connection.cursor():
+        pass
+    connection._close()  # gives the connection back: the proxy Django holds is dead now
+    try:
+        assert connection.is_usable() is False
+    finally:
+        connection.close()
+
+
+def test_query_after_close_inside_atomic_is_a_django_error(django_db: str) -> None:
+    """As with the stock backend: the closed connection raises a django.db.Error
+    subclass inside atomic(), and the next block works again."""
+    from django.db import Error, close_old_connections, connection, transaction
+    from notes.models import Note
+
+    before = _rows(django_db)
+    with transaction.atomic():
+        Note.objects.create(text="lost")
+        connection.close()
+        with pytest.raises(Error):
+            Note.objects.create(text="refused")
+    assert Note.objects.filter(text__in=["lost", "refused"]).count() == 0
+    close_old_connections()
+    assert _rows(django_db) == before
+    assert _pool().get_stats()["borrowed"] == 0

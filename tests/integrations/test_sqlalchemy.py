@@ -248,3 +248,111 @@ def test_keyboard_interrupt_mid_statement(make_pool: Any, table: str, admin: Any
     with engine.begin() as conn:
         conn.execute(t.insert(), {"v": 3})
     assert values(admin, table) == [3]
+
+
+def _url(k: dict[str, Any], scheme: str, query: str = "") -> str:
+    return f"{scheme}://{k['user']}:{k['password']}@{k['host']}:{k['port']}/{k['database']}{query}"
+
+
+def _flush_unchanged(engine: sa.Engine, table: str) -> tuple[int, bool]:
+    """An UPDATE that matches one row and changes nothing, by Core (its rowcount)
+    and by an ORM flush of a DATETIME given microseconds the column drops
+    (StaleDataError where rowcount counts changed rows); and the dialect's
+    supports_sane_rowcount."""
+    import datetime
+
+    meta = sa.MetaData()
+    stamped = sa.Table(
+        f"{table}_dt", meta, sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", sa.DateTime)
+    )
+
+    class Stamp(_Base):
+        __table__ = stamped
+
+    at = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    try:
+        meta.create_all(engine)
+        with Session(engine) as session:
+            session.add(Stamp(id=1, at=at))
+            session.commit()
+            with engine.begin() as conn:
+                rowcount = conn.execute(stamped.update().where(stamped.c.id == 1).values(at=at)).rowcount
+            stamp = session.get(Stamp, 1)
+            assert stamp is not None
+            stamp.at = at.replace(microsecond=250)  # stored as the same second: 0 rows changed, 1 matched
+            session.commit()
+        return rowcount, engine.dialect.supports_sane_rowcount
+    finally:
+        meta.drop_all(engine)
+        _Base.metadata.clear()
+        _Base.registry.dispose()
+
+
+def test_rowcount_is_rows_matched_through_a_url(server_kwargs: dict[str, Any], table: str) -> None:
+    engine = create_engine(_url(server_kwargs, "mysql+pymysql", "?maxsize=2&ssl_disabled=true"))
+    try:
+        assert _flush_unchanged(engine, table) == (1, True)
+    finally:
+        engine.dialect.connection_pool.close()  # type: ignore[attr-defined]
+
+
+def test_pool_with_found_rows_keeps_sane_rowcount(make_pool: Any, table: str) -> None:
+    from pymysql.constants import CLIENT
+
+    engine = create_engine(make_pool(client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS))
+    assert _flush_unchanged(engine, table) == (1, True)
+
+
+def test_pool_without_found_rows_says_rowcount_is_not_sane(make_pool: Any, table: str) -> None:
+    """Rows changed, not matched: the dialect says so and the ORM does not
+    take 0 for a row someone else deleted."""
+    engine = create_engine(make_pool())
+    assert _flush_unchanged(engine, table) == (0, False)
+
+
+def test_registered_url_scheme_borrows_from_a_pool(server_kwargs: dict[str, Any], table: str) -> None:
+    """``mysql+pymysqlpool://`` in plain sqlalchemy.create_engine: every checkout
+    is a borrow from one pool per process and URL (query: pool keywords)."""
+    from pymysqlpool.sqlalchemy import close_pools, pool_for_url
+
+    url = _url(server_kwargs, "mysql+pymysqlpool", f"?maxsize=3&pool_name={table}&ssl_disabled=true")
+    engine = sa.create_engine(url)
+    other = sa.create_engine(url, isolation_level="READ COMMITTED")
+    try:
+        assert isinstance(engine.pool, sa.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            pool = pool_for_url(url)
+            assert pool is not None and pool.name == table and pool.maxsize == 3
+            assert pool.get_stats()["borrowed"] == 1
+        with other.connect() as conn:
+            assert conn.execute(sa.text("SELECT @@tx_isolation")).scalar() == "READ-COMMITTED"
+        with engine.connect() as conn:  # the other engine's level is not this one's
+            assert conn.execute(sa.text("SELECT @@tx_isolation")).scalar() == "REPEATABLE-READ"
+        assert pool_for_url(url) is pool and pool.get_stats()["borrowed"] == 0
+        assert _flush_unchanged(engine, table) == (1, True)
+        unnamed = pool_for_url(url.replace(f"pool_name={table}&", ""))
+        assert unnamed is not pool and unnamed.name.startswith(f"{server_kwargs['host']}-")  # as ConnectionPool names
+    finally:
+        close_pools()
+    assert pool.closed and unnamed.closed
+    with pytest.raises(ValueError, match="MySQL"):
+        pool_for_url("postgresql://u@127.0.0.1/db")
+
+
+def test_url_scheme_is_an_installed_entry_point() -> None:
+    """A fresh interpreter finds the dialect without importing pymysqlpool first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sqlalchemy as sa, sys\n"
+        "for scheme in ('mysql', 'mariadb'):\n"
+        "    e = sa.create_engine(scheme + '+pymysqlpool://u@127.0.0.1/db')\n"
+        "    print(type(e.dialect).__module__, type(e.dialect).__name__, e.dialect.name)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == [
+        *("pymysqlpool.sqlalchemy", "PoolDialect", "mysql"),
+        *("pymysqlpool.sqlalchemy", "MariaDBPoolDialect", "mariadb"),
+    ]

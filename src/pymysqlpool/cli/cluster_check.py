@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 from typing import Any, Dict, List, Optional
-from urllib.parse import urlsplit
 
-from ..cluster import ClusterPool
+from ..cluster import ClusterPool, parse_cluster_url
 from .output import print_error
 from .settings import UsageError
 
@@ -25,7 +24,10 @@ def is_cluster_url(url: Optional[str]) -> bool:
     """True for a URL naming several hosts (``h1:p1,h2:p2``)."""
     if not url:
         return False
-    return "," in urlsplit(url).netloc.rpartition("@")[2]
+    try:
+        return len(parse_cluster_url(url)[1]) > 1
+    except (TypeError, ValueError):
+        return False
 
 
 def assess_cluster(stats: Dict[str, Any], max_lag: float) -> List[str]:

@@ -12,7 +12,8 @@ import argparse
 import getpass
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
-from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .. import _urls
 
 __all__ = [
     "DEFAULTS",
@@ -47,7 +48,7 @@ ENV_VARS: Dict[str, str] = {
 }
 
 URL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql")
-_URL_QUERY_KEYS = {"socket": "socket", "unix_socket": "socket"}
+_URL_QUERY_KEYS = frozenset(_urls.SOCKET_KEYS)
 
 # argparse stores this when --password is given without a value: ask on the terminal.
 _PROMPT = object()
@@ -145,47 +146,29 @@ def parse_url(url: str) -> Dict[str, Any]:
     """The settings a ``mysql://user:pass@host:port/db`` URL gives.
 
     Only the parts present are returned, so the environment and the defaults
-    fill the rest. User, password and database are percent-decoded; an IPv6
-    host goes in brackets; ``?socket=/path`` (or ``unix_socket``) names a Unix
-    socket. Raises :class:`UsageError` for anything else.
+    fill the rest. The rules are those of every URL of the package
+    (``pymysqlpool._urls``): ``%xx`` decoded, a ``#`` allowed in the password,
+    an IPv6 host in brackets, strict ports; ``?socket=/path`` (or
+    ``unix_socket``) names a Unix socket. Raises :class:`UsageError` for
+    anything else.
     """
     try:
-        parts = urlsplit(url)
+        parsed = _urls.parse(url, query_keys=_URL_QUERY_KEYS, what="--url")
     except ValueError as exc:
-        raise UsageError(f"--url: cannot parse the URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in URL_SCHEMES:
-        shown = f"{scheme}://" if scheme else "no scheme"
-        raise UsageError(f"--url: expected a mysql:// or mariadb:// URL, got {shown}")
-    if parts.fragment:
-        raise UsageError("--url: a URL fragment (#...) is not allowed")
+        raise UsageError(str(exc)) from None
+    if len(parsed.hosts) > 1:
+        raise UsageError("--url: several hosts name a cluster: use pymysqlpool check --url for a cluster")
     found: Dict[str, Any] = {}
-    if parts.username:
-        found["user"] = unquote(parts.username)
-    if parts.password is not None:
-        found["password"] = unquote(parts.password)
-    if parts.hostname:
-        found["host"] = unquote(parts.hostname)
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError("--url: the port must be a number between 1 and 65535") from None
-    if port is not None:
-        found["port"] = _port(str(port), "--url")
-    path = parts.path
-    if path not in ("", "/"):
-        database = unquote(path[1:])
-        if "/" in database:
-            raise UsageError(f"--url: the path must be a single database name, got {path!r}")
-        found["database"] = database
-    try:
-        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise UsageError(f"--url: cannot parse the query {parts.query!r}") from None
-    for key, value in query:
-        if key not in _URL_QUERY_KEYS:
-            raise UsageError(f"--url: unknown query parameter {key!r} (known: socket)")
-        found[_URL_QUERY_KEYS[key]] = value
+    for key in ("user", "password", "database"):
+        value = getattr(parsed, key)
+        if value is not None and (value or key == "password"):
+            found[key] = value
+    if parsed.hosts:
+        found["host"], port = parsed.hosts[0]
+        if parsed.port_given:
+            found["port"] = port
+    if "unix_socket" in parsed.query:
+        found["socket"] = parsed.query["unix_socket"]
     return found
 
 

@@ -98,6 +98,12 @@ class DatabaseWrapper(_mysql.DatabaseWrapper):  # type: ignore[misc,name-defined
                 cursor.execute(wanted)
             _applied[raw] = wanted
 
+    def _close(self) -> None:
+        # Closed already (connection.close(), or _close() twice): nothing to give back.
+        if self.connection is not None and self.connection.returned:
+            return
+        super()._close()
+
     def is_usable(self) -> bool:
         # The proxy's ping() reconnects in place by default; Django asks
         # whether the connection it holds still works.

@@ -1,0 +1,346 @@
+"""Hot paths counted in instructions (valgrind's callgrind), beside their floors and peers.
+
+Wall-clock figures on a shared 2-core machine swing by 10-20 %; the number of
+instructions a path executes does not. Each path is a small script run twice
+under ``valgrind --tool=callgrind`` with N1 and N2 cycles; the difference of
+the two totals divided by N2 - N1 is the cost of one cycle, start-up and
+tear-down cancelling out. Every thread is counted (a pool's maintenance adds a
+few hundred instructions of noise per run; repeat runs agree within about
+±300 on a 170k-instruction query cycle, ±50 on the server-free paths).
+
+    python benchmarks/instructions.py [--path NAME ...] [--n1 N --n2 N] [--host H --port P ...]
+
+``./dev bench`` runs it as the ``instructions`` scenario. A commit that changes
+a hot path gives these numbers before and after in its message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from benchmarks.common import Check, Table
+
+# Each snippet reads N (cycles) and KW (server keyword arguments) and runs
+# N cycles of one path; set-up and tear-down cost the same for N1 and N2.
+_PRELUDE = """
+import json, os, sys
+N = int(sys.argv[1])
+KW = json.loads(os.environ["PYMYSQLPOOL_CG_KW"])
+"""
+
+_FAKE_POOL = """
+sys.path.insert(0, os.environ["PYMYSQLPOOL_CG_ROOT"])
+from benchmarks.fake import fake_connect
+from pymysqlpool import ConnectionPool
+pool = ConnectionPool(maxsize=4, pre_create_num=1, connection_factory=fake_connect,
+                      validation_interval=1e9, keepalive_interval=0)
+"""
+
+
+@dataclass(frozen=True)
+class Path_:
+    name: str
+    label: str
+    code: str
+    needs: str = ""  # a module the path imports; missing: n/a
+
+
+PATHS = [
+    Path_(
+        "floor",
+        "floor: lock + pop + slotted proxy + lock + append",
+        """
+import threading
+from collections import deque
+class Proxy:
+    __slots__ = ("pool", "raw")
+    def __init__(self, pool, raw):
+        self.pool = pool; self.raw = raw
+lock = threading.Lock(); idle = deque([object()])
+for _ in range(N):
+    with lock:
+        raw = idle.pop()
+    p = Proxy(idle, raw)
+    with lock:
+        idle.append(p.raw)
+""",
+    ),
+    Path_(
+        "thread",
+        "ConnectionPool get_conn + release (no server)",
+        _FAKE_POOL
+        + """
+get, release = pool.get_conn, pool.release
+for _ in range(N):
+    release(get())
+pool.close()
+""",
+    ),
+    Path_(
+        "raw_query",
+        "raw PyMySQL: cursor, SELECT 1, fetchall, close",
+        """
+import pymysql
+conn = pymysql.connect(**KW)
+for _ in range(N):
+    cur = conn.cursor(); cur.execute("SELECT 1"); cur.fetchall(); cur.close()
+conn.close()
+""",
+    ),
+    Path_(
+        "query",
+        "ConnectionPool: borrow, cursor, SELECT 1, fetchall, close, return",
+        """
+from pymysqlpool import ConnectionPool
+pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+for _ in range(N):
+    c = pool.get_conn()
+    cur = c.cursor(); cur.execute("SELECT 1"); cur.fetchall(); cur.close()
+    pool.release(c)
+pool.close()
+""",
+    ),
+    Path_(
+        "async",
+        "AsyncConnectionPool get_conn + release",
+        """
+import asyncio
+from pymysqlpool import AsyncConnectionPool
+async def main():
+    async with AsyncConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9,
+                                   keepalive_interval=0, **KW) as pool:
+        get, release = pool.get_conn, pool.release
+        for _ in range(N):
+            await release(await get())
+asyncio.run(main())
+""",
+        needs="aiomysql",
+    ),
+    Path_(
+        "aiomysql_pool",
+        "aiomysql's pool acquire + release",
+        """
+import asyncio, aiomysql
+KW["db"] = KW.pop("database")
+async def main():
+    pool = await aiomysql.create_pool(minsize=1, maxsize=1, **KW)
+    for _ in range(N):
+        conn = await pool.acquire(); pool.release(conn)
+    pool.close(); await pool.wait_closed()
+asyncio.run(main())
+""",
+        needs="aiomysql",
+    ),
+    Path_(
+        "raw_aquery",
+        "raw aiomysql: cursor, SELECT 1, fetchall, close",
+        """
+import asyncio, aiomysql
+KW["db"] = KW.pop("database")
+async def main():
+    conn = await aiomysql.connect(**KW)
+    for _ in range(N):
+        cur = await conn.cursor(); await cur.execute("SELECT 1"); await cur.fetchall(); await cur.close()
+    conn.close()
+asyncio.run(main())
+""",
+        needs="aiomysql",
+    ),
+    Path_(
+        "aquery",
+        "AsyncConnectionPool: borrow, cursor, SELECT 1, fetchall, close, return",
+        """
+import asyncio
+from pymysqlpool import AsyncConnectionPool
+async def main():
+    async with AsyncConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9,
+                                   keepalive_interval=0, **KW) as pool:
+        for _ in range(N):
+            c = await pool.get_conn()
+            cur = await c.cursor(); await cur.execute("SELECT 1"); await cur.fetchall(); await cur.close()
+            await pool.release(c)
+asyncio.run(main())
+""",
+        needs="aiomysql",
+    ),
+    Path_(
+        "cluster_write",
+        "ClusterPool (one node) get_conn + release, write",
+        """
+from pymysqlpool import ClusterPool
+cluster = ClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                      validation_interval=1e9, keepalive_interval=0, **KW)
+cluster.wait_ready(10)
+for _ in range(N):
+    cluster.release(cluster.get_conn())
+cluster.close()
+""",
+    ),
+    Path_(
+        "cluster_read",
+        "ClusterPool (one node) get_conn(read_only=True) + release",
+        """
+from pymysqlpool import ClusterPool
+cluster = ClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                      validation_interval=1e9, keepalive_interval=0, **KW)
+cluster.wait_ready(10)
+for _ in range(N):
+    cluster.release(cluster.get_conn(read_only=True))
+cluster.close()
+""",
+    ),
+    Path_(
+        "plain_server",
+        "ConnectionPool get_conn + release (server connection)",
+        """
+from pymysqlpool import ConnectionPool
+pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+for _ in range(N):
+    pool.release(pool.get_conn())
+pool.close()
+""",
+    ),
+]
+BY_NAME = {p.name: p for p in PATHS}
+
+# Issue 21's targets, each a ratio or a difference between two measured rows.
+THREAD_MAX_FLOOR_RATIO = 2.0
+QUERY_MAX_RAW_RATIO = 1.10
+ASYNC_MAX_INSTRUCTIONS = 18_000
+AQUERY_MAX_RAW_RATIO = 1.05
+CLUSTER_WRITE_MAX_EXTRA = 3_000
+CLUSTER_READ_MAX_EXTRA = 5_000
+
+
+def _total(out: str) -> int:
+    with open(out, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+def count(path: Path_, kwargs: dict[str, Any], n1: int, n2: int, python: str = sys.executable) -> int | None:
+    """Instructions per cycle of ``path``; None if a module it needs is missing."""
+    if path.needs:
+        try:
+            __import__(path.needs)
+        except ImportError:
+            return None
+    code = _PRELUDE + textwrap.dedent(path.code)
+    env = {
+        **os.environ,
+        "PYMYSQLPOOL_CG_KW": json.dumps(kwargs),
+        "PYMYSQLPOOL_CG_ROOT": str(Path(__file__).resolve().parent.parent),
+    }
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (n1, n2):
+            out = os.path.join(tmp, f"cg.{n}")
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", python, "-c", code, str(n)],
+                env=env, check=True, capture_output=True, timeout=900,
+            )  # fmt: skip
+            totals.append(_total(out))
+    return round((totals[1] - totals[0]) / (n2 - n1))
+
+
+def measure(kwargs: dict[str, Any], names: list[str], n1: int, n2: int, say: Any = None) -> dict[str, int | None]:
+    results: dict[str, int | None] = {}
+    for name in names:
+        if say:
+            say(f"callgrind: {name}")
+        results[name] = count(BY_NAME[name], kwargs, n1, n2)
+    return results
+
+
+def _ratio_check(r: dict[str, int | None], ours: str, base: str, limit: float, what: str) -> Check:
+    a, b = r.get(ours), r.get(base)
+    if a is None or b is None:
+        return Check("instructions", BY_NAME[ours].label, f"≤ {limit:g}x {what}", None, "n/a")
+    return Check("instructions", BY_NAME[ours].label, f"≤ {limit:g}x {what}", a <= limit * b, f"{a / b:.2f}x")
+
+
+def _extra_check(r: dict[str, int | None], ours: str, base: str, limit: int) -> Check:
+    a, b = r.get(ours), r.get(base)
+    target = f"≤ +{limit:,} over the plain pool"
+    if a is None or b is None:
+        return Check("instructions", BY_NAME[ours].label, target, None, "n/a")
+    return Check("instructions", BY_NAME[ours].label, target, a - b <= limit, f"{a - b:+,}")
+
+
+def checks(r: dict[str, int | None]) -> list[Check]:
+    result = [
+        _ratio_check(r, "thread", "floor", THREAD_MAX_FLOOR_RATIO, "the floor"),
+        _ratio_check(r, "query", "raw_query", QUERY_MAX_RAW_RATIO, "raw PyMySQL"),
+        _ratio_check(r, "aquery", "raw_aquery", AQUERY_MAX_RAW_RATIO, "raw aiomysql"),
+        _extra_check(r, "cluster_write", "plain_server", CLUSTER_WRITE_MAX_EXTRA),
+        _extra_check(r, "cluster_read", "plain_server", CLUSTER_READ_MAX_EXTRA),
+    ]
+    a = r.get("async")
+    target = f"≤ {ASYNC_MAX_INSTRUCTIONS:,}"
+    result.append(
+        Check("instructions", BY_NAME["async"].label, target, None if a is None else a <= ASYNC_MAX_INSTRUCTIONS,
+              "n/a" if a is None else f"{a:,}")
+    )  # fmt: skip
+    return result
+
+
+def table(r: dict[str, int | None], n1: int, n2: int) -> Table:
+    rows = [[BY_NAME[name].label, "n/a" if v is None else f"{v:,}"] for name, v in r.items()]
+    return Table(
+        "Hot paths in instructions (callgrind; lower is better)",
+        ["path", "instructions per cycle"],
+        rows,
+        [f"(total at {n2} cycles - total at {n1}) / {n2 - n1}, every thread counted; repeatable within ±50"
+         " (no server) to ±300 (query cycles) between runs."],
+    )  # fmt: skip
+
+
+def available() -> bool:
+    return shutil.which("valgrind") is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--path", action="extend", nargs="+", choices=list(BY_NAME), metavar="NAME")
+    parser.add_argument("--n1", type=int, default=1000)
+    parser.add_argument("--n2", type=int, default=5000)
+    parser.add_argument("--host", default=os.environ.get("MYSQL_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MYSQL_PORT", "3306")))
+    parser.add_argument("--user", default=os.environ.get("MYSQL_USER", "root"))
+    parser.add_argument("--password", default=os.environ.get("MYSQL_PWD", ""))
+    parser.add_argument("--database", default=os.environ.get("MYSQL_DATABASE", "test"))
+    args = parser.parse_args(argv)
+    if not available():
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    kwargs = {"host": args.host, "port": args.port, "user": args.user, "password": args.password,
+              "database": args.database}  # fmt: skip
+    names = args.path or list(BY_NAME)
+    r = measure(kwargs, names, args.n1, args.n2, say=lambda m: print(m, file=sys.stderr, flush=True))
+    t = table(r, args.n1, args.n2)
+    print(f"| {' | '.join(t.headers)} |")
+    for row in t.rows:
+        print(f"| {' | '.join(row)} |")
+    for c in checks(r):
+        if c.measured != "n/a":
+            print(f"{c.verdict}: {c.subject}: {c.target} ({c.measured})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
