@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import warnings
-from typing import Any, Awaitable, Callable, Dict, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar
 
 import pymysql
 import pymysql.cursors
@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ._driver import (
     GONE_QUERY,
     KILL_STATEMENT,
+    UPTIME_QUERY,
     _forget_result,
     answer_ended,
     is_broken,
@@ -38,8 +39,10 @@ from ._driver import (
     kill_kwargs,
     kill_refused,
     killed_already,
+    left_running,
     mid_answer,
     needs_reset,
+    restarted_since,
     results_pending,
     session_id,
     watch_wrong_node,
@@ -56,6 +59,7 @@ __all__ = [
     "kill_kwargs",
     "kill_refused",
     "kill_session",
+    "left_running",
     "make_probe",
     "mid_answer",
     "needs_reset",
@@ -75,6 +79,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
     server's error packet)."""
 
     _exchanging = False
+    _hung_up = False  # the server ended the connection (see _driver.note_lost)
     wrong_node_hook: Optional[Callable[[], Any]] = None
 
     @property
@@ -391,9 +396,15 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
     await raw._send_autocommit_mode()
 
 
-async def kill_session(raw: Any, session: int) -> bool:
-    """KILL ``session`` over the side connection ``raw`` and look until the
-    server dropped it (the caller bounds the whole); True once it is gone."""
+async def kill_session(raw: Any, target: Tuple[int, float]) -> bool:
+    """KILL the session ``target`` (id, age in seconds) over the side
+    connection ``raw`` and look until the server dropped it (the caller
+    bounds the whole); True once it is gone or the server restarted since
+    (see ``_driver.restarted_since``)."""
+    session, age = target
+    row = await _execute(raw, UPTIME_QUERY)
+    if restarted_since(session_id(raw), session, row[0] if row else None, age):
+        return True
     try:
         await _execute(raw, KILL_STATEMENT % session)
     except pymysql.err.MySQLError as exc:

@@ -75,7 +75,7 @@ CLOSE = 3  # close politely (COM_QUIT), never raises
 RESET = 4  # roll back / reset the session on return -> True if a ROLLBACK was sent
 WAIT = 5  # wait on a waiter up to timeout -> True if woken
 SLEEP = 6  # pause -> None
-KILL = 7  # end a session from a side connection within budget -> True once it is gone, raises if not sent
+KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
 
 Request = Tuple[int, Any, Any]
 Plan = Generator[Request, Any, Any]
@@ -144,7 +144,7 @@ class PoolCore:
     non-blocking functions: ``force_close``, ``is_broken``, ``mid_answer``,
     ``results_pending``, ``needs_reset``, ``make_probe``,
     ``watch_wrong_node``, ``interrupt``, ``is_fatal_connect_error``,
-    ``session_id``, ``kill_refused``), ``_waiter`` (its :class:`Waiter`
+    ``session_id``, ``left_running``, ``kill_refused``), ``_waiter`` (its :class:`Waiter`
     subclass) and ``_kind`` (its class name for messages), and overrides
     :meth:`_spawn` to run the kills of abandoned sessions in the background.
     """
@@ -934,7 +934,7 @@ class PoolCore:
         statement: a command not answered to its end (cancelled, interrupted,
         read_timeout), or an unbuffered result not read to its end. The
         pool's own steps (ping, reset) are not killed: they run nothing long."""
-        return self._kill_on_abandon and bool(slot.session) and self._drv.mid_answer(slot.raw)
+        return self._kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
 
     def _hold_for_kill(self, slot: Slot, reason: str) -> None:
         """Keep a closed HELD slot counted, KILLING (still held), until its
@@ -976,7 +976,8 @@ class PoolCore:
             if left < _MIN_ATTEMPT:
                 break
             try:
-                gone = bool((yield (KILL, slot.session, min(self._config.io_timeout, left))))
+                target = (slot.session, _monotonic() - slot.created)
+                gone = bool((yield (KILL, target, min(self._config.io_timeout, left))))
                 break
             except Exception as exc:
                 refused = self._drv.kill_refused(exc)

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Callable, List, NoReturn, Optional, Set, Type
+from typing import Any, Callable, List, NoReturn, Optional, Set, Tuple, Type
 
 from . import _adriver
 from ._config import build, describe, resolve
@@ -242,7 +242,7 @@ class AsyncConnectionPool(PoolCore):
         task.add_done_callback(self._kills.discard)
         return True
 
-    async def _kill_session(self, session: int, limit: float) -> bool:
+    async def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
         """KILL a session from a short-lived side connection, all of it within ``limit``."""
         loop = _running_loop()
         end = loop.time() + limit

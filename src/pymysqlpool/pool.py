@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, List, Optional, Type
+from typing import Any, List, Optional, Tuple, Type
 
 from . import _driver, _forking, _urls, _warmup
 from ._config import build, describe, resolve
@@ -187,7 +187,7 @@ class ConnectionPool(PoolCore):
         threading.Thread(target=self._run, args=(plan,), name=f"pymysqlpool-kill-{self.name}", daemon=True).start()
         return True
 
-    def _kill_session(self, session: int, limit: float) -> bool:
+    def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
         """KILL a session from a short-lived side connection, all of it within ``limit``."""
         cfg = self._config
         end = _monotonic() + limit

@@ -174,6 +174,10 @@ class FakeDriver:
         return isinstance(exc, FatalConnectError)
 
     @staticmethod
+    def left_running(raw: FakeRaw) -> bool:
+        return raw.mid
+
+    @staticmethod
     def session_id(raw: FakeRaw) -> int:
         return raw.session
 
@@ -477,7 +481,9 @@ class Shell:
             assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else core_module._BACKOFF_CAP), (run.kind, request)
         elif op == KILL:
             assert run.kind == "kill" and 0 < b <= IO_TIMEOUT + 1e-6, request
-            (slot,) = [s for s in self.core._slots if s.session == a]
+            session, age = a
+            (slot,) = [s for s in self.core._slots if s.session == session]
+            assert age == self.clock.now - slot.created
             assert slot.state == KILLING and slot.raw.closed, "a KILL for a session the pool does not hold closed"
         else:
             self.check_io(run, request, [other for other in self.plans if other is not run])
@@ -1332,7 +1338,7 @@ def abandon_one(shell: Shell, broken: bool = False) -> Tuple[Slot, Running]:
     slot = closed_on_return(shell, True, broken)
     assert slot.state == KILLING and slot.raw.closed
     (kill,) = [run for run in shell.plans if run.kind == "kill"]
-    assert kill.request == (KILL, slot.raw.session, IO_TIMEOUT)
+    assert kill.request == (KILL, (slot.raw.session, shell.clock.now - slot.created), IO_TIMEOUT)
     return slot, kill
 
 
@@ -1497,6 +1503,30 @@ def test_the_drivers_kill_rules() -> None:
     }
     assert _driver.kill_kwargs(kwargs) == {"host": "h", "user": "u", "password": "p", "connect_timeout": 3}
     assert _driver.kill_kwargs({"db": "d", "port": 1}) == {"port": 1}
+    # A KILL of an id is only sent to the server instance that gave it out.
+    assert _driver.restarted_since(5, 40, "3600", 10.0)  # ids restarted from 1: a new instance
+    assert _driver.restarted_since(50, 40, "3", 10.0)  # up 3 s, the session is 10 s old
+    assert not _driver.restarted_since(50, 40, "3600", 10.0)
+    assert _driver.restarted_since(50, 40, "9", 10.0)  # up less than 10 s: after the session opened
+    assert not _driver.restarted_since(50, 40, "10", 10.0)  # up 10.x s: no proof
+    assert not _driver.restarted_since(0, 40, None, 10.0)  # nothing known: kill
+
+    # A statement cut by the client (a read timeout) is left running; one the
+    # server hung up on (end of stream, reset) is not: no KILL for it.
+    class Raw:
+        _exchanging = True
+        _result = None
+
+    def lost(context: Optional[BaseException]) -> Any:
+        raw = Raw()
+        exc = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        exc.__context__ = context  # what PyMySQL raised it from (aiomysql: __cause__)
+        _driver.answer_ended(raw, exc, False)
+        return raw
+
+    assert _driver.left_running(lost(TimeoutError("timed out")))
+    assert not _driver.left_running(lost(None))  # end of stream
+    assert not _driver.left_running(lost(ConnectionResetError()))
 
 
 def test_a_killing_slot_is_neither_a_leak_nor_late_nor_the_forked_childs(
