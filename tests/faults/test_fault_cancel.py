@@ -158,3 +158,37 @@ def test_a_kill_into_a_frozen_server_frees_the_slot_at_its_bound(
     assert session in session_ids(fresh_server, user), "the frozen server killed it after all"
     with pool.connection(timeout=10) as conn:
         assert connection_id(conn) != session
+
+
+def test_no_kill_reaches_a_session_that_reused_the_id_after_a_restart(
+    fresh_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
+) -> None:
+    """The kill of an abandoned session cannot get through until the server
+    restarted, and by then another session of the same account holds the id
+    (ids start again at 1): the kill sees the restart (uptime shorter than
+    the session's age) and sends no KILL; the other session lives on."""
+    user = f"u_cancel_reused_{shell}"
+    proxy, pool = proxied_pool(fresh_server, make_proxy, make_pool, user, 10.0)
+    session, _released = abandon_while(pool, proxy.blackhole)  # the kill hangs in the hole
+    assert pool.get_stats()["killing"] == 1
+    time.sleep(1.5)  # the session is older than the restarted server will be
+    fresh_server.restart()
+    others = []
+    collider = None
+    for _ in range(max(session, 1) + 50):  # bounded: ids count up from 1 again
+        conn = pymysql.connect(**user_kwargs(fresh_server, user), connect_timeout=5)
+        if connection_id(conn) == session:
+            collider = conn
+            break
+        others.append(conn)
+    for conn in others:
+        conn.close()
+    assert collider is not None, f"id {session} was not given out again"
+    try:
+        proxy.heal(drop_stalled=True)  # the stalled kill fails; its retry reaches the new server
+        assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=15)
+        stats = pool.get_stats()
+        assert stats["kills"] == 1 and stats["kill_failures"] == 0, stats
+        collider.ping(reconnect=False)  # not killed
+    finally:
+        collider.close()
