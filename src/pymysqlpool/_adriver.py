@@ -17,7 +17,7 @@ import asyncio
 import ssl
 import sys
 import warnings
-from typing import Any, Awaitable, Callable, Dict, Optional, Type, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 import pymysql
 import pymysql.cursors
@@ -33,13 +33,22 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from . import _driver
 from ._config import deferred
 from ._driver import (
+    GONE_QUERY,
+    KILL_STATEMENT,
+    UPTIME_QUERY,
     _forget_result,
     answer_ended,
     is_broken,
     is_fatal_connect_error,
+    kill_kwargs,
+    kill_refused,
+    killed_already,
+    left_running,
     mid_answer,
     needs_reset,
+    restarted_since,
     results_pending,
+    session_id,
     watch_wrong_node,
 )
 
@@ -51,10 +60,15 @@ __all__ = [
     "interrupt",
     "is_broken",
     "is_fatal_connect_error",
+    "kill_kwargs",
+    "kill_refused",
+    "kill_session",
+    "left_running",
     "make_probe",
     "mid_answer",
     "needs_reset",
     "results_pending",
+    "session_id",
     "watch_wrong_node",
 ]
 
@@ -69,6 +83,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
     server's error packet)."""
 
     _exchanging = False
+    _hung_up = False  # the server ended the connection (see _driver.note_lost)
     wrong_node_hook: Optional[Callable[[], Any]] = None
     _collation: Optional[str] = None
     sql_mode: Optional[str]
@@ -541,6 +556,28 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
         # The reset restored the server's default session tracking: ask for last_gtid again.
         await _execute(raw, _driver._TRACK_LAST_GTID)
         raw.wrote = False
+
+
+async def kill_session(raw: Any, target: Tuple[int, float]) -> bool:
+    """KILL the session ``target`` (id, age in seconds) over the side
+    connection ``raw`` and look until the server dropped it (the caller
+    bounds the whole); True once it is gone or the server restarted since
+    (see ``_driver.restarted_since``)."""
+    session, age = target
+    row = await _execute(raw, UPTIME_QUERY)
+    if restarted_since(session_id(raw), session, row[0] if row else None, age):
+        return True
+    try:
+        await _execute(raw, KILL_STATEMENT % session)
+    except pymysql.err.MySQLError as exc:
+        if killed_already(exc):
+            return True
+        raise
+    while True:
+        row = await _execute(raw, GONE_QUERY, (session,))
+        if not row or not row[0]:
+            return True
+        await asyncio.sleep(0.001)
 
 
 async def close(raw: Any, timeout: Optional[float]) -> None:

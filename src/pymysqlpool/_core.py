@@ -12,7 +12,7 @@ A plan is a generator: it makes the decisions and keeps the books, and yields
 a request whenever something must wait on the network or the clock --
 ``(DIAL, budget, None)``, ``(CHECK, raw, budget)``, ``(PING, raw, timeout)``,
 ``(CLOSE, raw, None)``, ``(RESET, raw, failed)``, ``(WAIT, waiter, timeout)``,
-``(SLEEP, seconds, None)``. The shell performs the request (blocking, or with
+``(SLEEP, seconds, None)``, ``(KILL, session id, budget)``. The shell performs the request (blocking, or with
 ``await``) and sends the result back, or throws the error in; an interrupt
 (KeyboardInterrupt, task cancellation) is thrown in too, and the plan gives
 up what it holds without waiting on anything. So both shells follow one
@@ -20,7 +20,7 @@ borrow loop, one return, one close, one maintenance round.
 
 Invariants, true whenever the lock is free::
 
-    len(idle) + borrowed + held == open
+    len(idle) + borrowed + held == open      (held counts KILLING slots too)
     open + connecting <= maxsize
     idle is empty while anyone waits
 """
@@ -41,7 +41,7 @@ from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protoc
 from ._config import PoolConfig, describe
 from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import Lifecycle
-from ._slot import GONE, HELD, IDLE, NEW, OUT, Slot
+from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
 from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, TooManyRequests
@@ -75,6 +75,7 @@ CLOSE = 3  # close politely (COM_QUIT), never raises
 RESET = 4  # roll back / reset the session on return -> True if a ROLLBACK was sent
 WAIT = 5  # wait on a waiter up to timeout -> True if woken
 SLEEP = 6  # pause -> None
+KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
 
 Request = Tuple[int, Any, Any]
 Plan = Generator[Request, Any, Any]
@@ -142,9 +143,10 @@ class PoolCore:
     A shell sets three class attributes: ``_drv`` (a driver module of
     non-blocking functions: ``force_close``, ``is_broken``, ``mid_answer``,
     ``results_pending``, ``needs_reset``, ``make_probe``,
-    ``watch_wrong_node``, ``interrupt``, ``is_fatal_connect_error``),
-    ``_waiter`` (its :class:`Waiter` subclass) and ``_kind`` (its class name
-    for messages).
+    ``watch_wrong_node``, ``interrupt``, ``is_fatal_connect_error``,
+    ``session_id``, ``left_running``, ``kill_refused``), ``_waiter`` (its :class:`Waiter`
+    subclass) and ``_kind`` (its class name for messages), and overrides
+    :meth:`_spawn` to run the kills of abandoned sessions in the background.
     """
 
     _drv: Any
@@ -162,6 +164,7 @@ class PoolCore:
         max_waiting: Optional[int],
         reconnect_timeout: float,
         reconnect_failed: Optional[Callable[[Any], Any]],
+        kill_on_abandon: bool = True,
     ) -> None:
         self._config = config
         cfg = config
@@ -195,7 +198,8 @@ class PoolCore:
         # Rights to dial given out and not yet used or given back; their
         # number is what ``connecting`` counts (see _new_token).
         self._dialing: Set[DialToken] = set()
-        self._held = 0  # open slots neither idle nor lent: being cleaned, pinged or closed
+        self._held = 0  # open slots neither idle nor lent: being cleaned, pinged, closed or killed
+        self._killing = 0  # of them, KILLING: closed, their session not yet proved gone
         self._closed = False
         self._generation = 0
         # Idle slots last seen alive before this moment are pinged before use:
@@ -210,6 +214,9 @@ class PoolCore:
         self._maintenance: Any = None  # the shell's; has wake() and stop()
         if not isinstance(open, bool):
             raise TypeError(f"open must be True or False, got {open!r}")
+        if not isinstance(kill_on_abandon, bool):
+            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
+        self._kill_on_abandon = kill_on_abandon
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -612,6 +619,7 @@ class PoolCore:
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
             slot.probe = drv.make_probe(raw)
+            slot.session = drv.session_id(raw)
             self._watch(slot)
         except BaseException as exc:
             drv.force_close(raw)
@@ -817,6 +825,7 @@ class PoolCore:
 
     def _return_plan(self, slot: Slot, failed: bool) -> Plan:
         """The slow return of a HELD slot: reset it and park it, or close it."""
+        kill = self._abandoned(slot)  # asked first: a close forgets a half-read result
         reason = self._close_reason(slot)
         rolled_back = False
         if reason is None:
@@ -839,7 +848,7 @@ class PoolCore:
                     self._park(slot, _monotonic(), from_held=True)
                     return
             reason = "closed_on_pool_close"
-        yield from self._dispose_plan(slot, reason)
+        yield from self._dispose_plan(slot, reason, kill)
 
     def _park(self, slot: Slot, now: float, from_held: bool = False) -> None:
         """Hand a healthy slot to the oldest waiter or park it idle (lock
@@ -875,15 +884,17 @@ class PoolCore:
 
     # -- closing connections --------------------------------------------------
 
-    def _dispose_plan(self, slot: Slot, reason: str) -> Plan:
-        """Close a slot's connection politely and stop counting it."""
+    def _dispose_plan(self, slot: Slot, reason: str, kill: bool = False) -> Plan:
+        """Close a slot's connection politely and stop counting it; ``kill``:
+        its session may still be running the borrower's statement, so the slot
+        stays counted until a background kill lets it go."""
         try:
             yield (CLOSE, slot.raw, None)
         except BaseException:
             self._drv.force_close(slot.raw)
             raise
         finally:
-            self._unbook(slot, reason)
+            self._unbook(slot, reason, kill)
 
     def _dispose_all_plan(self, slots: List[Slot], reason: str) -> Plan:
         """Dispose of several slots; after an interrupt, the rest are closed
@@ -901,21 +912,135 @@ class PoolCore:
         self._drv.force_close(slot.raw)
         self._unbook(slot, reason)
 
-    def _unbook(self, slot: Slot, reason: str) -> None:
+    def _unbook(self, slot: Slot, reason: str, kill: bool = False) -> None:
         """Stop counting a slot whose connection is closed; idempotent.
 
         ``reason`` names the counter of closes it adds to, so that
-        ``connections_made`` = closes + ``open`` whenever the pool is quiet.
+        ``connections_made`` = closes + ``open`` - ``killing`` whenever the
+        pool is quiet.
+        ``kill``: its session may still be at work on the server; the slot
+        stays counted (KILLING) until a background kill lets it go.
         """
         with self._lock:
-            if not self._unbook_locked(slot, reason):
+            if kill and slot.state == HELD:  # the return's: gone or KILLING already otherwise
+                self._hold_for_kill(slot, reason)
+            else:
+                kill = False
+                if not self._unbook_locked(slot, reason):
+                    return
+        if kill:
+            self._start_kill(slot)
+        else:
+            self._closed_one(slot, reason)
+
+    # -- killing abandoned sessions -------------------------------------------
+    #
+    # Closing a socket does not stop the server: a statement left mid-answer
+    # (cancelled, interrupted, read_timeout) runs to its end, keeps its locks,
+    # and its session stays on the server's books. So the pool sends KILL over
+    # a side connection and keeps the slot counted until the session is gone:
+    # the server never sees more than maxsize sessions from the pool's slots.
+
+    def _abandoned(self, slot: Slot) -> bool:
+        """A returned slot's session may still be running the borrower's
+        statement: a command not answered to its end (cancelled, interrupted,
+        read_timeout), or an unbuffered result not read to its end. The
+        pool's own steps (ping, reset) are not killed: they run nothing long."""
+        return self._kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
+
+    def _hold_for_kill(self, slot: Slot, reason: str) -> None:
+        """Keep a closed HELD slot counted, KILLING (still held), until its
+        kill ends (lock held)."""
+        # Plain stores: an interrupt lands before them or leaves a KILLING
+        # slot that the reconcile frees once its bound passed.
+        slot.retire = reason
+        slot.kill_by = _monotonic() + self._config.io_timeout
+        slot.state = KILLING
+        self._killing += 1
+        self._stats.closes[reason] += 1  # its connection is closed now; its slot is not free yet
+
+    def _start_kill(self, slot: Slot) -> None:
+        """Run the kill of a KILLING slot off the caller's path."""
+        try:
+            started = self._spawn(self._killer_plan(slot))
+        except Exception as exc:  # no thread or task to be had: give the slot up now
+            logger.warning("pool %r: cannot start the kill of session %d (%s)", self.name, slot.session, exc)
+            started = False
+        if not started:
+            self._killed(slot, False)
+
+    def _spawn(self, plan: Plan) -> bool:
+        """Run ``plan`` in the background (the shell's); False if it cannot."""
+        plan.close()
+        return False
+
+    def _killer_plan(self, slot: Slot) -> Plan:
+        """KILL the session of a KILLING slot and free the slot once the server
+        let the session go, or once ``slot.kill_by`` passed without proof
+        (the server refused the KILL, or could not be reached). Retried with
+        back-off while the side connection fails: a server that restarts has
+        no session left, and says so once it answers. An interrupt leaves
+        the slot KILLING: the reconcile frees it after its bound."""
+        gone = False
+        delay = _BACKOFF_FIRST
+        while True:
+            left = slot.kill_by - _monotonic()
+            if left < _MIN_ATTEMPT:
+                break
+            try:
+                target = (slot.session, _monotonic() - slot.created)
+                gone = bool((yield (KILL, target, min(self._config.io_timeout, left))))
+                break
+            except Exception as exc:
+                refused = self._drv.kill_refused(exc)
+                logger.log(
+                    logging.WARNING if refused else logging.INFO,
+                    "pool %r: could not kill session %d (%s)",
+                    self.name,
+                    slot.session,
+                    exc,
+                )
+                left = slot.kill_by - _monotonic()
+                if refused or left < _MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
+                    if left > 0:
+                        yield (SLEEP, left, None)
+                    break
+                yield (SLEEP, min(delay, left), None)
+                delay = min(delay * 2, _BACKOFF_CAP)
+        self._killed(slot, gone)
+
+    def _kills_end(self) -> float:
+        """When every kill in flight will have ended (0.0: none in flight):
+        the last bound, and a tick for a last step that started just before it."""
+        with self._lock:
+            last = max((slot.kill_by for slot in self._slots if slot.state == KILLING), default=-_TICK)
+        return last + _TICK
+
+    def _killed(self, slot: Slot, gone: bool) -> None:
+        """A kill ended: stop counting the KILLING slot (idempotent)."""
+        reason = slot.retire or "closed_broken"
+        with self._lock:
+            if not self._unbook_locked(slot, reason, killed=True):
                 return
+            if gone:
+                self._stats.kills += 1
+            else:
+                self._stats.kill_failures += 1
+        if not gone:
+            logger.warning(
+                "pool %r: session %d, closed in the middle of an answer, was not proved gone within"
+                " connect_timeout (%.3g s); its slot is freed, the statement may still be running",
+                self.name,
+                slot.session,
+                self._config.io_timeout,
+            )
         self._closed_one(slot, reason)
 
-    def _unbook_locked(self, slot: Slot, reason: str) -> bool:
-        """_unbook with the lock held, without the notices; False if already done."""
+    def _unbook_locked(self, slot: Slot, reason: str, killed: bool = False) -> bool:
+        """_unbook with the lock held, without the notices; False if already
+        done. A KILLING slot is unbooked only when its kill ended (``killed``)."""
         state = slot.state
-        if state == GONE:
+        if state == GONE or (state == KILLING) != killed:
             return False
         if state == IDLE:
             try:
@@ -924,13 +1049,17 @@ class PoolCore:
                 pass  # an interrupted park: counted idle but never queued
         # Plain stores first, so an interrupt cannot split them.
         slot.state = GONE
-        self._stats.closes[reason] += 1
+        if not killed:  # a KILLING slot's close was counted when its connection closed
+            self._stats.closes[reason] += 1
         if state == NEW:
             self._stats.connections_made += 1  # dialed, closed before it was booked
         else:
             self._open -= 1
             if state == HELD:
                 self._held -= 1
+            elif state == KILLING:
+                self._held -= 1
+                self._killing -= 1
             if reason in _REPLACED:
                 self._replacements += 1  # maintenance opens a successor
             self._slots.discard(slot)
@@ -1033,12 +1162,15 @@ class PoolCore:
             queued = set(map(id, self._idle))
             candidates: List[Any] = list(self._dialing)
             unqueued: List[Slot] = []
+            overdue: List[Slot] = []
             for slot in self._slots:
                 if slot.state == IDLE:
                     if id(slot) not in queued:
                         unqueued.append(slot)
                 elif slot.state == HELD or (slot.state == OUT and not slot.proxied):
                     candidates.append(slot)
+                elif slot.state == KILLING and now >= slot.kill_by + _TICK:
+                    overdue.append(slot)  # its kill was interrupted, or never started
             stale: List[Any] = []
             for item in candidates:
                 # What a slot looks like: a new borrow, validation or return
@@ -1066,6 +1198,8 @@ class PoolCore:
             for slot in unqueued:
                 slot.state = HELD
             self._held += len(unqueued)
+        for slot in overdue:
+            self._killed(slot, False)
         for slot in seized:
             self._drv.force_close(slot.raw)
             self._closed_one(slot, "closed_orphaned")
@@ -1168,7 +1302,7 @@ class PoolCore:
     def _interrupt_late(self, timeout: float) -> int:
         """Shut down the sockets of connections still out after close(timeout)."""
         with self._lock:
-            late = [slot for slot in self._slots if slot.retire != "closed_on_pool_close"]
+            late = [slot for slot in self._slots if slot.retire != "closed_on_pool_close" and slot.state != KILLING]
             for slot in late:
                 slot.doom("closed_on_pool_close")
         for slot in late:
@@ -1281,6 +1415,7 @@ class PoolCore:
             "borrowed": self._open - idle - self._held,
             "connecting": self._connecting,
             "waiting": len(self._waiters),
+            "killing": self._killing,
         }
         data.update(self._stats.snapshot())
         return data
@@ -1329,7 +1464,8 @@ class PoolCore:
         late: List[Slot] = []
         with self._lock:
             for slot in self._slots:
-                lent = slot.borrowed_at > slot.last_used  # returned slots get last_used >= borrowed_at
+                # Returned slots get last_used >= borrowed_at; KILLING ones were returned.
+                lent = slot.borrowed_at > slot.last_used and slot.state != KILLING
                 if lent and not slot.leak_reported and now - slot.borrowed_at > limit:
                     slot.leak_reported = True
                     late.append(slot)
@@ -1447,6 +1583,6 @@ class PoolCore:
         self._reclaim = deque()
         self._waiters = WaitQueue()
         self._dialing = set()
-        self._open = self._held = self._replacements = 0
+        self._open = self._held = self._killing = self._replacements = 0
         self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None

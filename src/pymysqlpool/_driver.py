@@ -8,9 +8,11 @@ one-file review.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import select
 import socket
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type
@@ -63,6 +65,7 @@ class Connection(pymysql.connections.Connection):
     """
 
     _exchanging = False
+    _hung_up = False  # the server ended the connection (see note_lost)
     # Called (no argument) the first time this connection sees a wrong-node
     # error; the pool sets it to doom the connection's slot.
     wrong_node_hook: Optional[Callable[[], Any]] = None
@@ -86,7 +89,11 @@ class Connection(pymysql.connections.Connection):
         if result is not None and (result.has_next or result.unbuffered_active):
             self._read_leftovers(result)
         self._exchanging = True
-        super()._execute_command(command, sql)  # type: ignore[misc]
+        try:
+            super()._execute_command(command, sql)  # type: ignore[misc]
+        except pymysql.err.MySQLError as exc:
+            note_lost(self, exc)
+            raise
 
     def _read_leftovers(self, result: Any) -> None:
         # PyMySQL reads what the last answer left unread before it sends the
@@ -142,7 +149,27 @@ def answer_ended(raw: Any, exc: BaseException, connected: bool) -> None:
     code = exc.args[0] if exc.args else None
     if isinstance(code, int) and not 2000 <= code < 3000 and connected:
         raw._exchanging = False
+    note_lost(raw, exc)
     note_error(raw, exc)
+
+
+_LOST = frozenset({CR.CR_SERVER_LOST, CR.CR_SERVER_GONE_ERROR})  # 2013, 2006
+_TIMEOUTS = (TimeoutError, socket.timeout, asyncio.TimeoutError)  # distinct classes before Python 3.10/3.11
+
+
+def note_lost(raw: Any, exc: BaseException) -> None:
+    """Remember that the server hung up on ``raw`` (end of stream, reset,
+    broken pipe) rather than the client giving up on it (a read timeout):
+    its session is over, there is nothing to kill (and after a restart the
+    id may be another session's)."""
+    if error_code(exc) in _LOST and not isinstance(exc.__cause__ or exc.__context__, _TIMEOUTS):
+        raw._hung_up = True
+
+
+def left_running(raw: Any) -> bool:
+    """The borrower left ``raw`` in the middle of an answer and the server
+    did not hang up: its statement may still be running there."""
+    return mid_answer(raw) and not getattr(raw, "_hung_up", False)
 
 
 def adopt(raw: Any) -> None:
@@ -342,6 +369,89 @@ def session_wait_timeout(raw: Any, timeout: Optional[float] = None) -> Optional[
         cur.execute("SELECT @@SESSION.wait_timeout")
         row = cur.fetchone()
     return float(row[0]) if row and row[0] else None
+
+
+def session_id(raw: Any) -> int:
+    """The server's id of the connection's session (from the handshake); 0 if unknown."""
+    try:
+        return int(raw.server_thread_id[0])
+    except Exception:  # a connection_factory's object without one
+        return 0
+
+
+# What a side connection that only kills leaves out: the schema (it may be the
+# one gone; a KILL needs none), the set-up statements, and the borrowers'
+# read/write timeouts (the kill has its own bound: connect_timeout).
+_NOT_FOR_KILLING = ("database", "db", "init_command", "read_timeout", "write_timeout")
+
+KILL_STATEMENT = "KILL CONNECTION %d"
+GONE_QUERY = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s"
+_NO_SUCH_THREAD = 1094  # ER_NO_SUCH_THREAD: the session had ended already
+
+
+def kill_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The connect arguments of a side connection that sends a KILL."""
+    return {key: value for key, value in kwargs.items() if key not in _NOT_FOR_KILLING}
+
+
+def kill_refused(exc: BaseException) -> bool:
+    """The server answered a KILL with an error (1095: not the owner): asking
+    again cannot help. A client error (2000-2999: unreachable) can."""
+    return 1000 <= error_code(exc) < 2000
+
+
+def killed_already(exc: BaseException) -> bool:
+    return error_code(exc) == _NO_SUCH_THREAD
+
+
+UPTIME_QUERY = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'"
+
+
+def restarted_since(side: int, session: int, uptime: Any, age: float) -> bool:
+    """The server the side connection reached is not the one that ran
+    ``session`` (opened ``age`` seconds ago): it restarted since, or it is
+    another server. Its session ids only grow, so a side connection (opened
+    later) with a lower id than the session's, or a server up for less time
+    than the session has existed, cannot have it: a KILL of that id would
+    end someone else's session."""
+    if side and side < session:
+        return True
+    try:
+        return int(uptime) + 1 <= age  # uptime counts whole seconds
+    except (TypeError, ValueError):
+        return False
+
+
+def kill_session(raw: Any, target: Tuple[int, float], timeout: float) -> bool:
+    """KILL the session ``target`` (its id and age in seconds) over the side
+    connection ``raw``, then look until the server dropped it (KILL returns
+    once the session is marked). True once it is gone (or the server
+    restarted since: see restarted_since), False if it was still listed when
+    ``timeout`` ran out."""
+    session, age = target
+    end = time.monotonic() + timeout
+    with raw.cursor(pymysql.cursors.Cursor) as cur:
+        with _bounded(raw, timeout):
+            cur.execute(UPTIME_QUERY)
+            row = cur.fetchone()
+            if restarted_since(session_id(raw), session, row[0] if row else None, age):
+                return True
+            try:
+                cur.execute(KILL_STATEMENT % session)
+            except pymysql.err.MySQLError as exc:
+                if killed_already(exc):
+                    return True
+                raise
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            with _bounded(raw, left):
+                cur.execute(GONE_QUERY, (session,))
+                row = cur.fetchone()
+            if not row or not row[0]:
+                return True
+            time.sleep(min(0.001, max(end - time.monotonic(), 0.0)))
 
 
 def _connect_parameters() -> FrozenSet[str]:

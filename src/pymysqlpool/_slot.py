@@ -12,6 +12,10 @@ IDLE = 1  # in the idle deque
 OUT = 2  # granted to a borrower (being validated) or lent
 HELD = 3  # the pool is pinging, cleaning or closing it
 GONE = 4  # closed and no longer counted
+# Closed by the pool in the middle of an answer: its session may still run on
+# the server, so the slot stays counted (open, held) until a KILL proved the
+# session gone or the kill's bound passed (see PoolCore._killer_plan).
+KILLING = 5
 
 _INF = float("inf")
 
@@ -29,12 +33,14 @@ class Slot:
         "expires",
         "generation",
         "keepalive",
+        "kill_by",
         "last_used",
         "leak_reported",
         "probe",
         "proxied",
         "raw",
         "retire",
+        "session",
         "state",
     )
 
@@ -60,6 +66,10 @@ class Slot:
         # Set once the connection must not be reused (drain, resize, wrong
         # node): the stats counter it is closed under.
         self.retire: Optional[str] = None
+        # The server's id of the session (0: unknown), for a KILL.
+        self.session = 0
+        # KILLING: the moment the slot is freed if the kill proved nothing.
+        self.kill_by = 0.0
 
     def doom(self, reason: str) -> None:
         """Close this connection at its next return or borrow instead of reusing it.

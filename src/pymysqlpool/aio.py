@@ -25,7 +25,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Type
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type
 
 from . import _adriver
 from ._config import build, describe, resolve
@@ -33,6 +33,7 @@ from ._core import (
     CHECK,
     CLOSE,
     DIAL,
+    KILL,
     PARKED,
     PING,
     RESET,
@@ -140,6 +141,7 @@ class AsyncConnectionPool(PoolCore):
         max_waiting: Optional[int] = None,
         reconnect_timeout: float = 300.0,
         reconnect_failed: Optional[Callable[[Any], Any]] = None,
+        kill_on_abandon: bool = True,
         **connect_kwargs: Any,
     ) -> None:
         cursorclass = connect_kwargs.pop("cursorclass", None)
@@ -174,8 +176,10 @@ class AsyncConnectionPool(PoolCore):
             max_waiting=max_waiting,
             reconnect_timeout=reconnect_timeout,
             reconnect_failed=reconnect_failed,
+            kill_on_abandon=kill_on_abandon,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._kills: Set[asyncio.Task[Any]] = set()  # kills in flight, referenced until done
         self._life.autostart = open
 
     # -- the event loop -----------------------------------------------------
@@ -223,8 +227,33 @@ class AsyncConnectionPool(PoolCore):
                     reply = await self._connect(a)
                 elif op == SLEEP:
                     await asyncio.sleep(a)
+                elif op == KILL:
+                    reply = await self._kill_session(a, b)
             except BaseException as exc:  # cancellation too: the plan gives up what it holds
                 error = exc
+
+    def _spawn(self, plan: Plan) -> bool:
+        """Run the kill of an abandoned session as a task of the pool's loop:
+        the cancelled borrower does not wait for it."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            plan.close()
+            return False
+        task = loop.create_task(self._run(plan), name=f"pymysqlpool-kill-{self.name}")
+        self._kills.add(task)
+        task.add_done_callback(self._kills.discard)
+        return True
+
+    async def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
+        """KILL a session from a short-lived side connection, all of it within ``limit``."""
+        loop = _running_loop()
+        end = loop.time() + limit
+        kwargs = _adriver.kill_kwargs(resolve(self._config.connect_kwargs))
+        raw = await _adriver.connect(kwargs, limit)
+        try:
+            return await _adriver.bounded(_adriver.kill_session(raw, session), end - loop.time())
+        finally:
+            await _adriver.close(raw, max(end - loop.time(), 0.0))
 
     async def _connect(self, limit: float) -> Any:
         """Open one connection; the whole of it (handshake, configure, the
@@ -434,7 +463,9 @@ class AsyncConnectionPool(PoolCore):
     async def close(self, timeout: Optional[float] = None) -> int:
         """Stop lending, fail the waiters, close idle connections now and
         borrowed ones when they come back. With ``timeout``, wait that long
-        for borrowed ones, then cut them; returns how many were cut.
+        for borrowed ones, then cut them; returns how many were cut. Waits for
+        the kills of sessions abandoned mid-answer still in flight (each ends
+        within ``connect_timeout``).
 
         Once the pool's event loop is closed, ``close()`` may be awaited on
         any loop (``asyncio.run(pool.close())``): every session ends at once,
@@ -461,6 +492,8 @@ class AsyncConnectionPool(PoolCore):
             await self._run(self._reclaim_plan())
             return self._interrupt_late(0.0)
         await self._run(self._reclaim_plan())
+        if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them
+            await asyncio.wait(set(self._kills))
         if grace is None or not self._life.opened:
             return 0
         loop = _running_loop()

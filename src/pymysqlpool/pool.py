@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, List, Optional, Type
+from typing import Any, List, Optional, Tuple, Type
 
 from . import _driver, _forking, _urls, _warmup
 from ._config import build, describe, resolve
@@ -25,6 +25,7 @@ from ._core import (
     CLOSE,
     DIAL,
     FORKED,
+    KILL,
     PARKED,
     PING,
     RESET,
@@ -86,6 +87,7 @@ class ConnectionPool(PoolCore):
         max_waiting: Optional[int] = None,
         reconnect_timeout: float = 300.0,
         reconnect_failed: Optional[Any] = None,
+        kill_on_abandon: bool = True,
         **connect_kwargs: Any,
     ) -> None:
         config = build(
@@ -116,6 +118,7 @@ class ConnectionPool(PoolCore):
             max_waiting=max_waiting,
             reconnect_timeout=reconnect_timeout,
             reconnect_failed=reconnect_failed,
+            kill_on_abandon=kill_on_abandon,
         )
         _forking.register(self)
         if open:
@@ -172,8 +175,29 @@ class ConnectionPool(PoolCore):
                     reply = self._connect(a)
                 elif op == SLEEP:
                     time.sleep(a)
+                elif op == KILL:
+                    reply = self._kill_session(a, b)
             except BaseException as exc:  # an interrupt too: the plan gives up what it holds
                 error = exc
+
+    def _spawn(self, plan: Plan) -> bool:
+        """Run the kill of an abandoned session in a thread of its own: the
+        borrower that abandoned it does not wait, and kills in flight (at
+        most one per slot) do not queue behind each other."""
+        threading.Thread(target=self._run, args=(plan,), name=f"pymysqlpool-kill-{self.name}", daemon=True).start()
+        return True
+
+    def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
+        """KILL a session from a short-lived side connection, all of it within ``limit``."""
+        cfg = self._config
+        end = _monotonic() + limit
+        kwargs = _driver.kill_kwargs(resolve(cfg.connect_kwargs))
+        factory = cfg.connection_factory
+        raw = self._dial(kwargs, limit) if factory is None else factory(**kwargs)
+        try:
+            return _driver.kill_session(raw, session, end - _monotonic())
+        finally:
+            _driver.close(raw)
 
     def _connect(self, limit: float) -> Any:
         """Open one connection (no lock held); every wait of the connect is
@@ -381,7 +405,9 @@ class ConnectionPool(PoolCore):
         With ``timeout``, wait up to that many seconds for borrowed
         connections to come back, then shut down the sockets of those still
         out (their borrower's next call fails). Returns how many were forced.
-        Safe to call more than once.
+        Waits for the kills of sessions abandoned mid-answer that are still
+        in flight (each ends within ``connect_timeout``). Safe to call more
+        than once.
         """
         grace = None if timeout is None else build_seconds("timeout", timeout)
         shut = self._shut()
@@ -393,6 +419,9 @@ class ConnectionPool(PoolCore):
             finally:
                 self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
             self._run(self._reclaim_plan())
+        end = self._kills_end()
+        while self._killing and _monotonic() < end:
+            time.sleep(0.005)  # bounded by the kills' own bound
         if grace is None or not self._life.opened:
             return 0
         deadline = _monotonic() + grace

@@ -43,6 +43,8 @@ COUNTERS: Dict[str, str] = {
     "leaks_detected": "borrows held longer than leak_timeout, or dropped without return",
     "leaks_reclaimed": "connections reclaimed because their borrower dropped them",
     "keepalive_pings": "pings sent by the maintenance thread to idle connections",
+    "kills": "sessions closed mid-answer that the pool killed on the server (KILL acknowledged, the session gone)",
+    "kill_failures": "such kills that proved nothing within their bound (refused, unreachable): slot freed then",
 }
 
 _USE_KEYS = ("uses", "use_ms", "use_max_ms")
@@ -55,11 +57,12 @@ GAUGES: Dict[str, str] = {
     "pool_min": "pre_create_num: connections kept open at all times",
     "pool_size": "size: idle connections never retired for idleness (max_idle applies beyond it)",
     "pool_max": "maxsize: most connections ever open at once",
-    "open": "connections open now (idle + borrowed)",
+    "open": "connections open now (idle + borrowed, and those being killed)",
     "idle": "connections ready to lend now",
     "borrowed": "connections lent out now",
     "connecting": "connections being opened now",
     "waiting": "borrowers queued now",
+    "killing": "connections closed mid-answer whose session is being killed: still counted in open",
 }
 
 
@@ -100,6 +103,8 @@ class Counters:
     connect_ms: float
     leaks_detected: int
     keepalive_pings: int
+    kills: int
+    kill_failures: int
 
     def __init__(self) -> None:
         for name in self.__slots__:

@@ -73,13 +73,18 @@ def test_cancel_during_a_causal_wait_leaves_exact_books(restore: ReplicationClus
             finally:
                 for replica in replication.replicas:
                     replica.resume()
+            # The abandoned MASTER_GTID_WAIT is killed on the server (the node pool's
+            # kill_on_abandon): its slot stays counted until the session is gone.
+            assert await _until(lambda: lent(cluster) == 0, 2 + 2 + SLACK)
+            stats = cluster.get_stats()
             # The cluster goes on serving causal reads.
             conn = await cluster.get_conn(read_only=True, causal=True, timeout=5)
             await cluster.release(conn)
-            return during, lent(cluster)
+            return during, stats["kills"] + stats["kill_failures"]
 
-    during, after = asyncio.run(scenario())
-    assert (during, after) == (0, 0)
+    during, kills = asyncio.run(scenario())
+    assert during <= 1  # the cancelled borrow's session, counted while its kill runs; nothing leaked
+    assert kills == 1
 
 
 def test_close_cancels_a_probe_stuck_on_a_frozen_node(restore: ReplicationCluster) -> None:

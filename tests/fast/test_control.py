@@ -208,6 +208,8 @@ def test_callable_user_is_not_called_for_the_label(make_pool: Callable[..., Conn
         ({"reconnect_timeout": float("nan")}, ValueError),
         ({"reconnect_failed": "page me"}, TypeError),
         ({"open": "no"}, TypeError),
+        ({"kill_on_abandon": 1}, TypeError),
+        ({"kill_on_abandon": None}, TypeError),
         ({"events": 42}, TypeError),
     ],
 )

@@ -39,12 +39,35 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import pymysqlpool._core as core_module
 from pymysqlpool._config import build
-from pymysqlpool._core import CHECK, CLOSE, DIAL, PARKED, PING, RESET, SLEEP, SLOW, WAIT, NoLock, Plan, PoolCore
-from pymysqlpool._slot import GONE, HELD, IDLE, NEW, OUT, Slot
+from pymysqlpool._core import (
+    CHECK,
+    CLOSE,
+    DIAL,
+    KILL,
+    PARKED,
+    PING,
+    RESET,
+    SLEEP,
+    SLOW,
+    WAIT,
+    NoLock,
+    Plan,
+    PoolCore,
+)
+from pymysqlpool._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from pymysqlpool._waiting import DialToken, Waiter
 from pymysqlpool.errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 
-OP_NAMES = {DIAL: "DIAL", CHECK: "CHECK", PING: "PING", CLOSE: "CLOSE", RESET: "RESET", WAIT: "WAIT", SLEEP: "SLEEP"}
+OP_NAMES = {
+    DIAL: "DIAL",
+    CHECK: "CHECK",
+    PING: "PING",
+    CLOSE: "CLOSE",
+    RESET: "RESET",
+    WAIT: "WAIT",
+    SLEEP: "SLEEP",
+    KILL: "KILL",
+}
 IO_TIMEOUT = 1000.0  # connect_timeout: the orphan grace (2 * it + 1) is never reached by the clock steps
 LIFETIME = 100.0
 MAX_PLANS = 6  # suspended at once
@@ -75,10 +98,22 @@ class ResetError(Exception):
     pass
 
 
+class KillError(Exception):
+    """The side connection of a kill could not be opened (retryable)."""
+
+
+class KillRefused(Exception):
+    """The server answered the KILL with an error (not the owner)."""
+
+
 class FakeRaw:
     """A driver connection: flags the fake driver's predicates read."""
 
+    sessions = 0
+
     def __init__(self) -> None:
+        FakeRaw.sessions += 1
+        self.session = FakeRaw.sessions  # the server's id of its session
         self.closed = False
         self.broken = False
         self.dirty = False
@@ -138,6 +173,18 @@ class FakeDriver:
     def is_fatal_connect_error(exc: BaseException) -> bool:
         return isinstance(exc, FatalConnectError)
 
+    @staticmethod
+    def left_running(raw: FakeRaw) -> bool:
+        return raw.mid
+
+    @staticmethod
+    def session_id(raw: FakeRaw) -> int:
+        return raw.session
+
+    @staticmethod
+    def kill_refused(exc: BaseException) -> bool:
+        return isinstance(exc, KillRefused)
+
 
 class RecordingWaiter(Waiter):
     """A waiter whose wake() only records that it was called."""
@@ -173,6 +220,13 @@ class CoreUnderTest(PoolCore):
         super().__init__(*args, **kwargs)
         self._slots = OrderedSlots()  # type: ignore[assignment]
         self.made: List[Slot] = []  # every slot ever opened, to follow NEW ones in flight
+        # The shell's background start of a kill plan (None: cannot start one).
+        self.spawner: Optional[Callable[[Plan], bool]] = None
+
+    def _spawn(self, plan: Plan) -> bool:
+        if self.spawner is None:
+            return super()._spawn(plan)
+        return self.spawner(plan)
 
     def _book_new(self, raw: Any, keepalive: float, started: float, epoch: int) -> Slot:
         slot = super()._book_new(raw, keepalive, started, epoch)
@@ -273,6 +327,7 @@ def make_core(
     keepalive: float = 0.0,
     reset_session: bool = False,
     max_waiting: Optional[int] = None,
+    kill_on_abandon: bool = True,
 ) -> CoreUnderTest:
     config = build(
         size=size,
@@ -302,6 +357,7 @@ def make_core(
         max_waiting=max_waiting,
         reconnect_timeout=300.0,
         reconnect_failed=None,
+        kill_on_abandon=kill_on_abandon,
     )
     assert core._start()
     return core
@@ -326,6 +382,14 @@ class Shell:
         self.borrows_failed = 0
         self.returns = 0
         self.results: List[Tuple[str, Any]] = []  # (kind, value or exception) of ended plans
+        # KILLING slots whose kill plan was interrupted: the reconcile's, once past their bound.
+        self.unkilled: Set[int] = set()
+        core.spawner = self.spawn_kill
+
+    def spawn_kill(self, plan: Plan) -> bool:
+        """The shell's background start of a kill (a thread, a task)."""
+        self.start("kill", plan)
+        return True
 
     # -- starting -------------------------------------------------------------
 
@@ -413,7 +477,14 @@ class Shell:
             assert isinstance(a, RecordingWaiter)
             assert math.isfinite(b)
         elif op == SLEEP:
-            assert run.kind == "borrow" and 0 < a <= core_module._BACKOFF_CAP
+            assert run.kind in ("borrow", "kill")
+            assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else core_module._BACKOFF_CAP), (run.kind, request)
+        elif op == KILL:
+            assert run.kind == "kill" and 0 < b <= IO_TIMEOUT + 1e-6, request
+            session, age = a
+            (slot,) = [s for s in self.core._slots if s.session == session]
+            assert age == self.clock.now - slot.created
+            assert slot.state == KILLING and slot.raw.closed, "a KILL for a session the pool does not hold closed"
         else:
             self.check_io(run, request, [other for other in self.plans if other is not run])
 
@@ -438,6 +509,8 @@ class Shell:
         gen = run.gen
         op, a, b = run.request
         if outcome == "interrupt":
+            if run.kind == "kill":  # left KILLING: the reconcile frees it after its bound
+                self.unkilled |= run.held()[0]
             self.step(run, lambda: gen.throw(KeyboardInterrupt()), interrupted=True)
             return
         reply: Any = None
@@ -471,6 +544,16 @@ class Shell:
                 reply = False
         elif op == SLEEP:
             self.clock.now += a
+        elif op == KILL:
+            if outcome == "ok":
+                reply = flavor % 3 != 2  # gone, or still listed when its time ran out
+                if not reply:
+                    self.clock.now += b
+            elif outcome == "fatal":
+                error = KillRefused("not the owner")
+            else:  # refused at once, or (odd flavors) black-holed: its whole budget spent
+                self.clock.now += b * (flavor % 2)
+                error = KillError("unreachable")
         if error is not None:
             if op in (CHECK, PING, RESET):
                 a.condemned = True
@@ -488,6 +571,8 @@ class Shell:
             assert isinstance(value, int) and value >= 0
         elif run.kind == "refill":
             assert isinstance(value, bool)
+        elif run.kind == "kill":
+            assert value is None
 
     def failed(self, run: Running, exc: Exception) -> None:
         self.results.append((run.kind, exc))
@@ -509,6 +594,21 @@ class Shell:
         elif run.kind == "borrow" and run.request[0] == WAIT and run.request[1].error is not None:
             self.borrows_failed += 1  # failed by close() (counted then), interrupted before it woke
 
+    def reap_kills(self) -> None:
+        """What the maintenance does about kills that will not end (their plan
+        was interrupted or vanished): once past their bound, the reconcile
+        frees each slot exactly once, counted as a failed kill."""
+        self.finish_all()  # kills the reconcile started meanwhile run to their end
+        core = self.core
+        killing = [slot for slot in core._slots if slot.state == KILLING]
+        if not killing:
+            return
+        failures = core._stats.kill_failures
+        self.clock.now = max(self.clock.now, max(slot.kill_by for slot in killing) + core_module._TICK)
+        self.run_plan("reconcile", core._reconcile_plan(2 * IO_TIMEOUT + 1.0, {}))
+        assert all(slot.state == GONE for slot in killing) and core._killing == 0
+        assert core._stats.kill_failures == failures + len(killing)
+
     def reap(self) -> None:
         """What the maintenance does about vanished plans once past the grace
         (none is needed with nothing else running): reconcile until nothing
@@ -517,6 +617,7 @@ class Shell:
         assert not self.plans
         for _ in range(len(self.zombies) + 1):
             self.run_plan("reconcile", self.core._reconcile_plan(0.0, {}))
+        self.reap_kills()
         self.check_books(zombies_own=False)
 
     def finish_all(self, limit: int = 400) -> None:
@@ -543,7 +644,7 @@ class Shell:
     def check_books(self, maxsize_floor: Optional[int] = None, zombies_own: bool = True) -> None:
         core = self.core
         slots = core._slots
-        counts = {state: 0 for state in (NEW, IDLE, OUT, HELD, GONE)}
+        counts = {state: 0 for state in (NEW, IDLE, OUT, HELD, GONE, KILLING)}
         for slot in slots:
             counts[slot.state] += 1
         assert counts[NEW] == counts[GONE] == 0, "a NEW or GONE slot is counted open"
@@ -551,9 +652,10 @@ class Shell:
         assert len({id(s) for s in idle}) == len(idle), "a slot idle twice"
         assert all(s.state == IDLE and s in slots for s in idle), "an idle slot that is not IDLE or not open"
         assert counts[IDLE] == len(idle), "a slot IDLE but not in the idle queue"
-        assert core._held == counts[HELD], (core._held, counts[HELD])
+        assert core._held == counts[HELD] + counts[KILLING], (core._held, counts[HELD], counts[KILLING])
+        assert core._killing == counts[KILLING]
         assert core._open == len(slots)
-        assert core._open == len(idle) + counts[OUT] + counts[HELD]
+        assert core._open == len(idle) + counts[OUT] + counts[HELD] + counts[KILLING]
         assert core._connecting >= 0
 
         # Ownership: every lent or held slot and every live right to dial
@@ -577,6 +679,9 @@ class Shell:
         for slot in slots:
             if slot.state in (OUT, HELD):
                 assert id(slot) in owned, f"a slot in state {slot.state} that no borrower or plan holds"
+            elif slot.state == KILLING:
+                # Killed by a plan, or left by an interrupted one to the reconcile.
+                assert id(slot) in owned or id(slot) in self.unkilled, "a KILLING slot no kill plan holds"
         assert core._connecting == len(tokens), f"connecting={core._connecting} but {len(tokens)} rights to dial held"
 
         maxsize = core._maxsize
@@ -603,7 +708,8 @@ class Shell:
         in_flight = [s for s in core.made if s.state == NEW]
         assert all(run_holds(self.plans + self.zombies, s) for s in in_flight), "a NEW slot no plan holds"
         # A dialed connection is counted once booked or closed, not while in flight.
-        assert stats.connections_made == sum(stats.closes.values()) + core._open
+        # A KILLING slot's connection is closed (and counted so) but its slot still open.
+        assert stats.connections_made == sum(stats.closes.values()) + core._open - core._killing
         assert stats.connections_made == len(core.made) - len(in_flight)
         for slot in core.made:
             if id(slot) in self.gone:
@@ -611,13 +717,15 @@ class Shell:
             if slot.state == GONE:
                 self.gone.add(id(slot))
                 assert slot not in slots
-            assert slot.raw.closed == (slot.state == GONE), f"state {slot.state} but closed={slot.raw.closed}"
+            closed = slot.state in (GONE, KILLING)
+            assert slot.raw.closed == closed, f"state {slot.state} but closed={slot.raw.closed}"
             if slot.raw.condemned:
-                assert slot.state in (HELD, GONE), "a connection that failed a check or reset is kept"
+                assert slot.state in (HELD, GONE, KILLING), "a connection that failed a check or reset is kept"
         assert len(core.made) == len(self.raws)
 
         if not self.plans and not self.zombies:
-            assert core._held == 0 and core._connecting == 0 and not in_flight and not waiters
+            assert core._held == counts[KILLING] and core._connecting == 0 and not in_flight and not waiters
+            assert all(id(s) in self.unkilled for s in slots if s.state == KILLING)
             assert stats.borrows == self.borrows_done, (stats.borrows, self.borrows_done)
             assert stats.returns == self.returns
             refused = stats.borrow_timeouts + stats.borrow_errors + stats.borrows_rejected
@@ -706,6 +814,7 @@ class CoreMachine(RuleBasedStateMachine):
             shell.check_books()
             if shell.zombies:
                 shell.reap()
+            shell.reap_kills()
             orphans = shell.run_plan("reconcile", core._reconcile_plan(0.0, {}))
             assert orphans == 0, f"{orphans} slot(s) orphaned with no plan running"
             shell.check_books(zombies_own=False)
@@ -723,6 +832,7 @@ class CoreMachine(RuleBasedStateMachine):
             shell.finish_all()
             if shell.zombies:
                 shell.reap()  # a slot given back meanwhile may have gone to a vanished waiter
+            shell.reap_kills()
             shell.check_books(zombies_own=False)
             assert core._open == 0 and not core._slots
             assert all(raw.closed for raw in shell.raws), "a connection left open after close"
@@ -773,6 +883,18 @@ class CoreMachine(RuleBasedStateMachine):
         raw.mid = bool(flags & 4) and flags > 24
         raw.pending = bool(flags & 8)
         raw.hung = bool(flags & 16) and flags & 3 == 3
+        self.s.give_back(proxy, failed)
+
+    @precondition(lambda self: self.lent() and len(self.s.plans) < MAX_PLANS + 2)
+    @rule(pick=st.integers(0, 7), broken=st.booleans(), failed=st.booleans())
+    def abandon(self, pick: int, broken: bool, failed: bool) -> None:
+        """A borrower leaves in the middle of an answer (cancelled, interrupted,
+        read_timeout: then the driver dropped the socket too): its session
+        may still be running, so the pool kills it and holds the slot."""
+        proxy = self.s.lent[pick % len(self.s.lent)]
+        raw: FakeRaw = proxy._raw
+        raw.mid = True
+        raw.broken = broken
         self.s.give_back(proxy, failed)
 
     @precondition(room)
@@ -1189,3 +1311,246 @@ def test_a_refill_that_cannot_book_closes_its_connection(clock: Clock, why: str)
     assert core._open == (0 if why == "pool closed" else 1)
     shell.finish_all()
     shell.check_books()
+
+
+# -- killing sessions abandoned mid-answer ------------------------------------------
+
+
+def closed_on_return(shell: Shell, mid: bool, broken: bool) -> Slot:
+    """Borrow one connection and give it back failed, ``mid`` an answer and
+    ``broken``: the return closes it (answered). Returns its slot."""
+    (proxy,) = borrowed(shell, 1)
+    slot = proxy._slot
+    assert slot is not None
+    proxy._raw.mid = mid
+    proxy._raw.broken = broken
+    back = shell.give_back(proxy, failed=True)
+    assert back is not None and back.request[0] == CLOSE
+    shell.answer(back, "ok")
+    assert back not in shell.plans
+    return slot
+
+
+def abandon_one(shell: Shell, broken: bool = False) -> Tuple[Slot, Running]:
+    """Leave a connection mid-answer and give it back: the return closes it
+    and the kill of its session starts. Returns the slot (KILLING) and the
+    kill plan, suspended at its KILL."""
+    slot = closed_on_return(shell, True, broken)
+    assert slot.state == KILLING and slot.raw.closed
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    assert kill.request == (KILL, (slot.raw.session, shell.clock.now - slot.created), IO_TIMEOUT)
+    return slot, kill
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["interrupted", "socket dropped"])
+def test_an_abandoned_session_keeps_its_slot_until_the_kill_ends(clock: Clock, broken: bool) -> None:
+    """The slot stays counted while the kill is in flight: a borrower waits
+    instead of dialing a session beside the one still running; once the
+    server let the session go, the waiter gets the right to dial."""
+    shell = Shell(make_core(clock, 1, timeout=30.0), clock)
+    core = shell.core
+    slot, kill = abandon_one(shell, broken)
+    assert core._open == 1 and core._killing == 1 and core.get_stats()["killing"] == 1
+    assert core.get_stats()["borrowed"] == 0
+    waiting = shell.borrow()
+    assert waiting is not None and waiting.request[0] == WAIT, "dialed beside a session still running"
+    shell.check_books()
+    shell.answer(kill, "ok")  # KILL acknowledged, the session gone
+    assert slot.state == GONE and core._open == 0 and core._killing == 0
+    assert isinstance(waiting.request[1].grant, DialToken)
+    stats = core._stats
+    assert stats.kills == 1 and stats.kill_failures == 0
+    assert stats.closes["closed_broken" if broken else "closed_unread"] == 1
+    shell.finish_all()
+    assert len(shell.lent) == 1
+    shell.check_books()
+
+
+@pytest.mark.parametrize("answer", ["refused", "unreachable", "still listed"])
+def test_a_failed_kill_frees_the_slot_at_its_bound(clock: Clock, answer: str) -> None:
+    """A KILL the server refuses is not repeated; one whose side connection
+    fails is retried with back-off; either way the slot is held until the
+    kill's bound (connect_timeout after the abandon), then freed as a failure."""
+    shell = Shell(make_core(clock, 1, timeout=3 * IO_TIMEOUT), clock)
+    core = shell.core
+    started = clock.now
+    slot, kill = abandon_one(shell)
+    if answer == "refused":
+        shell.answer(kill, "fatal")
+        assert kill.request[0] == SLEEP and kill.request[1] == pytest.approx(IO_TIMEOUT)
+        assert slot.state == KILLING
+        shell.answer(kill, "ok")
+    elif answer == "unreachable":
+        shell.answer(kill, "fail")
+        assert kill.request == (SLEEP, core_module._BACKOFF_FIRST, None)
+        shell.answer(kill, "ok")
+        assert kill.request[0] == KILL and slot.state == KILLING  # tried again
+        shell.answer(kill, "fail", flavor=1)  # black-holed this time: the rest of the bound spent
+        assert kill not in shell.plans
+    else:
+        shell.answer(kill, "ok", flavor=2)  # the session was still listed when its time ran out
+    assert kill not in shell.plans and slot.state == GONE
+    assert clock.now >= started + IO_TIMEOUT - core_module._MIN_ATTEMPT
+    assert core._stats.kills == 0 and core._stats.kill_failures == 1
+    shell.check_books()
+    assert len(borrowed(shell, 1)) == 1  # its room was given back
+
+
+@pytest.mark.parametrize("where", ["KILL", "SLEEP", "spawn", "no thread"])
+def test_an_interrupted_kill_is_freed_once_after_its_bound(clock: Clock, where: str) -> None:
+    """An interrupt inside the kill path leaves the slot KILLING: counted,
+    never lost. The reconcile frees it once past the bound, counted as one
+    failed kill; a killer that ends later changes nothing. A kill that
+    cannot be started at all frees the slot at once."""
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    core = shell.core
+    if where in ("spawn", "no thread"):
+
+        def spawner(plan: Plan) -> bool:
+            plan.close()
+            if where == "spawn":
+                raise KeyboardInterrupt
+            return False
+
+        core.spawner = spawner
+        (proxy,) = borrowed(shell, 1)
+        slot = proxy._slot
+        assert slot is not None
+        proxy._raw.mid = True
+        shell.lent.remove(proxy)
+        assert core._check_in(proxy, slot, True) == SLOW
+        shell.returns += 1
+        core._drv.force_close(slot.raw)  # the return plan's close, then its unbooking:
+        if where == "spawn":
+            with pytest.raises(KeyboardInterrupt):
+                core._unbook(slot, "closed_unread", kill=True)
+            shell.unkilled.add(id(slot))
+        else:
+            core._unbook(slot, "closed_unread", kill=True)
+            assert slot.state == GONE and core._stats.kill_failures == 1
+            shell.check_books()
+            return
+    else:
+        slot, kill = abandon_one(shell)
+        if where == "SLEEP":
+            shell.answer(kill, "fail")
+            assert kill.request[0] == SLEEP
+        shell.answer(kill, "interrupt")
+    assert slot.state == KILLING
+    shell.check_books()
+    seen: Dict[Any, Tuple[Any, float]] = {}
+    grace = 2 * IO_TIMEOUT + 1.0
+    shell.run_plan("reconcile", core._reconcile_plan(grace, seen))
+    assert slot.state == KILLING, "freed before its bound"
+    clock.now = slot.kill_by + core_module._TICK
+    shell.run_plan("reconcile", core._reconcile_plan(grace, seen))
+    assert slot.state == GONE and core._killing == 0 and core._held == 0
+    shell.run_plan("reconcile", core._reconcile_plan(grace, seen))
+    core._killed(slot, True)  # a killer that ends after all
+    stats = core._stats
+    assert stats.kill_failures == 1 and stats.kills == 0
+    assert stats.connections_made == sum(stats.closes.values()) + core._open
+    shell.check_books()
+    assert len(borrowed(shell, 2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("kill_on_abandon", "mid", "broken"),
+    [(False, True, False), (True, False, True)],
+    ids=["kill_on_abandon off", "broken, not mid-answer"],
+)
+def test_a_close_without_kill_frees_the_slot_at_once(
+    clock: Clock, kill_on_abandon: bool, mid: bool, broken: bool
+) -> None:
+    """Only a session left mid-answer is killed, and only with kill_on_abandon:
+    otherwise the connection is closed and its slot freed as before."""
+    shell = Shell(make_core(clock, 1, kill_on_abandon=kill_on_abandon), clock)
+    slot = closed_on_return(shell, mid, broken)
+    assert slot.state == GONE and not shell.plans
+    assert shell.core._stats.kills == shell.core._stats.kill_failures == 0
+    shell.check_books()
+
+
+def test_the_drivers_kill_rules() -> None:
+    """What the real drivers tell the core about a kill: the session id from
+    the handshake, a server's refusal (not retried) from a client error
+    (retried), 1094 as "gone already", and a side connection without the
+    borrowers' schema, set-up statement or read/write timeouts."""
+    import pymysql
+
+    from pymysqlpool import _driver
+
+    class Handshaken:
+        server_thread_id = (4711,)
+
+    assert _driver.session_id(Handshaken()) == 4711
+    assert _driver.session_id(object()) == 0  # a connection_factory's object: never killed
+    refused = pymysql.err.InternalError(1095, "You are not owner of thread 4711")
+    unreachable = pymysql.err.OperationalError(2003, "Can't connect to MySQL server")
+    gone = pymysql.err.InternalError(1094, "Unknown thread id: 4711")
+    assert _driver.kill_refused(refused) and not _driver.kill_refused(unreachable)
+    assert not _driver.kill_refused(TimeoutError()) and not _driver.kill_refused(ValueError("x"))
+    assert _driver.killed_already(gone) and not _driver.killed_already(refused)
+    kwargs = {
+        "host": "h",
+        "user": "u",
+        "password": "p",
+        "database": "d",
+        "init_command": "SET x=1",
+        "read_timeout": 0.05,
+        "write_timeout": 0.05,
+        "connect_timeout": 3,
+    }
+    assert _driver.kill_kwargs(kwargs) == {"host": "h", "user": "u", "password": "p", "connect_timeout": 3}
+    assert _driver.kill_kwargs({"db": "d", "port": 1}) == {"port": 1}
+    # A KILL of an id is only sent to the server instance that gave it out.
+    assert _driver.restarted_since(5, 40, "3600", 10.0)  # ids restarted from 1: a new instance
+    assert _driver.restarted_since(50, 40, "3", 10.0)  # up 3 s, the session is 10 s old
+    assert not _driver.restarted_since(50, 40, "3600", 10.0)
+    assert _driver.restarted_since(50, 40, "9", 10.0)  # up less than 10 s: after the session opened
+    assert not _driver.restarted_since(50, 40, "10", 10.0)  # up 10.x s: no proof
+    assert not _driver.restarted_since(0, 40, None, 10.0)  # nothing known: kill
+
+    # A statement cut by the client (a read timeout) is left running; one the
+    # server hung up on (end of stream, reset) is not: no KILL for it.
+    class Raw:
+        _exchanging = True
+        _result = None
+
+    def lost(context: Optional[BaseException]) -> Any:
+        raw = Raw()
+        exc = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        exc.__context__ = context  # what PyMySQL raised it from (aiomysql: __cause__)
+        _driver.answer_ended(raw, exc, False)
+        return raw
+
+    assert _driver.left_running(lost(TimeoutError("timed out")))
+    assert not _driver.left_running(lost(None))  # end of stream
+    assert not _driver.left_running(lost(ConnectionResetError()))
+
+
+def test_a_killing_slot_is_neither_a_leak_nor_late_nor_the_forked_childs(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot whose session is being killed was given back: leak_timeout does
+    not report it, close(timeout) does not count it among the borrowed ones
+    it cut, and a forked child does not inherit it."""
+    import dataclasses
+
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    core = shell.core
+    core._config = dataclasses.replace(core._config, leak_timeout=1.0)
+    for proxy in borrowed(shell, 1):
+        shell.give_back(proxy)  # parked: last used now
+    clock.now += 0.2  # lent again within the validation window, later than it was last used
+    slot, _kill = abandon_one(shell)
+    assert slot.borrowed_at > slot.last_used
+    clock.now += 10.0
+    core._report_leaks(clock.now)
+    assert core._stats.leaks_detected == 0
+    assert core._shut() is not None
+    assert core._interrupt_late(0.0) == 0 and not slot.raw.interrupted
+    monkeypatch.setattr(FakeDriver, "abandon", staticmethod(lambda raw: None))
+    core._after_fork(NoLock())
+    stats = core.get_stats()
+    assert stats["killing"] == 0 and stats["open"] == 0 and stats["borrowed"] == 0, stats

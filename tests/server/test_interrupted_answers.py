@@ -19,6 +19,7 @@ import pytest
 from pymysqlpool import ConnectionPool
 from support.interrupts import raise_after
 from support.shells import is_closed
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -99,6 +100,8 @@ def test_interrupted_fetch_is_never_lent_again(
     pool = make_pool(maxsize=1, validation_interval=60)
     _interrupt_mid_answer(pool, CURSORS[cursor_name], give_back)
     assert _closed_mid_answer(pool) == 1
+    # Its session is killed in the background (kill_on_abandon); the slot counts until then.
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=10)
     stats = pool.get_stats()
     assert stats["open"] == stats["idle"] and stats["borrowed"] == 0
     # The only slot is free and the next borrower gets its own answer.
