@@ -50,6 +50,21 @@ pool = ConnectionPool(maxsize=4, pre_create_num=1, connection_factory=fake_conne
 """
 
 
+# A one-node AsyncClusterPool's borrow + return, beside the plain async pool on the same server.
+_ACLUSTER = """
+import asyncio
+from pymysqlpool import AsyncClusterPool
+async def main():
+    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
+        await cluster.wait_ready(10)
+        get, release = cluster.get_conn, cluster.release
+        for _ in range(N):
+            await release(await {borrow})
+asyncio.run(main())
+"""
+
+
 @dataclass(frozen=True)
 class Path_:
     name: str
@@ -203,6 +218,18 @@ cluster.close()
 """,
     ),
     Path_(
+        "acluster_write",
+        "AsyncClusterPool (one node) get_conn + release, write",
+        _ACLUSTER.format(borrow="get()"),
+        needs="aiomysql",
+    ),
+    Path_(
+        "acluster_read",
+        "AsyncClusterPool (one node) get_conn(read_only=True) + release",
+        _ACLUSTER.format(borrow="get(read_only=True)"),
+        needs="aiomysql",
+    ),
+    Path_(
         "plain_server",
         "ConnectionPool get_conn + release (server connection)",
         """
@@ -289,6 +316,8 @@ def checks(r: dict[str, int | None]) -> list[Check]:
         _ratio_check(r, "aquery", "raw_aquery", AQUERY_MAX_RAW_RATIO, "raw aiomysql"),
         _extra_check(r, "cluster_write", "plain_server", CLUSTER_WRITE_MAX_EXTRA),
         _extra_check(r, "cluster_read", "plain_server", CLUSTER_READ_MAX_EXTRA),
+        _extra_check(r, "acluster_write", "async", CLUSTER_WRITE_MAX_EXTRA),
+        _extra_check(r, "acluster_read", "async", CLUSTER_READ_MAX_EXTRA),
     ]
     a = r.get("async")
     target = f"≤ {ASYNC_MAX_INSTRUCTIONS:,}"

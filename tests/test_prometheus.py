@@ -179,21 +179,22 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     assert total == pytest.approx(100.0021)
 
 
-def test_cluster_pool_is_reported_per_node(live_server: dict) -> None:
-    from pymysqlpool import ClusterPool
+def test_cluster_pool_is_reported_per_node(live_server: dict, shell: str) -> None:
+    from support.shells import cluster_type
 
     server = {k: v for k, v in live_server.items() if k not in ("host", "port")}
     hosts = [(live_server["host"], live_server["port"]), ("localhost", live_server["port"])]
     registry = CollectorRegistry()
-    with ClusterPool(hosts=hosts, pool_name="shop", maxsize=2, **server) as cluster:
-        node = cluster.node_pools()[0]
-        node.release(node.get_conn())  # one borrow on the first node only
-        register(cluster, registry)
+    with cluster_type(shell)(hosts=hosts, pool_name="shop", maxsize=2, probe_interval=0.1, **server) as cluster:
+        assert cluster.wait_ready(10)  # the second address is the same server: left out, the first writes
+        cluster.release(cluster.get_conn())  # one borrow on the first node only
+        real = cluster._pool if shell == "asyncio" else cluster  # the AsyncClusterPool behind the facade
+        register(real, registry)
         found = scrape(registry)
         first = f"shop/{hosts[0][0]}:{hosts[0][1]}"
         second = f"shop/localhost:{hosts[1][1]}"
         assert found[(metric_name("borrows"), first)] == 1
         assert found[(metric_name("borrows"), second)] == 0
         assert found[(metric_name("pool_max"), second)] == 2
-        assert unregister(cluster, registry)
+        assert unregister(real, registry)
         assert not any(label in (first, second) for _, label in scrape(registry))

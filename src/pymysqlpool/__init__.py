@@ -30,6 +30,7 @@ from .pool import ConnectionPool
 
 if TYPE_CHECKING:
     from .aio import AsyncConnectionPool, AsyncPooledConnection
+    from .aiocluster import AsyncClusterPool
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from . import aio
 
         return getattr(aio, name)
+    if name == "AsyncClusterPool":
+        from . import aiocluster
+
+        return aiocluster.AsyncClusterPool
     raise AttributeError(f"module 'pymysqlpool' has no attribute {name!r}")
 
 
@@ -45,6 +50,7 @@ logger = logging.getLogger("pymysqlpool")
 logger.addHandler(logging.NullHandler())
 
 __all__ = [
+    "AsyncClusterPool",
     "AsyncConnectionPool",
     "AsyncPooledConnection",
     "ClusterPool",

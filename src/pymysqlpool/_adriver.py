@@ -17,11 +17,12 @@ import asyncio
 import ssl
 import sys
 import warnings
-from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 import pymysql
 import pymysql.cursors
-from pymysql.constants import CR
+from pymysql.constants import CLIENT, CR
+from pymysql.protocol import OKPacketWrapper
 
 try:
     import aiomysql
@@ -29,6 +30,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("AsyncConnectionPool needs aiomysql: pip install 'pymysql-pool[asyncio]'") from exc
 
+from . import _driver
 from ._config import deferred
 from ._driver import (
     GONE_QUERY,
@@ -188,6 +190,55 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
             self._charset = charset
             self._encoding = pymysql.charset.charset_by_name(charset).encoding
         self._exchanging = False
+
+
+class WriteTrackingConnection(Connection):
+    """``_driver.WriteTrackingConnection`` on aiomysql: the server reports
+    ``last_gtid`` in the OK packet of every statement that wrote; ``gtid_hook``
+    takes it at the COMMIT, else ``wrote`` is left for the return to read."""
+
+    wrote = False
+    sync_wait_on = False
+    gtid_hook: Optional[Callable[[str], bool]] = None
+    _wrote = _driver.WriteTrackingConnection._wrote
+
+    async def _read_query_result(self, unbuffered: bool = False) -> None:
+        await super()._read_query_result(unbuffered)
+        if self.server_status & _driver._STATE_CHANGED:
+            self._wrote(getattr(self._result, "message", None))
+
+    async def _read_ok_packet(self) -> Any:
+        # aiomysql's own, which drops the packet: its session-state block is needed here.
+        try:
+            pkt = await self._read_packet()
+            if not pkt.is_ok_packet():
+                raise pymysql.err.OperationalError(CR.CR_COMMANDS_OUT_OF_SYNC, "Command Out of Sync")
+        except pymysql.err.MySQLError as exc:
+            answer_ended(self, exc, self._writer is not None)
+            raise
+        ok = OKPacketWrapper(pkt)
+        self.server_status = ok.server_status
+        self._exchanging = False
+        if self.server_status & _driver._STATE_CHANGED:
+            self._wrote(ok.message)
+        return True
+
+
+async def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float) -> Connection:
+    """Open a :class:`WriteTrackingConnection` (as :func:`connect`); a plain
+    :class:`Connection` where the server cannot report ``last_gtid``."""
+    flags = int(kwargs.get("client_flag", 0)) | CLIENT.SESSION_TRACK
+    raw = await connect({**kwargs, "client_flag": flags}, timeout, WriteTrackingConnection)
+    try:
+        await bounded(_execute(raw, _driver._TRACK_LAST_GTID), timeout)
+    except pymysql.err.MySQLError:
+        await close(raw, timeout)
+        return await connect(kwargs, timeout)
+    except BaseException:
+        force_close(raw)
+        raise
+    raw.wrote = False  # the handshake's own settings were flagged as changes
+    return raw
 
 
 # -- cursors: bound to one borrow ---------------------------------------------
@@ -392,13 +443,13 @@ def driver_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-async def connect(kwargs: Dict[str, Any], timeout: float) -> Connection:
+async def connect(kwargs: Dict[str, Any], timeout: float, cls: Type[Connection] = Connection) -> Connection:
     """Open a connection; the whole handshake (TCP, greeting, authentication,
     set-up queries) ends within ``timeout`` seconds (else ``connect_timed_out``)."""
     kwargs = dict(kwargs)
     read_timeout = kwargs.pop("read_timeout", None)
     kwargs.pop("write_timeout", None)  # asyncio buffers writes: a write never blocks
-    raw = Connection(**kwargs)
+    raw = cls(**kwargs)
     try:
         await bounded(raw._connect(), timeout)
     except asyncio.TimeoutError as exc:
@@ -426,6 +477,28 @@ async def _execute(raw: Any, statement: str, args: Any = None) -> Any:
     try:
         await cur.execute(statement, args)
         return await cur.fetchone()
+    finally:
+        await cur.close()
+
+
+async def fetch_one(raw: Any, sql: str, args: Any = None, timeout: Optional[float] = None) -> Any:
+    """Run one statement and return its first row within ``timeout`` seconds;
+    after that the connection is dropped and 2013 raised (``_driver.fetch_one``)."""
+    try:
+        return await bounded(_execute(raw, sql, args), timeout)
+    except asyncio.TimeoutError as exc:
+        force_close(raw)  # the answer is cut: never reusable
+        raise pymysql.err.OperationalError(
+            CR.CR_SERVER_LOST, f"Lost connection to MySQL server during query (no answer within {timeout:.3g} s)"
+        ) from exc
+
+
+async def fetch_all(raw: Any, sql: str, as_dicts: bool = False) -> Any:
+    """Run one statement; every row (as dicts with ``as_dicts``)."""
+    cur = (aiomysql.cursors.DictCursor if as_dicts else aiomysql.cursors.Cursor)(raw)
+    try:
+        await cur.execute(sql)
+        return await cur.fetchall()
     finally:
         await cur.close()
 
@@ -479,6 +552,10 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
         await raw.commit()
     raw.autocommit_mode = autocommit
     await raw._send_autocommit_mode()
+    if isinstance(raw, WriteTrackingConnection):
+        # The reset restored the server's default session tracking: ask for last_gtid again.
+        await _execute(raw, _driver._TRACK_LAST_GTID)
+        raw.wrote = False
 
 
 async def kill_session(raw: Any, target: Tuple[int, float]) -> bool:

@@ -20,6 +20,7 @@ __all__ = [
     "History",
     "NodeFacts",
     "Routing",
+    "facts_from",
     "includes",
     "parse_gtid",
     "probe",
@@ -63,37 +64,43 @@ class NodeFacts:
     identity: str = ""  # @@hostname:@@port:@@datadir: the same server reached by two addresses
 
 
-def probe(raw: Any) -> NodeFacts:
-    """Ask a server what it is. ``raw`` is a PyMySQL connection with short timeouts."""
-    started = time.monotonic()
-    with raw.cursor(pymysql.cursors.Cursor) as cur:
-        cur.execute("SELECT @@read_only, @@server_id, @@gtid_binlog_pos, @@wsrep_on, @@hostname, @@port, @@datadir")
-        read_only, server_id, gtid, wsrep_on, hostname, port, datadir = cur.fetchone()
+PROBE_SQL = "SELECT @@read_only, @@server_id, @@gtid_binlog_pos, @@wsrep_on, @@hostname, @@port, @@datadir"
+GALERA_SQL = (
+    "SHOW GLOBAL STATUS WHERE Variable_name IN"
+    " ('wsrep_ready','wsrep_local_state','wsrep_cluster_status','wsrep_cluster_size')"
+)
+REPLICATION_SQL = "SHOW ALL SLAVES STATUS"
+
+
+def is_galera(row: Sequence[Any]) -> bool:
+    """From :data:`PROBE_SQL`'s row: whether to ask :data:`GALERA_SQL` (else :data:`REPLICATION_SQL`)."""
+    return bool(int(row[3] or 0))
+
+
+def facts_from(
+    row: Sequence[Any], status: Sequence[Sequence[Any]], replication: Sequence[Mapping[str, Any]], answer_ms: float
+) -> NodeFacts:
+    """A probe's findings from its answers: :data:`PROBE_SQL`'s row, then
+    :data:`GALERA_SQL`'s rows (a Galera node) or :data:`REPLICATION_SQL`'s
+    rows as dicts (any other)."""
+    read_only, server_id, gtid, _wsrep_on, hostname, port, datadir = row
     identity = f"{hostname}:{port}:{datadir}:{server_id}"
-    galera = bool(int(wsrep_on or 0))
-    if galera:
-        with raw.cursor(pymysql.cursors.Cursor) as cur:
-            cur.execute(
-                "SHOW GLOBAL STATUS WHERE Variable_name IN"
-                " ('wsrep_ready','wsrep_local_state','wsrep_cluster_status','wsrep_cluster_size')"
-            )
-            status = {str(k): str(v) for k, v in cur.fetchall()}
+    if is_galera(row):
+        found = {str(k): str(v) for k, v in status}
         return NodeFacts(
             read_only=bool(int(read_only)),
             server_id=int(server_id),
             gtid=str(gtid or ""),
             galera=True,
-            wsrep_ready=status.get("wsrep_ready") == "ON",
-            wsrep_state=int(status.get("wsrep_local_state") or 0),
-            wsrep_cluster_status=status.get("wsrep_cluster_status", ""),
-            wsrep_cluster_size=int(status.get("wsrep_cluster_size") or 0),
-            answer_ms=(time.monotonic() - started) * 1000.0,
+            wsrep_ready=found.get("wsrep_ready") == "ON",
+            wsrep_state=int(found.get("wsrep_local_state") or 0),
+            wsrep_cluster_status=found.get("wsrep_cluster_status", ""),
+            wsrep_cluster_size=int(found.get("wsrep_cluster_size") or 0),
+            answer_ms=answer_ms,
             identity=identity,
         )
-    with raw.cursor(pymysql.cursors.DictCursor) as cur:
-        cur.execute("SHOW ALL SLAVES STATUS")
-        rows = list(cur.fetchall())
-    lags = [r.get("Seconds_Behind_Master") for r in rows]
+    rows = replication
+    lags: List[Any] = [r.get("Seconds_Behind_Master") for r in rows]
     io_up = all(r.get("Slave_IO_Running") == "Yes" for r in rows)
     sql_up = all(r.get("Slave_SQL_Running") == "Yes" for r in rows)
     errors = [str(r.get("Last_IO_Error") or r.get("Last_SQL_Error") or "") for r in rows]
@@ -107,9 +114,28 @@ def probe(raw: Any) -> NodeFacts:
         sql_running=bool(rows) and sql_up,
         lag=None if not rows or None in lags else float(max(lags)),
         last_error="; ".join(e for e in errors if e),
-        answer_ms=(time.monotonic() - started) * 1000.0,
+        answer_ms=answer_ms,
         identity=identity,
     )
+
+
+def probe(raw: Any) -> NodeFacts:
+    """Ask a server what it is. ``raw`` is a PyMySQL connection with short timeouts."""
+    started = time.monotonic()
+    status: List[Any] = []
+    rows: List[Any] = []
+    with raw.cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute(PROBE_SQL)
+        row = cur.fetchone()
+    if is_galera(row):
+        with raw.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute(GALERA_SQL)
+            status = list(cur.fetchall())
+    else:
+        with raw.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(REPLICATION_SQL)
+            rows = list(cur.fetchall())
+    return facts_from(row, status, rows, (time.monotonic() - started) * 1000.0)
 
 
 def role_of(facts: Optional[NodeFacts]) -> str:

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Callable, List, NoReturn, Optional, Set, Tuple, Type
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type
 
 from . import _adriver
 from ._config import build, describe, resolve
@@ -261,7 +261,7 @@ class AsyncConnectionPool(PoolCore):
         cfg = self._config
         loop = _running_loop()
         end = loop.time() + limit
-        raw = await _adriver.connect(_adriver.driver_kwargs(resolve(cfg.connect_kwargs, check=True)), limit)
+        raw = await self._dial(_adriver.driver_kwargs(resolve(cfg.connect_kwargs, check=True)), limit)
         try:
             keepalive = await _adriver.bounded(self._set_up(raw), end - loop.time())
         except asyncio.TimeoutError as exc:
@@ -271,6 +271,10 @@ class AsyncConnectionPool(PoolCore):
             _adriver.force_close(raw)
             raise
         return raw, keepalive
+
+    async def _dial(self, kwargs: Dict[str, Any], limit: float) -> Any:
+        """The driver's connect (a subclass may open another connection class)."""
+        return await _adriver.connect(kwargs, limit)
 
     async def _set_up(self, raw: Any) -> float:
         cfg = self._config

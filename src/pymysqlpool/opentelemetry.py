@@ -33,7 +33,7 @@ Pools are held by weak reference; ``uninstrument(pool)`` detaches one.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Union
 
 try:
     from opentelemetry import metrics
@@ -45,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ._reporting import ReportedPools
+from ._steering import SteeredCluster
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -149,15 +150,23 @@ def _for_provider(provider: Optional[MeterProvider]) -> _Meters:
         return found[1]
 
 
-def instrument(pool: PoolCore, meter_provider: Optional[MeterProvider] = None) -> None:
+def instrument(pool: Union[PoolCore, SteeredCluster[Any]], meter_provider: Optional[MeterProvider] = None) -> None:
     """Report ``pool`` on ``meter_provider`` (default: the global one).
 
     Instrumenting the same pool twice is a no-op; two pools with the same name
     on one provider raise ``ValueError`` (the name is the pool's attribute).
+    A ``ClusterPool`` or ``AsyncClusterPool`` is reported per node, each node
+    pool under its name ``<cluster>/<host>:<port>``.
     """
+    if isinstance(pool, SteeredCluster):
+        for node in pool._nodes:
+            instrument(node.pool, meter_provider)
+        return
     _for_provider(meter_provider).reported.add(pool)
 
 
-def uninstrument(pool: PoolCore, meter_provider: Optional[MeterProvider] = None) -> bool:
-    """Stop reporting ``pool``; True if it was reported on that provider."""
+def uninstrument(pool: Union[PoolCore, SteeredCluster[Any]], meter_provider: Optional[MeterProvider] = None) -> bool:
+    """Stop reporting ``pool`` (every node of a cluster); True if it was reported on that provider."""
+    if isinstance(pool, SteeredCluster):
+        return any([uninstrument(node.pool, meter_provider) for node in pool._nodes])
     return _for_provider(meter_provider).reported.remove(pool)

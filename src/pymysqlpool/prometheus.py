@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 try:
     from prometheus_client.core import (
@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from ._core import PoolCore
 from ._reporting import ReportedPools
-from .cluster import ClusterPool
+from ._steering import SteeredCluster
 from .stats import COUNTERS, GAUGES, MAXIMA
 
 __all__ = ["PREFIX", "PoolCollector", "register", "unregister"]
@@ -176,14 +176,15 @@ _registered: weakref.WeakKeyDictionary[CollectorRegistry, PoolCollector] = weakr
 _registered_lock = threading.Lock()
 
 
-def register(pool: Union[PoolCore, ClusterPool], registry: Optional[CollectorRegistry] = None) -> PoolCollector:
+def register(pool: Union[PoolCore, SteeredCluster[Any]], registry: Optional[CollectorRegistry] = None) -> PoolCollector:
     """Report ``pool``'s stats on ``registry`` (default: prometheus_client's
     ``REGISTRY``). Call it once per pool; all pools registered on one registry
-    share one collector, which is returned. A ``ClusterPool`` is reported per
-    node: its node pools are named ``<cluster>/<host>:<port>``, the ``pool`` label."""
+    share one collector, which is returned. A ``ClusterPool`` or
+    ``AsyncClusterPool`` is reported per node: its node pools are named
+    ``<cluster>/<host>:<port>``, the ``pool`` label."""
     target = REGISTRY if registry is None else registry
-    if isinstance(pool, ClusterPool):
-        nodes = pool.node_pools()
+    if isinstance(pool, SteeredCluster):
+        nodes = [n.pool for n in pool._nodes]
         for node in nodes[1:]:
             register(node, target)
         return register(nodes[0], target)
@@ -198,12 +199,12 @@ def register(pool: Union[PoolCore, ClusterPool], registry: Optional[CollectorReg
     return collector
 
 
-def unregister(pool: Union[PoolCore, ClusterPool], registry: Optional[CollectorRegistry] = None) -> bool:
-    """Stop reporting ``pool`` (every node of a ``ClusterPool``) on ``registry``;
+def unregister(pool: Union[PoolCore, SteeredCluster[Any]], registry: Optional[CollectorRegistry] = None) -> bool:
+    """Stop reporting ``pool`` (every node of a cluster) on ``registry``;
     True if it was reported there."""
     target = REGISTRY if registry is None else registry
-    if isinstance(pool, ClusterPool):
-        return any([unregister(node, target) for node in pool.node_pools()])
+    if isinstance(pool, SteeredCluster):
+        return any([unregister(n.pool, target) for n in pool._nodes])
     with _registered_lock:
         collector = _registered.get(target)
     return collector is not None and collector.remove(pool)

@@ -14,6 +14,7 @@ import pytest
 
 from pymysqlpool import ClusterPool
 from support.mariadb_cluster import GaleraCluster, ReplicationCluster
+from support.shells import cluster_type
 
 # Probe often so the drills see changes quickly; connects fail fast on a dead node.
 POOL_DEFAULTS: dict[str, Any] = {"maxsize": 10, "probe_interval": 0.2, "connect_timeout": 2, "timeout": 10}
@@ -50,12 +51,20 @@ def restore(replication: ReplicationCluster) -> Iterator[ReplicationCluster]:
 
 
 @pytest.fixture
-def make_cluster_pool() -> Iterator[Callable[..., ClusterPool]]:
-    """Factory: ``make_cluster_pool(url, **kwargs)`` -> a ClusterPool closed after the test."""
+def cluster_cls(shell: str) -> Any:
+    """``ClusterPool``, or ``AsyncClusterPool`` behind its blocking API: a
+    test that takes this fixture runs against both shells (tests/conftest.py)."""
+    return cluster_type(shell)
+
+
+@pytest.fixture
+def make_cluster_pool(cluster_cls: Any) -> Iterator[Callable[..., ClusterPool]]:
+    """Factory: ``make_cluster_pool(url, **kwargs)`` -> a cluster pool of the
+    test's shell, closed after the test."""
     pools: list[ClusterPool] = []
 
     def make(url: str, **kwargs: Any) -> ClusterPool:
-        pool = ClusterPool(url, **{**POOL_DEFAULTS, **kwargs})
+        pool = cluster_cls(url, **{**POOL_DEFAULTS, **kwargs})
         pools.append(pool)
         assert pool.wait_ready(20, read_only=True), pool.get_stats()["problem"]
         return pool

@@ -88,10 +88,12 @@ def test_causal_read_with_both_replicas_frozen_falls_back_within_its_timeout(
     drill_report("causal read, both replicas frozen", borrow_s=elapsed)
 
 
-def test_one_node_cluster_frozen_primary_borrow_waits_once(restore: ReplicationCluster, drill_report: Any) -> None:
+def test_one_node_cluster_frozen_primary_borrow_waits_once(
+    restore: ReplicationCluster, cluster_cls: Any, drill_report: Any
+) -> None:
     replication = restore
     primary = replication.primary
-    pool = ClusterPool(
+    pool = cluster_cls(
         hosts=[("127.0.0.1", primary.port)],
         user="app",
         password="secret",
@@ -273,9 +275,9 @@ def test_round_robin_skips_a_full_replica(
 # -- 8. the same server listed twice -------------------------------------------------
 
 
-def test_the_same_server_under_two_addresses(restore: ReplicationCluster) -> None:
+def test_the_same_server_under_two_addresses(restore: ReplicationCluster, cluster_cls: Any) -> None:
     port = restore.primary.port
-    with ClusterPool(
+    with cluster_cls(
         hosts=[("127.0.0.1", port), ("127.1", port)],
         user="app",
         password="secret",
@@ -301,7 +303,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster) -> None:
+def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster, cluster_cls: Any) -> None:
     port = restore.primary.port
     common: dict[str, Any] = {
         "user": "app",
@@ -315,9 +317,9 @@ def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster) -> None
         proxy.refuse()
         hosts = [("127.0.0.1", port), proxy.address]
         with pytest.raises(pymysql.err.OperationalError) as caught:
-            ClusterPool(hosts=hosts, require_all_nodes=True, **common)
+            cluster_cls(hosts=hosts, require_all_nodes=True, **common)
         assert caught.value.args[0] == 2003
-        with ClusterPool(hosts=hosts, **common) as pool:
+        with cluster_cls(hosts=hosts, **common) as pool:
             primary_pool, replica_pool = pool.node_pools()
             assert primary_pool.total_num == 1  # the answering node is warmed in the constructor
             with pool.connection(timeout=10) as conn:
@@ -326,7 +328,7 @@ def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster) -> None
             assert wait_until(lambda: pool.get_stats()["nodes"][f"127.0.0.1:{proxy.port}"]["role"] == "replica", 10)
             assert wait_until(lambda: replica_pool.total_num >= 1, 10)
     with pytest.raises(pymysql.err.OperationalError) as caught:
-        ClusterPool(hosts=restore.hosts(), **{**common, "password": "wrong"})
+        cluster_cls(hosts=restore.hosts(), **{**common, "password": "wrong"})
     assert caught.value.args[0] == 1045  # wrong credentials raise in the constructor
 
 
@@ -342,14 +344,14 @@ def test_start_degraded_when_a_node_is_down(restore: ReplicationCluster) -> None
     ],
 )
 def test_config_errors_raise_at_once_naming_the_node(
-    restore: ReplicationCluster, change: dict[str, Any], code: set[int], needle: str
+    restore: ReplicationCluster, cluster_cls: Any, change: dict[str, Any], code: set[int], needle: str
 ) -> None:
     primary = restore.primary
     primary.admin_query("CREATE USER IF NOT EXISTS 'nomonitor'@'%' IDENTIFIED BY 'pw'")
     primary.admin_query("GRANT ALL ON test.* TO 'nomonitor'@'%'")
     restore.wait_caught_up()
     kwargs: dict[str, Any] = {"user": "app", "password": "secret", "database": "test", **change}
-    with ClusterPool(hosts=restore.hosts(), probe_interval=0.2, connect_timeout=2, timeout=30, **kwargs) as pool:
+    with cluster_cls(hosts=restore.hosts(), probe_interval=0.2, connect_timeout=2, timeout=30, **kwargs) as pool:
         for read_only in (False, True):
             started = time.monotonic()
             with pytest.raises(pymysql.err.OperationalError) as caught:

@@ -419,6 +419,7 @@ def test_check_prints_the_topology_and_warns(restore: ReplicationCluster) -> Non
     assert report["nodes"][f"127.0.0.1:{stopped.port}"]["reader"] is False
 
 
+@pytest.mark.threads_only("an event loop does not survive fork(): the asyncio cluster is not fork-safe")
 def test_fork_child_probes_for_itself(
     restore: ReplicationCluster, make_cluster_pool: Callable[..., ClusterPool]
 ) -> None:

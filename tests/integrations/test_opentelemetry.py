@@ -123,3 +123,24 @@ def test_closed_pool_drops_out(make_pool: Any, reader: Any) -> None:
     }
     pool.close()
     assert all(dict(p.attributes)[POOL_NAME] != pool.name for p in read(memory).get("db.client.connection.max", []))
+
+
+def test_a_cluster_is_reported_per_node(server_kwargs: dict, shell: str, reader: Any) -> None:
+    from support.shells import cluster_type
+
+    memory, provider = reader
+    server = {k: v for k, v in server_kwargs.items() if k not in ("host", "port")}
+    hosts = [(server_kwargs["host"], server_kwargs["port"]), ("localhost", server_kwargs["port"])]
+    with cluster_type(shell)(hosts=hosts, pool_name="otel", maxsize=3, probe_interval=0.1, **server) as cluster:
+        assert cluster.wait_ready(10)
+        real = cluster._pool if shell == "asyncio" else cluster  # the AsyncClusterPool behind the facade
+        instrument(real, meter_provider=provider)
+        cluster.release(cluster.get_conn())  # the first node writes; the second is the same server, left out
+        metrics = read(memory)
+        first = f"otel/{hosts[0][0]}:{hosts[0][1]}"
+        second = f"otel/localhost:{hosts[1][1]}"
+        assert point(metrics["db.client.connection.max"], first).value == 3
+        assert point(metrics["db.client.connection.max"], second).value == 3
+        assert point(metrics["db.client.connection.wait_time"], first).count == 1
+        assert uninstrument(real, meter_provider=provider)
+        assert not uninstrument(real, meter_provider=provider)

@@ -122,6 +122,67 @@ class BlockingAsyncPool:
         return f"<BlockingAsyncPool {self._pool!r}>"
 
 
+class BlockingAsyncClusterPool(BlockingAsyncPool):
+    """:class:`AsyncClusterPool` behind :class:`ClusterPool`'s blocking API
+    (opened as ``async with`` would open it)."""
+
+    async def _make(self, args: Any, kwargs: Any) -> Any:
+        from pymysqlpool import AsyncClusterPool
+
+        pool = AsyncClusterPool(*args, **kwargs)
+        await pool.open()
+        return pool
+
+    def _call(self, step: Any) -> Any:
+        """As the base class; an interrupt of the waiting thread (Ctrl-C)
+        cancels the awaited step, as ``asyncio.run`` cancels its task, and
+        returns once the step has finished its cleanup."""
+        if threading.current_thread() is self._thread:
+            return super()._call(step)
+        finished = threading.Event()
+
+        async def run() -> Any:
+            try:
+                return await _awaited(step)
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return future.result(_CALL_LIMIT)
+        except BaseException:
+            if not future.done():
+                future.cancel()
+                finished.wait(_CALL_LIMIT)
+            raise
+
+    def get_conn(  # type: ignore[override]
+        self, read_only: bool = False, causal: Optional[bool] = None, timeout: Optional[float] = None
+    ) -> BlockingConnection:
+        return BlockingConnection(self, self._call(self._pool.get_conn(read_only, causal, timeout)))
+
+    connection = get_conn  # type: ignore[assignment]
+
+    def close(self, timeout: Optional[float] = None) -> int:
+        if self._loop.is_closed():
+            return 0
+        try:
+            self._call(self._pool.close())
+        finally:
+            self._stop_loop()
+        return 0
+
+    def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
+        return bool(self._call(self._pool.wait_ready(timeout, read_only)))
+
+    def wait_probed(self, timeout: float = 10.0) -> bool:
+        return bool(self._call(self._pool.wait_probed(timeout)))
+
+    def run(self, step: Any) -> Any:
+        """Await ``step`` (a coroutine) on the cluster's loop: async-only tests."""
+        return self._call(step)
+
+
 class BlockingConnection:
     """A borrowed connection, its awaitables waited for."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, List, Tuple
+from urllib.parse import quote
 
 from support.server_env import mysql_kwargs
 
@@ -19,6 +20,8 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 # host='127.0.0.1' (a keyword) or 'host': '127.0.0.1' (a dict entry).
 HOST = re.compile(r"""(?P<key>host=|(?P<dq>['"])host(?P=dq):\s*)(?P<q>['"])(?:127\.0\.0\.1|localhost)(?P=q)""")
 CONNECTS = re.compile(r"ConnectionPool\w*\(|connect\(")
+# The docs' three-node cluster URL (issue 20's snippet): run against the test server as a one-node cluster.
+CLUSTER_URL = "mysql://app:secret@h1:3311,h2:3312,h3:3313/shop"
 
 
 def blocks() -> List[Tuple[Path, int, str]]:
@@ -41,4 +44,8 @@ def localize(code: str, server: Any = None) -> str:
         quote = match.group("dq")
         return f"{quote}host{quote}: {server['host']!r}, {quote}port{quote}: {server['port']!r}"
 
-    return HOST.sub(to_test_server, code)
+    user = quote(str(server.get("user", "root")), safe="") + (
+        ":" + quote(str(server["password"]), safe="") if server.get("password") else ""
+    )
+    url = f"mysql://{user}@{server['host']}:{server['port']}/{server.get('database', 'test')}"
+    return HOST.sub(to_test_server, code).replace(CLUSTER_URL, url)

@@ -19,6 +19,17 @@ def pool_type(shell: str) -> Any:
     return BlockingAsyncPool
 
 
+def cluster_type(shell: str) -> Any:
+    """The cluster class of ``shell`` with ``ClusterPool``'s blocking API."""
+    if shell == "thread":
+        from pymysqlpool import ClusterPool
+
+        return ClusterPool
+    from support.blocking_async import BlockingAsyncClusterPool
+
+    return BlockingAsyncClusterPool
+
+
 def is_closed(raw: Any) -> bool:
     """The driver dropped the connection's socket (PyMySQL) or stream (aiomysql)."""
     return (raw._writer if hasattr(raw, "_writer") else raw._sock) is None

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        password = str(pool._connect_kwargs.get("password") or "")
+        password = str(pool._settings.connect_kwargs.get("password") or "")
         pool.wait_probed(_FIRST_ROUND)
         stats = pool.get_stats()
     finally:

@@ -1,0 +1,551 @@
+"""AsyncClusterPool: ClusterPool for asyncio, on the same steering (``_steering``).
+
+One ``AsyncConnectionPool`` per server; one task per node probes it and a
+monitor task publishes the routing, so a frozen node delays neither the others'
+probes nor the routing. Every rule (roles, split-brain memory, causal
+positions, fallback, deadlines) is the thread cluster's, in ``_steering``;
+this module only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from types import TracebackType
+from typing import Any, Coroutine, Dict, List, NoReturn, Optional, Sequence, Set, Tuple, Type, Union
+
+import pymysql
+
+from . import _adriver, _driver, _topology
+from ._config import resolve
+from ._core import NoLock
+from ._steering import ClusterSettings, NodeState, SteeredCluster, is_connect_error
+from .aio import AsyncConnectionPool, AsyncPooledConnection
+from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
+
+__all__ = ["AsyncClusterPool"]
+
+logger = logging.getLogger("pymysqlpool")
+
+_monotonic = time.monotonic
+_running_loop = asyncio.get_running_loop
+_base_release = AsyncConnectionPool.release
+_TRACKED = _adriver.WriteTrackingConnection
+
+Host = Tuple[str, int]
+
+
+class _AsyncNodePool(AsyncConnectionPool):
+    """A node's pool: connections that report their writes; on return it
+    notices that the borrow wrote (causal reads) or met an error."""
+
+    _node: NodeState
+    _cluster: AsyncClusterPool
+
+    async def _dial(self, kwargs: Dict[str, Any], limit: float) -> Any:
+        raw = await _adriver.connect_tracking_writes(kwargs, limit)
+        if isinstance(raw, _TRACKED):
+            raw.gtid_hook = self._cluster._steering.took_gtid  # the position is known at the COMMIT
+        return raw
+
+    def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
+        # A plain function giving the coroutine to await: a clean return costs
+        # no frame of its own. One test in the common case: a clean borrow on a
+        # connection that reports its writes.
+        raw = getattr(conn, "_raw", None)
+        if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and (
+            raw is not None and getattr(conn, "_slot", None) is not None and conn._pool is self
+        ):
+            return self._release_after(conn, raw, failed)
+        return _base_release(self, conn, failed)
+
+    async def _release_after(self, conn: AsyncPooledConnection, raw: Any, failed: bool) -> None:
+        try:
+            await self._cluster._on_return(self._node, raw, failed)
+        finally:  # cancelled or not, the connection goes back (a broken one is discarded)
+            await _base_release(self, conn, failed)
+
+
+class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
+    """``ClusterPool`` for asyncio: the same constructor (a URL or ``hosts=``,
+    every ``AsyncConnectionPool`` keyword per node, ``max_lag``, ``causal``,
+    ``probe_interval``, ``probe_timeout``, ``read_fallback_to_primary``,
+    ``galera_writer``, ``balance``, ``require_all_nodes``) and behaviour, awaited.
+
+    ``async with AsyncClusterPool(url) as cluster:`` opens every node (a node
+    that does not answer leaves the cluster degraded unless
+    ``require_all_nodes``) and starts the probes; without it the first borrow
+    starts them. Bound to the event loop that first uses it.
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        hosts: Optional[Sequence[Union[Host, str]]] = None,
+        max_lag: float = 5.0,
+        causal: bool = False,
+        probe_interval: float = 0.5,
+        probe_timeout: float = 1.0,
+        read_fallback_to_primary: bool = True,
+        galera_writer: str = "single",
+        balance: str = "least_borrowed",
+        require_all_nodes: bool = False,
+        **pool_kwargs: Any,
+    ) -> None:
+        settings = ClusterSettings.build(
+            "AsyncClusterPool",
+            url,
+            hosts,
+            max_lag,
+            causal,
+            probe_interval,
+            probe_timeout,
+            read_fallback_to_primary,
+            galera_writer,
+            balance,
+            require_all_nodes,
+            pool_kwargs,
+            _driver.CONNECT_PARAMETERS,
+        )
+        # One loop and no await inside the causal merge: no lock needed.
+        self._steer(settings, NoLock(), _AsyncNodePool)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._opened = False
+        self._monitor: Optional[asyncio.Task[None]] = None
+        self._probes: Set[asyncio.Task[None]] = set()
+        self._wake: Optional[asyncio.Event] = None
+        self._changed: Optional[asyncio.Event] = None  # set (and replaced) when the routing changes
+        self._first_round: Optional[asyncio.Event] = None
+
+    # -- the event loop and opening ------------------------------------------------
+
+    def _bind(self) -> None:
+        """First use: adopt the running loop and start the node pools and the
+        probes (no warm-up: ``async with`` warms up). Another loop later: WrongEventLoop."""
+        loop = _running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            raise WrongEventLoop(
+                f"cluster {self.name!r} runs on another event loop than this one; make one cluster per loop"
+            )
+        if self._steering.closed:
+            raise self._steering.close_error()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._first_round = asyncio.Event()
+        for node in self._steering.nodes:
+            pool = node.pool
+            pool._loop = loop
+            pool._start()
+            pool._ensure_maintenance()
+        self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        if self._monitor is None and not self._steering.closed:
+            assert self._loop is not None
+            self._monitor = self._loop.create_task(self._monitor_loop(), name=f"pymysqlpool-cluster-{self.name}")
+
+    async def open(self) -> None:
+        """Open every node's pool with its ``pre_create_num`` connections and
+        start the probes. A node that does not answer leaves the cluster
+        degraded (its pool warms up once it answers) unless
+        ``require_all_nodes``; wrong credentials or database raise."""
+        loop = _running_loop()
+        if self._loop is not None and self._loop is not loop:
+            raise WrongEventLoop(f"cluster {self.name!r} runs on another event loop than this one")
+        if self._opened:
+            return
+        if self._steering.closed:
+            raise self._steering.close_error()
+        self._opened = True
+        self._loop = loop
+        self._wake = self._wake or asyncio.Event()
+        self._changed = self._changed or asyncio.Event()
+        self._first_round = self._first_round or asyncio.Event()
+        try:
+            for node in self._steering.nodes:
+                await self._open_node(node, loop)
+        except BaseException:
+            await self.close()
+            raise
+        self._start_monitor()
+
+    async def _open_node(self, node: NodeState, loop: asyncio.AbstractEventLoop) -> None:
+        pool = node.pool
+        pool._loop = loop
+        if pool._start():
+            try:
+                await pool._prefill()
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                if self._settings.require_all_nodes or _driver.is_fatal_connect_error(exc):
+                    raise
+                node.last_error = str(exc)
+                logger.warning("cluster %r: %s does not answer (%s); starting without it", self.name, node.address, exc)
+        pool._ensure_maintenance()  # warms the node up in the background once it answers
+
+    async def __aenter__(self) -> AsyncClusterPool:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "AsyncClusterPool is the asyncio cluster: use 'async with', not 'with' (for threads: ClusterPool)"
+        )
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
+        pass
+
+    # -- borrowing ----------------------------------------------------------------------
+
+    async def get_conn(
+        self, read_only: bool = False, causal: Optional[bool] = None, timeout: Optional[float] = None
+    ) -> AsyncPooledConnection:
+        """Borrow a connection: from the writer, or with ``read_only=True``
+        from a reader (a replica within ``max_lag``, else the primary);
+        ``causal=True`` (default: the cluster's ``causal``) makes a read see
+        every write committed through this cluster before the borrow began.
+        Waits up to ``timeout`` seconds (default: the pools' ``timeout``)."""
+        if self._loop is not _running_loop():
+            self._bind()
+        steering = self._steering
+        if not read_only:
+            pools = steering.writers
+        elif causal or (causal is None and self._settings.causal):
+            return await self._borrow(True, True, timeout, _monotonic())
+        else:
+            pools = steering.readers
+        started = _monotonic()
+        failure: Optional[BaseException] = None
+        if timeout is None and pools:
+            pool = pools[0] if len(pools) == 1 else steering.pick(pools)
+            try:
+                return await pool.get_conn()
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                if _driver.is_fatal_connect_error(exc):
+                    raise
+                self._node_failed(pool._node, exc)
+                failure = exc
+            except PoolTimeout as exc:
+                failure = exc
+        # The quick path's time and failure count: no second full wait after it.
+        return await self._borrow(read_only, False, timeout, started, failure)
+
+    def connection(
+        self, read_only: bool = False, causal: Optional[bool] = None, timeout: Optional[float] = None
+    ) -> _ClusterBorrowing:
+        """``async with cluster.connection(read_only=True) as conn:`` -- the
+        connection goes back to its node when the block ends."""
+        return _ClusterBorrowing(self, read_only, causal, timeout)
+
+    async def get_connection(
+        self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
+    ) -> AsyncPooledConnection:
+        """0.5.0-style: a writer, waiting up to ``retry_num * retry_interval`` seconds."""
+        if self._loop is not _running_loop():
+            self._bind()
+        return await self._borrow(False, False, min(retry_num, 10) * retry_interval, _monotonic())
+
+    async def _borrow(
+        self,
+        read_only: bool,
+        causal: bool,
+        timeout: Optional[float],
+        started: float,
+        last_error: Optional[BaseException] = None,
+    ) -> AsyncPooledConnection:
+        """Every borrow but the common case, as the steering's ``Attempt`` decides."""
+        attempt = self._steering.attempt(read_only, causal, timeout, started, self._timeout, last_error)
+        while True:
+            pool = attempt.choose(_monotonic())
+            if pool is None:
+                limit = attempt.wait_for()
+                changed = self._changed
+                assert changed is not None
+                if attempt.routing_unchanged():
+                    try:
+                        await asyncio.wait_for(changed.wait(), limit)
+                    except asyncio.TimeoutError:
+                        pass
+                attempt.waited_for_routing()
+                continue
+            try:
+                conn = await pool.get_conn(attempt.remaining)
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
+                if is_connect_error(exc):
+                    if _driver.is_fatal_connect_error(exc):
+                        raise  # wrong password, unknown database: no other node will do better
+                    self.reprobe(pool._node.index)
+                attempt.pool_failed(pool, pool._node, exc)
+                continue
+            if attempt.causal and not await self._make_causal(pool, conn, attempt.deadline):
+                attempt.not_caught_up(pool, pool._node)
+                continue
+            attempt.lent(pool)
+            return conn
+
+    def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
+        """``await cluster.release(conn)``: give a borrowed connection back to its node's pool."""
+        pool: Any = getattr(conn, "_pool", None)
+        if pool not in self._pools:
+            raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
+        return pool.release(conn, failed)  # type: ignore[no-any-return]
+
+    # -- causal reads ---------------------------------------------------------------------
+
+    async def _on_return(self, node: NodeState, raw: Any, failed: bool) -> None:
+        """What a return needs beyond the node pool's own work (rare path)."""
+        if failed:
+            exc = sys.exc_info()[1]  # inside ``async with``'s __aexit__: the block's exception
+            if exc is not None and self._steering.borrower_error(node, exc):
+                self.reprobe(node.index)
+        if getattr(raw, "wrote", True) is not False:
+            await self._after_write(node, raw)
+        if getattr(raw, "sync_wait_on", False):
+            await self._end_sync_wait(raw)
+
+    async def _after_write(self, node: NodeState, raw: Any) -> None:
+        """A borrow wrote and its connection could not report the position: read it within connect_timeout."""
+        tracked = getattr(raw, "wrote", None) is not None
+        if tracked:
+            raw.wrote = False
+        steering = self._steering
+        if not steering.reads_gtid_after_write(node, tracked):
+            return
+        try:
+            row = await _adriver.fetch_one(raw, "SELECT @@gtid_binlog_pos", timeout=self._connect_timeout)
+        except BaseException as exc:
+            steering.causal_unknown = True  # causal reads go to the primary until a position is known again
+            _adriver.force_close(raw)  # frozen or cancelled mid-answer: the pool discards it as broken
+            if not isinstance(exc, Exception):
+                raise
+            logger.info("cluster %r: could not read the GTID after a write on %s: %s", self.name, node.address, exc)
+            return
+        if not steering.took_gtid(str(row[0] or "") if row else ""):
+            steering.causal_unknown = True
+
+    async def _make_causal(self, pool: _AsyncNodePool, conn: AsyncPooledConnection, deadline: float) -> bool:
+        """Wait until the borrowed node holds every write seen so far. False
+        (connection given back) when it cannot in time."""
+        raw = conn._raw
+        remaining = max(deadline - _monotonic(), 0.0)
+        try:
+            kind, args, limit = self._steering.causal_plan(pool, pool._node, remaining)
+            if kind == "sync_wait":
+                await _adriver.fetch_one(raw, "SET SESSION wsrep_sync_wait=1", timeout=limit)
+                raw.sync_wait_on = True
+                return True
+            if kind == "none":
+                return True
+            row = await _adriver.fetch_one(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", args, limit)
+            if row is not None and row[0] == 0:
+                return True
+        except BaseException as exc:
+            # Cancelled mid-wait, the connection is mid-answer: the node pool's
+            # return discards it (and ends the statement on the server).
+            await pool.release(conn, True)
+            if not isinstance(exc, Exception):
+                raise
+            logger.info("cluster %r: causal wait on %s failed: %s", self.name, pool._node.address, exc)
+            return False
+        await pool.release(conn)
+        return False
+
+    async def _end_sync_wait(self, raw: Any) -> None:
+        raw.sync_wait_on = False
+        try:
+            await _adriver.fetch_one(raw, "SET SESSION wsrep_sync_wait=0", timeout=self._connect_timeout)
+        except Exception:
+            _adriver.force_close(raw)  # the pool discards it as broken
+
+    # -- errors that move the traffic ---------------------------------------------------
+
+    def _node_failed(self, node: NodeState, exc: BaseException) -> None:
+        self._steering.node_failed(node, exc)
+        self.reprobe(node.index)
+
+    def reprobe(self, index: int) -> None:
+        """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
+        node = self._steering.reprobe(index)
+        node.pool._suspect(_monotonic())  # one bad connection: check the idle others before use
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the monitor: one task, and one probe task per node -----------------------------
+
+    async def _monitor_loop(self) -> None:
+        steering = self._steering
+        wake = self._wake
+        assert wake is not None and self._loop is not None
+        while not steering.closed:
+            wake.clear()
+            # Publish before the next probes start: every probe's result, a failure
+            # included, is seen by the routing before that node is probed again.
+            self._publish()
+            for node in steering.due(_monotonic()):
+                task = self._loop.create_task(self._probe(node), name=f"pymysqlpool-probe-{node.address}")
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+            try:
+                await asyncio.wait_for(wake.wait(), steering.sleep_for(_monotonic()))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _probe(self, node: NodeState) -> None:
+        try:
+            await self._probe_once(node)
+        finally:
+            node.busy = False
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _probe_once(self, node: NodeState) -> None:
+        started = _monotonic()
+        limit = self._settings.probe_timeout
+        try:
+            if node.probe_raw is None:
+                kwargs = {
+                    **resolve(node.pool._config.connect_kwargs, check=True),
+                    "connect_timeout": limit,
+                    "read_timeout": limit,
+                    "autocommit": True,
+                }
+                node.probe_raw = await _adriver.connect(_adriver.driver_kwargs(kwargs), limit)
+            facts = await _adriver.bounded(_ask(node.probe_raw), limit)
+        except Exception as exc:
+            if node.probe_raw is not None:
+                _adriver.force_close(node.probe_raw)
+                node.probe_raw = None
+            if self._steering.probe_failed(node, exc, started, _monotonic()):
+                # Borrowers must not keep dialing a dead node until their timeout.
+                node.pool._ever_connected = False
+                node.pool._suspect(_monotonic())  # its idle connections are pinged before use
+            return
+        except BaseException:
+            if node.probe_raw is not None:  # cancelled mid-answer (close): never reused
+                _adriver.force_close(node.probe_raw)
+                node.probe_raw = None
+            raise
+        self._steering.probed(node, facts, started)
+
+    def _publish(self) -> None:
+        steering = self._steering
+        changed = steering.publish()
+        if steering.probed_once and self._first_round is not None:
+            self._first_round.set()
+        if changed and self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    # -- closing and stats -----------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the probes and close every node's pool. Safe to call twice:
+        whatever a first call could not close, the second closes."""
+        steering = self._steering
+        steering.closed = True
+        if self._changed is not None:
+            self._changed.set()
+        tasks = [t for t in (self._monitor, *self._probes) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._settings.probe_timeout + 5)
+        errors: List[BaseException] = []
+        for node in steering.nodes:
+            try:
+                await node.pool.close()
+            except Exception as exc:  # every node is closed, whatever one of them raises
+                errors.append(exc)
+            if node.probe_raw is not None:
+                raw, node.probe_raw = node.probe_raw, None
+                await _adriver.close(raw, self._connect_timeout)
+        if errors:
+            raise errors[0]
+
+    def node_pools(self) -> List[AsyncConnectionPool]:
+        """Each node's ``AsyncConnectionPool``, in the order the nodes were
+        given (named ``<cluster name>/<host>:<port>``; for metrics per node)."""
+        return [node.pool for node in self._steering.nodes]
+
+    async def wait_probed(self, timeout: float = 10.0) -> bool:
+        """Wait until every node was probed once (answered or not); True if so."""
+        if self._loop is not _running_loop():
+            self._bind()
+        assert self._first_round is not None
+        try:
+            await asyncio.wait_for(self._first_round.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
+        """Wait until a writer (or a reader) is known; True if one is."""
+        if self._loop is not _running_loop():
+            self._bind()
+        deadline = _monotonic() + timeout
+        steering = self._steering
+        while not (steering.readers if read_only else steering.writers):
+            remaining = deadline - _monotonic()
+            if remaining <= 0 or steering.closed:
+                return False
+            changed = self._changed
+            assert changed is not None
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+
+async def _ask(raw: Any) -> _topology.NodeFacts:
+    """One probe's queries (``_topology.probe``'s, awaited)."""
+    started = _monotonic()
+    row = await _adriver.fetch_one(raw, _topology.PROBE_SQL)
+    status: Any = []
+    rows: Any = []
+    if _topology.is_galera(row):
+        status = await _adriver.fetch_all(raw, _topology.GALERA_SQL)
+    else:
+        rows = await _adriver.fetch_all(raw, _topology.REPLICATION_SQL, as_dicts=True)
+    return _topology.facts_from(row, status, rows, (_monotonic() - started) * 1000.0)
+
+
+class _ClusterBorrowing:
+    """``async with cluster.connection(...) as conn``: borrowed on enter, given
+    back on exit (as failed if the block raised or was cancelled)."""
+
+    __slots__ = ("_args", "_cluster", "_conn")
+
+    def __init__(
+        self, cluster: AsyncClusterPool, read_only: bool, causal: Optional[bool], timeout: Optional[float]
+    ) -> None:
+        self._cluster = cluster
+        self._args = (read_only, causal, timeout)
+        self._conn: Optional[AsyncPooledConnection] = None
+
+    async def __aenter__(self) -> AsyncPooledConnection:
+        self._conn = await self._cluster.get_conn(*self._args)
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and conn._slot is not None:
+            await conn._pool.release(conn, exc is not None)
