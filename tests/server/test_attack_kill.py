@@ -1,0 +1,122 @@
+"""Attacks on kill_on_abandon (an independent tester's findings and checks).
+
+Each test logs its pool in as an account made for it, so the server's
+process list counts the pool's sessions exactly, whatever else runs on the
+shared server. A test marked xfail(strict=True) is a broken promise of the
+docs that the current code still breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+import pytest
+from server_helpers import Account, mysql_kwargs, query
+
+from pymysqlpool import AsyncConnectionPool
+from support.waiting import wait_until
+
+pytestmark = pytest.mark.server
+
+LONG = 10  # seconds an abandoned statement would run on
+PROMPT = 5.0  # seconds within which it must have stopped
+# MariaDB ends a SLEEP whose client hung up by itself, but only at its next
+# check of the socket, every 5 s: a kill must have done it well before that.
+BEFORE_SERVER_NOTICES = 3.0
+
+
+def pool_kwargs(account: Account, **extra: Any) -> dict[str, Any]:
+    return {**mysql_kwargs(), "user": account.user, "password": account.password, **extra}
+
+
+def running_sleeps(admin: Any, account: Account) -> set[int]:
+    rows = query(
+        admin,
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND INFO LIKE 'SELECT SLEEP%%'",
+        (account.user,),
+    )
+    return {int(row[0]) for row in rows}
+
+
+def sessions_of(admin: Any, account: Account) -> set[int]:
+    rows = query(admin, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (account.user,))
+    return {int(row[0]) for row in rows}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="max_user_connections = maxsize: the kill's side connection is refused (1226) although the pool "
+    "holds an idle connection of the same account; the abandoned statement runs on with its locks, "
+    "kill_failures after connect_timeout",
+)
+def test_an_abandoned_statement_is_killed_when_the_account_allows_only_maxsize_sessions(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    """An account limited to maxsize sessions (max_user_connections, common
+    for application accounts): one connection idle in the pool, the other's
+    statement cut by read_timeout. The docs promise the statement is killed
+    and its locks go at once; the side connection cannot log in, yet the pool
+    has an idle session of the very account through which a KILL could go."""
+    account = make_account()
+    query(admin, "ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS 2", (account.user,))
+    pool = make_pool(**pool_kwargs(account, maxsize=2, read_timeout=0.3, connect_timeout=2))
+    idle = pool.get_conn()
+    conn = pool.get_conn()
+    pool.release(idle)
+    with pytest.raises(pymysql.err.OperationalError):
+        conn.cursor().execute(f"SELECT SLEEP({LONG})")
+    pool.release(conn)
+    assert running_sleeps(admin, account), "the statement did not start"
+    assert wait_until(lambda: not running_sleeps(admin, account), timeout=BEFORE_SERVER_NOTICES), "it ran on"
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
+    stats = pool.get_stats()
+    assert stats["kills"] == 1 and stats["kill_failures"] == 0, stats
+
+
+def _timed_out_borrowers(pool: AsyncConnectionPool, count: int) -> Any:
+    async def one() -> bool:
+        try:
+            async with asyncio.timeout(0.1):
+                async with pool.connection() as conn, conn.cursor() as cur:
+                    await cur.execute(f"SELECT SLEEP({LONG})")
+        except TimeoutError:
+            return True
+        return False
+
+    async def main() -> list[bool]:
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+    return main()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="asyncio.run() ending with kills in flight cancels the kill tasks; asyncio.run(pool.close()) "
+    "afterwards returns at once, leaves killing=open=4 and the statements running on the server",
+)
+def test_closing_on_a_new_loop_ends_sessions_whose_kills_the_first_loop_dropped(
+    make_account: Callable[..., Account], admin: Any
+) -> None:
+    """docs/asyncio.md: a module-level pool used by one asyncio.run(main()) is
+    closed by asyncio.run(pool.close()) afterwards, and every session ends at
+    once; close() waits for kills in flight. Here main() ends right after
+    four statements were cut by asyncio.timeout: their kills are tasks of the
+    ending loop."""
+    account = make_account()
+    pool = AsyncConnectionPool(**pool_kwargs(account, maxsize=4, connect_timeout=3))
+    try:
+        assert asyncio.run(_timed_out_borrowers(pool, 4)) == [True] * 4
+        asyncio.run(asyncio.wait_for(pool.close(), 30))
+        assert wait_until(lambda: not sessions_of(admin, account), timeout=PROMPT), sessions_of(admin, account)
+        stats = pool.get_stats()
+        assert stats["killing"] == 0 and stats["open"] == 0, stats
+    finally:
+        for thread_id in sessions_of(admin, account):
+            try:
+                query(admin, f"KILL CONNECTION {thread_id}")
+            except pymysql.err.OperationalError:
+                pass
