@@ -9,7 +9,6 @@ docs that the current code still breaks.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
