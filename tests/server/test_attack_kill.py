@@ -9,6 +9,7 @@ docs that the current code still breaks.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -148,3 +149,71 @@ def test_a_borrow_refused_by_max_user_connections_waits_its_whole_timeout(
         pool.release(conn)
     assert "1226" in repr(raised.value.__cause__), raised.value
     assert waited >= 3 - 0.05, f"gave up after {waited:.2f} s of a 3 s timeout"
+
+
+DROPPED_REASON = (
+    "a borrowed proxy dropped after its statement was cut (read_timeout) is reclaimed without a KILL: "
+    "the slot is freed at once while the statement runs on, so the server holds maxsize + 1 of the pool's sessions"
+)
+
+
+@pytest.mark.threads_only("the asyncio pool's dropped proxy is tested below, on its own loop")
+@pytest.mark.xfail(strict=True, reason=DROPPED_REASON)
+def test_a_dropped_proxy_whose_statement_was_cut_is_killed(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    """A borrower that catches the read_timeout and forgets to give the
+    connection back: the pool reclaims the garbage-collected proxy. The
+    statement was abandoned mid-answer just as if it had been released, so
+    the kill_on_abandon promise applies: killed, its slot counted until the
+    session is gone, never more than maxsize of the pool's sessions."""
+    account = make_account()
+    pool = make_pool(**pool_kwargs(account, maxsize=1, read_timeout=0.2, connect_timeout=2))
+
+    def leaky() -> None:
+        conn = pool.get_conn()
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
+
+    with pytest.warns(Warning):
+        leaky()
+        gc.collect()
+        assert wait_until(lambda: pool.get_stats()["leaks_reclaimed"] == 1, timeout=2), pool.get_stats()
+    conn = pool.get_conn(timeout=BEFORE_SERVER_NOTICES)
+    try:
+        assert len(sessions_of(admin, account)) <= 1, "the server holds more sessions of the pool than maxsize"
+        assert not running_sleeps(admin, account), "the abandoned statement runs on"
+    finally:
+        pool.release(conn)
+
+
+@pytest.mark.xfail(strict=True, reason=DROPPED_REASON + " (asyncio pool)")
+def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
+    make_account: Callable[..., Account], admin: Any
+) -> None:
+    account = make_account()
+
+    async def main() -> tuple[set[int], set[int]]:
+        async with AsyncConnectionPool(**pool_kwargs(account, maxsize=1, read_timeout=0.2, connect_timeout=2)) as pool:
+
+            async def leaky() -> None:
+                conn = await pool.get_conn()
+                cur = await conn.cursor()
+                with pytest.raises(pymysql.err.OperationalError):
+                    await cur.execute(f"SELECT SLEEP({LONG})")
+
+            await leaky()
+            gc.collect()
+            for _ in range(200):
+                if pool.get_stats()["leaks_reclaimed"]:
+                    break
+                await asyncio.sleep(0.01)
+            conn = await pool.get_conn(timeout=BEFORE_SERVER_NOTICES)
+            seen = sessions_of(admin, account), running_sleeps(admin, account)
+            await pool.release(conn)
+            return seen
+
+    with pytest.warns(Warning):
+        sessions, sleeping = asyncio.run(asyncio.wait_for(main(), 30))
+    assert len(sessions) <= 1, f"the server holds {len(sessions)} sessions of a pool of 1"
+    assert not sleeping, "the abandoned statement runs on"
