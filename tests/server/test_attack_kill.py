@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, mysql_kwargs, query
+from server_helpers import Account, mysql_kwargs, query, raw_connect
 
 from pymysqlpool import AsyncConnectionPool, PoolTimeout
 from support.waiting import wait_until
@@ -217,3 +218,95 @@ def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
         sessions, sleeping = asyncio.run(asyncio.wait_for(main(), 30))
     assert len(sessions) <= 1, f"the server holds {len(sessions)} sessions of a pool of 1"
     assert not sleeping, "the abandoned statement runs on"
+
+
+# Promises checked that hold (coverage the suite lacked).
+
+
+@pytest.mark.threads_only("os.fork() is thread-pool only (docs/asyncio.md)")
+def test_a_fork_while_kills_are_in_flight(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    """fork() right after two statements were abandoned: the child starts
+    empty (nothing killing, nothing open) and can borrow maxsize connections;
+    the parent's kills still complete and leave nothing running."""
+    account = make_account()
+    pool = make_pool(**pool_kwargs(account, maxsize=2, read_timeout=0.2, connect_timeout=2))
+    held = [pool.get_conn(), pool.get_conn()]
+    for conn in held:
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
+    for conn in held:
+        pool.release(conn)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        status = 1
+        try:
+            stats = pool.get_stats()
+            if stats["killing"] == 0 and stats["open"] == 0:
+                borrowed = [pool.get_conn(timeout=5) for _ in range(2)]
+                for conn in borrowed:
+                    pool.release(conn)
+                pool.close()
+                status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_until(lambda: not running_sleeps(admin, account), timeout=BEFORE_SERVER_NOTICES), "ran on"
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
+    assert pool.get_stats()["kills"] == 2, pool.get_stats()
+
+
+def test_close_with_timeout_zero_still_waits_for_kills(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    """close(timeout=0) right after three statements were abandoned: the
+    kills in flight are finished (not dropped), nothing runs on."""
+    account = make_account()
+    pool = make_pool(**pool_kwargs(account, maxsize=3, read_timeout=0.1, connect_timeout=2))
+    held = [pool.get_conn() for _ in range(3)]
+    for conn in held:
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
+        pool.release(conn)
+    assert pool.close(timeout=0) == 0
+    stats = pool.get_stats()
+    assert stats["killing"] == 0 and stats["open"] == 0 and stats["kills"] == 3, stats
+    assert not running_sleeps(admin, account)
+
+
+def test_an_asyncio_timeout_in_a_transaction_releases_its_row_lock(
+    make_account: Callable[..., Account], make_table: Callable[..., str], admin: Any
+) -> None:
+    """asyncio.timeout cuts the next statement of a transaction holding a
+    row lock: TimeoutError for the borrower, the session killed and the lock
+    free for another session well before the server would notice the
+    hang-up (5 s)."""
+    account = make_account()
+    table = make_table("atklock", "id INT PRIMARY KEY, v INT")
+    query(admin, f"INSERT INTO `{table}` VALUES (1, 0)")
+
+    async def main() -> dict[str, Any]:
+        async with AsyncConnectionPool(**pool_kwargs(account, maxsize=1, connect_timeout=2)) as pool:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3), pool.transaction() as conn, conn.cursor() as cur:
+                    await cur.execute(f"UPDATE `{table}` SET v = 1 WHERE id = 1")
+                    await cur.execute(f"SELECT SLEEP({LONG})")
+            for _ in range(300):
+                if not pool.get_stats()["killing"]:
+                    break
+                await asyncio.sleep(0.01)
+            return pool.get_stats()
+
+    stats = asyncio.run(asyncio.wait_for(main(), 30))
+    assert stats["kills"] == 1 and stats["kill_failures"] == 0, stats
+    other = raw_connect(init_command="SET SESSION innodb_lock_wait_timeout = 3")
+    try:
+        started = time.monotonic()
+        rows = query(other, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
+        waited = time.monotonic() - started
+        other.rollback()
+    finally:
+        other.close()
+    assert rows == ((0,),) and waited < BEFORE_SERVER_NOTICES
