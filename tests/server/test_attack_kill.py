@@ -220,6 +220,31 @@ def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
     assert not sleeping, "the abandoned statement runs on"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="connect_timeout=5 ms: the pool's own connects succeed on loopback, yet no KILL is ever sent "
+    "(kills=0, kill_failures=3): the abandoned statements run on, 3 sessions of a pool of maxsize=1",
+)
+def test_a_tiny_connect_timeout_that_serves_the_pool_also_serves_its_kills(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    """connect_timeout is accepted down to any value > 0 and bounds the
+    kill. With 5 ms every connect of the pool itself succeeds on loopback,
+    but the kill gives up before it sends the KILL, so the server keeps
+    every abandoned statement: the 'never more than maxsize' promise is lost
+    on a server that is reachable and refuses nothing."""
+    account = make_account()
+    pool = make_pool(**pool_kwargs(account, maxsize=1, read_timeout=0.1, connect_timeout=0.005, timeout=10))
+    for _ in range(3):
+        conn = pool.get_conn()
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
+        pool.release(conn)
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=2)
+    running = running_sleeps(admin, account)
+    assert len(running) <= 1, f"{len(running)} abandoned statements run on, maxsize=1: {pool.get_stats()}"
+
+
 # Promises checked that hold (coverage the suite lacked).
 
 
