@@ -37,6 +37,9 @@ _OTHER_POOLS = {
 _MAX_SOCKET_TIMEOUT = 31_536_000
 
 
+KILL_FLOOR = 1.0  # seconds: the least the kill of an abandoned session is given (see kill_timeout)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     name: str
@@ -61,6 +64,14 @@ class PoolConfig:
         """Cap on any wait the pool itself starts (handshake, ping, reset)."""
         value = self.connect_kwargs.get("connect_timeout", 10)
         return float(value) if isinstance(value, (int, float)) and value else 10.0
+
+    @property
+    def kill_timeout(self) -> float:
+        """Bound of the kill of an abandoned session: connect_timeout, but
+        never below KILL_FLOOR. A tiny connect_timeout that serves the pool's
+        own connects on loopback leaves no time for the kill's connect, uptime
+        query, KILL and process-list look: every statement would run on."""
+        return max(self.io_timeout, KILL_FLOOR)
 
 
 def deferred(value: Any) -> bool:

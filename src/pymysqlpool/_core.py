@@ -942,7 +942,7 @@ class PoolCore:
     # the server never sees more than maxsize sessions from the pool's slots.
 
     def _abandoned(self, slot: Slot) -> bool:
-        """A returned slot's session may still be running the borrower's
+        """A returned (or reclaimed) slot's session may still be running the borrower's
         statement: a command not answered to its end (cancelled, interrupted,
         read_timeout), or an unbuffered result not read to its end. The
         pool's own steps (ping, reset) are not killed: they run nothing long."""
@@ -954,7 +954,7 @@ class PoolCore:
         # Plain stores: an interrupt lands before them or leaves a KILLING
         # slot that the reconcile frees once its bound passed.
         slot.retire = reason
-        slot.kill_by = _monotonic() + self._config.io_timeout
+        slot.kill_by = _monotonic() + self._config.kill_timeout
         slot.state = KILLING
         self._killing += 1
         self._stats.closes[reason] += 1  # its connection is closed now; its slot is not free yet
@@ -989,7 +989,7 @@ class PoolCore:
                 break
             try:
                 target = (slot.session, _monotonic() - slot.created)
-                gone = bool((yield (KILL, target, min(self._config.io_timeout, left))))
+                gone = bool((yield (KILL, target, min(self._config.kill_timeout, left))))
                 break
             except Exception as exc:
                 refused = self._drv.kill_refused(exc)
@@ -1029,10 +1029,10 @@ class PoolCore:
         if not gone:
             logger.warning(
                 "pool %r: session %d, closed in the middle of an answer, was not proved gone within"
-                " connect_timeout (%.3g s); its slot is freed, the statement may still be running",
+                " %.3g s (connect_timeout, at least 1 s); its slot is freed, the statement may still be running",
                 self.name,
                 slot.session,
-                self._config.io_timeout,
+                self._config.kill_timeout,
             )
         self._closed_one(slot, reason)
 
@@ -1244,15 +1244,18 @@ class PoolCore:
             slot = self._reclaimed()
             if slot is None:
                 return
-            self._kill(slot, "leaks_reclaimed")
+            kill = self._abandoned(slot)  # asked first: a close forgets a half-read result
+            self._drv.force_close(slot.raw)
+            self._unbook(slot, "leaks_reclaimed", kill)
 
     def _reclaim_plan(self) -> Plan:
         while True:
             slot = self._reclaimed()
             if slot is None:
                 return
-            # Closing, not reusing: the borrower's state is unknown.
-            yield from self._dispose_plan(slot, "leaks_reclaimed")
+            # Closing, not reusing: the borrower's state is unknown. Abandoned
+            # mid-answer like a return (see _return_plan): killed, slot KILLING.
+            yield from self._dispose_plan(slot, "leaks_reclaimed", self._abandoned(slot))
 
     def _reclaimed(self) -> Optional[Slot]:
         """The next slot of a proxy collected while borrowed, HELD; None when none."""

@@ -199,7 +199,6 @@ DROPPED_REASON = (
 
 
 @pytest.mark.threads_only("the asyncio pool's dropped proxy is tested below, on its own loop")
-@pytest.mark.xfail(strict=True, reason=DROPPED_REASON)
 def test_a_dropped_proxy_whose_statement_was_cut_is_killed(
     make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
 ) -> None:
@@ -228,7 +227,6 @@ def test_a_dropped_proxy_whose_statement_was_cut_is_killed(
         pool.release(conn)
 
 
-@pytest.mark.xfail(strict=True, reason=DROPPED_REASON + " (asyncio pool)")
 def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
     make_account: Callable[..., Account], admin: Any
 ) -> None:
@@ -260,11 +258,6 @@ def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
     assert not sleeping, "the abandoned statement runs on"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connect_timeout=5 ms: the pool's own connects succeed on loopback, yet no KILL is ever sent "
-    "(kills=0, kill_failures=3): the abandoned statements run on, 3 sessions of a pool of maxsize=1",
-)
 def test_a_tiny_connect_timeout_that_serves_the_pool_also_serves_its_kills(
     make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
 ) -> None:
