@@ -178,6 +178,19 @@ def _port(name: str, value: Any) -> None:
         _bounded_int(1, 65535, " (leave it out for 3306)")(name, value)
 
 
+def _host(name: str, value: Any) -> None:
+    _text(name, value)
+    if isinstance(value, str):
+        # The resolver cannot take either: a lone surrogate fails its encoding
+        # at the first borrow, a NUL is refused by one driver, cut by another.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} must be a host name or address, got {value!r} (a lone surrogate)") from None
+        if "\x00" in value:
+            raise ValueError(f"{name} must be a host name or address, got {value!r} (a NUL character)")
+
+
 def _password(name: str, value: Any) -> None:
     _secret(name, value)
     if isinstance(value, str):
@@ -229,7 +242,7 @@ def _cursorclass(name: str, value: Any) -> None:
 
 
 _CONNECT_RULES: Dict[str, Callable[[str, Any], None]] = {
-    "host": _text,
+    "host": _host,
     "user": _secret,
     "password": _password,
     "passwd": _password,

@@ -81,11 +81,6 @@ def test_a_bad_url_fails_at_once_naming_what_is_wrong(no_connect: None, entry: s
     assert time.monotonic() - started < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a query parameter given twice (?maxsize=4&maxsize=5) is accepted silently, the last value "
-    "winning, by all three URL entry points",
-)
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_a_query_parameter_given_twice_is_refused_by_name(no_connect: None, entry: str) -> None:
     """The CHANGELOG: unknown query parameters are refused by name, one
