@@ -386,19 +386,20 @@ class PoolCore:
                         raise PoolTimeout(
                             f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"
                             f" ({rejected} failed validation){why}"
-                        )
+                        ) from last_error
                     grant, queued = yield from self._reserve_plan(deadline, queued)
                 if isinstance(grant, DialToken):
                     try:
                         fresh = yield from self._dial_plan(budget)
                     except Exception as exc:
-                        self._dial_failed(grant, exc, deadline, delay)  # raises unless worth retrying
+                        self._dial_failed(grant, exc, deadline)  # raises unless worth retrying
                         grant = None
                         last_error = exc
-                        # Back off without holding the right to dial, then
-                        # queue again, so a connection returned meanwhile
-                        # (or a waiter's turn) is not missed.
-                        yield (SLEEP, delay * (0.5 + random.random() / 2), None)
+                        # Back off without holding the right to dial, as a
+                        # waiter: a connection returned meanwhile is taken at
+                        # once (the server may refuse more sessions: 1226).
+                        pause = min(delay * (0.5 + random.random() / 2), deadline - _monotonic())
+                        grant = yield from self._backoff_plan(pause)  # a slot is validated and lent below
                         delay = min(delay * 2, _BACKOFF_CAP)
                         continue
                     if not self._book_dialed(grant, fresh):
@@ -497,6 +498,32 @@ class PoolCore:
         grant = waiter.grant
         assert grant is not None
         return grant, True
+
+    def _backoff_plan(self, pause: float) -> Plan:
+        """Wait out a failed connect's back-off of ``pause`` seconds queued
+        as a waiter that takes a returned slot but never a right to dial
+        (that would end the back-off at once, and two borrowers backing off
+        would dial in turn without pause). Returns the slot handed over, OUT,
+        or None when the pause ended (or an idle slot or a close is there for
+        the next reservation to find)."""
+        with self._lock:
+            if self._idle or self._closed or pause <= 0:
+                return None
+            waiter = self._waiter(_monotonic())
+            waiter.backoff = True
+            waiter.queued = True
+            self._waiters.append(waiter)
+        try:
+            if not (yield (WAIT, waiter, pause)):
+                with self._lock:
+                    if self._waiters.withdraw(waiter):
+                        return None
+        except BaseException:
+            self._withdraw(waiter)
+            raise
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.grant
 
     def _withdraw(self, waiter: Waiter) -> None:
         """Take an interrupted waiter out of the queue, or pass on what it was
@@ -709,14 +736,15 @@ class PoolCore:
         self._stats.connections_made += 1
         return True
 
-    def _dial_failed(self, token: DialToken, exc: Exception, deadline: float, delay: float) -> None:
+    def _dial_failed(self, token: DialToken, exc: Exception, deadline: float) -> None:
         """A borrower's connect failed. Gives the right to dial back, then
-        returns when retrying after ``delay`` can still help, raises the
-        driver's error when it cannot, and ``PoolTimeout`` when time is up."""
+        returns while the borrow has time left (it backs off and retries or
+        takes a returned connection), raises the driver's error when retrying
+        cannot help, and ``PoolTimeout`` when time is up."""
         fatal = self._drv.is_fatal_connect_error(exc) or not self._ever_connected
-        if not (fatal or self._closed) and _monotonic() + delay < deadline:
+        if not (fatal or self._closed) and _monotonic() < deadline:
             self._unreserve(token, None, served=True)
-            logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
+            logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
             return
         logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
         if fatal or self._closed:
@@ -740,10 +768,14 @@ class PoolCore:
                 setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
             self._pass_capacity()
 
-    def _pass_capacity(self) -> None:
-        """A slot became free: the oldest waiter may dial (lock held)."""
-        if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
+    def _pass_capacity(self) -> bool:
+        """A slot became free: the oldest waiter may dial, unless it is backing
+        off from a failed connect (lock held). True if it was given the right."""
+        waiters = self._waiters
+        if waiters and not waiters[0].backoff and not self._closed and self._open + self._connecting < self._maxsize:
             self._hand_over(self._new_token())
+            return True
+        return False
 
     # -- returning ----------------------------------------------------------
 
@@ -1372,8 +1404,8 @@ class PoolCore:
                 raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
             self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
             self._maxsize = new_max
-            while self._waiters and not self._closed and self._open + self._connecting < new_max:
-                self._hand_over(self._new_token())
+            while self._pass_capacity():
+                pass
             excess = self._open + self._connecting - new_max
             idle: List[Slot] = []
             while excess > 0 and self._idle:

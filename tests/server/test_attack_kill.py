@@ -164,11 +164,6 @@ def test_closing_on_a_new_loop_after_a_borrower_was_cut_by_the_loop_s_end(
                 pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a borrow whose dials the server refuses (1226) raises PoolTimeout as soon as its next back-off "
-    "would pass the deadline: ~2.1-2.6 s into a 3 s timeout, missing a connection returned in the rest",
-)
 def test_a_borrow_refused_by_max_user_connections_waits_its_whole_timeout(
     make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
 ) -> None:
