@@ -100,12 +100,6 @@ SQLALCHEMY_BAD = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sqlalchemy.create_engine('mysql+pymysqlpool://...') accepts bad query values (maxsize=0, unknown "
-    "names) and only the first connect raises; port 0 is dropped and the engine connects to 3306; "
-    "connect_timeout=nan raises SQLAlchemy's \"invalid literal for int()\" without the argument's name",
-)
 @pytest.mark.parametrize(("url", "named"), SQLALCHEMY_BAD)
 def test_create_engine_refuses_a_bad_pymysqlpool_url_at_once(no_connect: None, url: str, named: str) -> None:
     """The CHANGELOG: mysql+pymysqlpool:// URLs for plain create_engine(),
