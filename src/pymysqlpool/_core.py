@@ -1024,6 +1024,11 @@ class PoolCore:
                 gone = bool((yield (KILL, target, min(self._config.kill_timeout, left))))
                 break
             except Exception as exc:
+                if self._drv.too_many_sessions(exc):  # no side connection to be had
+                    via_idle = yield from self._kill_over_idle_plan(target, left)
+                    if via_idle is not None:
+                        gone = via_idle
+                        break
                 refused = self._drv.kill_refused(exc)
                 logger.log(
                     logging.WARNING if refused else logging.INFO,
@@ -1040,6 +1045,31 @@ class PoolCore:
                 yield (SLEEP, min(delay, left), None)
                 delay = min(delay * 2, _BACKOFF_CAP)
         self._killed(slot, gone)
+
+    def _kill_over_idle_plan(self, target: Tuple[int, float], budget: float) -> Plan:
+        """The server refused the kill's side connection (1040, 1226: an
+        account limited to maxsize sessions): send the KILL over an idle
+        connection of the pool instead, then give it back through the return's
+        reset, clean or closed. Only then: it is taken from borrowers
+        meanwhile, and a side connection keeps a stuck KILL away from the
+        pool. None if no connection is idle, else whether the session is gone."""
+        with self._lock:
+            if not self._idle or self._closed:
+                return None
+            slot = self._idle.pop()  # the most recently used, as a borrow takes
+            slot.state = HELD
+            self._held += 1
+        failed = False
+        try:
+            gone = bool((yield (KILL, (target[0], target[1], slot.raw), budget)))
+        except Exception as exc:
+            logger.info("pool %r: could not kill session %d over an idle connection (%s)", self.name, target[0], exc)
+            gone, failed = False, True
+        except BaseException:
+            self._kill(slot, "closed_broken")  # interrupted: its state is unknown
+            raise
+        yield from self._return_plan(slot, failed)
+        return gone
 
     def _kills_end(self) -> float:
         """When every kill in flight will have ended (0.0: none in flight):

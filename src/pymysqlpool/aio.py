@@ -244,8 +244,12 @@ class AsyncConnectionPool(PoolCore):
         task.add_done_callback(self._kills.discard)
         return True
 
-    async def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
-        """KILL a session from a short-lived side connection, all of it within ``limit``."""
+    async def _kill_session(self, target: Tuple[Any, ...], limit: float) -> bool:
+        """KILL a session (id, age) from a short-lived side connection, or
+        over the idle pooled connection ``target[2]``, all of it within ``limit``."""
+        session = target[:2]
+        if len(target) == 3:
+            return await _adriver.bounded(_adriver.kill_session(target[2], session, pooled=True), limit)
         loop = _running_loop()
         end = loop.time() + limit
         kwargs = _adriver.kill_kwargs(resolve(self._config.connect_kwargs))
