@@ -1071,6 +1071,17 @@ class PoolCore:
         yield from self._return_plan(slot, failed)
         return gone
 
+    def _renew_kills(self) -> List[Slot]:
+        """The KILLING slots, each given a new bound, for the shell to kill
+        again: their kills were lost with the pool's event loop (its
+        asyncio.run() ended), so no kill of theirs is running."""
+        with self._lock:
+            stranded = [slot for slot in self._slots if slot.state == KILLING]
+            kill_by = _monotonic() + self._config.kill_timeout
+            for slot in stranded:
+                slot.kill_by = kill_by
+        return stranded
+
     def _kills_end(self) -> float:
         """When every kill in flight will have ended (0.0: none in flight):
         the last bound, and a tick for a last step that started just before it."""

@@ -237,8 +237,13 @@ class AsyncConnectionPool(PoolCore):
         the cancelled borrower does not wait for it."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            plan.close()
-            return False
+            # The pool's loop ended: close() awaited on a new loop runs the
+            # kill there (and waits for it); no loop at all, no kill.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                plan.close()
+                return False
         task = loop.create_task(self._run(plan), name=f"pymysqlpool-kill-{self.name}")
         self._kills.add(task)
         task.add_done_callback(self._kills.discard)
@@ -494,6 +499,14 @@ class AsyncConnectionPool(PoolCore):
             # can come back, so every session ends now, its socket closed here
             # (the pool's closes need no loop of their own then).
             await self._run(self._reclaim_plan())
+            # Kills in flight when that loop ended were cancelled or destroyed
+            # with it, their statements running on: kill them again from here.
+            for slot in self._renew_kills():
+                self._start_kill(slot)
+            here = _running_loop()
+            kills = {task for task in self._kills if task.get_loop() is here}
+            if kills:
+                await asyncio.wait(kills)
             return self._interrupt_late(0.0)
         await self._run(self._reclaim_plan())
         if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them

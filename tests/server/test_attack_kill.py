@@ -99,11 +99,6 @@ def _timed_out_borrowers(pool: AsyncConnectionPool, count: int) -> Any:
     return main()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncio.run() ending with kills in flight cancels the kill tasks; asyncio.run(pool.close()) "
-    "afterwards returns at once, leaves killing=open=4 and the statements running on the server",
-)
 def test_closing_on_a_new_loop_ends_sessions_whose_kills_the_first_loop_dropped(
     make_account: Callable[..., Account], admin: Any
 ) -> None:
@@ -128,12 +123,6 @@ def test_closing_on_a_new_loop_ends_sessions_whose_kills_the_first_loop_dropped(
                 pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a borrower task still in its statement when asyncio.run() ends is cancelled by the shutdown; its "
-    "kill task is destroyed pending ('Task was destroyed but it is pending!'), its side connection left open; "
-    "asyncio.run(pool.close()) then returns 0 at once with open=killing=1 and the statement running",
-)
 def test_closing_on_a_new_loop_after_a_borrower_was_cut_by_the_loop_s_end(
     make_account: Callable[..., Account], admin: Any
 ) -> None:
