@@ -91,6 +91,12 @@ def test_a_query_parameter_given_twice_is_refused_by_name(no_connect: None, entr
         pool.close()
 
 
+def test_a_socket_given_under_both_of_its_names_is_refused(no_connect: None) -> None:
+    """?socket= and ?unix_socket= are one parameter: both at once is a repeat."""
+    with pytest.raises(ValueError, match="given twice"):
+        ConnectionPool.from_url("mysql://root@/db?unix_socket=/b.sock&socket=/a.sock").close()
+
+
 SQLALCHEMY_BAD = [
     ("mysql+pymysqlpool://root@127.0.0.1:1/db?maxsize=0", "maxsize"),
     ("mysql+pymysqlpool://root@127.0.0.1:1/db?hots=1", "hots"),

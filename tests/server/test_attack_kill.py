@@ -215,6 +215,30 @@ def test_a_dropped_proxy_whose_statement_was_cut_is_killed(
         pool.release(conn)
 
 
+@pytest.mark.threads_only("a proxy collected after close(): the thread pool reclaims it at once, no maintenance left")
+def test_a_proxy_dropped_after_close_whose_statement_was_cut_is_killed(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    """The same leak, collected after close() (no maintenance to hand it to:
+    reclaimed at once, by the same rule as a return)."""
+    account = make_account()
+    pool = make_pool(**pool_kwargs(account, maxsize=1, read_timeout=0.2, connect_timeout=2))
+
+    def leaky() -> None:
+        conn = pool.get_conn()
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
+        pool.close()
+
+    with pytest.warns(Warning):
+        leaky()
+        gc.collect()
+        assert wait_until(lambda: pool.get_stats()["leaks_reclaimed"] == 1, timeout=2), pool.get_stats()
+    assert wait_until(lambda: not running_sleeps(admin, account), timeout=BEFORE_SERVER_NOTICES), "it ran on"
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
+    assert pool.get_stats()["kills"] == 1, pool.get_stats()
+
+
 def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
     make_account: Callable[..., Account], admin: Any
 ) -> None:
