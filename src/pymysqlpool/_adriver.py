@@ -49,6 +49,7 @@ from ._driver import (
     restarted_since,
     results_pending,
     session_id,
+    too_many_sessions,
     watch_wrong_node,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "needs_reset",
     "results_pending",
     "session_id",
+    "too_many_sessions",
     "watch_wrong_node",
 ]
 
@@ -558,14 +560,14 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
         raw.wrote = False
 
 
-async def kill_session(raw: Any, target: Tuple[int, float]) -> bool:
+async def kill_session(raw: Any, target: Tuple[int, float], pooled: bool = False) -> bool:
     """KILL the session ``target`` (id, age in seconds) over the side
     connection ``raw`` and look until the server dropped it (the caller
     bounds the whole); True once it is gone or the server restarted since
-    (see ``_driver.restarted_since``)."""
+    (see ``_driver.restarted_since``; ``pooled`` as in ``_driver.kill_session``)."""
     session, age = target
     row = await _execute(raw, UPTIME_QUERY)
-    if restarted_since(session_id(raw), session, row[0] if row else None, age):
+    if restarted_since(0 if pooled else session_id(raw), session, row[0] if row else None, age):
         return True
     try:
         await _execute(raw, KILL_STATEMENT % session)

@@ -37,6 +37,9 @@ _OTHER_POOLS = {
 _MAX_SOCKET_TIMEOUT = 31_536_000
 
 
+KILL_FLOOR = 1.0  # seconds: the least the kill of an abandoned session is given (see kill_timeout)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     name: str
@@ -61,6 +64,14 @@ class PoolConfig:
         """Cap on any wait the pool itself starts (handshake, ping, reset)."""
         value = self.connect_kwargs.get("connect_timeout", 10)
         return float(value) if isinstance(value, (int, float)) and value else 10.0
+
+    @property
+    def kill_timeout(self) -> float:
+        """Bound of the kill of an abandoned session: connect_timeout, but
+        never below KILL_FLOOR. A tiny connect_timeout that serves the pool's
+        own connects on loopback leaves no time for the kill's connect, uptime
+        query, KILL and process-list look: every statement would run on."""
+        return max(self.io_timeout, KILL_FLOOR)
 
 
 def deferred(value: Any) -> bool:
@@ -167,6 +178,19 @@ def _port(name: str, value: Any) -> None:
         _bounded_int(1, 65535, " (leave it out for 3306)")(name, value)
 
 
+def _host(name: str, value: Any) -> None:
+    _text(name, value)
+    if isinstance(value, str):
+        # The resolver cannot take either: a lone surrogate fails its encoding
+        # at the first borrow, a NUL is refused by one driver, cut by another.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} must be a host name or address, got {value!r} (a lone surrogate)") from None
+        if "\x00" in value:
+            raise ValueError(f"{name} must be a host name or address, got {value!r} (a NUL character)")
+
+
 def _password(name: str, value: Any) -> None:
     _secret(name, value)
     if isinstance(value, str):
@@ -218,7 +242,7 @@ def _cursorclass(name: str, value: Any) -> None:
 
 
 _CONNECT_RULES: Dict[str, Callable[[str, Any], None]] = {
-    "host": _text,
+    "host": _host,
     "user": _secret,
     "password": _password,
     "passwd": _password,

@@ -386,19 +386,20 @@ class PoolCore:
                         raise PoolTimeout(
                             f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"
                             f" ({rejected} failed validation){why}"
-                        )
+                        ) from last_error
                     grant, queued = yield from self._reserve_plan(deadline, queued)
                 if isinstance(grant, DialToken):
                     try:
                         fresh = yield from self._dial_plan(budget)
                     except Exception as exc:
-                        self._dial_failed(grant, exc, deadline, delay)  # raises unless worth retrying
+                        self._dial_failed(grant, exc, deadline)  # raises unless worth retrying
                         grant = None
                         last_error = exc
-                        # Back off without holding the right to dial, then
-                        # queue again, so a connection returned meanwhile
-                        # (or a waiter's turn) is not missed.
-                        yield (SLEEP, delay * (0.5 + random.random() / 2), None)
+                        # Back off without holding the right to dial, as a
+                        # waiter: a connection returned meanwhile is taken at
+                        # once (the server may refuse more sessions: 1226).
+                        pause = min(delay * (0.5 + random.random() / 2), deadline - _monotonic())
+                        grant = yield from self._backoff_plan(pause)  # a slot is validated and lent below
                         delay = min(delay * 2, _BACKOFF_CAP)
                         continue
                     if not self._book_dialed(grant, fresh):
@@ -497,6 +498,32 @@ class PoolCore:
         grant = waiter.grant
         assert grant is not None
         return grant, True
+
+    def _backoff_plan(self, pause: float) -> Plan:
+        """Wait out a failed connect's back-off of ``pause`` seconds queued
+        as a waiter that takes a returned slot but never a right to dial
+        (that would end the back-off at once, and two borrowers backing off
+        would dial in turn without pause). Returns the slot handed over, OUT,
+        or None when the pause ended (or an idle slot or a close is there for
+        the next reservation to find)."""
+        with self._lock:
+            if self._idle or self._closed or pause <= 0:
+                return None
+            waiter = self._waiter(_monotonic())
+            waiter.backoff = True
+            waiter.queued = True
+            self._waiters.append(waiter)
+        try:
+            if not (yield (WAIT, waiter, pause)):
+                with self._lock:
+                    if self._waiters.withdraw(waiter):
+                        return None
+        except BaseException:
+            self._withdraw(waiter)
+            raise
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.grant
 
     def _withdraw(self, waiter: Waiter) -> None:
         """Take an interrupted waiter out of the queue, or pass on what it was
@@ -709,14 +736,15 @@ class PoolCore:
         self._stats.connections_made += 1
         return True
 
-    def _dial_failed(self, token: DialToken, exc: Exception, deadline: float, delay: float) -> None:
+    def _dial_failed(self, token: DialToken, exc: Exception, deadline: float) -> None:
         """A borrower's connect failed. Gives the right to dial back, then
-        returns when retrying after ``delay`` can still help, raises the
-        driver's error when it cannot, and ``PoolTimeout`` when time is up."""
+        returns while the borrow has time left (it backs off and retries or
+        takes a returned connection), raises the driver's error when retrying
+        cannot help, and ``PoolTimeout`` when time is up."""
         fatal = self._drv.is_fatal_connect_error(exc) or not self._ever_connected
-        if not (fatal or self._closed) and _monotonic() + delay < deadline:
+        if not (fatal or self._closed) and _monotonic() < deadline:
             self._unreserve(token, None, served=True)
-            logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
+            logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
             return
         logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
         if fatal or self._closed:
@@ -740,10 +768,14 @@ class PoolCore:
                 setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
             self._pass_capacity()
 
-    def _pass_capacity(self) -> None:
-        """A slot became free: the oldest waiter may dial (lock held)."""
-        if self._waiters and not self._closed and self._open + self._connecting < self._maxsize:
+    def _pass_capacity(self) -> bool:
+        """A slot became free: the oldest waiter may dial, unless it is backing
+        off from a failed connect (lock held). True if it was given the right."""
+        waiters = self._waiters
+        if waiters and not waiters[0].backoff and not self._closed and self._open + self._connecting < self._maxsize:
             self._hand_over(self._new_token())
+            return True
+        return False
 
     # -- returning ----------------------------------------------------------
 
@@ -942,7 +974,7 @@ class PoolCore:
     # the server never sees more than maxsize sessions from the pool's slots.
 
     def _abandoned(self, slot: Slot) -> bool:
-        """A returned slot's session may still be running the borrower's
+        """A returned (or reclaimed) slot's session may still be running the borrower's
         statement: a command not answered to its end (cancelled, interrupted,
         read_timeout), or an unbuffered result not read to its end. The
         pool's own steps (ping, reset) are not killed: they run nothing long."""
@@ -954,7 +986,7 @@ class PoolCore:
         # Plain stores: an interrupt lands before them or leaves a KILLING
         # slot that the reconcile frees once its bound passed.
         slot.retire = reason
-        slot.kill_by = _monotonic() + self._config.io_timeout
+        slot.kill_by = _monotonic() + self._config.kill_timeout
         slot.state = KILLING
         self._killing += 1
         self._stats.closes[reason] += 1  # its connection is closed now; its slot is not free yet
@@ -989,9 +1021,14 @@ class PoolCore:
                 break
             try:
                 target = (slot.session, _monotonic() - slot.created)
-                gone = bool((yield (KILL, target, min(self._config.io_timeout, left))))
+                gone = bool((yield (KILL, target, min(self._config.kill_timeout, left))))
                 break
             except Exception as exc:
+                if self._drv.too_many_sessions(exc):  # no side connection to be had
+                    via_idle = yield from self._kill_over_idle_plan(target, left)
+                    if via_idle is not None:
+                        gone = via_idle
+                        break
                 refused = self._drv.kill_refused(exc)
                 logger.log(
                     logging.WARNING if refused else logging.INFO,
@@ -1008,6 +1045,42 @@ class PoolCore:
                 yield (SLEEP, min(delay, left), None)
                 delay = min(delay * 2, _BACKOFF_CAP)
         self._killed(slot, gone)
+
+    def _kill_over_idle_plan(self, target: Tuple[int, float], budget: float) -> Plan:
+        """The server refused the kill's side connection (1040, 1226: an
+        account limited to maxsize sessions): send the KILL over an idle
+        connection of the pool instead, then give it back through the return's
+        reset, clean or closed. Only then: it is taken from borrowers
+        meanwhile, and a side connection keeps a stuck KILL away from the
+        pool. None if no connection is idle, else whether the session is gone."""
+        with self._lock:
+            if not self._idle or self._closed:
+                return None
+            slot = self._idle.pop()  # the most recently used, as a borrow takes
+            slot.state = HELD
+            self._held += 1
+        failed = False
+        try:
+            gone = bool((yield (KILL, (target[0], target[1], slot.raw), budget)))
+        except Exception as exc:
+            logger.info("pool %r: could not kill session %d over an idle connection (%s)", self.name, target[0], exc)
+            gone, failed = False, True
+        except BaseException:
+            self._kill(slot, "closed_broken")  # interrupted: its state is unknown
+            raise
+        yield from self._return_plan(slot, failed)
+        return gone
+
+    def _renew_kills(self) -> List[Slot]:
+        """The KILLING slots, each given a new bound, for the shell to kill
+        again: their kills were lost with the pool's event loop (its
+        asyncio.run() ended), so no kill of theirs is running."""
+        with self._lock:
+            stranded = [slot for slot in self._slots if slot.state == KILLING]
+            kill_by = _monotonic() + self._config.kill_timeout
+            for slot in stranded:
+                slot.kill_by = kill_by
+        return stranded
 
     def _kills_end(self) -> float:
         """When every kill in flight will have ended (0.0: none in flight):
@@ -1029,10 +1102,10 @@ class PoolCore:
         if not gone:
             logger.warning(
                 "pool %r: session %d, closed in the middle of an answer, was not proved gone within"
-                " connect_timeout (%.3g s); its slot is freed, the statement may still be running",
+                " %.3g s (connect_timeout, at least 1 s); its slot is freed, the statement may still be running",
                 self.name,
                 slot.session,
-                self._config.io_timeout,
+                self._config.kill_timeout,
             )
         self._closed_one(slot, reason)
 
@@ -1244,15 +1317,18 @@ class PoolCore:
             slot = self._reclaimed()
             if slot is None:
                 return
-            self._kill(slot, "leaks_reclaimed")
+            kill = self._abandoned(slot)  # asked first: a close forgets a half-read result
+            self._drv.force_close(slot.raw)
+            self._unbook(slot, "leaks_reclaimed", kill)
 
     def _reclaim_plan(self) -> Plan:
         while True:
             slot = self._reclaimed()
             if slot is None:
                 return
-            # Closing, not reusing: the borrower's state is unknown.
-            yield from self._dispose_plan(slot, "leaks_reclaimed")
+            # Closing, not reusing: the borrower's state is unknown. Abandoned
+            # mid-answer like a return (see _return_plan): killed, slot KILLING.
+            yield from self._dispose_plan(slot, "leaks_reclaimed", self._abandoned(slot))
 
     def _reclaimed(self) -> Optional[Slot]:
         """The next slot of a proxy collected while borrowed, HELD; None when none."""
@@ -1369,8 +1445,8 @@ class PoolCore:
                 raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
             self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
             self._maxsize = new_max
-            while self._waiters and not self._closed and self._open + self._connecting < new_max:
-                self._hand_over(self._new_token())
+            while self._pass_capacity():
+                pass
             excess = self._open + self._connecting - new_max
             idle: List[Slot] = []
             while excess > 0 and self._idle:

@@ -400,6 +400,12 @@ def kill_refused(exc: BaseException) -> bool:
     return 1000 <= error_code(exc) < 2000
 
 
+def too_many_sessions(exc: BaseException) -> bool:
+    """The server refused a connection for too many sessions: 1040
+    (max_connections) or 1226 (the account's max_user_connections)."""
+    return error_code(exc) in (ER.CON_COUNT_ERROR, 1226)
+
+
 def killed_already(exc: BaseException) -> bool:
     return error_code(exc) == _NO_SUCH_THREAD
 
@@ -422,19 +428,21 @@ def restarted_since(side: int, session: int, uptime: Any, age: float) -> bool:
         return False
 
 
-def kill_session(raw: Any, target: Tuple[int, float], timeout: float) -> bool:
+def kill_session(raw: Any, target: Tuple[int, float], timeout: float, pooled: bool = False) -> bool:
     """KILL the session ``target`` (its id and age in seconds) over the side
     connection ``raw``, then look until the server dropped it (KILL returns
     once the session is marked). True once it is gone (or the server
     restarted since: see restarted_since), False if it was still listed when
-    ``timeout`` ran out."""
+    ``timeout`` ran out. ``pooled``: ``raw`` is an idle connection of the
+    pool, maybe older than the session: its id proves nothing, the uptime does."""
     session, age = target
     end = time.monotonic() + timeout
     with raw.cursor(pymysql.cursors.Cursor) as cur:
         with _bounded(raw, timeout):
             cur.execute(UPTIME_QUERY)
             row = cur.fetchone()
-            if restarted_since(session_id(raw), session, row[0] if row else None, age):
+            side = 0 if pooled else session_id(raw)
+            if restarted_since(side, session, row[0] if row else None, age):
                 return True
             try:
                 cur.execute(KILL_STATEMENT % session)

@@ -138,6 +138,8 @@ def parse(url: str, *, query_keys: Collection[str], what: str = "URL") -> Parsed
             if key not in query_keys:
                 known = ", ".join(sorted(query_keys)) or "none"
                 raise ValueError(f"{what}: unknown query parameter {key!r} (known: {known})")
+            if SOCKET_KEYS.get(key, key) in found:  # which one was meant cannot be told
+                raise ValueError(f"{what}: query parameter {key!r} given twice")
             found[SOCKET_KEYS.get(key, key)] = value if key in SOCKET_KEYS else _scalar(value)
     return ParsedUrl(hosts, user, password, database, found, bool(items) and items[0][1] is not None)
 

@@ -37,13 +37,14 @@ class Waiter:
     """A queued borrower. The core records ``grant`` (or ``error``) before it
     calls ``wake``, so a waiter always finds what it was given."""
 
-    __slots__ = ("error", "grant", "queued", "since", "wake")
+    __slots__ = ("backoff", "error", "grant", "queued", "since", "wake")
 
     def __init__(self, since: float, wake: Callable[[], Any]) -> None:
         self.since = since  # when it started waiting (monotonic)
         self.grant: Optional[Grant] = None
         self.error: Optional[BaseException] = None
         self.queued = False
+        self.backoff = False  # waits out a connect's back-off: takes a returned slot, never a right to dial
         self.wake = wake
 
     def fail(self, error: BaseException) -> None:

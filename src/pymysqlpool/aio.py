@@ -237,15 +237,24 @@ class AsyncConnectionPool(PoolCore):
         the cancelled borrower does not wait for it."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            plan.close()
-            return False
+            # The pool's loop ended: close() awaited on a new loop runs the
+            # kill there (and waits for it); no loop at all, no kill.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                plan.close()
+                return False
         task = loop.create_task(self._run(plan), name=f"pymysqlpool-kill-{self.name}")
         self._kills.add(task)
         task.add_done_callback(self._kills.discard)
         return True
 
-    async def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
-        """KILL a session from a short-lived side connection, all of it within ``limit``."""
+    async def _kill_session(self, target: Tuple[Any, ...], limit: float) -> bool:
+        """KILL a session (id, age) from a short-lived side connection, or
+        over the idle pooled connection ``target[2]``, all of it within ``limit``."""
+        session = target[:2]
+        if len(target) == 3:
+            return await _adriver.bounded(_adriver.kill_session(target[2], session, pooled=True), limit)
         loop = _running_loop()
         end = loop.time() + limit
         kwargs = _adriver.kill_kwargs(resolve(self._config.connect_kwargs))
@@ -490,6 +499,14 @@ class AsyncConnectionPool(PoolCore):
             # can come back, so every session ends now, its socket closed here
             # (the pool's closes need no loop of their own then).
             await self._run(self._reclaim_plan())
+            # Kills in flight when that loop ended were cancelled or destroyed
+            # with it, their statements running on: kill them again from here.
+            for slot in self._renew_kills():
+                self._start_kill(slot)
+            here = _running_loop()
+            kills = {task for task in self._kills if task.get_loop() is here}
+            if kills:
+                await asyncio.wait(kills)
             return self._interrupt_late(0.0)
         await self._run(self._reclaim_plan())
         if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them

@@ -187,8 +187,12 @@ class ConnectionPool(PoolCore):
         threading.Thread(target=self._run, args=(plan,), name=f"pymysqlpool-kill-{self.name}", daemon=True).start()
         return True
 
-    def _kill_session(self, session: Tuple[int, float], limit: float) -> bool:
-        """KILL a session from a short-lived side connection, all of it within ``limit``."""
+    def _kill_session(self, target: Tuple[Any, ...], limit: float) -> bool:
+        """KILL a session (id, age) from a short-lived side connection, or
+        over the idle pooled connection ``target[2]``, all of it within ``limit``."""
+        session = target[:2]
+        if len(target) == 3:
+            return _driver.kill_session(target[2], session, limit, pooled=True)
         cfg = self._config
         end = _monotonic() + limit
         kwargs = _driver.kill_kwargs(resolve(cfg.connect_kwargs))

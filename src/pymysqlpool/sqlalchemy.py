@@ -106,6 +106,10 @@ class PoolDialect(MySQLDialect_pymysql):
         return NullPool
 
     def create_connect_args(self, url: URL, _translate_args: Optional[Dict[str, Any]] = None) -> Any:
+        # Called by create_engine(): the pool's own parser and checks refuse a
+        # bad URL now, by name, not at the first checkout. SQLAlchemy's alone
+        # would drop port 0 and int() a connect_timeout without naming it.
+        ConnectionPool.from_url(url.render_as_string(hide_password=False), open=False).close()
         args, kwargs = super().create_connect_args(url, _translate_args)
         return args, {**kwargs, **_query_kwargs(url, kwargs)}
 

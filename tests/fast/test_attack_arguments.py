@@ -16,12 +16,6 @@ from pymysqlpool import AsyncConnectionPool, ConnectionPool
 POOLS = {"ConnectionPool": ConnectionPool, "AsyncConnectionPool": AsyncConnectionPool}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a host with a lone surrogate or a NUL is accepted by the constructor; the first borrow raises "
-    "UnicodeError ('idna' codec) or ValueError('embedded null character') without naming host, and the "
-    "thread pool even connects to '127.0.0.1\\x00' while the asyncio pool refuses it",
-)
 @pytest.mark.parametrize("host", ["\ud800", "127.0.0.1\x00"], ids=["surrogate", "nul"])
 @pytest.mark.parametrize("kind", list(POOLS))
 def test_a_host_no_socket_accepts_is_refused_by_the_constructor(kind: str, host: str) -> None:

@@ -81,11 +81,6 @@ def test_a_bad_url_fails_at_once_naming_what_is_wrong(no_connect: None, entry: s
     assert time.monotonic() - started < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a query parameter given twice (?maxsize=4&maxsize=5) is accepted silently, the last value "
-    "winning, by all three URL entry points",
-)
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_a_query_parameter_given_twice_is_refused_by_name(no_connect: None, entry: str) -> None:
     """The CHANGELOG: unknown query parameters are refused by name, one
@@ -94,6 +89,12 @@ def test_a_query_parameter_given_twice_is_refused_by_name(no_connect: None, entr
     with pytest.raises(ValueError, match="maxsize"):
         pool = ENTRY_POINTS[entry]("mysql://root@127.0.0.1:1/db?maxsize=4&maxsize=5")
         pool.close()
+
+
+def test_a_socket_given_under_both_of_its_names_is_refused(no_connect: None) -> None:
+    """?socket= and ?unix_socket= are one parameter: both at once is a repeat."""
+    with pytest.raises(ValueError, match="given twice"):
+        ConnectionPool.from_url("mysql://root@/db?unix_socket=/b.sock&socket=/a.sock").close()
 
 
 SQLALCHEMY_BAD = [
@@ -105,12 +106,6 @@ SQLALCHEMY_BAD = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sqlalchemy.create_engine('mysql+pymysqlpool://...') accepts bad query values (maxsize=0, unknown "
-    "names) and only the first connect raises; port 0 is dropped and the engine connects to 3306; "
-    "connect_timeout=nan raises SQLAlchemy's \"invalid literal for int()\" without the argument's name",
-)
 @pytest.mark.parametrize(("url", "named"), SQLALCHEMY_BAD)
 def test_create_engine_refuses_a_bad_pymysqlpool_url_at_once(no_connect: None, url: str, named: str) -> None:
     """The CHANGELOG: mysql+pymysqlpool:// URLs for plain create_engine(),

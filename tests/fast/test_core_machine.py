@@ -185,6 +185,10 @@ class FakeDriver:
     def kill_refused(exc: BaseException) -> bool:
         return isinstance(exc, KillRefused)
 
+    @staticmethod
+    def too_many_sessions(exc: BaseException) -> bool:
+        return False  # the fallback to an idle connection is tested on a real server
+
 
 class RecordingWaiter(Waiter):
     """A waiter whose wake() only records that it was called."""
@@ -702,7 +706,11 @@ class Shell:
         if waiters:
             assert not core._closed, "waiters left queued by close()"
             assert not idle, "idle connections while borrowers wait"
-            assert core._open + core._connecting >= maxsize, "borrowers wait while there is room to dial"
+            # A borrow backing off from a failed connect waits for a returned
+            # slot only; one queued behind it waits at most its back-off.
+            assert waiters[0].backoff or core._open + core._connecting >= maxsize, (
+                "borrowers wait while there is room to dial"
+            )
 
         stats = core._stats
         in_flight = [s for s in core.made if s.state == NEW]
@@ -1133,20 +1141,56 @@ def reach(shell: Shell, op: int) -> Running:
     return run
 
 
-def reach_sleep(shell: Shell) -> Running:
+BACKOFF = -1  # not a request: the WAIT of a borrow backing off after a failed connect
+
+
+def reach_backoff(shell: Shell) -> Running:
     (_proxy,) = borrowed(shell, 1)  # ever connected: a connect error is retried
     run = shell.borrow()
     assert run is not None and run.request[0] == DIAL
     shell.answer(run, "fail")
-    assert run.request[0] == SLEEP
+    assert run.request[0] == WAIT and run.request[1].backoff
     return run
 
 
-@pytest.mark.parametrize("op", [DIAL, CHECK, PING, CLOSE, RESET, WAIT, SLEEP], ids=lambda op: OP_NAMES[op])
+def test_a_borrow_backing_off_takes_a_connection_returned_meanwhile(clock: Clock) -> None:
+    """A borrow whose connect failed (the server refusing more sessions of
+    the account: 1226) waits out its back-off as a waiter: a connection
+    returned meanwhile is handed to it at once, not found after the pause."""
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    run = reach_backoff(shell)
+    (proxy,) = shell.lent
+    assert shell.give_back(proxy) is None  # parked: handed to the waiter
+    assert run.request[1].grant is not None
+    for _ in range(5):
+        if run not in shell.plans:
+            break
+        assert run.request[0] != DIAL, "it dialed instead of taking the returned connection"
+        shell.answer(run, "ok")
+    assert run not in shell.plans and len(shell.lent) == 1
+    assert clock.now == 1000.0  # no time passed: no back-off waited out
+    shell.check_books()
+
+
+def test_a_borrow_backing_off_is_not_given_a_right_to_dial(clock: Clock) -> None:
+    """Capacity freed while a borrow backs off does not end its back-off:
+    two borrows backing off would otherwise dial in turn without pause."""
+    shell = Shell(make_core(clock, 2, timeout=30.0), clock)
+    run = reach_backoff(shell)
+    waiter = run.request[1]
+    core = shell.core
+    with core._lock:
+        assert not core._pass_capacity()
+    assert waiter.grant is None and waiter.queued
+
+
+@pytest.mark.parametrize(
+    "op", [DIAL, CHECK, PING, CLOSE, RESET, WAIT, BACKOFF], ids=lambda op: OP_NAMES.get(op, "BACKOFF")
+)
 def test_interrupt_at_each_request_leaves_books_exact(clock: Clock, op: int) -> None:
     shell = Shell(make_core(clock, 2, timeout=30.0, keepalive=3.0), clock)
     shell.core._maintenance = FakeMaintenance()
-    run = reach_sleep(shell) if op == SLEEP else reach(shell, op)
+    run = reach_backoff(shell) if op == BACKOFF else reach(shell, op)
     shell.check_books()
     shell.answer(run, "interrupt")
     assert run not in shell.plans
