@@ -273,18 +273,22 @@ def test_last_gtid_is_read_from_the_ok_packet() -> None:
 def test_a_down_node_is_probed_with_doubling_back_off_capped_at_2_s(monkeypatch: pytest.MonkeyPatch) -> None:
     from pymysqlpool._steering import Steering
 
-    pauses: list[float] = []
+    # Keyed by the steering object: another test's cluster still probing in
+    # this process (closed later by its own teardown) must not be counted.
+    pauses: dict[int, list[float]] = {}
     real = Steering.probe_failed
 
     def recording(self: Any, node: Any, exc: BaseException, started: float, now: float) -> bool:
         first: bool = real(self, node, exc, started, now)
-        pauses.append(node.next_probe - now)  # the pause as the monitor scheduled it, whatever the load
+        # The pause as the monitor scheduled it, whatever the load.
+        pauses.setdefault(id(self), []).append(node.next_probe - now)
         return first
 
     monkeypatch.setattr(Steering, "probe_failed", recording)
-    with ClusterPool(hosts=[("127.0.0.1", 1)], probe_interval=0.25, probe_timeout=0.5, connect_timeout=0.5):
-        assert wait_until(lambda: len(pauses) >= 5, 10)
-    assert pauses[:5] == pytest.approx([0.25, 0.5, 1.0, 2.0, 2.0])
+    with ClusterPool(hosts=[("127.0.0.1", 1)], probe_interval=0.25, probe_timeout=0.5, connect_timeout=0.5) as cluster:
+        mine = pauses.setdefault(id(cluster._steering), [])
+        assert wait_until(lambda: len(mine) >= 5, 10)
+    assert mine[:5] == pytest.approx([0.25, 0.5, 1.0, 2.0, 2.0])
 
 
 def test_a_write_whose_position_the_hook_did_not_take_is_left_to_the_return() -> None:
