@@ -166,6 +166,10 @@ class PoolCore:
         reconnect_failed: Optional[Callable[[Any], Any]],
         kill_on_abandon: bool = True,
     ) -> None:
+        if not isinstance(kill_on_abandon, bool):
+            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
+        if kill_on_abandon != config.kill_on_abandon:
+            config = dataclasses.replace(config, kill_on_abandon=kill_on_abandon)
         self._config = config
         cfg = config
         self.name: str = cfg.name
@@ -176,8 +180,6 @@ class PoolCore:
         # the validation window where the probe is a syscall, always where the
         # driver already knows (an event loop reads the end of the stream).
         self._probe_window = -1.0 if self._probe_free else cfg.validation_interval
-        self._lifetime = cfg.con_lifetime
-        self._track_borrows = cfg.leak_timeout is not None
         self._events = Events()
         for obj in as_sequence(events):
             self._events.add(obj)
@@ -205,7 +207,6 @@ class PoolCore:
         # Idle slots last seen alive before this moment are pinged before use:
         # one dead connection may mean the server restarted.
         self._suspect_since = -_INF
-        self._ever_connected = False
         self._replacements = 0  # connections retired for age, to be replaced in the background
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
@@ -214,9 +215,6 @@ class PoolCore:
         self._maintenance: Any = None  # the shell's; has wake() and stop()
         if not isinstance(open, bool):
             raise TypeError(f"open must be True or False, got {open!r}")
-        if not isinstance(kill_on_abandon, bool):
-            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
-        self._kill_on_abandon = kill_on_abandon
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -280,7 +278,7 @@ class PoolCore:
 
     def _refresh_events(self) -> None:
         events = self._events
-        self._divert = self._track_borrows or bool(events.on_checkout or events.on_timeout)
+        self._divert = self._config.leak_timeout is not None or bool(events.on_checkout or events.on_timeout)
         self._always_reset = self._config.reset_session or bool(events.on_checkin)
 
     def _checked_in(self, slot: Slot) -> bool:
@@ -338,7 +336,7 @@ class PoolCore:
 
     def _mark_lent(self, slot: Slot) -> None:
         slot.borrowed_at = _monotonic()
-        if self._track_borrows:
+        if self._config.leak_timeout is not None:
             slot.leak_reported = False
             slot.borrow_stack = caller_stack()
 
@@ -615,7 +613,7 @@ class PoolCore:
             for hook in self._events.on_connect:
                 hook(raw, _monotonic() - started)
             now = _monotonic()
-            lifetime = self._lifetime
+            lifetime = self._config.con_lifetime
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
             slot.probe = drv.make_probe(raw)
@@ -636,7 +634,7 @@ class PoolCore:
                 maintenance.wake()
         with self._lock:
             self._stats.connect_ms += (now - started) * 1000.0
-            self._ever_connected = True
+            self._life.ever_connected = True
             self._life.failing_since = None
             if epoch != self._life.epoch:  # drain() ran while this one was dialing
                 slot.doom("closed_drained")
@@ -713,7 +711,7 @@ class PoolCore:
         """A borrower's connect failed. Gives the right to dial back, then
         returns when retrying after ``delay`` can still help, raises the
         driver's error when it cannot, and ``PoolTimeout`` when time is up."""
-        fatal = self._drv.is_fatal_connect_error(exc) or not self._ever_connected
+        fatal = self._drv.is_fatal_connect_error(exc) or not self._life.ever_connected
         if not (fatal or self._closed) and _monotonic() + delay < deadline:
             self._unreserve(token, None, served=True)
             logger.info("pool %r: connecting failed (%s); retrying in %.2f s", self.name, exc, delay)
@@ -946,7 +944,7 @@ class PoolCore:
         statement: a command not answered to its end (cancelled, interrupted,
         read_timeout), or an unbuffered result not read to its end. The
         pool's own steps (ping, reset) are not killed: they run nothing long."""
-        return self._kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
+        return self._config.kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
 
     def _hold_for_kill(self, slot: Slot, reason: str) -> None:
         """Keep a closed HELD slot counted, KILLING (still held), until its

@@ -657,7 +657,7 @@ class ClusterPool:
                 logger.warning("cluster %r: node %s does not answer: %s", self.name, node.address, exc)
                 # Borrowers must not keep dialing a dead node until their timeout:
                 # its pool now gives up on the first failed connect.
-                node.pool._ever_connected = False
+                node.pool._life.ever_connected = False
                 node.pool._suspect(_monotonic())  # its idle connections are pinged before use
             node.facts = None
             node.failures += 1
