@@ -774,8 +774,6 @@ class PoolCore:
                 return FORKED
             # Plain stores, no call in between: an interrupt lands before all
             # of them or after all of them.
-            slot.state = HELD
-            self._held += 1
             slot.proxied = False
             conn._slot = None
             conn._raw = None
@@ -784,15 +782,17 @@ class PoolCore:
             if used > stats.use_max_s:
                 stats.use_max_s = used
             if clean and slot.expires > now and not self._closed:
-                # Clean return: no round trip, straight to the oldest waiter.
+                # Clean return: no round trip, straight from OUT to the oldest
+                # waiter or to IDLE (the books change at the one call).
                 slot.last_used = now
                 if self._waiters:
-                    self._hand_over(slot, True)
+                    self._hand_over(slot)
                 else:
                     slot.state = IDLE
-                    self._held -= 1
                     self._idle.append(slot)
                 return PARKED
+            slot.state = HELD
+            self._held += 1
             return SLOW
 
     def _close_reason(self, slot: Slot) -> Optional[str]:

@@ -29,6 +29,7 @@ __all__ = ["Connection"]
 
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+_CLEAN_MASK = _IN_TRANS | _AUTOCOMMIT  # of server_status: clean is exactly _AUTOCOMMIT
 _COM_RESET_CONNECTION = 0x1F
 
 # PyMySQL's own cursor classes are swapped for ours so that ``db_query`` and
@@ -500,11 +501,12 @@ def needs_reset(raw: Any, autocommit: bool) -> bool:
     even without IN_TRANS), a mismatch with the pool's mode, or an unread
     result. All of it is read from the last OK packet: no round trip.
     """
+    # One mask compare: autocommit on and no transaction open (with the pool
+    # in autocommit mode; a pool without it resets every return).
+    if not autocommit or raw.server_status & _CLEAN_MASK != _AUTOCOMMIT:
+        return True
     if raw._sock is None or raw._exchanging:
         return True  # broken or mid-answer: the caller's slow path drops it
-    status = raw.server_status
-    if status & _IN_TRANS or bool(status & _AUTOCOMMIT) != autocommit or not autocommit:
-        return True
     result = raw._result
     return result is not None and bool(result.unbuffered_active or result.has_next)
 
