@@ -36,7 +36,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Type, Union
 
 from ._config import PoolConfig, describe
 from ._events import Events, ResetHook, as_sequence, fire_logged
@@ -44,7 +44,8 @@ from ._lifecycle import Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
-from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, TooManyRequests
+from .connection import lend
+from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 from .stats import Counters, Number
 
 logger = logging.getLogger("pymysqlpool")
@@ -84,11 +85,6 @@ Plan = Generator[Request, Any, Any]
 LEND = 0
 VALIDATE = 1
 EXPIRED = 2
-
-# What a return's fast step did.
-PARKED = 0
-SLOW = 1
-FORKED = 2
 
 
 class Lock(Protocol):
@@ -151,6 +147,7 @@ class PoolCore:
 
     _drv: Any
     _waiter: Callable[[float], Waiter]
+    _proxy: Type[Any]  # the shell's proxy class (PooledConnection, AsyncPooledConnection)
     _probe_free = False  # the driver's hang-up probe costs no syscall
 
     def __init__(
@@ -294,32 +291,64 @@ class PoolCore:
 
     # -- lending ------------------------------------------------------------
 
-    def _lend_idle(self) -> Optional[Slot]:
-        """The most recently used idle slot, now granted (OUT); None if none.
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        """Borrow a connection, waiting up to ``timeout`` seconds (default:
+        the pool's ``timeout``; ``float('inf')`` waits forever) when all
+        ``maxsize`` are in use.
 
-        Its ``borrowed_at`` says whether it may be lent as it is (the moment,
-        now) or must first go through the borrow plan (0.0): the one
-        direct path of both shells costs one call."""
-        with self._lock:
-            if not self._idle:
-                return None
-            slot = self._idle.pop()
-            slot.state = OUT
-            self._stats.borrows += 1
-        now = _monotonic()
-        last_used = slot.last_used
-        if now - last_used <= self._window and slot.expires > now and last_used >= self._suspect_since:
-            slot.borrowed_at = now
-        else:
-            slot.borrowed_at = 0.0
-        return slot
+        ``pool.connection()`` is the same call, named for ``with`` blocks: the
+        connection goes back when the block ends (rolled back if it raised).
+
+        The thread pool's ``get_conn`` itself. The common case -- the most
+        recently used idle connection, used within the validation window,
+        neither expired nor suspect (nor hung up on, where that costs
+        nothing to see) -- is lent here in one frame; anything else returns
+        what the shell's ``_acquire``/``_borrow`` return (the asyncio
+        shell's: a coroutine).
+        """
+        if timeout is not None or self._reclaim or self._divert:
+            return self._acquire(timeout, False)
+        slot: Optional[Slot] = None
+        try:
+            with self._lock:
+                if self._idle:
+                    slot = self._idle.pop()
+                    slot.state = OUT
+                    self._stats.borrows += 1
+            if slot is None:
+                return self._borrow(None, None, False)
+            now = _monotonic()
+            last_used = slot.last_used
+            # _verdict's rule, written out for its speed.
+            if (
+                now - last_used <= self._window
+                and slot.expires > now
+                and last_used >= self._suspect_since
+                and not (self._probe_free and self._hung_up(slot))
+            ):
+                slot.borrowed_at = now
+                return lend(self._proxy, self, slot)
+            return self._borrow(slot, None, False)
+        except BaseException:
+            if slot is not None:
+                self._abandon(slot)
+            raise
+
+    def _acquire(self, timeout: Optional[float], force_check: bool) -> Any:
+        """The shell's borrow off the direct path (a timeout given, hooks,
+        connections to reclaim first)."""
+        raise NotImplementedError
+
+    def _borrow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> Any:
+        """The shell's run of ``_borrow_plan``: the proxy of the slot it lends."""
+        raise NotImplementedError
 
     def _verdict(self, slot: Slot, now: float, force: bool) -> int:
         """LEND a granted idle slot as it is, VALIDATE it first, or it EXPIRED.
 
         Validation only when it can matter: idle past the window, or last seen
         alive before a connection died (the server may have restarted).
-        (_lend_idle applies the same rule, written out for its speed.)"""
+        (_get_conn applies the same rule, written out for its speed.)"""
         if slot.expires <= now:
             return EXPIRED
         last_used = slot.last_used
@@ -745,11 +774,27 @@ class PoolCore:
 
     # -- returning ----------------------------------------------------------
 
-    def _check_in(self, conn: Any, slot: Slot, failed: bool) -> int:
-        """Take ``slot`` back from its proxy ``conn``: PARKED (a clean return,
-        done), SLOW (HELD: the shell runs _return_plan) or FORKED (lent
-        before a fork: the shell abandons the socket). Raises if the proxy
-        was returned meanwhile."""
+    def _give_back(self, conn: Any, failed: bool = False) -> Any:
+        """Give a borrowed connection back to its pool.
+
+        Rolls back an open transaction and restores autocommit first, so the
+        next borrower never sees this one's work; ``failed=True`` (what a
+        ``with`` block that raised passes) rolls back in any case. A
+        connection returned with an answer not fully read (an interrupted
+        fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
+        if ``conn`` was already given back or is not this pool's.
+
+        The thread pool's ``release`` itself: a clean return is one frame.
+        None when done (parked clean, or a socket lent before a fork left to
+        the parent); else the slot is HELD and this returns what the shell's
+        ``_return_slow(slot, failed)`` returns (the asyncio shell's: the
+        coroutine that runs the return plan).
+        """
+        if type(conn) is not self._proxy or conn._pool is not self:  # one test for both misuses
+            raise self._foreign(conn)
+        slot = conn._slot
+        if slot is None:
+            raise conn._returned_twice()
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
@@ -761,39 +806,61 @@ class PoolCore:
             and not self._drv.needs_reset(slot.raw, self._autocommit)
             and (now - slot.borrowed_at <= self._probe_window or probe is None or not probe(0))
         )
-        with self._lock:
-            if conn._slot is not slot:  # returned by another thread meanwhile
-                raise conn._returned_twice()
-            stats = self._stats
-            stats.returns += 1
-            if slot.generation != self._generation:
-                # Lent before a fork: the socket is the parent's, and this
-                # process's books never counted it.
+        try:
+            with self._lock:
+                if conn._slot is not slot:  # returned by another thread meanwhile
+                    raise conn._returned_twice()
+                stats = self._stats
+                stats.returns += 1
+                # Plain stores, no call in between: an interrupt lands before
+                # all of them or after all of them.
                 conn._slot = None
                 conn._raw = None
-                return FORKED
-            # Plain stores, no call in between: an interrupt lands before all
-            # of them or after all of them.
-            slot.proxied = False
-            conn._slot = None
-            conn._raw = None
-            used = now - slot.borrowed_at
-            stats.use_s += used
-            if used > stats.use_max_s:
-                stats.use_max_s = used
-            if clean and slot.expires > now and not self._closed:
-                # Clean return: no round trip, straight from OUT to the oldest
-                # waiter or to IDLE (the books change at the one call).
-                slot.last_used = now
-                if self._waiters:
-                    self._hand_over(slot)
-                else:
-                    slot.state = IDLE
-                    self._idle.append(slot)
-                return PARKED
-            slot.state = HELD
-            self._held += 1
-            return SLOW
+                forked = slot.generation != self._generation
+                if not forked:
+                    slot.proxied = False
+                    used = now - slot.borrowed_at
+                    stats.use_s += used
+                    if used > stats.use_max_s:
+                        stats.use_max_s = used
+                    if clean and slot.expires > now and not self._closed:
+                        # Clean return: no round trip, straight from OUT to the
+                        # oldest waiter or to IDLE (the books change at the one call).
+                        slot.last_used = now
+                        if self._waiters:
+                            self._hand_over(slot)
+                        else:
+                            slot.state = IDLE
+                            self._idle.append(slot)
+                        return None
+                    slot.state = HELD
+                    self._held += 1
+            if forked:
+                # Lent before a fork: the socket is the parent's, and this
+                # process's books never counted it.
+                self._drv.abandon(slot.raw)
+                return None
+            return self._return_slow(slot, failed)
+        except ReturnConnectionToPoolError:
+            raise
+        except BaseException:
+            # Interrupted while the pool held it: the session's state is unknown.
+            if conn._slot is None and slot.state == HELD:
+                self._kill(slot, "closed_broken")
+            raise
+
+    def _return_slow(self, slot: Slot, failed: bool) -> Any:
+        """The shell's slow return of a HELD slot: run ``_return_plan``."""
+        raise NotImplementedError
+
+    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
+        if not isinstance(conn, self._proxy):
+            return ReturnConnectionToPoolError(
+                f"pool {self.name!r} can only take back the {self._proxy.__name__} it lent, not {type(conn).__name__}"
+            )
+        return ReturnConnectionToPoolError(
+            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
+        )
 
     def _close_reason(self, slot: Slot) -> Optional[str]:
         """Why a returned connection must be closed, or None to reset and keep it."""
