@@ -59,6 +59,8 @@ def _leak_warning(message: str) -> None:
     """Logged, and warned (visible by default, filterable by category)."""
     logger.warning("%s", message)
     warnings.warn(message, ConnectionLeakWarning, stacklevel=2)
+
+
 _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 _BACKOFF_FIRST = 0.05
@@ -516,8 +518,7 @@ class PoolCore:
         if timed_out:
             raise PoolTimeout(
                 f"pool {self.name!r}: no connection available within"
-                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
-                + self._leak_hint()
+                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)" + self._leak_hint()
             )
         if waiter.error is not None:
             raise waiter.error

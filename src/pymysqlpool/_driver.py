@@ -339,9 +339,7 @@ _TRACK_LAST_GTID = (
 )
 
 
-def connect_tracking_writes(
-    kwargs: Dict[str, Any], timeout: float, tls: Optional[TlsContexts] = None
-) -> Connection:
+def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float, tls: Optional[TlsContexts] = None) -> Connection:
     """Open a :class:`WriteTrackingConnection` (as :func:`connect`).
 
     Where the server cannot report ``last_gtid`` (MySQL, old MariaDB) a plain

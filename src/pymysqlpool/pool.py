@@ -48,6 +48,7 @@ _monotonic = time.monotonic
 
 _FROM_URL_KEYS = _urls.CONNECT_QUERY_KEYS | _urls.POOL_QUERY_KEYS | set(_urls.SOCKET_KEYS)
 
+
 class ConnectionPool(PoolCore):
     """A thread-safe pool of PyMySQL connections.
 

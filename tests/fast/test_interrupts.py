@@ -150,6 +150,7 @@ def test_interrupted_ping_discards_the_connection(make_pool: Callable[..., Conne
 
 # -- an interrupt at every step ---------------------------------------------------
 
+
 def books_exact(pool: ConnectionPool, server: FakeServer) -> None:
     """The quiet pool's books: every open connection idle or lent, none lost,
     every connection made either open or counted as closed."""
