@@ -50,7 +50,7 @@ from ._slot import HELD, Slot
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed, lend
-from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop, connect_failed
+from .errors import DriverError, PoolTimeout, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -374,25 +374,24 @@ class AsyncConnectionPool(PoolCore):
         if needed (nothing sent on a clean return), closed if it is broken or
         was left in the middle of an answer. ``ReturnConnectionToPoolError``
         if it was returned already or is not this pool's."""
-        if type(conn) is not AsyncPooledConnection or conn._pool is not self:
-            raise self._foreign(conn)
         if _running_loop() is not self._loop:
+            if type(conn) is not AsyncPooledConnection or conn._pool is not self:
+                raise self._foreign(conn)  # before binding: a stranger's object binds nothing
             self._bind(_running_loop())
-        slot = conn._slot
+        # _give_back checks conn itself: every read through a proxy costs (its
+        # __getattr__ keeps CPython 3.11 from specializing the read).
+        pending = self._give_back(conn, failed)
+        if pending is not None:
+            await pending
+
+    async def _return_slow(self, slot: Slot, failed: bool) -> None:
         try:
-            pending = self._give_back(conn, failed)
-            if pending is not None:
-                await pending
-        except ReturnConnectionToPoolError:
-            raise
+            await self._run(self._return_plan(slot, failed))
         except BaseException:
             # Cancelled (or failed) while the pool held it: its session state is unknown.
-            if conn._slot is None and slot is not None and slot.state == HELD:
+            if slot.state == HELD:
                 self._kill(slot, "closed_broken")
             raise
-
-    def _return_slow(self, slot: Slot, failed: bool) -> Awaitable[Any]:
-        return self._run(self._return_plan(slot, failed))
 
     # -- control ------------------------------------------------------------
 
