@@ -44,7 +44,7 @@ from ._lifecycle import Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
-from .connection import lend
+from .connection import PROXY_TYPES, lend
 from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 from .stats import Counters, Number
 
@@ -326,7 +326,8 @@ class PoolCore:
                 now - last_used <= self._window
                 and slot.expires > now
                 and last_used >= self._suspect_since
-                and not (self._probe_free and self._hung_up(slot))
+                # _probe_free as an instance attribute (a class attribute is read slowly)
+                and (self._probe_window >= 0.0 or not self._hung_up(slot))
             ):
                 slot.borrowed_at = now
                 return lend(self._proxy, self, slot)
@@ -791,7 +792,9 @@ class PoolCore:
         ``_return_slow(slot, failed)`` returns (the asyncio shell's: the
         coroutine that runs the return plan).
         """
-        if type(conn) is not self._proxy or conn._pool is not self:  # one test for both misuses
+        # A global set, not self._proxy: CPython 3.11 reads class attributes
+        # slowly. The other shell's proxy fails the pool test.
+        if type(conn) not in PROXY_TYPES or conn._pool is not self:
             raise self._foreign(conn)
         slot = conn._slot
         if slot is None:

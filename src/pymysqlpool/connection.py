@@ -9,7 +9,7 @@ Everything PyMySQL's connection offers is forwarded; ``close()`` and
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, Set, Type, TypeVar
 
 from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._slot import Slot
     from .pool import ConnectionPool
 
-__all__ = ["Borrowed", "PooledConnection", "lend"]
+__all__ = ["PROXY_TYPES", "Borrowed", "PooledConnection", "lend"]
 
 THREAD_POOL_IN_ASYNC_WITH = (
     "ConnectionPool is the thread pool: use 'with', not 'async with'"
@@ -46,9 +46,17 @@ def lend(cls: Type[B], pool: Any, slot: Slot) -> B:
     return conn
 
 
+# Every proxy class (each subclass of Borrowed): what a pool takes back.
+PROXY_TYPES: Set[type] = set()
+
+
 class Borrowed:
     """What both pools' proxies share: one borrow of one slot, dead once given
     back, and reporting itself to the pool if dropped while borrowed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        PROXY_TYPES.add(cls)
 
     __slots__ = ("__weakref__", "_pool", "_raw", "_slot")
     _pool: Any

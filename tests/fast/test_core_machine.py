@@ -54,6 +54,7 @@ from pymysqlpool._core import (
 )
 from pymysqlpool._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from pymysqlpool._waiting import DialToken, Waiter
+from pymysqlpool.connection import PROXY_TYPES
 from pymysqlpool.errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 
 OP_NAMES = {
@@ -260,6 +261,7 @@ class Proxy:
 
 
 CoreUnderTest._proxy = Proxy
+PROXY_TYPES.add(Proxy)  # what the core takes back (Borrowed's subclasses add themselves)
 SLOW = "slow"  # what CoreUnderTest._give_back returns for a return to finish by its plan
 
 
