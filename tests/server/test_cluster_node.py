@@ -28,7 +28,6 @@ def test_node_pools_keep_the_plain_pool_connect_rules(server_kwargs: dict[str, A
         assert keepalives == {4.0}  # half the session's wait_timeout, below the 60 s default
 
 
-
 def test_an_answer_through_cursor_execute_is_watched(server_kwargs: dict[str, Any]) -> None:
     """``cursor.execute`` goes through Connection.query, which reads its
     answer without ``_read_query_result``: an answer flagged "session state
