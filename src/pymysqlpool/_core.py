@@ -828,11 +828,16 @@ class PoolCore:
                     if used > stats.use_max_s:
                         stats.use_max_s = used
                     if clean and slot.expires > now and not self._closed:
-                        # Clean return: no round trip, straight from OUT to the
-                        # oldest waiter or to IDLE (the books change at the one call).
+                        # Clean return: no round trip, to the oldest waiter
+                        # or straight from OUT to IDLE (the books change at
+                        # the one call). Held for the hand-over: an interrupt
+                        # at its call then leaves a HELD slot, which the
+                        # except below closes, not an unlent OUT one.
                         slot.last_used = now
                         if self._waiters:
-                            self._hand_over(slot)
+                            slot.state = HELD
+                            self._held += 1
+                            self._hand_over(slot, True)
                         else:
                             slot.state = IDLE
                             self._idle.append(slot)
