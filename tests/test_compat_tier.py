@@ -74,7 +74,7 @@ def test_judge_finds_unexplained_and_stale_rows() -> None:
 def test_junit_report_names_tests_without_the_server_version(tmp_path: Path) -> None:
     report = tmp_path / "r.xml"
     report.write_text(
-        '<testsuites><testsuite>'
+        "<testsuites><testsuite>"
         '<testcase classname="test_suite.RowCountTest_mariadb+pymysql_10_11_19_0" name="test_a"/>'
         '<testcase classname="test_suite.RowCountTest_mariadb+pymysql_10_11_19_0" name="test_b">'
         '<failure message="x"/></testcase>'

@@ -124,8 +124,11 @@ def test_histograms_from_the_pool_events(make_pool: Any) -> None:
     assert samples[("pymysqlpool_create_seconds_sum", None)] == pytest.approx(
         stats["connect_ms"] / 1000, rel=0.5, abs=0.05
     )
-    buckets = [v for (name, le), v in sorted(samples.items(), key=lambda kv: float(kv[0][1] or 0))
-               if name == "pymysqlpool_use_seconds_bucket"]
+    buckets = [
+        v
+        for (name, le), v in sorted(samples.items(), key=lambda kv: float(kv[0][1] or 0))
+        if name == "pymysqlpool_use_seconds_bucket"
+    ]
     assert buckets == sorted(buckets) and buckets[-1] == 3  # cumulative
     assert len(pool._events.objects) == 1
     assert unregister(pool, registry) is True

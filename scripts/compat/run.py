@@ -190,8 +190,8 @@ class Job:
                 self.error = f"timed out after {JOB_TIMEOUT} s"
         self.seconds = time.monotonic() - start
         if self.results.exists():
-            self.outcomes = junit_outcomes(self.results) if self.suite == "sqlalchemy" else json.loads(
-                self.results.read_text()
+            self.outcomes = (
+                junit_outcomes(self.results) if self.suite == "sqlalchemy" else json.loads(self.results.read_text())
             )
         if not self.outcomes and self.error is None:
             self.error = "reported no test"

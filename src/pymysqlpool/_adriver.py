@@ -127,6 +127,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
         """PyMySQL's name for "the connection is open" (None once it is not),
         so that the pool's PyMySQL rules (is_broken, needs_reset) hold here too."""
         return self._writer
+
     # PyMySQL's read_timeout, which aiomysql lacks: no read waits longer.
     _read_timeout: Optional[float] = None
 

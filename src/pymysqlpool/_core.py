@@ -36,7 +36,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Type, Union
 
 from ._config import PoolConfig, describe
 from ._events import Events, ResetHook, as_sequence, fire_logged
@@ -44,7 +44,8 @@ from ._lifecycle import Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
-from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, TooManyRequests
+from .connection import PROXY_TYPES, lend
+from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 from .stats import Counters, Number
 
 logger = logging.getLogger("pymysqlpool")
@@ -58,6 +59,8 @@ def _leak_warning(message: str) -> None:
     """Logged, and warned (visible by default, filterable by category)."""
     logger.warning("%s", message)
     warnings.warn(message, ConnectionLeakWarning, stacklevel=2)
+
+
 _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 _BACKOFF_FIRST = 0.05
@@ -84,11 +87,6 @@ Plan = Generator[Request, Any, Any]
 LEND = 0
 VALIDATE = 1
 EXPIRED = 2
-
-# What a return's fast step did.
-PARKED = 0
-SLOW = 1
-FORKED = 2
 
 
 class Lock(Protocol):
@@ -151,6 +149,7 @@ class PoolCore:
 
     _drv: Any
     _waiter: Callable[[float], Waiter]
+    _proxy: Type[Any]  # the shell's proxy class (PooledConnection, AsyncPooledConnection)
     _probe_free = False  # the driver's hang-up probe costs no syscall
 
     def __init__(
@@ -166,6 +165,10 @@ class PoolCore:
         reconnect_failed: Optional[Callable[[Any], Any]],
         kill_on_abandon: bool = True,
     ) -> None:
+        if not isinstance(kill_on_abandon, bool):
+            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
+        if kill_on_abandon != config.kill_on_abandon:
+            config = dataclasses.replace(config, kill_on_abandon=kill_on_abandon)
         self._config = config
         cfg = config
         self.name: str = cfg.name
@@ -176,8 +179,6 @@ class PoolCore:
         # the validation window where the probe is a syscall, always where the
         # driver already knows (an event loop reads the end of the stream).
         self._probe_window = -1.0 if self._probe_free else cfg.validation_interval
-        self._lifetime = cfg.con_lifetime
-        self._track_borrows = cfg.leak_timeout is not None
         self._events = Events()
         for obj in as_sequence(events):
             self._events.add(obj)
@@ -205,7 +206,6 @@ class PoolCore:
         # Idle slots last seen alive before this moment are pinged before use:
         # one dead connection may mean the server restarted.
         self._suspect_since = -_INF
-        self._ever_connected = False
         self._replacements = 0  # connections retired for age, to be replaced in the background
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
@@ -214,9 +214,6 @@ class PoolCore:
         self._maintenance: Any = None  # the shell's; has wake() and stop()
         if not isinstance(open, bool):
             raise TypeError(f"open must be True or False, got {open!r}")
-        if not isinstance(kill_on_abandon, bool):
-            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
-        self._kill_on_abandon = kill_on_abandon
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -280,7 +277,7 @@ class PoolCore:
 
     def _refresh_events(self) -> None:
         events = self._events
-        self._divert = self._track_borrows or bool(events.on_checkout or events.on_timeout)
+        self._divert = self._config.leak_timeout is not None or bool(events.on_checkout or events.on_timeout)
         self._always_reset = self._config.reset_session or bool(events.on_checkin)
 
     def _checked_in(self, slot: Slot) -> bool:
@@ -296,32 +293,65 @@ class PoolCore:
 
     # -- lending ------------------------------------------------------------
 
-    def _lend_idle(self) -> Optional[Slot]:
-        """The most recently used idle slot, now granted (OUT); None if none.
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        """Borrow a connection, waiting up to ``timeout`` seconds (default:
+        the pool's ``timeout``; ``float('inf')`` waits forever) when all
+        ``maxsize`` are in use.
 
-        Its ``borrowed_at`` says whether it may be lent as it is (the moment,
-        now) or must first go through the borrow plan (0.0): the one
-        direct path of both shells costs one call."""
-        with self._lock:
-            if not self._idle:
-                return None
-            slot = self._idle.pop()
-            slot.state = OUT
-            self._stats.borrows += 1
-        now = _monotonic()
-        last_used = slot.last_used
-        if now - last_used <= self._window and slot.expires > now and last_used >= self._suspect_since:
-            slot.borrowed_at = now
-        else:
-            slot.borrowed_at = 0.0
-        return slot
+        ``pool.connection()`` is the same call, named for ``with`` blocks: the
+        connection goes back when the block ends (rolled back if it raised).
+
+        The thread pool's ``get_conn`` itself. The common case -- the most
+        recently used idle connection, used within the validation window,
+        neither expired nor suspect (nor hung up on, where that costs
+        nothing to see) -- is lent here in one frame; anything else returns
+        what the shell's ``_acquire``/``_borrow`` return (the asyncio
+        shell's: a coroutine).
+        """
+        if timeout is not None or self._reclaim or self._divert:
+            return self._acquire(timeout, False)
+        slot: Optional[Slot] = None
+        try:
+            with self._lock:
+                if self._idle:
+                    slot = self._idle.pop()
+                    slot.state = OUT
+                    self._stats.borrows += 1
+            if slot is None:
+                return self._borrow(None, None, False)
+            now = _monotonic()
+            last_used = slot.last_used
+            # _verdict's rule, written out for its speed.
+            if (
+                now - last_used <= self._window
+                and slot.expires > now
+                and last_used >= self._suspect_since
+                # _probe_free as an instance attribute (a class attribute is read slowly)
+                and (self._probe_window >= 0.0 or not self._hung_up(slot))
+            ):
+                slot.borrowed_at = now
+                return lend(self._proxy, self, slot)
+            return self._borrow(slot, None, False)
+        except BaseException:
+            if slot is not None:
+                self._abandon(slot)
+            raise
+
+    def _acquire(self, timeout: Optional[float], force_check: bool) -> Any:
+        """The shell's borrow off the direct path (a timeout given, hooks,
+        connections to reclaim first)."""
+        raise NotImplementedError
+
+    def _borrow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> Any:
+        """The shell's run of ``_borrow_plan``: the proxy of the slot it lends."""
+        raise NotImplementedError
 
     def _verdict(self, slot: Slot, now: float, force: bool) -> int:
         """LEND a granted idle slot as it is, VALIDATE it first, or it EXPIRED.
 
         Validation only when it can matter: idle past the window, or last seen
         alive before a connection died (the server may have restarted).
-        (_lend_idle applies the same rule, written out for its speed.)"""
+        (_get_conn applies the same rule, written out for its speed.)"""
         if slot.expires <= now:
             return EXPIRED
         last_used = slot.last_used
@@ -338,7 +368,7 @@ class PoolCore:
 
     def _mark_lent(self, slot: Slot) -> None:
         slot.borrowed_at = _monotonic()
-        if self._track_borrows:
+        if self._config.leak_timeout is not None:
             slot.leak_reported = False
             slot.borrow_stack = caller_stack()
 
@@ -490,8 +520,7 @@ class PoolCore:
         if timed_out:
             raise PoolTimeout(
                 f"pool {self.name!r}: no connection available within"
-                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)"
-                + self._leak_hint()
+                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)" + self._leak_hint()
             )
         if waiter.error is not None:
             raise waiter.error
@@ -642,7 +671,7 @@ class PoolCore:
             for hook in self._events.on_connect:
                 hook(raw, _monotonic() - started)
             now = _monotonic()
-            lifetime = self._lifetime
+            lifetime = self._config.con_lifetime
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
             slot.probe = drv.make_probe(raw)
@@ -663,7 +692,7 @@ class PoolCore:
                 maintenance.wake()
         with self._lock:
             self._stats.connect_ms += (now - started) * 1000.0
-            self._ever_connected = True
+            self._life.ever_connected = True
             self._life.failing_since = None
             if epoch != self._life.epoch:  # drain() ran while this one was dialing
                 slot.doom("closed_drained")
@@ -741,7 +770,7 @@ class PoolCore:
         returns while the borrow has time left (it backs off and retries or
         takes a returned connection), raises the driver's error when retrying
         cannot help, and ``PoolTimeout`` when time is up."""
-        fatal = self._drv.is_fatal_connect_error(exc) or not self._ever_connected
+        fatal = self._drv.is_fatal_connect_error(exc) or not self._life.ever_connected
         if not (fatal or self._closed) and _monotonic() < deadline:
             self._unreserve(token, None, served=True)
             logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
@@ -779,11 +808,29 @@ class PoolCore:
 
     # -- returning ----------------------------------------------------------
 
-    def _check_in(self, conn: Any, slot: Slot, failed: bool) -> int:
-        """Take ``slot`` back from its proxy ``conn``: PARKED (a clean return,
-        done), SLOW (HELD: the shell runs _return_plan) or FORKED (lent
-        before a fork: the shell abandons the socket). Raises if the proxy
-        was returned meanwhile."""
+    def _give_back(self, conn: Any, failed: bool = False) -> Any:
+        """Give a borrowed connection back to its pool.
+
+        Rolls back an open transaction and restores autocommit first, so the
+        next borrower never sees this one's work; ``failed=True`` (what a
+        ``with`` block that raised passes) rolls back in any case. A
+        connection returned with an answer not fully read (an interrupted
+        fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
+        if ``conn`` was already given back or is not this pool's.
+
+        The thread pool's ``release`` itself: a clean return is one frame.
+        None when done (parked clean, or a socket lent before a fork left to
+        the parent); else the slot is HELD and this returns what the shell's
+        ``_return_slow(slot, failed)`` returns (the asyncio shell's: the
+        coroutine that runs the return plan).
+        """
+        # A global set, not self._proxy: CPython 3.11 reads class attributes
+        # slowly. The other shell's proxy fails the pool test.
+        if type(conn) not in PROXY_TYPES or conn._pool is not self:
+            raise self._foreign(conn)
+        slot = conn._slot
+        if slot is None:
+            raise conn._returned_twice()
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
@@ -795,39 +842,66 @@ class PoolCore:
             and not self._drv.needs_reset(slot.raw, self._autocommit)
             and (now - slot.borrowed_at <= self._probe_window or probe is None or not probe(0))
         )
-        with self._lock:
-            if conn._slot is not slot:  # returned by another thread meanwhile
-                raise conn._returned_twice()
-            stats = self._stats
-            stats.returns += 1
-            if slot.generation != self._generation:
-                # Lent before a fork: the socket is the parent's, and this
-                # process's books never counted it.
+        try:
+            with self._lock:
+                if conn._slot is not slot:  # returned by another thread meanwhile
+                    raise conn._returned_twice()
+                stats = self._stats
+                stats.returns += 1
+                # Plain stores, no call in between: an interrupt lands before
+                # all of them or after all of them.
                 conn._slot = None
                 conn._raw = None
-                return FORKED
-            # Plain stores, no call in between: an interrupt lands before all
-            # of them or after all of them.
-            slot.state = HELD
-            self._held += 1
-            slot.proxied = False
-            conn._slot = None
-            conn._raw = None
-            used = now - slot.borrowed_at
-            stats.use_s += used
-            if used > stats.use_max_s:
-                stats.use_max_s = used
-            if clean and slot.expires > now and not self._closed:
-                # Clean return: no round trip, straight to the oldest waiter.
-                slot.last_used = now
-                if self._waiters:
-                    self._hand_over(slot, True)
-                else:
-                    slot.state = IDLE
-                    self._held -= 1
-                    self._idle.append(slot)
-                return PARKED
-            return SLOW
+                forked = slot.generation != self._generation
+                if not forked:
+                    slot.proxied = False
+                    used = now - slot.borrowed_at
+                    stats.use_s += used
+                    if used > stats.use_max_s:
+                        stats.use_max_s = used
+                    if clean and slot.expires > now and not self._closed:
+                        # Clean return: no round trip, to the oldest waiter
+                        # or straight from OUT to IDLE (the books change at
+                        # the one call). Held for the hand-over: an interrupt
+                        # at its call then leaves a HELD slot, which the
+                        # except below closes, not an unlent OUT one.
+                        slot.last_used = now
+                        if self._waiters:
+                            slot.state = HELD
+                            self._held += 1
+                            self._hand_over(slot, True)
+                        else:
+                            slot.state = IDLE
+                            self._idle.append(slot)
+                        return None
+                    slot.state = HELD
+                    self._held += 1
+            if forked:
+                # Lent before a fork: the socket is the parent's, and this
+                # process's books never counted it.
+                self._drv.abandon(slot.raw)
+                return None
+            return self._return_slow(slot, failed)
+        except ReturnConnectionToPoolError:
+            raise
+        except BaseException:
+            # Interrupted while the pool held it: the session's state is unknown.
+            if conn._slot is None and slot.state == HELD:
+                self._kill(slot, "closed_broken")
+            raise
+
+    def _return_slow(self, slot: Slot, failed: bool) -> Any:
+        """The shell's slow return of a HELD slot: run ``_return_plan``."""
+        raise NotImplementedError
+
+    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
+        if not isinstance(conn, self._proxy):
+            return ReturnConnectionToPoolError(
+                f"pool {self.name!r} can only take back the {self._proxy.__name__} it lent, not {type(conn).__name__}"
+            )
+        return ReturnConnectionToPoolError(
+            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
+        )
 
     def _close_reason(self, slot: Slot) -> Optional[str]:
         """Why a returned connection must be closed, or None to reset and keep it."""
@@ -978,7 +1052,7 @@ class PoolCore:
         statement: a command not answered to its end (cancelled, interrupted,
         read_timeout), or an unbuffered result not read to its end. The
         pool's own steps (ping, reset) are not killed: they run nothing long."""
-        return self._kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
+        return self._config.kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
 
     def _hold_for_kill(self, slot: Slot, reason: str) -> None:
         """Keep a closed HELD slot counted, KILLING (still held), until its

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tup
 import pymysql
 import pymysql.connections
 import pymysql.cursors
-from pymysql.constants import CLIENT, CR, ER, SERVER_STATUS
+from pymysql.constants import CLIENT, COMMAND, CR, ER, SERVER_STATUS
 
 from ._tls import TlsContexts
 from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
@@ -29,6 +29,11 @@ __all__ = ["Connection"]
 
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+_CLEAN_MASK = _IN_TRANS | _AUTOCOMMIT  # of server_status: clean is exactly _AUTOCOMMIT
+_COM_QUERY = COMMAND.COM_QUERY
+# PyMySQL's own, unbound: called directly, cheaper than through super().
+_execute_command = pymysql.connections.Connection._execute_command  # type: ignore[attr-defined]
+_read_query_result = pymysql.connections.Connection._read_query_result  # type: ignore[attr-defined]
 _COM_RESET_CONNECTION = 0x1F
 
 # PyMySQL's own cursor classes are swapped for ours so that ``db_query`` and
@@ -90,10 +95,29 @@ class Connection(pymysql.connections.Connection):
             self._read_leftovers(result)
         self._exchanging = True
         try:
-            super()._execute_command(command, sql)  # type: ignore[misc]
+            _execute_command(self, command, sql)
         except pymysql.err.MySQLError as exc:
             note_lost(self, exc)
             raise
+
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        # PyMySQL's query() with the answer read by PyMySQL's own reader
+        # called directly: PyMySQL passes ``unbuffered`` by keyword through
+        # the override below and its super(), the costliest step of a
+        # statement's client side. The mid-answer mark is set by our
+        # _execute_command (which reads the last answer's leftovers first)
+        # and cleared here, as _read_query_result does.
+        if isinstance(sql, str):
+            sql = sql.encode(self.encoding)
+        self._execute_command(_COM_QUERY, sql)
+        try:
+            affected: int = _read_query_result(self, unbuffered)
+        except pymysql.err.MySQLError as exc:
+            answer_ended(self, exc, self._sock is not None)  # type: ignore[attr-defined]  # not in the stubs
+            raise
+        self._exchanging = False
+        self._affected_rows = affected
+        return affected
 
     def _read_leftovers(self, result: Any) -> None:
         # PyMySQL reads what the last answer left unread before it sends the
@@ -273,6 +297,13 @@ class WriteTrackingConnection(Connection):
     sync_wait_on = False  # a session setting the borrower's pool must undo on return
     gtid_hook: Optional[Callable[[str], bool]] = None  # True if it took the GTID
 
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        # Connection.query reads its answer without _read_query_result.
+        affected = super().query(sql, unbuffered)
+        if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
+            self._wrote(getattr(self._result, "message", None))  # type: ignore[attr-defined]
+        return affected
+
     def _read_query_result(self, unbuffered: bool = False) -> Any:
         affected = super()._read_query_result(unbuffered)
         if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
@@ -338,9 +369,7 @@ _TRACK_LAST_GTID = (
 )
 
 
-def connect_tracking_writes(
-    kwargs: Dict[str, Any], timeout: float, tls: Optional[TlsContexts] = None
-) -> Connection:
+def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float, tls: Optional[TlsContexts] = None) -> Connection:
     """Open a :class:`WriteTrackingConnection` (as :func:`connect`).
 
     Where the server cannot report ``last_gtid`` (MySQL, old MariaDB) a plain
@@ -508,11 +537,12 @@ def needs_reset(raw: Any, autocommit: bool) -> bool:
     even without IN_TRANS), a mismatch with the pool's mode, or an unread
     result. All of it is read from the last OK packet: no round trip.
     """
+    # One mask compare: autocommit on and no transaction open (with the pool
+    # in autocommit mode; a pool without it resets every return).
+    if not autocommit or raw.server_status & _CLEAN_MASK != _AUTOCOMMIT:
+        return True
     if raw._sock is None or raw._exchanging:
         return True  # broken or mid-answer: the caller's slow path drops it
-    status = raw.server_status
-    if status & _IN_TRANS or bool(status & _AUTOCOMMIT) != autocommit or not autocommit:
-        return True
     result = raw._result
     return result is not None and bool(result.unbuffered_active or result.has_next)
 

@@ -19,6 +19,7 @@ class Lifecycle:
     __slots__ = (
         "autostart",
         "epoch",
+        "ever_connected",
         "failing_since",
         "failure_reported",
         "last_error",
@@ -39,6 +40,9 @@ class Lifecycle:
     ) -> None:
         self.opened = False
         self.shut = False  # close() was called: open() refuses
+        # False until a connect succeeds, and again when a cluster sees the
+        # node down: a failed connect then ends the borrow at once.
+        self.ever_connected = False
         self.epoch = 0  # bumped by drain(): connections dialed before it are replaced
         # Connections being opened when resize() lowered maxsize that are to be
         # closed on arrival, because no open one was left to mark instead.

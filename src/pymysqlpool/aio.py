@@ -25,7 +25,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type
+from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type, cast
 
 from . import _adriver
 from ._config import build, describe, resolve
@@ -34,7 +34,6 @@ from ._core import (
     CLOSE,
     DIAL,
     KILL,
-    PARKED,
     PING,
     RESET,
     SLEEP,
@@ -50,8 +49,8 @@ from ._maintenance import Schedule
 from ._slot import HELD, Slot
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
-from .connection import Borrowed
-from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop, connect_failed
+from .connection import Borrowed, lend
+from .errors import DriverError, PoolTimeout, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -115,6 +114,7 @@ class AsyncConnectionPool(PoolCore):
 
     _drv = _adriver
     _waiter = TaskWaiter
+    _proxy: Type[Any]  # AsyncPooledConnection, set below its definition
     _probe_free = True  # the loop has read a hang-up already: every return looks
 
     def __init__(
@@ -322,20 +322,10 @@ class AsyncConnectionPool(PoolCore):
         after that. See :meth:`connection` for the ``async with`` form."""
         if _running_loop() is not self._loop:
             self._bind(_running_loop())
-        if timeout is not None or self._reclaim or self._divert:
-            return await self._acquire(timeout, False)
-        slot: Optional[Slot] = None
-        try:
-            slot = self._lend_idle()
-            if slot is None:
-                return await self._borrow(None, None, False)
-            if slot.borrowed_at and not self._hung_up(slot):
-                return AsyncPooledConnection(self, slot)
-            return await self._borrow(slot, None, False)
-        except BaseException:
-            if slot is not None:
-                self._abandon(slot)
-            raise
+        got = self._get_conn(timeout)
+        if type(got) is AsyncPooledConnection:
+            return got
+        return await cast("Awaitable[AsyncPooledConnection]", got)
 
     async def get_connection(
         self, retry_num: int = 3, retry_interval: float = 0.1, pre_ping: bool = False
@@ -382,7 +372,7 @@ class AsyncConnectionPool(PoolCore):
         try:
             slot = await self._run(self._borrow_plan(first, timeout, force))
             assert slot is not None
-            return AsyncPooledConnection(self, slot)
+            return lend(AsyncPooledConnection, self, slot)
         except DriverError as exc:  # the connect failed: say where, without the plan machinery
             raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
@@ -397,32 +387,24 @@ class AsyncConnectionPool(PoolCore):
         if needed (nothing sent on a clean return), closed if it is broken or
         was left in the middle of an answer. ``ReturnConnectionToPoolError``
         if it was returned already or is not this pool's."""
-        if type(conn) is not AsyncPooledConnection or conn._pool is not self:
-            raise self._foreign(conn)
         if _running_loop() is not self._loop:
+            if type(conn) is not AsyncPooledConnection or conn._pool is not self:
+                raise self._foreign(conn)  # before binding: a stranger's object binds nothing
             self._bind(_running_loop())
-        slot = conn._slot
-        if slot is None:
-            raise conn._returned_twice()
+        # _give_back checks conn itself: every read through a proxy costs (its
+        # __getattr__ keeps CPython 3.11 from specializing the read).
+        pending = self._give_back(conn, failed)
+        if pending is not None:
+            await pending
+
+    async def _return_slow(self, slot: Slot, failed: bool) -> None:
         try:
-            if self._check_in(conn, slot, failed) != PARKED:
-                await self._run(self._return_plan(slot, failed))
-        except ReturnConnectionToPoolError:
-            raise
+            await self._run(self._return_plan(slot, failed))
         except BaseException:
             # Cancelled (or failed) while the pool held it: its session state is unknown.
-            if conn._slot is None and slot.state == HELD:
+            if slot.state == HELD:
                 self._kill(slot, "closed_broken")
             raise
-
-    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
-        if not isinstance(conn, AsyncPooledConnection):
-            return ReturnConnectionToPoolError(
-                f"pool {self.name!r} can only take back the AsyncPooledConnection it lent, not {type(conn).__name__}"
-            )
-        return ReturnConnectionToPoolError(
-            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
-        )
 
     # -- control ------------------------------------------------------------
 
@@ -807,3 +789,6 @@ class AsyncPooledConnection(Borrowed):
         """Check the server answers (never reconnects: a dead connection is
         closed on return and replaced)."""
         await self.raw.ping(reconnect=False)
+
+
+AsyncConnectionPool._proxy = AsyncPooledConnection

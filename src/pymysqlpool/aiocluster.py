@@ -430,7 +430,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
                 node.probe_raw = None
             if self._steering.probe_failed(node, exc, started, _monotonic()):
                 # Borrowers must not keep dialing a dead node until their timeout.
-                node.pool._ever_connected = False
+                node.pool._life.ever_connected = False
                 node.pool._suspect(_monotonic())  # its idle connections are pinged before use
             return
         except BaseException:

@@ -372,7 +372,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
             if self._steering.probe_failed(node, exc, started, _monotonic()):
                 # Borrowers must not keep dialing a dead node until their timeout:
                 # its pool now gives up on the first failed connect.
-                node.pool._ever_connected = False
+                node.pool._life.ever_connected = False
                 node.pool._suspect(_monotonic())  # its idle connections are pinged before use
             return
         self._steering.probed(node, facts, started)

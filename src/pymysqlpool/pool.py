@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type
 
 from . import _driver, _forking, _urls, _warmup
 from ._config import build, describe, resolve
@@ -24,9 +24,7 @@ from ._core import (
     CHECK,
     CLOSE,
     DIAL,
-    FORKED,
     KILL,
-    PARKED,
     PING,
     RESET,
     SLEEP,
@@ -38,10 +36,10 @@ from ._core import (
 )
 from ._events import fire_logged
 from ._maintenance import Maintenance
-from ._slot import HELD, Slot
+from ._slot import Slot
 from ._waiting import ThreadWaiter
-from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection
-from .errors import DriverError, PoolTimeout, ReturnConnectionToPoolError, connect_failed
+from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection, lend
+from .errors import DriverError, PoolTimeout, connect_failed
 
 __all__ = ["ConnectionPool"]
 
@@ -49,6 +47,7 @@ _monotonic = time.monotonic
 
 
 _FROM_URL_KEYS = _urls.CONNECT_QUERY_KEYS | _urls.POOL_QUERY_KEYS | set(_urls.SOCKET_KEYS)
+
 
 class ConnectionPool(PoolCore):
     """A thread-safe pool of PyMySQL connections.
@@ -61,6 +60,7 @@ class ConnectionPool(PoolCore):
 
     _drv = _driver
     _waiter = ThreadWaiter
+    _proxy = PooledConnection
 
     def __init__(
         self,
@@ -262,30 +262,14 @@ class ConnectionPool(PoolCore):
     # given up by one idempotent call in an ``except BaseException`` handler;
     # the slot's state says whether it still has to be done.
 
-    def get_conn(self, timeout: Optional[float] = None) -> PooledConnection:
-        """Borrow a connection, waiting up to ``timeout`` seconds (default:
-        the pool's ``timeout``; ``float('inf')`` waits forever) when all
-        ``maxsize`` are in use.
+    if TYPE_CHECKING:
 
-        ``pool.connection()`` is the same call, named for ``with`` blocks: the
-        connection goes back when the block ends (rolled back if it raised).
-        """
-        if timeout is not None or self._reclaim or self._divert:
-            return self._acquire(timeout, False)
-        # The common case: an idle connection used within the validation
-        # window, neither expired nor suspect, needs no check.
-        slot: Optional[Slot] = None
-        try:
-            slot = self._lend_idle()
-            if slot is None:
-                return self._borrow(None, None, False)
-            if slot.borrowed_at:
-                return PooledConnection(self, slot)
-            return self._borrow(slot, None, False)
-        except BaseException:
-            if slot is not None:
-                self._abandon(slot)
-            raise
+        def get_conn(self, timeout: Optional[float] = None) -> PooledConnection:
+            """Borrow a connection (see PoolCore._get_conn)."""
+
+    else:
+        # The core's, not a wrapper: the common borrow runs in one frame.
+        get_conn = PoolCore._get_conn
 
     connection = get_conn
 
@@ -334,7 +318,7 @@ class ConnectionPool(PoolCore):
             assert slot is not None
             if self._maintenance is None:
                 self._ensure_maintenance()  # the first connection a borrower dialed
-            return PooledConnection(self, slot)
+            return lend(PooledConnection, self, slot)
         except DriverError as exc:  # the connect failed: say where, without the plan machinery
             raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
@@ -344,45 +328,17 @@ class ConnectionPool(PoolCore):
 
     # -- returning ----------------------------------------------------------
 
-    def release(self, conn: PooledConnection, failed: bool = False) -> None:
-        """Give a borrowed connection back.
+    if TYPE_CHECKING:
 
-        Rolls back an open transaction and restores autocommit first, so the
-        next borrower never sees this one's work; ``failed=True`` (what a
-        ``with`` block that raised passes) rolls back in any case. A
-        connection returned with an answer not fully read (an interrupted
-        fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
-        if ``conn`` was already given back or is not this pool's.
-        """
-        if type(conn) is not PooledConnection or conn._pool is not self:  # one test for both misuses
-            raise self._foreign(conn)
-        slot = conn._slot
-        if slot is None:
-            raise conn._returned_twice()
-        try:
-            done = self._check_in(conn, slot, failed)
-            if done == PARKED:
-                return
-            if done == FORKED:
-                _driver.abandon(slot.raw)
-                return
-            self._run(self._return_plan(slot, failed))
-        except ReturnConnectionToPoolError:
-            raise
-        except BaseException:
-            # Interrupted while the pool held it: the session's state is unknown.
-            if conn._slot is None and slot.state == HELD:
-                self._kill(slot, "closed_broken")
-            raise
+        def release(self, conn: PooledConnection, failed: bool = False) -> None:
+            """Give a borrowed connection back (see PoolCore._give_back)."""
 
-    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
-        if not isinstance(conn, PooledConnection):
-            return ReturnConnectionToPoolError(
-                f"pool {self.name!r} can only take back the PooledConnection it lent, not {type(conn).__name__}"
-            )
-        return ReturnConnectionToPoolError(
-            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
-        )
+    else:
+        # The core's, not a wrapper: a clean return runs in one frame.
+        release = PoolCore._give_back
+
+    def _return_slow(self, slot: Slot, failed: bool) -> None:
+        self._run(self._return_plan(slot, failed))
 
     def _reconnect_in_place(self, conn: PooledConnection) -> None:
         """0.5.0 ``ping(reconnect=True)``: swap a dead socket for a new session."""

@@ -164,9 +164,7 @@ class PoolCollector(Collector):
             for key, doc in COUNTERS.items()
             if key not in MAXIMA
         }
-        histograms = {
-            key: HistogramMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in HISTOGRAMS.items()
-        }
+        histograms = {key: HistogramMetricFamily(PREFIX + key, doc, labels=["pool"]) for key, doc in HISTOGRAMS.items()}
         return gauges, counters, histograms
 
 

@@ -20,9 +20,7 @@ def _server_version(admin: pymysql.connections.Connection) -> str:
         return str(cur.fetchone()[0])
 
 
-def test_check_ok(
-    admin: pymysql.connections.Connection, live_server: dict, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_ok(admin: pymysql.connections.Connection, live_server: dict, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()

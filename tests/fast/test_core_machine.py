@@ -44,11 +44,9 @@ from pymysqlpool._core import (
     CLOSE,
     DIAL,
     KILL,
-    PARKED,
     PING,
     RESET,
     SLEEP,
-    SLOW,
     WAIT,
     NoLock,
     Plan,
@@ -56,6 +54,7 @@ from pymysqlpool._core import (
 )
 from pymysqlpool._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from pymysqlpool._waiting import DialToken, Waiter
+from pymysqlpool.connection import PROXY_TYPES
 from pymysqlpool.errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 
 OP_NAMES = {
@@ -227,6 +226,16 @@ class CoreUnderTest(PoolCore):
         # The shell's background start of a kill plan (None: cannot start one).
         self.spawner: Optional[Callable[[Plan], bool]] = None
 
+    # get_conn's slow paths: the test runs the borrow plan itself, step by step.
+    def _acquire(self, timeout: Optional[float], force_check: bool) -> Tuple[str, None]:
+        return ("acquire", None)
+
+    def _borrow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> Tuple[str, Optional[Slot]]:
+        return ("borrow", first)
+
+    def _return_slow(self, slot: Slot, failed: bool) -> str:
+        return SLOW  # the test runs the return plan itself, step by step
+
     def _spawn(self, plan: Plan) -> bool:
         if self.spawner is None:
             return super()._spawn(plan)
@@ -243,15 +252,21 @@ class Proxy:
     """What a shell hands a borrower: the core checks ``_slot`` on return, and
     ``slot.proxied`` tells its reconcile a lent slot from an orphaned one."""
 
-    __slots__ = ("_raw", "_slot")
+    __slots__ = ("_pool", "_raw", "_slot")
 
-    def __init__(self, slot: Slot) -> None:
+    def __init__(self, pool: PoolCore, slot: Slot) -> None:
+        self._pool = pool
         self._slot: Optional[Slot] = slot
         self._raw: Any = slot.raw
         slot.proxied = True
 
     def _returned_twice(self) -> ReturnConnectionToPoolError:
         return ReturnConnectionToPoolError("returned twice")
+
+
+CoreUnderTest._proxy = Proxy
+PROXY_TYPES.add(Proxy)  # what the core takes back (Borrowed's subclasses add themselves)
+SLOW = "slow"  # what CoreUnderTest._give_back returns for a return to finish by its plan
 
 
 class FakeMaintenance:
@@ -406,23 +421,25 @@ class Shell:
         """A borrow as get_conn() does it: the direct path first when ``fast``."""
         core = self.core
         if fast and not core._reclaim:
-            slot = core._lend_idle()
-            if slot is not None and slot.borrowed_at:
-                self.lend(slot)
+            got = core._get_conn()
+            if isinstance(got, Proxy):
+                assert got._slot is not None
+                self.lend(got._slot, got)
                 return None
-            return self.start("borrow", core._borrow_plan(slot, None, False))
+            _, first = got  # CoreUnderTest._borrow's or _acquire's: the plan is run here
+            return self.start("borrow", core._borrow_plan(first, None, False))
         return self.start("borrow", core._borrow_plan(None, timeout, force))
 
     def give_back(self, proxy: Proxy, failed: bool = False) -> Optional[Running]:
         slot = proxy._slot
         assert slot is not None
         self.lent.remove(proxy)
-        done = self.core._check_in(proxy, slot, failed)
+        done = self.core._give_back(proxy, failed)
         self.returns += 1
         assert proxy._slot is None
         with pytest.raises(ReturnConnectionToPoolError):
-            self.core._check_in(proxy, slot, failed)
-        if done == PARKED:
+            self.core._give_back(proxy, failed)
+        if done is None:
             return None
         assert done == SLOW
         assert slot.state == HELD
@@ -438,15 +455,15 @@ class Shell:
         self.start("close", self.core._dispose_all_plan(idle, "closed_on_pool_close"))
         self.start("reclaim", self.core._reclaim_plan())
 
-    def lend(self, slot: Slot) -> None:
+    def lend(self, slot: Slot, proxy: Optional[Proxy] = None) -> None:
         assert isinstance(slot, Slot)
         assert slot.state == OUT, slot.state
         assert slot in self.core._slots
         assert slot not in self.core._idle
         assert not slot.raw.closed
         assert id(slot) not in self.gone
-        assert all(p._slot is not slot for p in self.lent), "a slot lent twice"
-        self.lent.append(Proxy(slot))
+        assert all(p._slot is not slot for p in self.lent if p is not proxy), "a slot lent twice"
+        self.lent.append(Proxy(self.core, slot) if proxy is None else proxy)
         self.borrows_done += 1
 
     # -- running ----------------------------------------------------------------
@@ -1462,7 +1479,7 @@ def test_an_interrupted_kill_is_freed_once_after_its_bound(clock: Clock, where: 
         assert slot is not None
         proxy._raw.mid = True
         shell.lent.remove(proxy)
-        assert core._check_in(proxy, slot, True) == SLOW
+        assert core._give_back(proxy, True) == SLOW
         shell.returns += 1
         core._drv.force_close(slot.raw)  # the return plan's close, then its unbooking:
         if where == "spawn":

@@ -12,6 +12,7 @@ import pytest
 
 import pymysqlpool._waiting
 from pymysqlpool import ConnectionPool, PoolTimeout
+from pymysqlpool._slot import OUT
 from support.waiting import wait_until
 
 from .fakes import FakeServer
@@ -149,6 +150,7 @@ def test_interrupted_ping_discards_the_connection(make_pool: Callable[..., Conne
 
 # -- an interrupt at every step ---------------------------------------------------
 
+
 def books_exact(pool: ConnectionPool, server: FakeServer) -> None:
     """The quiet pool's books: every open connection idle or lent, none lost,
     every connection made either open or counted as closed."""
@@ -200,7 +202,7 @@ INJECTIONS = [
     ("dial", "FakeServer.__call__", _validated_borrow),
     ("bookkeeping after a dial", "ConnectionPool._book_dialed", _validated_borrow),
     ("lending", "ConnectionPool._mark_lent", _validated_borrow),
-    ("proxy creation", "PooledConnection.__init__", _validated_borrow),
+    ("proxy creation", "pool.lend", _validated_borrow),
     ("polite close on pool close", "FakeConnection.close", _close_pool),
     ("unbooking on pool close", "ConnectionPool._unbook", _close_pool),
 ]
@@ -227,6 +229,7 @@ def test_interrupt_at_any_step_keeps_the_books_exact(
         "_driver": driver,
         "ConnectionPool": pool_module.ConnectionPool,
         "PooledConnection": connection.PooledConnection,
+        "pool": pool_module,
     }
     owner_name, attr = target.split(".")
     owner = owners[owner_name]
@@ -392,7 +395,10 @@ def test_reconcile_closes_a_slot_lent_to_no_proxy_after_the_grace(
     is left alone."""
     pool = make_pool(maxsize=3, pre_create_num=2)
     lent = pool.get_conn()
-    orphan = pool._lend_idle()  # granted, and then the borrower vanished
+    with pool._lock:  # granted, and then the borrower vanished
+        orphan = pool._idle.pop()
+        orphan.state = OUT
+        pool._stats.borrows += 1
     assert orphan is not None and not orphan.proxied
     seen: dict = {}
     assert pool._run(pool._reconcile_plan(60.0, seen)) == 0  # within the grace: maybe a borrow in progress

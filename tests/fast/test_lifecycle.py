@@ -644,9 +644,7 @@ def test_a_failed_dial_hands_its_slot_to_the_oldest_waiter(
 # -- what a new user sees ------------------------------------------------------------
 
 
-def test_a_leak_is_a_warning_shown_by_default(
-    make_pool: Callable[..., ConnectionPool], server: FakeServer
-) -> None:
+def test_a_leak_is_a_warning_shown_by_default(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
     """A warning category, not only a log record on a logger with a NullHandler:
     under the default filters it is shown, and it can be filtered by category."""
     import warnings

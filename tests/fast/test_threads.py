@@ -17,6 +17,7 @@ from pymysqlpool import (
     GetConnectionFromPoolError,
     PoolClosed,
     PoolTimeout,
+    ReturnConnectionToPoolError,
 )
 from support.waiting import wait_until
 
@@ -362,3 +363,32 @@ def test_close_while_busy_leaves_nothing_open(make_pool: Callable[..., Connectio
     assert wait_until(lambda: server.open_count == 0, timeout=2)
     assert server.high_water <= maxsize
     assert stats["borrows"] == stats["returns"]
+
+
+def test_a_return_racing_another_return_of_the_same_proxy_is_refused(
+    make_pool: Callable[..., ConnectionPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads give one proxy back at once: both read its slot before
+    taking the lock; the one that gets the lock second is refused, and the
+    slot is parked once (not twice, not lent to two borrowers)."""
+    import pymysqlpool._driver as driver
+
+    pool = make_pool(maxsize=2, pre_create_num=1)
+    conn = pool.get_conn()
+    real = driver.needs_reset
+    raced = []
+
+    def needs_reset(raw: Any, autocommit: bool) -> bool:
+        # Runs before the lock is taken: the other return happens now.
+        if not raced:
+            raced.append(True)
+            pool.release(conn)
+        return real(raw, autocommit)
+
+    monkeypatch.setattr(driver, "needs_reset", needs_reset)
+    with pytest.raises(ReturnConnectionToPoolError):
+        pool.release(conn)
+    monkeypatch.undo()
+    stats = pool.get_stats()
+    assert stats["returns"] == 1 and stats["idle"] == 1 and stats["borrowed"] == 0
+    assert list(pool._idle).count(next(iter(pool._slots))) == 1

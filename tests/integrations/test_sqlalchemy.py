@@ -262,9 +262,7 @@ def _flush_unchanged(engine: sa.Engine, table: str) -> tuple[int, bool]:
     import datetime
 
     meta = sa.MetaData()
-    stamped = sa.Table(
-        f"{table}_dt", meta, sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", sa.DateTime)
-    )
+    stamped = sa.Table(f"{table}_dt", meta, sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", sa.DateTime))
 
     class Stamp(_Base):
         __table__ = stamped

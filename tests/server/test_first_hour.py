@@ -20,9 +20,7 @@ def _rows(admin: Any, table: str) -> list[int]:
 
 
 @pytest.mark.parametrize("autocommit", [True, False])
-def test_transaction_commits_on_success_and_rolls_back_on_error(
-    make_table: Any, admin: Any, autocommit: bool
-) -> None:
+def test_transaction_commits_on_success_and_rolls_back_on_error(make_table: Any, admin: Any, autocommit: bool) -> None:
     table = make_table("tx")
     with ConnectionPool(**mysql_kwargs(), maxsize=1, autocommit=autocommit, ssl_disabled=True) as pool:
         with pool.transaction() as conn, conn.cursor() as cur:

@@ -69,9 +69,7 @@ def _disarm(raw: Any) -> None:
 
 @pytest.mark.threads_only("the asyncio twin below injects a cancellation instead")
 @pytest.mark.parametrize("first", list(LEFTOVERS))
-def test_interrupt_at_any_read_never_lends_an_answer_on(
-    make_pool: Callable[..., ConnectionPool], first: str
-) -> None:
+def test_interrupt_at_any_read_never_lends_an_answer_on(make_pool: Callable[..., ConnectionPool], first: str) -> None:
     pool = make_pool(maxsize=1, pre_create_num=1, client_flag=CLIENT.MULTI_STATEMENTS, validation_interval=60)
     landed = 0
     for k in range(1, MAX_READS):

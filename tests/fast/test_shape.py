@@ -1,0 +1,61 @@
+"""The pool classes stay small where CPython is fast: at most 29 instance
+attributes. CPython 3.11's shared-key instance dicts hold 30 keys; past
+that every attribute read on the hot path costs more (~800 instructions per
+borrow+return). State belongs to the object that owns it (config,
+lifecycle, stats), not to the pool."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pymysqlpool import ConnectionPool
+from pymysqlpool.aio import AsyncConnectionPool
+
+from .fakes import FakeServer
+
+MAX_ATTRIBUTES = 29
+
+
+def test_thread_pool_stays_within_the_attribute_budget(make_pool: Any) -> None:
+    pool: ConnectionPool = make_pool(maxsize=2, pre_create_num=1)
+    assert len(vars(pool)) <= MAX_ATTRIBUTES, sorted(vars(pool))
+    conn = pool.get_conn()
+    conn.close()
+    with pool.connection() as conn:
+        conn.cursor().close()
+    assert len(vars(pool)) <= MAX_ATTRIBUTES, sorted(vars(pool))
+
+
+def test_asyncio_pool_stays_within_the_attribute_budget(monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> None:
+    async def connect(self: AsyncConnectionPool, limit: float) -> Any:
+        raw = server()
+        raw._reader = None  # no stream: nothing for the loop's hang-up probe to read
+        return raw, 0.0
+
+    async def close(raw: Any, timeout: Any) -> None:
+        raw.close()
+
+    # On the class, not the instance: an instance attribute would count.
+    monkeypatch.setattr(AsyncConnectionPool, "_connect", connect)
+    monkeypatch.setattr("pymysqlpool._adriver.close", close)
+
+    async def main() -> list[int]:
+        pool = AsyncConnectionPool(maxsize=2, host="127.0.0.1")
+        sizes = [len(vars(pool))]
+        try:
+            conn = await pool.get_conn()
+            sizes.append(len(vars(pool)))
+            await pool.release(conn)
+            async with pool.connection():
+                pass
+            sizes.append(len(vars(pool)))
+        finally:
+            await pool.close()
+        assert server.made  # the borrows went through the patched connect
+        return sizes
+
+    sizes = asyncio.run(main())
+    assert max(sizes) <= MAX_ATTRIBUTES, sizes
