@@ -51,6 +51,17 @@ pool = ConnectionPool(maxsize=4, pre_create_num=1, connection_factory=fake_conne
 
 
 # A one-node AsyncClusterPool's borrow + return, beside the plain async pool on the same server.
+_CLUSTER = """
+from pymysqlpool import ClusterPool
+cluster = ClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                      validation_interval=1e9, keepalive_interval=0, **KW)
+cluster.wait_ready(10)
+get, release = cluster.get_conn, cluster.release
+for _ in range(N):
+    release({borrow})
+cluster.close()
+"""
+
 _ACLUSTER = """
 import asyncio
 from pymysqlpool import AsyncClusterPool
@@ -194,28 +205,12 @@ asyncio.run(main())
     Path_(
         "cluster_write",
         "ClusterPool (one node) get_conn + release, write",
-        """
-from pymysqlpool import ClusterPool
-cluster = ClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
-                      validation_interval=1e9, keepalive_interval=0, **KW)
-cluster.wait_ready(10)
-for _ in range(N):
-    cluster.release(cluster.get_conn())
-cluster.close()
-""",
+        _CLUSTER.format(borrow="get()"),
     ),
     Path_(
         "cluster_read",
         "ClusterPool (one node) get_conn(read_only=True) + release",
-        """
-from pymysqlpool import ClusterPool
-cluster = ClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
-                      validation_interval=1e9, keepalive_interval=0, **KW)
-cluster.wait_ready(10)
-for _ in range(N):
-    cluster.release(cluster.get_conn(read_only=True))
-cluster.close()
-""",
+        _CLUSTER.format(borrow="get(read_only=True)"),
     ),
     Path_(
         "acluster_write",
@@ -235,8 +230,9 @@ cluster.close()
         """
 from pymysqlpool import ConnectionPool
 pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+get, release = pool.get_conn, pool.release  # as the cluster rows do: the same loop around both
 for _ in range(N):
-    pool.release(pool.get_conn())
+    release(get())
 pool.close()
 """,
     ),
