@@ -25,7 +25,8 @@ def _table(tag: str) -> str:
 def _exists(admin: pymysql.connections.Connection, table: str) -> bool:
     with admin.cursor() as cur:
         cur.execute(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'test' AND TABLE_NAME = %s", (table,)
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            (table,),
         )
         return bool(cur.fetchone()[0])
 
@@ -127,9 +128,9 @@ def test_demo_by_time(admin: pymysql.connections.Connection, capsys: pytest.Capt
 
 
 def _demo_process(table: str, *args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    # The environment holds the test server's MYSQL_* (tests/cli/conftest.py), and only those.
     argv = [sys.executable, "-m", "pymysqlpool", "demo", "--table", table, "--threads", "4", "--maxsize", "2", *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL_")}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True)
     killer = threading.Timer(90, proc.kill)  # the test never hangs on a stuck demo
     killer.daemon = True
     killer.start()
