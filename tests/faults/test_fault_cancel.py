@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pymysql
@@ -20,7 +20,7 @@ import pytest
 from _faultkit import connection_id, create_user, session_ids, user_kwargs
 
 from pymysqlpool import PoolTimeout
-from support.sessions import kill_sessions
+from support.sessions import sessions_ended
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
 from support.waiting import wait_until
@@ -31,13 +31,9 @@ CUT = 0.5  # read_timeout: the borrower abandons its statement after this long
 SLACK = 2.0  # seconds of scheduling allowed beyond a contract bound
 
 
-@contextmanager
-def cleaned(server: ThrowawayMariaDB, user: str) -> Iterator[None]:
+def cleaned(server: ThrowawayMariaDB, user: str) -> AbstractContextManager[None]:
     """End the test's sessions still sleeping on the shared throwaway server."""
-    try:
-        yield
-    finally:
-        kill_sessions(server.admin_query, session_ids(server, user), gone_within=10)
+    return sessions_ended(server.admin_query, user, gone_within=10)
 
 
 def proxied_pool(

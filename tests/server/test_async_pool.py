@@ -41,7 +41,7 @@ from pymysqlpool.errors import (
     ReturnConnectionToPoolError,
     WrongEventLoop,
 )
-from support.waiting import wait_until
+from support.waiting import settle
 
 pytestmark = pytest.mark.server
 
@@ -67,12 +67,6 @@ async def fetch(conn: AsyncPooledConnection, sql: str, args: Any = None) -> list
     async with conn.cursor() as cur:
         await cur.execute(sql, args)
         return list(await cur.fetchall())
-
-
-async def settle(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """``wait_until`` while this loop keeps running (the pool's closes and
-    maintenance happen on it)."""
-    return await asyncio.to_thread(wait_until, predicate, timeout)
 
 
 def lent_slots(pool: AsyncConnectionPool) -> int:

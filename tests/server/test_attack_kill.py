@@ -13,13 +13,15 @@ import gc
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, mysql_kwargs, query, raw_connect
+from server_helpers import Account, locked_row, mysql_kwargs, query, sessions_of
 
 from pymysqlpool import AsyncConnectionPool, PoolTimeout
+from support.sessions import sessions_ended
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
@@ -41,11 +43,6 @@ def running_sleeps(admin: Any, account: Account) -> set[int]:
         "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND INFO LIKE 'SELECT SLEEP%%'",
         (account.user,),
     )
-    return {int(row[0]) for row in rows}
-
-
-def sessions_of(admin: Any, account: Account) -> set[int]:
-    rows = query(admin, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (account.user,))
     return {int(row[0]) for row in rows}
 
 
@@ -109,18 +106,12 @@ def test_closing_on_a_new_loop_ends_sessions_whose_kills_the_first_loop_dropped(
     ending loop."""
     account = make_account()
     pool = AsyncConnectionPool(**pool_kwargs(account, maxsize=4, connect_timeout=3))
-    try:
+    with sessions_ended(partial(query, admin), account.user):
         assert asyncio.run(_timed_out_borrowers(pool, 4)) == [True] * 4
         asyncio.run(asyncio.wait_for(pool.close(), 30))
         assert wait_until(lambda: not sessions_of(admin, account), timeout=PROMPT), sessions_of(admin, account)
         stats = pool.get_stats()
         assert stats["killing"] == 0 and stats["open"] == 0, stats
-    finally:
-        for thread_id in sessions_of(admin, account):
-            try:
-                query(admin, f"KILL CONNECTION {thread_id}")
-            except pymysql.err.OperationalError:
-                pass
 
 
 @pytest.mark.xfail(
@@ -158,7 +149,7 @@ def test_closing_on_a_new_loop_after_a_borrower_was_cut_by_the_loop_s_end(
         # machine end it while the borrower was still connecting).
         assert await asyncio.to_thread(wait_until, sleeping, 10)
 
-    try:
+    with sessions_ended(partial(query, admin), account.user):
         asyncio.run(main())
         asyncio.run(asyncio.wait_for(pool.close(), 30))
         assert wait_until(lambda: not sessions_of(admin, account), timeout=BEFORE_SERVER_NOTICES), sessions_of(
@@ -166,12 +157,6 @@ def test_closing_on_a_new_loop_after_a_borrower_was_cut_by_the_loop_s_end(
         )
         stats = pool.get_stats()
         assert stats["killing"] == 0 and stats["open"] == 0, stats
-    finally:
-        for thread_id in sessions_of(admin, account):
-            try:
-                query(admin, f"KILL CONNECTION {thread_id}")
-            except pymysql.err.OperationalError:
-                pass
 
 
 def test_a_borrow_refused_by_max_user_connections_waits_its_whole_timeout(
@@ -388,12 +373,5 @@ def test_an_asyncio_timeout_in_a_transaction_releases_its_row_lock(
 
     stats = asyncio.run(asyncio.wait_for(main(), 30))
     assert stats["kills"] == 1 and stats["kill_failures"] == 0, stats
-    other = raw_connect(init_command="SET SESSION innodb_lock_wait_timeout = 3")
-    try:
-        started = time.monotonic()
-        rows = query(other, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
-        waited = time.monotonic() - started
-        other.rollback()
-    finally:
-        other.close()
+    rows, waited = locked_row(table, 3)
     assert rows == ((0,),) and waited < BEFORE_SERVER_NOTICES

@@ -22,7 +22,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, mysql_kwargs, query, raw_connect
+from server_helpers import Account, locked_row, mysql_kwargs, query, raw_connect, sessions_of
 
 from pymysqlpool import AsyncConnectionPool, ConnectionPool
 from support.interrupts import raise_after
@@ -79,11 +79,6 @@ class SessionSampler:
 
 def pool_kwargs(account: Account, **extra: Any) -> dict[str, Any]:
     return {**mysql_kwargs(), "user": account.user, "password": account.password, **extra}
-
-
-def sessions_of(admin: Any, account: Account) -> set[int]:
-    rows = query(admin, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (account.user,))
-    return {int(row[0]) for row in rows}
 
 
 def connection_id(conn: Any) -> int:
@@ -188,14 +183,7 @@ def test_a_cancelled_transaction_releases_its_row_lock_promptly(
         cur.execute(f"UPDATE `{table}` SET v = 1 WHERE id = 1")
         with pytest.raises(pymysql.err.OperationalError):
             cur.execute(f"SELECT SLEEP({LONG})")
-    other = raw_connect(init_command=f"SET SESSION innodb_lock_wait_timeout = {PROMPT:.0f}")
-    try:
-        started = time.monotonic()
-        rows = query(other, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
-        waited = time.monotonic() - started
-        other.rollback()
-    finally:
-        other.close()
+    rows, waited = locked_row(table, PROMPT)
     assert rows == ((0,),), "the abandoned transaction was not rolled back"
     assert waited < PROMPT
     assert wait_until(lambda: pool.get_stats()["kills"] == 1, timeout=5), pool.get_stats()
