@@ -77,6 +77,15 @@ class SessionSampler:
             self._thread.join(10)
 
 
+def assert_kill_connections_bounded(sampler: SessionSampler) -> None:
+    """docs/parameters.md (kill_on_abandon): each kill in flight adds one side
+    connection, so the account sees at most maxsize + killing <= 2 x maxsize
+    sessions of the pool. (At most one kill per slot at a time: more would
+    break this bound.)"""
+    print(f"sessions of the account: at most {sampler.max_all} in all, {sampler.max_slots} of the pool's own")
+    assert sampler.max_all <= 2 * MAXSIZE, f"{sampler.max_all} sessions of the account, maxsize {MAXSIZE}"
+
+
 def pool_kwargs(account: Account, **extra: Any) -> dict[str, Any]:
     return {**mysql_kwargs(), "user": account.user, "password": account.password, **extra}
 
@@ -126,6 +135,7 @@ def test_sessions_stay_within_maxsize_while_statements_time_out(
     stats = pool.get_stats()
     assert cut[0] >= 2 * MAXSIZE and sampler.samples > 10, (cut, sampler.samples)
     assert sampler.max_slots <= MAXSIZE, f"{sampler.max_slots} sessions of a pool of {MAXSIZE} (shell {shell})"
+    assert_kill_connections_bounded(sampler)
     assert stats["kills"] == cut[0] and stats["kill_failures"] == 0, stats
     assert stats["open"] <= MAXSIZE and stats["killing"] == 0, stats
     pool.close()
@@ -163,6 +173,7 @@ def test_asyncio_cancel_storm_stays_within_maxsize(account: Account, admin: Any)
         stats = asyncio.run(asyncio.wait_for(main(), 120))
     assert stats["cancelled"] >= 2 * MAXSIZE and sampler.samples > 10, (stats, sampler.samples)
     assert sampler.max_slots <= MAXSIZE, f"{sampler.max_slots} sessions of a pool of {MAXSIZE}"
+    assert_kill_connections_bounded(sampler)
     assert stats["kills"] + stats["killing"] >= 1 and stats["kill_failures"] == 0, stats
     assert wait_until(lambda: not sessions_of(admin, account), timeout=5), sessions_of(admin, account)
 
