@@ -20,7 +20,7 @@ import pymysql
 import pytest
 from server_helpers import Account, locked_row, mysql_kwargs, query, sessions_of
 
-from pymysqlpool import AsyncConnectionPool, PoolTimeout
+from pymysqlpool import AsyncConnectionPool, ConnectionLeakWarning, PoolTimeout
 from support.sessions import sessions_ended
 from support.waiting import wait_until
 
@@ -188,6 +188,23 @@ DROPPED_REASON = (
 )
 
 
+def drop_a_cut_borrow(pool: Any, then: Callable[[], object] = lambda: None) -> None:
+    """Borrow, let read_timeout cut a long statement, call ``then``, and drop
+    the connection without giving it back; returns once the pool reclaimed
+    it, with its ConnectionLeakWarning."""
+
+    def leaky() -> None:
+        conn = pool.get_conn()
+        with pytest.raises(pymysql.err.OperationalError):
+            conn.cursor().execute(f"SELECT SLEEP({LONG})")
+        then()
+
+    with pytest.warns(ConnectionLeakWarning, match="garbage-collected"):
+        leaky()
+        gc.collect()
+        assert wait_until(lambda: pool.get_stats()["leaks_reclaimed"] == 1, timeout=2), pool.get_stats()
+
+
 @pytest.mark.threads_only("the asyncio pool's dropped proxy is tested below, on its own loop")
 def test_a_dropped_proxy_whose_statement_was_cut_is_killed(
     make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
@@ -199,16 +216,7 @@ def test_a_dropped_proxy_whose_statement_was_cut_is_killed(
     session is gone, never more than maxsize of the pool's sessions."""
     account = make_account()
     pool = make_pool(**pool_kwargs(account, maxsize=1, read_timeout=0.2, connect_timeout=2))
-
-    def leaky() -> None:
-        conn = pool.get_conn()
-        with pytest.raises(pymysql.err.OperationalError):
-            conn.cursor().execute(f"SELECT SLEEP({LONG})")
-
-    with pytest.warns(Warning):
-        leaky()
-        gc.collect()
-        assert wait_until(lambda: pool.get_stats()["leaks_reclaimed"] == 1, timeout=2), pool.get_stats()
+    drop_a_cut_borrow(pool)
     conn = pool.get_conn(timeout=BEFORE_SERVER_NOTICES)
     try:
         assert len(sessions_of(admin, account)) <= 1, "the server holds more sessions of the pool than maxsize"
@@ -225,17 +233,7 @@ def test_a_proxy_dropped_after_close_whose_statement_was_cut_is_killed(
     reclaimed at once, by the same rule as a return)."""
     account = make_account()
     pool = make_pool(**pool_kwargs(account, maxsize=1, read_timeout=0.2, connect_timeout=2))
-
-    def leaky() -> None:
-        conn = pool.get_conn()
-        with pytest.raises(pymysql.err.OperationalError):
-            conn.cursor().execute(f"SELECT SLEEP({LONG})")
-        pool.close()
-
-    with pytest.warns(Warning):
-        leaky()
-        gc.collect()
-        assert wait_until(lambda: pool.get_stats()["leaks_reclaimed"] == 1, timeout=2), pool.get_stats()
+    drop_a_cut_borrow(pool, then=pool.close)
     assert wait_until(lambda: not running_sleeps(admin, account), timeout=BEFORE_SERVER_NOTICES), "it ran on"
     assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5)
     assert pool.get_stats()["kills"] == 1, pool.get_stats()
@@ -266,7 +264,7 @@ def test_an_asyncio_dropped_proxy_whose_statement_was_cut_is_killed(
             await pool.release(conn)
             return seen
 
-    with pytest.warns(Warning):
+    with pytest.warns(ConnectionLeakWarning, match="garbage-collected"):
         sessions, sleeping = asyncio.run(asyncio.wait_for(main(), 30))
     assert len(sessions) <= 1, f"the server holds {len(sessions)} sessions of a pool of 1"
     assert not sleeping, "the abandoned statement runs on"
