@@ -1043,7 +1043,8 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 CoreMachine.TestCase.settings = SETTINGS
-test_core_machine = CoreMachine.TestCase
+# The machine drops proxies on purpose (the "lent" events): their reclaims warn.
+test_core_machine = pytest.mark.usefixtures("leak_warnings")(CoreMachine.TestCase)
 
 
 # -- directed tests -----------------------------------------------------------------
