@@ -441,6 +441,33 @@ def test_used_by_one_asyncio_run_closed_by_the_next(replication: ReplicationClus
     assert sessions_left(replication.servers) == {s.port: [] for s in replication.servers}
 
 
+def test_a_release_from_another_loop_is_refused_and_loses_no_slot(replication: ReplicationCluster) -> None:
+    """A write and a causal read borrowed on loop A, given back on loop B:
+    WrongEventLoop at once, the slots stay lent (not half-returned), and the
+    release on loop A returns both (docs/asyncio.md, "One event loop")."""
+    cluster = AsyncClusterPool(replication.url(), **KW)
+    loop = asyncio.new_event_loop()
+
+    async def borrow() -> list[Any]:
+        await cluster.open()
+        assert await cluster.wait_ready(20, read_only=True)
+        return [await cluster.get_conn(), await cluster.get_conn(read_only=True, causal=True)]
+
+    try:
+        conns = loop.run_until_complete(borrow())
+        for conn in conns:
+            with pytest.raises(WrongEventLoop):
+                asyncio.run(cluster.release(conn))
+        assert (cluster.get_stats()["borrowed"], cluster.get_stats()["returns"]) == (2, 0)
+        for conn in conns:
+            loop.run_until_complete(cluster.release(conn))
+        assert book_errors(cluster.get_stats()) == []
+    finally:
+        loop.run_until_complete(cluster.close())
+        assert asyncio.all_tasks(loop) == set()
+        loop.close()
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.02, 0.3, 1.0])
 def test_open_cancelled_at_any_point_with_a_frozen_replica_leaves_nothing(
     restore: ReplicationCluster, delay: float
