@@ -20,7 +20,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -122,6 +121,18 @@ class SessionPeaks:
 
 
 # -- books ---------------------------------------------------------------------------
+
+
+def pool_threads_ended(within: float = 5.0) -> None:
+    """Wait (bounded) until no thread of a closed ClusterPool runs: a probe
+    worker outlives close() by up to a connect and may log a traceback. Python
+    3.11's ast.parse, called for pytest's report of a failure, can then raise
+    SystemError ('AST constructor recursion depth mismatch') and end the whole run."""
+    deadline = time.monotonic() + within
+    for _ in range(int(within / 0.05) + 1):
+        if not any(t.name.startswith("pymysqlpool") for t in threading.enumerate()) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def closes(stats: dict[str, Any]) -> int:
@@ -294,16 +305,29 @@ def test_cancel_storm_leaves_exact_books_and_no_session(cancel_storm: Storm) -> 
     " session N ()'), their slots are freed while the session is still on the server (kill_failures > 0,"
     " more than maxsize sessions of a node pool at once); a plain AsyncConnectionPool shows the same",
 )
-def test_cancel_storm_on_a_healthy_cluster_kills_every_abandoned_statement(cancel_storm: Storm) -> None:
+def test_cancel_storm_on_a_healthy_cluster_kills_every_abandoned_statement(
+    cancel_storm: Storm, replication: ReplicationCluster
+) -> None:
     """docs/asyncio.md: the pool kills an abandoned statement's session and
     counts the slot until the server let it go, so the server never holds more
     than maxsize of a pool's sessions; kill_failures are kills refused or
-    unreachable (docs/stats.md). Every node here answers within milliseconds."""
-    seen = cancel_storm
-    assert seen.stats["kills"] > 50, seen.stats  # abandoned statements were killed
-    assert seen.stats["kill_failures"] == 0, (seen.stats["kill_failures"], seen.stats["kills"])
-    # A node pool's slots plus its probe connection.
-    assert all(peak <= MAXSIZE + 1 for peak in seen.peaks.values()), (seen.peaks, seen.at_peak)
+    unreachable (docs/stats.md). Every node here answers within milliseconds.
+    The defect showed in all but one of about ten storms: up to two more run when the
+    first one did not show it."""
+
+    def shows_defect(seen: Storm) -> bool:
+        return seen.stats["kill_failures"] > 0 or any(peak > MAXSIZE + 1 for peak in seen.peaks.values())
+
+    storms = [cancel_storm]
+    for _ in range(2):
+        if shows_defect(storms[-1]):
+            break
+        storms.append(asyncio.run(storm(replication, 8.0)))
+    assert all(seen.stats["kills"] > 50 for seen in storms)  # abandoned statements were killed
+    # A node pool's slots plus its probe connection, and no kill failing.
+    assert not any(shows_defect(seen) for seen in storms), [
+        (seen.stats["kill_failures"], seen.stats["kills"], seen.peaks, seen.at_peak) for seen in storms
+    ]
 
 
 # -- frozen and flapping nodes ------------------------------------------------------------
@@ -395,6 +419,7 @@ def test_thread_writers_with_the_primary_frozen_end_within_their_bound(restore: 
         assert book_errors(stats) == []
     finally:
         cluster.close()
+        pool_threads_ended()
     assert sessions_left(replication.servers) == {s.port: [] for s in replication.servers}
 
 
@@ -546,6 +571,7 @@ def test_causal_read_is_never_stale_while_no_primary_exists(restore: Replication
     finally:
         replication.primary.admin_query("SET GLOBAL read_only=0")
         cluster.close()
+        pool_threads_ended()
 
 
 # -- the asyncio surface ------------------------------------------------------------------------
@@ -560,36 +586,36 @@ def test_the_wrong_with_says_which_form_to_use() -> None:
     """docs/asyncio.md: a plain `with` on the asyncio pool or on its
     connection() raises a TypeError that says to use `async with`; the thread
     pool's `async with` says the reverse; the clusters are those pools' twins."""
+    messages = []
+    tcluster = ClusterPool(hosts=[("127.0.0.1", 9)], pre_create_num=0, connect_timeout=0.5)
 
-    async def scenario() -> list[str]:
-        messages = []
+    async def enter_threads_cluster() -> None:
+        async with tcluster:  # type: ignore[attr-defined]
+            pass
+
+    try:
+        with pytest.raises(TypeError) as raised:
+            asyncio.run(enter_threads_cluster())
+        messages.append(str(raised.value))
+    finally:
+        tcluster.close()
+
+    async def enter_asyncio_cluster() -> None:
         acluster = AsyncClusterPool(hosts=[("127.0.0.1", 9)], pre_create_num=0)
-        tcluster = ClusterPool(hosts=[("127.0.0.1", 9)], pre_create_num=0, connect_timeout=0.5)
         try:
             for wrong in (acluster, acluster.connection()):
                 with pytest.raises(TypeError) as raised, wrong:  # type: ignore[attr-defined]
                     pass
                 messages.append(str(raised.value))
-            with pytest.raises(TypeError) as raised:
-                async with tcluster:  # type: ignore[attr-defined]
-                    pass
-            messages.append(str(raised.value))
         finally:
             await acluster.close()
-            tcluster.close()
-        return messages
 
-    messages = asyncio.run(scenario())
+    asyncio.run(enter_asyncio_cluster())
+    pool_threads_ended()
     assert all("async with" in m for m in messages), messages
 
 
 # -- Galera -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def galera_cluster() -> Iterator[GaleraCluster]:
-    with GaleraCluster() as cluster:
-        yield cluster
 
 
 def writer_port(cluster: Any) -> int:
@@ -598,12 +624,11 @@ def writer_port(cluster: Any) -> int:
         return int(cur.fetchone()[0])
 
 
-def test_galera_writer_frozen_then_thawed(galera_cluster: GaleraCluster, cluster_cls: Any) -> None:
+def test_galera_writer_frozen_then_thawed(galera: GaleraCluster, cluster_cls: Any) -> None:
     """docs/cluster.md (Galera, galera_writer="single"): the writer frozen
     (SIGSTOP) under write borrows: each borrow ends within timeout +
     connect_timeout and the writes move to another synced node; while the node
     thaws and rejoins, never more than one node takes writes at a time."""
-    galera = galera_cluster
     cluster = cluster_cls(galera.url(), **{**KW, "read_timeout": 2})
     frozen: Optional[ThrowawayMariaDB] = None
     writers_seen: list[list[str]] = []
@@ -657,4 +682,5 @@ def test_galera_writer_frozen_then_thawed(galera_cluster: GaleraCluster, cluster
         if frozen is not None:
             frozen.resume()
         cluster.close()
+        pool_threads_ended()
         galera.wait_synced(90)
