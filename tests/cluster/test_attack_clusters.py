@@ -26,7 +26,7 @@ from typing import Any, Optional
 import pymysql
 import pytest
 
-from pymysqlpool import AsyncClusterPool, ClusterPool, PoolTimeout, WrongEventLoop
+from pymysqlpool import AsyncClusterPool, ClusterPool, PoolError, PoolTimeout, WrongEventLoop
 from support.mariadb_cluster import APP_USER, GaleraCluster, ReplicationCluster
 from support.throwaway_mariadb import ThrowawayMariaDB
 
@@ -684,3 +684,61 @@ def test_galera_writer_frozen_then_thawed(galera: GaleraCluster, cluster_cls: An
         cluster.close()
         pool_threads_ended()
         galera.wait_synced(90)
+
+
+# -- a promotion that lacks an acknowledged write ----------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="writes are lent on a replica promoted while the primary was unreachable though it lacks the"
+    " primary's last known GTID position (an acknowledged write the pool had seen): no evidence is asked of it",
+)
+def test_a_promoted_replica_lacking_an_acknowledged_write_takes_no_writes(cluster_cls: Any) -> None:
+    """DESIGN.md: a node is trusted for writes on evidence (GTID position,
+    replication state), not because it answers now; docs/cluster.md compares
+    @@gtid_binlog_pos with every other node's last known position before a
+    suspect takes writes. Here both replicas stopped replicating, a write was
+    acknowledged by the primary (and probed), the primary froze, and a careless
+    orchestrator promoted a replica that lacks that write."""
+    with ReplicationCluster() as replication:
+        primary, promoted, _ = replication.servers
+        cluster = cluster_cls(replication.url(), **KW)
+        try:
+            assert cluster.wait_ready(20, read_only=True)
+            table = f"atk_{uuid.uuid4().hex[:8]}"
+            with cluster.connection() as conn, conn.cursor() as cur:
+                cur.execute(f"CREATE TABLE {table} (v INT)")
+            replication.wait_caught_up()
+            for replica in replication.replicas:
+                replica.admin_query("STOP SLAVE")
+            with cluster.connection() as conn, conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {table} VALUES (1)")  # acknowledged by the primary alone
+            node = f"127.0.0.1:{primary.port}"
+            want = replication.gtid(primary)
+            deadline = time.monotonic() + 10
+            while cluster.get_stats()["nodes"][node]["gtid"] != want and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert cluster.get_stats()["nodes"][node]["gtid"] == want  # the pool saw the write's position
+            primary.pause()
+            try:
+                deadline = time.monotonic() + 10
+                while cluster.get_stats()["nodes"][node]["role"] != "down" and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                promoted.admin_query("RESET SLAVE ALL")
+                promoted.admin_query("SET GLOBAL read_only=0")
+                lent_on: Optional[tuple[int, int]] = None
+                try:
+                    with cluster.connection(timeout=2) as conn, conn.cursor() as cur:
+                        cur.execute(f"SELECT @@port, COUNT(*) FROM {table}")
+                        lent_on = tuple(cur.fetchone())
+                except (PoolError, pymysql.err.MySQLError):
+                    pass  # refused (PoolTimeout, SplitBrainError): what the evidence rule asks
+            finally:
+                primary.resume()
+        finally:
+            cluster.close()
+            pool_threads_ended()
+    assert lent_on is None, (
+        f"a write borrow was lent on port {lent_on[0]}, which holds {lent_on[1]} of 1 acknowledged rows"
+    )
