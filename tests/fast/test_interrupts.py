@@ -160,6 +160,8 @@ def books_exact(pool: ConnectionPool, server: FakeServer) -> None:
     assert stats["open"] == stats["idle"] + stats["borrowed"] == pool._open
     assert stats["open"] == len(pool._slots) == server.open_count
     assert conserved(pool)
+    with pool._lock:
+        pool._books.check_invariants(lending=not pool.closed)
 
 
 def all_slots_usable(pool: ConnectionPool) -> None:
@@ -370,6 +372,7 @@ def test_asynchronous_exception_storm_loses_no_slot(
     assert stats["connecting"] == 0 and stats["waiting"] == 0 and pool._held == 0, books
     assert stats["open"] == len(pool._slots) and stats["open"] <= pool.maxsize, books
     assert conserved(pool), books
+    pool._books.check_invariants(lending=not pool.closed)
     borrowed: List[Any] = []
     for _ in range(pool.maxsize):
         try:

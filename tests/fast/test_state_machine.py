@@ -645,6 +645,7 @@ class PoolMachine(RuleBasedStateMachine):
         if self.pool is None:
             return
         pool = self.pool
+        pool._books.check_invariants(lending=not pool.closed)
         current = self._current()
         total = pool.total_num
         assert pool.available_num + len(current) == total
