@@ -77,23 +77,47 @@ _REPLACED = ("closed_lifetime", "closed_drained")  # reasons whose connections g
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
 _TICK = 1.0  # longest pause between maintenance rounds
 
-# What a plan asks its shell to do.
-DIAL = 0  # open a connection within budget seconds -> (raw, keepalive seconds)
-CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
-PING = 2  # keep-alive ping -> None, raises if dead
-CLOSE = 3  # close politely (COM_QUIT), never raises
-RESET = 4  # roll back / reset the session on return -> True if a ROLLBACK was sent
-WAIT = 5  # wait on a waiter up to timeout -> True if woken
-SLEEP = 6  # pause -> None
-KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
+
+class Op:
+    """What a plan asks its shell to do: the first item of each request it
+    yields. Each group of constants (these, :class:`Verdict`, the slot states
+    of :class:`~pymysqlpool._slot.SlotState`) has values of its own, so one
+    compared with another's is never equal."""
+
+    DIAL = 0  # open a connection within budget seconds -> (raw, keepalive seconds)
+    CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
+    PING = 2  # keep-alive ping -> None, raises if dead
+    CLOSE = 3  # close politely (COM_QUIT), never raises
+    RESET = 4  # roll back / reset the session on return -> True if a ROLLBACK was sent
+    WAIT = 5  # wait on a waiter up to timeout -> True if woken
+    SLEEP = 6  # pause -> None
+    KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
+
+
+class Verdict:
+    """What becomes of an idle slot granted to a borrow (``PoolCore._verdict``)."""
+
+    LEND = 10  # lent as it is
+    VALIDATE = 11  # checked first
+    EXPIRED = 12  # closed: past its lifetime
+
+
+# Read once into module constants: the code reads globals, never the classes'
+# attributes (CPython 3.11 does not specialize those reads).
+DIAL, CHECK, PING, CLOSE, RESET, WAIT, SLEEP, KILL = (
+    Op.DIAL,
+    Op.CHECK,
+    Op.PING,
+    Op.CLOSE,
+    Op.RESET,
+    Op.WAIT,
+    Op.SLEEP,
+    Op.KILL,
+)
+LEND, VALIDATE, EXPIRED = Verdict.LEND, Verdict.VALIDATE, Verdict.EXPIRED
 
 Request = Tuple[int, Any, Any]
 Plan = Generator[Request, Any, Any]
-
-# Verdicts on a slot about to be lent.
-LEND = 0
-VALIDATE = 1
-EXPIRED = 2
 
 
 class Lock(Protocol):

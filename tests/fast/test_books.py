@@ -363,3 +363,20 @@ def test_surplus_allows_resize_extras() -> None:
     books.check_invariants(surplus=1)
     books.idle[0].doom("closed_resized")
     books.check_invariants()
+
+
+def test_constant_groups_do_not_share_values() -> None:
+    import pymysqlpool._core as core
+    import pymysqlpool._slot as slot_module
+
+    groups = {}
+    for namespace in (core.Op, core.Verdict, slot_module.SlotState):
+        names = {k: v for k, v in vars(namespace).items() if k.isupper()}
+        groups[namespace.__name__] = names
+        for name, value in names.items():  # the module constant is the class's
+            module = slot_module if namespace is slot_module.SlotState else core
+            assert getattr(module, name) == value, name
+        assert len(set(names.values())) == len(names), namespace.__name__
+    values = [v for names in groups.values() for v in names.values()]
+    assert len(set(values)) == len(values), groups
+    assert len(groups["Op"]) == 8 and len(groups["Verdict"]) == 3 and len(groups["SlotState"]) == 6
