@@ -41,7 +41,7 @@ from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protoc
 from ._books import Books
 from ._config import PoolConfig, describe
 from ._events import Events, ResetHook, as_sequence, fire_logged
-from ._lifecycle import Lifecycle
+from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._waiting import DialToken, Grant, Waiter
@@ -247,7 +247,8 @@ class PoolCore:
             build_seconds("reconnect_timeout", reconnect_timeout),
             reconnect_failed,
         )
-        self._closed = True  # lends nothing until the shell opens it
+        # Lends nothing until the shell opens it (see PoolState).
+        self._state = POOL_PENDING if open else POOL_NEW
 
     # -- public properties --------------------------------------------------
 
@@ -273,7 +274,12 @@ class PoolCore:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Not lending: closed, or not opened yet."""
+        return self._state != POOL_OPEN
+
+    @property
+    def _closed(self) -> bool:  # the shells' name until they are moved
+        return self._state != POOL_OPEN
 
     @property
     def timeout(self) -> float:
@@ -282,7 +288,7 @@ class PoolCore:
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.name!r} {describe(self._config)} open={self._books.open}"
-            f" idle={len(self._idle)} maxsize={self._books.maxsize}{' closed' if self._closed else ''}>"
+            f" idle={len(self._idle)} maxsize={self._books.maxsize}{' closed' if self._state != POOL_OPEN else ''}>"
         )
 
     # The books' counts under the names the shells and tests read (read-only).
@@ -485,7 +491,7 @@ class PoolCore:
                         delay = min(delay * 2, _BACKOFF_CAP)
                         continue
                     if not self._book_dialed(grant, fresh):
-                        closed = self._closed
+                        closed = self._state != POOL_OPEN
                         yield from self._close_plan(fresh, "closed_on_pool_close" if closed else "closed_orphaned")
                         if closed:
                             self._unreserve(grant, "borrow_errors", served=True)
@@ -523,7 +529,7 @@ class PoolCore:
     def _reserve_now(self, queued: bool) -> Union[Slot, DialToken, Waiter]:
         """An idle slot, a right to dial, or a waiter now queued."""
         with self._lock:
-            if self._closed:
+            if self._state != POOL_OPEN:
                 self._stats.borrow_errors += 1
                 raise PoolClosed(f"pool {self.name!r} is closed")
             books = self._books
@@ -587,7 +593,7 @@ class PoolCore:
         or None when the pause ended (or an idle slot or a close is there for
         the next reservation to find)."""
         with self._lock:
-            if self._idle or self._closed or pause <= 0:
+            if self._idle or self._state != POOL_OPEN or pause <= 0:
                 return None
             waiter = self._waiter(_monotonic())
             waiter.backoff = True
@@ -612,7 +618,7 @@ class PoolCore:
             if books.withdraw(waiter):
                 return
             grant = waiter.grant
-            if isinstance(grant, Slot) and books.unlend(grant) and not self._closed:
+            if isinstance(grant, Slot) and books.unlend(grant) and self._state == POOL_OPEN:
                 self._park(grant, grant.last_used)
                 return
         if isinstance(grant, DialToken):
@@ -769,7 +775,7 @@ class PoolCore:
         False on a closed pool (the token is left to the caller), or when the
         token was revoked as orphaned and its place taken (the caller closes it)."""
         with self._lock:
-            return not self._closed and self._books.book_lent(slot, token)
+            return self._state == POOL_OPEN and self._books.book_lent(slot, token)
 
     def _dial_failed(self, token: DialToken, exc: Exception, deadline: float) -> None:
         """A borrower's connect failed. Gives the right to dial back, then
@@ -777,12 +783,12 @@ class PoolCore:
         takes a returned connection), raises the driver's error when retrying
         cannot help, and ``PoolTimeout`` when time is up."""
         fatal = self._drv.is_fatal_connect_error(exc) or not self._life.ever_connected
-        if not (fatal or self._closed) and _monotonic() < deadline:
+        if not (fatal or self._state != POOL_OPEN) and _monotonic() < deadline:
             self._unreserve(token, None, served=True)
             logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
             return
         logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
-        if fatal or self._closed:
+        if fatal or self._state != POOL_OPEN:
             self._unreserve(token, "borrow_errors", served=True)
             raise exc
         self._unreserve(token, "borrow_timeouts", served=True)
@@ -806,7 +812,7 @@ class PoolCore:
     def _pass_capacity(self) -> bool:
         """A slot became free: the oldest waiter may dial, unless it is backing
         off from a failed connect (lock held). True if it was given the right."""
-        return not self._closed and self._books.serve_waiter_with_room()
+        return self._state == POOL_OPEN and self._books.serve_waiter_with_room()
 
     # -- returning ----------------------------------------------------------
 
@@ -861,7 +867,7 @@ class PoolCore:
                     stats.use_s += used
                     if used > stats.use_max_s:
                         stats.use_max_s = used
-                    if clean and slot.expires > now and not self._closed:
+                    if clean and slot.expires > now and self._state == POOL_OPEN:
                         # Clean return: no round trip, to the oldest waiter
                         # or straight from OUT to IDLE (Books.park, written
                         # out for its speed where nobody waits). Held for the
@@ -923,7 +929,7 @@ class PoolCore:
             # was lent. (Further result sets still to read are expected bytes.)
             self._suspect(_monotonic())
             return "closed_broken"
-        if self._closed:
+        if self._state != POOL_OPEN:
             return "closed_on_pool_close"
         if slot.expires <= _monotonic():
             return "closed_lifetime"
@@ -950,7 +956,7 @@ class PoolCore:
                     self._stats.session_resets += 1
                 if slot.state != HELD:
                     return  # closed meanwhile as orphaned: reset for too long (see _reconcile_plan)
-                if not self._closed:
+                if self._state == POOL_OPEN:
                     self._park(slot, _monotonic())
                     return
             reason = "closed_on_pool_close"
@@ -1094,7 +1100,7 @@ class PoolCore:
         meanwhile, and a side connection keeps a stuck KILL away from the
         pool. None if no connection is idle, else whether the session is gone."""
         with self._lock:
-            slot = None if self._closed else self._books.hold_idle_end(newest=True)
+            slot = None if self._state != POOL_OPEN else self._books.hold_idle_end(newest=True)
             if slot is None:
                 return None
         failed = False
@@ -1172,7 +1178,7 @@ class PoolCore:
     def _take_idle(self, pick: Callable[[Slot, int], bool]) -> List[Slot]:
         """Move the idle slots ``pick`` selects (oldest first) to HELD."""
         with self._lock:
-            if self._closed:
+            if self._state != POOL_OPEN:
                 return []
             return self._books.hold_idle(pick)
 
@@ -1182,7 +1188,7 @@ class PoolCore:
         with self._lock:
             if slot.state != HELD:
                 return
-            if not self._closed:
+            if self._state == POOL_OPEN:
                 self._park(slot, _monotonic())
                 return
         yield from self._close_plan(slot, "closed_on_pool_close")
@@ -1223,7 +1229,7 @@ class PoolCore:
         ``token``, if any) as idle. False if the pool closed meanwhile: the
         caller closes it."""
         with self._lock:
-            return not self._closed and self._books.book_idle(slot, token, _monotonic())
+            return self._state == POOL_OPEN and self._books.book_idle(slot, token, _monotonic())
 
     def _reconcile_plan(self, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
         """Give back what an interrupt orphaned (one that landed inside the
@@ -1354,11 +1360,11 @@ class PoolCore:
     def _shut(self) -> Optional[Tuple[List[Slot], Any]]:
         """Stop lending: fail the waiters and take the idle slots (HELD) and
         the maintenance to stop; None if the pool was closed already."""
-        self._life.shut = True
         with self._lock:
-            if self._closed:
+            was = self._state
+            self._state = POOL_CLOSED
+            if was != POOL_OPEN:
                 return None
-            self._closed = True
             books = self._books
             idle = books.hold_idle(lambda slot, position: True)
             self._stats.borrow_errors += books.fail_waiters(PoolClosed(f"pool {self.name!r} was closed while waiting"))
@@ -1387,12 +1393,11 @@ class PoolCore:
     def _start(self) -> bool:
         """open(): lend from now on; False if it was open already."""
         with self._lock:
-            if self._life.shut:
+            if self._state == POOL_CLOSED:
                 raise PoolClosed(f"pool {self.name!r} was closed; make a new pool")
-            if self._life.opened:
+            if self._state == POOL_OPEN:
                 return False
-            self._life.opened = True
-            self._closed = False
+            self._state = POOL_OPEN
             return True
 
     def _warm_enough(self, limit: float, deadline: float) -> bool:
@@ -1400,8 +1405,8 @@ class PoolCore:
         target = self._config.pre_create_num
         if self._books.open >= target:
             return True
-        if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is {'closed' if self._life.shut else 'not open'}")
+        if self._state != POOL_OPEN:
+            raise PoolClosed(f"pool {self.name!r} is {'closed' if self._state == POOL_CLOSED else 'not open'}")
         if _monotonic() >= deadline:
             raise PoolTimeout(
                 f"pool {self.name!r}: {self._books.open} of {target} connections open after {limit:.3g} s;"
@@ -1604,7 +1609,7 @@ class PoolCore:
         books = self._books
         with self._lock:
             count = books.open + books.connecting
-            if self._closed or count >= books.maxsize:
+            if self._state != POOL_OPEN or count >= books.maxsize:
                 return False
             if count >= target and (not self._replacements or count >= keep):
                 self._replacements = 0
@@ -1619,7 +1624,7 @@ class PoolCore:
             raise
         if self._book_idle(slot, token):
             return True
-        closed = self._closed
+        closed = self._state != POOL_OPEN
         self._unreserve(token, None, served=False)
         yield from self._close_plan(slot, "closed_on_pool_close" if closed else "closed_orphaned")
         return False

@@ -122,12 +122,11 @@ class ConnectionPool(PoolCore):
         )
         _forking.register(self)
         if open:
-            self._closed = False
+            self._start()
             try:
                 self._prefill()
             except DriverError as exc:  # as a borrow's: where, without the plan machinery
                 raise connect_failed(exc, self.name, describe(config)) from exc
-            self._life.opened = True
 
     @classmethod
     def from_url(cls, url: str, **pool_kwargs: Any) -> ConnectionPool:
@@ -382,7 +381,7 @@ class ConnectionPool(PoolCore):
         end = self._kills_end()
         while self._killing and _monotonic() < end:
             time.sleep(0.005)  # bounded by the kills' own bound
-        if grace is None or not self._life.opened:
+        if grace is None:  # (a pool never opened has nothing out: returns 0 below)
             return 0
         deadline = _monotonic() + grace
         while self._open and _monotonic() < deadline:

@@ -380,3 +380,16 @@ def test_constant_groups_do_not_share_values() -> None:
     values = [v for names in groups.values() for v in names.values()]
     assert len(set(values)) == len(values), groups
     assert len(groups["Op"]) == 8 and len(groups["Verdict"]) == 3 and len(groups["SlotState"]) == 6
+
+
+def test_pool_states_are_a_group_of_their_own() -> None:
+    import pymysqlpool._core as core
+    import pymysqlpool._lifecycle as lifecycle
+    import pymysqlpool._slot as slot_module
+
+    others = {v for ns in (core.Op, core.Verdict, slot_module.SlotState) for k, v in vars(ns).items() if k.isupper()}
+    states = {k: v for k, v in vars(lifecycle.PoolState).items() if k.isupper()}
+    assert set(states) == {"NEW", "PENDING", "OPEN", "CLOSED"}
+    assert len(set(states.values())) == 4 and not others & set(states.values())
+    for name, value in states.items():
+        assert getattr(lifecycle, f"POOL_{name}") == value
