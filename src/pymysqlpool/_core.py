@@ -51,12 +51,6 @@ from .stats import Counters, Number
 
 logger = logging.getLogger("pymysqlpool")
 
-_monotonic = time.monotonic
-
-
-def _now() -> float:
-    return _monotonic()  # read at each call: the tests replace _monotonic
-
 
 # A borrow that times out while every connection has been lent this long hints at leak_timeout.
 _LEAK_HINT_AFTER = 60.0
@@ -195,6 +189,7 @@ class PoolCore:
         reconnect_timeout: float,
         reconnect_failed: Optional[Callable[[Any], Any]],
         kill_on_abandon: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(kill_on_abandon, bool):
             raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
@@ -222,11 +217,14 @@ class PoolCore:
         self._always_reset = False
         self._refresh_events()
         self._lock = lock
+        # Monotonic seconds for every time the core keeps or compares (tests
+        # pass a fake one); the shells keep their I/O bounds on the real clock.
+        self._clock = clock
         self._stats = Counters()
         # The record of which slot is where: see _books.py. The hot paths
         # read its idle deque and waiter queue through these two names (the
         # same objects, never rebound).
-        self._books = Books(cfg.maxsize, self._stats, _now)
+        self._books = Books(cfg.maxsize, self._stats, clock)
         self._idle = self._books.idle
         self._waiters = self._books.waiters
         self._generation = 0
@@ -291,6 +289,11 @@ class PoolCore:
             f" idle={len(self._idle)} maxsize={self._books.maxsize}{' closed' if self._state != POOL_OPEN else ''}>"
         )
 
+    def _use_clock(self, clock: Callable[[], float]) -> None:
+        """Read time from ``clock`` from now on: the tests' way to give a
+        shell-made pool a fake clock, until the shells take ``clock=`` too."""
+        self._clock = self._books.clock = clock
+
     # The books' counts under the names the shells and tests read (read-only).
 
     @property
@@ -340,7 +343,7 @@ class PoolCore:
 
     def _checked_in(self, slot: Slot) -> bool:
         """Run the check-in hooks on a returned (held) connection; False if one raised."""
-        used = _monotonic() - slot.borrowed_at
+        used = self._clock() - slot.borrowed_at
         try:
             for hook in self._events.on_checkin:
                 hook(slot.raw, used)
@@ -377,7 +380,8 @@ class PoolCore:
                     self._stats.borrows += 1
             if slot is None:
                 return self._borrow(None, None, False)
-            now = _monotonic()
+            clock = self._clock  # called as a local: self._clock() would not specialize
+            now = clock()
             last_used = slot.last_used
             # _verdict's rule, written out for its speed.
             if (
@@ -425,7 +429,7 @@ class PoolCore:
         return self._probe_free and probe is not None and bool(probe(0))
 
     def _mark_lent(self, slot: Slot) -> None:
-        slot.borrowed_at = _monotonic()
+        slot.borrowed_at = self._clock()
         if self._config.leak_timeout is not None:
             slot.leak_reported = False
             slot.borrow_stack = caller_stack()
@@ -435,7 +439,7 @@ class PoolCore:
         raised (the caller then closes the slot)."""
         try:
             for hook in self._events.on_checkout:
-                hook(slot.raw, _monotonic() - started)
+                hook(slot.raw, self._clock() - started)
         except Exception as exc:
             logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
             return ValueError(f"on_checkout rejected a connection: {exc}")
@@ -452,7 +456,7 @@ class PoolCore:
         connect_timeout``, so no borrow outlives that bound however many
         connections fail.
         """
-        started = _monotonic()
+        started = self._clock()
         deadline = started + (self._config.timeout if timeout is None else timeout)
         io_timeout = self._config.io_timeout
         hard_end = deadline + io_timeout
@@ -466,7 +470,7 @@ class PoolCore:
             while True:
                 # The first attempt gets all of connect_timeout; later ones what is left.
                 retry = bool(rejected) or last_error is not None
-                budget = min(io_timeout, hard_end - _monotonic()) if retry else io_timeout
+                budget = min(io_timeout, hard_end - self._clock()) if retry else io_timeout
                 if grant is None:
                     if retry and (budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                         self._count("borrow_timeouts")
@@ -486,7 +490,7 @@ class PoolCore:
                         # Back off without holding the right to dial, as a
                         # waiter: a connection returned meanwhile is taken at
                         # once (the server may refuse more sessions: 1226).
-                        pause = min(delay * (0.5 + random.random() / 2), deadline - _monotonic())
+                        pause = min(delay * (0.5 + random.random() / 2), deadline - self._clock())
                         grant = yield from self._backoff_plan(pause)  # a slot is validated and lent below
                         delay = min(delay * 2, _BACKOFF_CAP)
                         continue
@@ -546,7 +550,7 @@ class PoolCore:
                     f"pool {self.name!r}: all {books.maxsize} connections in use and"
                     f" {len(self._waiters)} borrowers already waiting (max_waiting={limit})"
                 )
-            waiter = self._waiter(_monotonic())
+            waiter = self._waiter(self._clock())
             books.queue(waiter)
             if not queued:  # a borrow that queues again is still one borrow that waited
                 self._stats.borrows_waited += 1
@@ -566,7 +570,7 @@ class PoolCore:
                     if self._books.withdraw(waiter):
                         timed_out = True
                         self._stats.borrow_timeouts += 1
-                        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+                        self._stats.borrow_wait_ms += (self._clock() - waiter.since) * 1000.0
                 # Otherwise served between the timeout and the withdrawal: the
                 # grant (or the error) was recorded before the waiter left the queue.
         except BaseException:  # KeyboardInterrupt, cancellation: leave nothing behind
@@ -595,7 +599,7 @@ class PoolCore:
         with self._lock:
             if self._idle or self._state != POOL_OPEN or pause <= 0:
                 return None
-            waiter = self._waiter(_monotonic())
+            waiter = self._waiter(self._clock())
             waiter.backoff = True
             self._books.queue(waiter)
         try:
@@ -646,7 +650,7 @@ class PoolCore:
 
     def _validate_plan(self, slot: Slot, force: bool, budget: float) -> Plan:
         """Make sure a slot taken from idle can be lent; discard it if not."""
-        now = _monotonic()
+        now = self._clock()
         if self._hung_up(slot):  # validated for free: dead, no ping needed
             self._suspect(now)
             yield from self._reject_plan(slot, "closed_failed_check")
@@ -664,7 +668,7 @@ class PoolCore:
             self._suspect(now)
             yield from self._reject_plan(slot, "closed_failed_check")
             return False
-        slot.last_used = _monotonic()
+        slot.last_used = self._clock()
         return True
 
     def _reject_plan(self, slot: Slot, reason: str) -> Plan:
@@ -695,7 +699,7 @@ class PoolCore:
         counted in ``connections_made``): the caller books it (_book_dialed,
         _book_idle, _swap_in) or closes it, and either counts it. Raises the
         driver's error."""
-        started = _monotonic()
+        started = self._clock()
         epoch = self._life.epoch
         try:
             raw, keepalive = yield (DIAL, self._config.io_timeout if budget is None else budget, None)
@@ -703,7 +707,7 @@ class PoolCore:
             failed = isinstance(exc, Exception)  # an interrupt or a cancel is no connect error
             with self._lock:
                 self._stats.connect_errors += failed
-                self._stats.connect_ms += (_monotonic() - started) * 1000.0
+                self._stats.connect_ms += (self._clock() - started) * 1000.0
             if isinstance(exc, Exception):
                 self._connect_failed(exc, started)
             raise
@@ -714,8 +718,8 @@ class PoolCore:
         drv = self._drv
         try:
             for hook in self._events.on_connect:
-                hook(raw, _monotonic() - started)
-            now = _monotonic()
+                hook(raw, self._clock() - started)
+            now = self._clock()
             lifetime = self._config.con_lifetime
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
@@ -760,7 +764,7 @@ class PoolCore:
         that lasted reconnect_timeout."""
         life = self._life
         with self._lock:
-            due = life.connect_failed(exc, started, _monotonic())
+            due = life.connect_failed(exc, started, self._clock())
         if due and life.reconnect_failed is not None:
             logger.error(
                 "pool %r: no connection could be opened for %.1f s: %s", self.name, life.reconnect_timeout, exc
@@ -783,7 +787,7 @@ class PoolCore:
         takes a returned connection), raises the driver's error when retrying
         cannot help, and ``PoolTimeout`` when time is up."""
         fatal = self._drv.is_fatal_connect_error(exc) or not self._life.ever_connected
-        if not (fatal or self._state != POOL_OPEN) and _monotonic() < deadline:
+        if not (fatal or self._state != POOL_OPEN) and self._clock() < deadline:
             self._unreserve(token, None, served=True)
             logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
             return
@@ -842,7 +846,8 @@ class PoolCore:
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
-        now = _monotonic()
+        clock = self._clock  # called as a local: self._clock() would not specialize
+        now = clock()
         probe = slot.probe
         clean = (
             not failed
@@ -916,7 +921,7 @@ class PoolCore:
         if slot.retire is not None:
             return slot.retire
         if drv.is_broken(raw):
-            self._suspect(_monotonic())
+            self._suspect(self._clock())
             return "closed_broken"
         if drv.mid_answer(raw):
             # The borrower stopped in the middle of an answer (an interrupted
@@ -927,11 +932,11 @@ class PoolCore:
         if probe is not None and not drv.results_pending(raw) and probe(0):
             # Readable with nothing expected: the server hung up on it while it
             # was lent. (Further result sets still to read are expected bytes.)
-            self._suspect(_monotonic())
+            self._suspect(self._clock())
             return "closed_broken"
         if self._state != POOL_OPEN:
             return "closed_on_pool_close"
-        if slot.expires <= _monotonic():
+        if slot.expires <= self._clock():
             return "closed_lifetime"
         return None
 
@@ -957,7 +962,7 @@ class PoolCore:
                 if slot.state != HELD:
                     return  # closed meanwhile as orphaned: reset for too long (see _reconcile_plan)
                 if self._state == POOL_OPEN:
-                    self._park(slot, _monotonic())
+                    self._park(slot, self._clock())
                     return
             reason = "closed_on_pool_close"
         yield from self._close_plan(slot, reason, kill)
@@ -1012,7 +1017,7 @@ class PoolCore:
         """
         with self._lock:
             if kill and slot.state == HELD:  # the return's: gone or KILLING already otherwise
-                self._books.await_kill(slot, reason, _monotonic() + self._config.kill_timeout)
+                self._books.await_kill(slot, reason, self._clock() + self._config.kill_timeout)
             else:
                 kill = False
                 if not self._unbook_locked(slot, reason):
@@ -1062,11 +1067,11 @@ class PoolCore:
         gone = False
         delay = _BACKOFF_FIRST
         while True:
-            left = slot.kill_by - _monotonic()
+            left = slot.kill_by - self._clock()
             if left < _MIN_ATTEMPT:
                 break
             try:
-                target = (slot.session, _monotonic() - slot.created)
+                target = (slot.session, self._clock() - slot.created)
                 gone = bool((yield (KILL, target, min(self._config.kill_timeout, left))))
                 break
             except Exception as exc:
@@ -1083,7 +1088,7 @@ class PoolCore:
                     slot.session,
                     exc,
                 )
-                left = slot.kill_by - _monotonic()
+                left = slot.kill_by - self._clock()
                 if refused or left < _MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
                     if left > 0:
                         yield (SLEEP, left, None)
@@ -1121,7 +1126,7 @@ class PoolCore:
         asyncio.run() ended), so no kill of theirs is running."""
         with self._lock:
             stranded = self._books.in_state(KILLING)
-            kill_by = _monotonic() + self._config.kill_timeout
+            kill_by = self._clock() + self._config.kill_timeout
             for slot in stranded:
                 slot.kill_by = kill_by
         return stranded
@@ -1189,7 +1194,7 @@ class PoolCore:
             if slot.state != HELD:
                 return
             if self._state == POOL_OPEN:
-                self._park(slot, _monotonic())
+                self._park(slot, self._clock())
                 return
         yield from self._close_plan(slot, "closed_on_pool_close")
 
@@ -1200,7 +1205,7 @@ class PoolCore:
             yield (op, slot.raw, self._config.io_timeout)
         except Exception as exc:
             logger.info("pool %r: idle connection failed a check (%s); replacing it", self.name, exc)
-            self._suspect(_monotonic())
+            self._suspect(self._clock())
             yield from self._close_plan(slot, reason)
             return False
         yield from self._put_back_plan(slot)
@@ -1229,7 +1234,7 @@ class PoolCore:
         ``token``, if any) as idle. False if the pool closed meanwhile: the
         caller closes it."""
         with self._lock:
-            return self._state == POOL_OPEN and self._books.book_idle(slot, token, _monotonic())
+            return self._state == POOL_OPEN and self._books.book_idle(slot, token, self._clock())
 
     def _reconcile_plan(self, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
         """Give back what an interrupt orphaned (one that landed inside the
@@ -1239,7 +1244,7 @@ class PoolCore:
         to a proxy, slots the pool holds (HELD) and rights to dial. ``seen``
         (candidates, what they looked like and since when) is kept by the
         maintenance between rounds; returns how many slots were closed."""
-        now = _monotonic()
+        now = self._clock()
         books = self._books
         with self._lock:
             queued = set(map(id, self._idle))
@@ -1407,7 +1412,7 @@ class PoolCore:
             return True
         if self._state != POOL_OPEN:
             raise PoolClosed(f"pool {self.name!r} is {'closed' if self._state == POOL_CLOSED else 'not open'}")
-        if _monotonic() >= deadline:
+        if self._clock() >= deadline:
             raise PoolTimeout(
                 f"pool {self.name!r}: {self._books.open} of {target} connections open after {limit:.3g} s;"
                 f" last connect error: {self._life.last_error!r}"
@@ -1511,7 +1516,7 @@ class PoolCore:
         if self._reclaim:
             yield from self._reclaim_plan()
         yield from self._reconcile_plan(2 * self._config.io_timeout + 1.0, seen)
-        now = _monotonic()
+        now = self._clock()
         self._report_leaks(now)
         yield from self._retire_plan(now)
         yield from self._keepalive_plan(now)
@@ -1521,7 +1526,7 @@ class PoolCore:
         minutes and nothing tracks borrows, say how to find the holders."""
         if self._config.leak_timeout is not None:
             return ""
-        now = _monotonic()
+        now = self._clock()
         held = [now - slot.borrowed_at for slot in self._books.in_state(OUT)]
         if len(held) < self._books.maxsize or min(held) < _LEAK_HINT_AFTER:
             return ""

@@ -377,6 +377,7 @@ def make_core(
         reconnect_timeout=300.0,
         reconnect_failed=None,
         kill_on_abandon=kill_on_abandon,
+        clock=clock,
     )
     assert core._start()
     return core
@@ -743,9 +744,7 @@ OUTCOMES = ["ok", "ok", "ok", "fail", "fail", "fatal", "interrupt"]
 class CoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
-        self._real_clock = core_module._monotonic
-        core_module._monotonic = self.clock
+        self.clock = Clock()  # the core's, passed to it (make_core)
         self.shell: Optional[Shell] = None
         self.close_first = False
 
@@ -800,45 +799,42 @@ class CoreMachine(RuleBasedStateMachine):
         shell.check_books()
 
     def teardown(self) -> None:
-        try:
-            shell = self.shell
-            if shell is None:
-                return
-            core = shell.core
-            if self.close_first:  # close() with plans in flight and connections lent
-                shell.close()
+        shell = self.shell
+        if shell is None:
+            return
+        core = shell.core
+        if self.close_first:  # close() with plans in flight and connections lent
+            shell.close()
+        shell.finish_all()
+        assert shell.run_plan("reclaim", core._reclaim_plan()) is None
+        for proxy in list(shell.lent):
+            shell.give_back(proxy)
             shell.finish_all()
-            assert shell.run_plan("reclaim", core._reclaim_plan()) is None
+        shell.check_books()
+        if shell.zombies:
+            shell.reap()
+        shell.reap_kills()
+        orphans = shell.run_plan("reconcile", core._reconcile_plan(0.0, {}))
+        assert orphans == 0, f"{orphans} slot(s) orphaned with no plan running"
+        shell.check_books(zombies_own=False)
+        if not core._closed:
+            # Every one of maxsize can be borrowed, none has to wait.
+            for _ in range(core._maxsize):
+                slot = shell.run_plan("borrow", core._borrow_plan(None, 0.0, False))
+                assert isinstance(slot, Slot), slot
+                shell.check_books()
+            assert len(shell.lent) == core._maxsize
             for proxy in list(shell.lent):
                 shell.give_back(proxy)
                 shell.finish_all()
-            shell.check_books()
-            if shell.zombies:
-                shell.reap()
-            shell.reap_kills()
-            orphans = shell.run_plan("reconcile", core._reconcile_plan(0.0, {}))
-            assert orphans == 0, f"{orphans} slot(s) orphaned with no plan running"
-            shell.check_books(zombies_own=False)
-            if not core._closed:
-                # Every one of maxsize can be borrowed, none has to wait.
-                for _ in range(core._maxsize):
-                    slot = shell.run_plan("borrow", core._borrow_plan(None, 0.0, False))
-                    assert isinstance(slot, Slot), slot
-                    shell.check_books()
-                assert len(shell.lent) == core._maxsize
-                for proxy in list(shell.lent):
-                    shell.give_back(proxy)
-                    shell.finish_all()
-            shell.close()
-            shell.finish_all()
-            if shell.zombies:
-                shell.reap()  # a slot given back meanwhile may have gone to a vanished waiter
-            shell.reap_kills()
-            shell.check_books(zombies_own=False)
-            assert core._open == 0 and not core._slots
-            assert all(raw.closed for raw in shell.raws), "a connection left open after close"
-        finally:
-            core_module._monotonic = self._real_clock
+        shell.close()
+        shell.finish_all()
+        if shell.zombies:
+            shell.reap()  # a slot given back meanwhile may have gone to a vanished waiter
+        shell.reap_kills()
+        shell.check_books(zombies_own=False)
+        assert core._open == 0 and not core._slots
+        assert all(raw.closed for raw in shell.raws), "a connection left open after close"
 
     @property
     def s(self) -> Shell:
@@ -1026,14 +1022,8 @@ test_core_machine = CoreMachine.TestCase
 
 
 @pytest.fixture
-def clock() -> Iterator[Clock]:
-    fake = Clock()
-    real = core_module._monotonic
-    core_module._monotonic = fake
-    try:
-        yield fake
-    finally:
-        core_module._monotonic = real
+def clock() -> Clock:
+    return Clock()  # each test passes it to its core (make_core)
 
 
 def borrowed(shell: Shell, n: int) -> List[Proxy]:
