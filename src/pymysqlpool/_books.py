@@ -22,13 +22,15 @@ How a slot moves, and the verb that moves it::
     IDLE      --hold_idle(_end)-->  HELD       (checked, pinged, retired, shut)
     OUT       --hold-->             HELD       (a return that needs work)
     OUT       --unlend-->           HELD       (granted, never lent: the borrow is uncounted)
-    OUT, HELD --park-->             IDLE, or OUT to the oldest waiter
+    HELD      --park-->             IDLE, or OUT to the oldest waiter
     HELD      --await_kill-->       KILLING    (closed; its session still to be killed)
     any       --unbook-->           GONE       (a KILLING slot only once its kill ended)
 
-The core's two hot paths write two of these out for speed, with the same
-stores in the same order: ``PoolCore._get_conn`` (``lend_newest``) and
-``PoolCore._give_back`` (``park`` of a clean OUT slot when nobody waits).
+The core's two hot paths write acts out for speed (no call, plain stores):
+``PoolCore._get_conn`` is ``lend_newest``; ``PoolCore._give_back`` moves a
+clean slot OUT -> IDLE when nobody waits, and makes it HELD before it calls
+``park`` when someone does (so an interrupt at that call leaves a HELD slot,
+which the return drops at once, not an unlent OUT one).
 
 The closing vocabulary, one verb per act (the core's names):
 
@@ -251,12 +253,9 @@ class Books:
     # -- returning ------------------------------------------------------------------
 
     def park(self, slot: Slot, now: float) -> None:
-        """OUT or HELD -> the oldest waiter (OUT), or IDLE when nobody waits:
-        a healthy slot, last used ``now``."""
+        """HELD -> the oldest waiter (OUT), or IDLE when nobody waits: a
+        healthy slot, last used ``now``."""
         slot.last_used = now
-        if slot.state == OUT:  # lent until now: HELD for the hand-over, whose call an interrupt may follow
-            slot.state = HELD
-            self.held += 1
         if self.waiters:
             self.hand_over(slot)
         else:

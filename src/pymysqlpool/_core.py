@@ -880,6 +880,8 @@ class PoolCore:
                         # HELD slot, which the except below drops, not an
                         # unlent OUT one.
                         if self._waiters:
+                            slot.state = HELD  # Books.hold, written out: no call before it
+                            self._books.held += 1
                             self._books.park(slot, now)
                         else:
                             slot.last_used = now

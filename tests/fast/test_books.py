@@ -117,6 +117,7 @@ def test_hand_over_counts_the_wait_and_the_borrow() -> None:
     assert books.lend_newest() is slot
     w = waiter(books)
     books.clock.now += 2.0  # type: ignore[attr-defined]
+    books.hold(slot)
     books.park(slot, 7.0)
     assert w.grant is slot and slot.state == OUT and slot.last_used == 7.0
     assert books.stats.borrows == 2 and books.stats.borrow_wait_ms == pytest.approx(2000.0)
@@ -126,9 +127,9 @@ def test_hand_over_counts_the_wait_and_the_borrow() -> None:
 
 def test_serve_waiter_with_room_gives_a_right_to_dial() -> None:
     books = make_books(maxsize=1)
-    assert not books.serve_waiter_with_room()  # nobody waits
+    assert books.serve_waiter_with_room() is False  # nobody waits
     backing_off = waiter(books, backoff=True)
-    assert not books.serve_waiter_with_room()  # it waits for a returned slot only
+    assert books.serve_waiter_with_room() is False  # it waits for a returned slot only
     assert books.withdraw(backing_off) and not books.withdraw(backing_off)
     w = waiter(books)
     assert books.serve_waiter_with_room()
@@ -165,12 +166,13 @@ def test_hold_unlend_and_park_keep_held_exact() -> None:
     assert empty.hold_idle_end(newest=False) is None and empty.hold_idle_end(newest=True) is None
 
 
-def test_park_of_a_lent_slot_goes_idle_without_a_held_count() -> None:
+def test_park_of_a_held_slot_goes_idle_and_uncounts_it() -> None:
     books = make_books()
     (slot,) = idle_slots(books, 1)
     books.lend_newest()
+    books.hold(slot)
     books.park(slot, 3.0)
-    assert slot.state == IDLE and books.held == 0 and list(books.idle) == [slot]
+    assert slot.state == IDLE and books.held == 0 and list(books.idle) == [slot] and slot.last_used == 3.0
     books.check_invariants()
 
 
