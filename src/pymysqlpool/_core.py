@@ -40,6 +40,7 @@ from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protoc
 
 from ._books import Books
 from ._config import PoolConfig, describe
+from ._driving import Driver
 from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
@@ -164,15 +165,12 @@ class PoolCore:
     """Slots, counts, the waiter queue and the decisions on them.
 
     A shell sets three class attributes: ``_drv`` (a driver module of
-    non-blocking functions: ``force_close``, ``is_broken``, ``mid_answer``,
-    ``results_pending``, ``needs_reset``, ``make_probe``,
-    ``watch_wrong_node``, ``interrupt``, ``is_fatal_connect_error``,
-    ``session_id``, ``left_running``, ``kill_refused``), ``_waiter`` (its :class:`Waiter`
+    non-blocking functions: see :class:`~pymysqlpool._driving.Driver`), ``_waiter`` (its :class:`Waiter`
     subclass) and ``_kind`` (its class name for messages), and overrides
     :meth:`_spawn` to run the kills of abandoned sessions in the background.
     """
 
-    _drv: Any
+    _drv: Driver  # a driver module: _driver (threads) or _adriver (asyncio)
     _waiter: Callable[[float], Waiter]
     _proxy: Type[Any]  # the shell's proxy class (PooledConnection, AsyncPooledConnection)
     _probe_free = False  # the driver's hang-up probe costs no syscall
