@@ -45,6 +45,7 @@ from ._core import (
     build_seconds,
 )
 from ._events import fire_logged
+from ._lifecycle import POOL_PENDING
 from ._maintenance import Schedule
 from ._slot import HELD, Slot
 from ._waiting import Waiter
@@ -180,7 +181,6 @@ class AsyncConnectionPool(PoolCore):
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._kills: Set[asyncio.Task[Any]] = set()  # kills in flight, referenced until done
-        self._life.autostart = open
 
     # -- the event loop -----------------------------------------------------
 
@@ -189,7 +189,7 @@ class AsyncConnectionPool(PoolCore):
         adopt it (first use), else refuse at once."""
         if self._loop is None:
             self._loop = loop
-            if self._life.autostart and not self._life.opened and not self._life.shut:
+            if self._state == POOL_PENDING:  # made with open=True: opens on first use
                 self._start()
                 self._ensure_maintenance()
             return
@@ -493,7 +493,7 @@ class AsyncConnectionPool(PoolCore):
         await self._run(self._reclaim_plan())
         if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them
             await asyncio.wait(set(self._kills))
-        if grace is None or not self._life.opened:
+        if grace is None:  # (a pool never opened has nothing out: returns 0 below)
             return 0
         loop = _running_loop()
         deadline = loop.time() + grace

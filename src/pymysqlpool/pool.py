@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type, cast
 
 from . import _driver, _forking, _urls, _warmup
 from ._config import build, describe, resolve
@@ -34,6 +34,7 @@ from ._core import (
     build_int,
     build_seconds,
 )
+from ._driving import Driver
 from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import Slot
@@ -58,7 +59,9 @@ class ConnectionPool(PoolCore):
     reference in ``docs/parameters.md``.
     """
 
-    _drv = _driver
+    # A cast: _driver's __all__ exports Connection only, so mypy cannot match
+    # the module to the Driver protocol (tests/fast/test_driving.py checks it).
+    _drv = cast(Driver, _driver)
     _waiter = ThreadWaiter
     _proxy = PooledConnection
 
@@ -122,12 +125,11 @@ class ConnectionPool(PoolCore):
         )
         _forking.register(self)
         if open:
-            self._closed = False
+            self._start()
             try:
                 self._prefill()
             except DriverError as exc:  # as a borrow's: where, without the plan machinery
                 raise connect_failed(exc, self.name, describe(config)) from exc
-            self._life.opened = True
 
     @classmethod
     def from_url(cls, url: str, **pool_kwargs: Any) -> ConnectionPool:
@@ -382,7 +384,7 @@ class ConnectionPool(PoolCore):
         end = self._kills_end()
         while self._killing and _monotonic() < end:
             time.sleep(0.005)  # bounded by the kills' own bound
-        if grace is None or not self._life.opened:
+        if grace is None:  # (a pool never opened has nothing out: returns 0 below)
             return 0
         deadline = _monotonic() + grace
         while self._open and _monotonic() < deadline:

@@ -161,6 +161,8 @@ def books_exact(pool: ConnectionPool, server: FakeServer) -> None:
     assert stats["open"] == stats["idle"] + stats["borrowed"] == pool._open
     assert stats["open"] == len(pool._slots) == server.open_count
     assert conserved(pool)
+    with pool._lock:
+        pool._books.check_invariants(lending=not pool.closed)
 
 
 def all_slots_usable(pool: ConnectionPool) -> None:
@@ -375,6 +377,7 @@ def test_asynchronous_exception_storm_loses_no_slot(
     # if an interrupt cut the reclaim between its count and its warning).
     leaks = leak_warnings.messages
     assert len(leaks) <= stats["leaks_detected"] and all("garbage-collected" in m for m in leaks), books
+    pool._books.check_invariants(lending=not pool.closed)
     borrowed: List[Any] = []
     for _ in range(pool.maxsize):
         try:
