@@ -25,7 +25,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type, cast
+from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Tuple, Type, cast
 
 from . import _adriver
 from ._config import build, describe, resolve
@@ -179,7 +179,9 @@ class AsyncConnectionPool(PoolCore):
             kill_on_abandon=kill_on_abandon,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._kills: Set[asyncio.Task[Any]] = set()  # kills in flight, referenced until done
+        # Kills in flight, referenced until done, each with its side connection
+        # once open: a loop that ends strands them (see _drop_stranded_kills).
+        self._kills: Dict[asyncio.Task[Any], Any] = {}
         self._life.autostart = open
 
     # -- the event loop -----------------------------------------------------
@@ -245,9 +247,30 @@ class AsyncConnectionPool(PoolCore):
                 plan.close()
                 return False
         task = loop.create_task(self._run(plan), name=f"pymysqlpool-kill-{self.name}")
-        self._kills.add(task)
-        task.add_done_callback(self._kills.discard)
+        self._kills[task] = None
+        task.add_done_callback(self._kill_done)
         return True
+
+    def _kill_done(self, task: asyncio.Task[Any]) -> None:
+        self._kills.pop(task, None)
+
+    def _drop_stranded_kills(self) -> None:
+        """Let go of the kills whose loop ended under them (its asyncio.run()
+        returned): their tasks never run again, yet each holds its side
+        connection -- a session on the server until garbage collection. The
+        socket is closed here, then the coroutine, so nothing is left to await.
+        The slots stay KILLING, for the caller to kill again (_renew_kills)."""
+        for task, side in list(self._kills.items()):
+            if task.done() or not task.get_loop().is_closed():
+                continue
+            del self._kills[task]
+            if side is not None:
+                _adriver.force_close(side)
+            task._log_destroy_pending = False  # type: ignore[attr-defined]  # let go on purpose
+            try:
+                task.get_coro().close()  # its clean-up finds the socket closed: it awaits nothing
+            except RuntimeError:  # a clean-up that awaited regardless; the socket is closed
+                pass
 
     async def _kill_session(self, target: Tuple[Any, ...], limit: float) -> bool:
         """KILL a session (id, age) from a short-lived side connection, or
@@ -259,9 +282,14 @@ class AsyncConnectionPool(PoolCore):
         end = loop.time() + limit
         kwargs = _adriver.kill_kwargs(resolve(self._config.connect_kwargs))
         raw = await _adriver.connect(kwargs, limit)
+        task = asyncio.current_task()
+        if task in self._kills:
+            self._kills[task] = raw
         try:
             return await _adriver.bounded(_adriver.kill_session(raw, session), end - loop.time())
         finally:
+            if task in self._kills:
+                self._kills[task] = None
             await _adriver.close(raw, max(end - loop.time(), 0.0))
 
     async def _connect(self, limit: float) -> Any:
@@ -481,8 +509,9 @@ class AsyncConnectionPool(PoolCore):
             # can come back, so every session ends now, its socket closed here
             # (the pool's closes need no loop of their own then).
             await self._run(self._reclaim_plan())
-            # Kills in flight when that loop ended were cancelled or destroyed
+            # Kills in flight when that loop ended were cancelled or stranded
             # with it, their statements running on: kill them again from here.
+            self._drop_stranded_kills()
             for slot in self._renew_kills():
                 self._start_kill(slot)
             here = _running_loop()
@@ -492,7 +521,7 @@ class AsyncConnectionPool(PoolCore):
             return self._interrupt_late(0.0)
         await self._run(self._reclaim_plan())
         if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them
-            await asyncio.wait(set(self._kills))
+            await asyncio.wait(list(self._kills))
         if grace is None or not self._life.opened:
             return 0
         loop = _running_loop()
