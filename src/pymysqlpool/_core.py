@@ -763,6 +763,7 @@ class PoolCore:
         # Counted when booked, not when dialed: an interrupt between the two
         # would leave a connection made that is neither open nor closed.
         self._stats.connections_made += 1
+        self._waiters.wake_watchers()  # twins: wait() (see _closing.py)
         return True
 
     def _dial_failed(self, token: DialToken, exc: Exception, deadline: float) -> None:
@@ -1211,6 +1212,7 @@ class PoolCore:
                 self._replacements += 1  # maintenance opens a successor
             self._slots.discard(slot)
             self._pass_capacity()
+        self._waiters.wake_watchers()  # twins: close(timeout) (see _closing.py)
         return True
 
     def _closed_one(self, slot: Slot, reason: str) -> None:

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Tuple, Type, cast
 
-from . import _adriver
+from . import _adriver, _closing
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -450,11 +450,7 @@ class AsyncConnectionPool(PoolCore):
         """Until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) after ``timeout`` seconds."""
         self._bind_here()
-        limit = build_seconds("timeout", timeout)
-        loop = _running_loop()
-        deadline = loop.time() + limit
-        while not self._warm_enough(limit, deadline):
-            await asyncio.sleep(0.01)  # bounded by the deadline
+        await self._run(_closing.wait_plan(self, build_seconds("timeout", timeout)))
 
     def _bind_here(self) -> None:
         loop = _running_loop()
@@ -504,31 +500,20 @@ class AsyncConnectionPool(PoolCore):
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
         elif self._life.stopped is not None and not ended:
             await self._life.stopped.stop()  # an earlier close() was cancelled before it ended
+        await self._run(self._reclaim_plan())
         if ended:
             # The pool's loop is gone (its asyncio.run() ended): nothing lent
             # can come back, so every session ends now, its socket closed here
-            # (the pool's closes need no loop of their own then).
-            await self._run(self._reclaim_plan())
-            # Kills in flight when that loop ended were cancelled or stranded
-            # with it, their statements running on: kill them again from here.
+            # (the pool's closes need no loop of their own then). Kills in
+            # flight when that loop ended were cancelled or stranded with it,
+            # their statements running on: kill them again from here.
             self._drop_stranded_kills()
             for slot in self._renew_kills():
                 self._start_kill(slot)
-            here = _running_loop()
-            kills = {task for task in self._kills if task.get_loop() is here}
-            if kills:
-                await asyncio.wait(kills)
-            return self._interrupt_late(0.0)
-        await self._run(self._reclaim_plan())
-        if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them
-            await asyncio.wait(list(self._kills))
-        if grace is None or not self._life.opened:
-            return 0
-        loop = _running_loop()
-        deadline = loop.time() + grace
-        while self._open and loop.time() < deadline:
-            await asyncio.sleep(min(0.01, max(deadline - loop.time(), 0.0)))  # bounded by the deadline
-        return self._interrupt_late(grace)
+            grace = 0.0
+        # Waits for the kills in flight (a loop that ends would cancel them).
+        cut: int = await self._run(_closing.close_plan(self, grace))
+        return cut
 
     def __enter__(self) -> NoReturn:
         raise TypeError(_ASYNC_POOL_IN_WITH)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type
 
-from . import _driver, _forking, _urls, _warmup
+from . import _closing, _driver, _forking, _urls, _warmup
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -379,15 +379,8 @@ class ConnectionPool(PoolCore):
             finally:
                 self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
             self._run(self._reclaim_plan())
-        end = self._kills_end()
-        while self._killing and _monotonic() < end:
-            time.sleep(0.005)  # bounded by the kills' own bound
-        if grace is None or not self._life.opened:
-            return 0
-        deadline = _monotonic() + grace
-        while self._open and _monotonic() < deadline:
-            time.sleep(min(0.01, max(deadline - _monotonic(), 0.0)))  # bounded by the deadline
-        return self._interrupt_late(grace)
+        cut: int = self._run(_closing.close_plan(self, grace))
+        return cut
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         """Start a pool made with ``open=False``: connections are opened in the
@@ -402,10 +395,7 @@ class ConnectionPool(PoolCore):
     def wait(self, timeout: float = 30.0) -> None:
         """Block until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) if that takes longer than ``timeout``."""
-        limit = build_seconds("timeout", timeout)
-        deadline = _monotonic() + limit
-        while not self._warm_enough(limit, deadline):
-            time.sleep(0.01)  # bounded by the deadline
+        self._run(_closing.wait_plan(self, build_seconds("timeout", timeout)))
 
     def drain(self) -> int:
         """Replace every connection without failing a borrower: idle ones are
