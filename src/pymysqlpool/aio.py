@@ -44,13 +44,12 @@ from ._core import (
     build_int,
     build_seconds,
 )
-from ._events import fire_logged
 from ._maintenance import Schedule
 from ._slot import HELD, Slot
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed, lend
-from .errors import DriverError, PoolTimeout, WrongEventLoop, connect_failed
+from .errors import DriverError, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -220,7 +219,8 @@ class AsyncConnectionPool(PoolCore):
                 elif op == CLOSE:
                     await _adriver.close(a, self._config.io_timeout)
                 elif op == RESET:
-                    reply = await self._reset(a, b)
+                    reset = _adriver.reset_session if b else _adriver.reset
+                    reply = await reset(a, self._autocommit, self._config.io_timeout)
                 elif op == CHECK:
                     await self._check_alive(a, b)
                 elif op == PING:
@@ -326,15 +326,6 @@ class AsyncConnectionPool(PoolCore):
                 keepalive = min(keepalive, server_idle / 2.0)
         return keepalive
 
-    async def _reset(self, raw: Any, failed: bool) -> bool:
-        cfg = self._config
-        if cfg.reset_session:
-            await _adriver.reset_session(raw, self._autocommit, cfg.io_timeout)
-            return False
-        if failed or _adriver.needs_reset(raw, self._autocommit):
-            return await _adriver.reset(raw, self._autocommit, cfg.io_timeout)
-        return False
-
     async def _check_alive(self, raw: Any, budget: Optional[float]) -> None:
         check = self._config.check
         if check is None:
@@ -385,15 +376,7 @@ class AsyncConnectionPool(PoolCore):
             build_seconds("timeout", timeout)
         if self._reclaim:
             await self._run(self._reclaim_plan())
-        hooks = self._events.on_timeout
-        if not hooks:
-            return await self._borrow(None, timeout, force_check)
-        started = asyncio.get_running_loop().time()
-        try:
-            return await self._borrow(None, timeout, force_check)
-        except PoolTimeout:
-            fire_logged(hooks, self.name, asyncio.get_running_loop().time() - started)
-            raise
+        return await self._borrow(None, timeout, force_check)
 
     async def _borrow(self, first: Optional[Slot], timeout: Optional[float], force: bool) -> AsyncPooledConnection:
         slot: Optional[Slot] = None
@@ -417,7 +400,7 @@ class AsyncConnectionPool(PoolCore):
         if it was returned already or is not this pool's."""
         if _running_loop() is not self._loop:
             if type(conn) is not AsyncPooledConnection or conn._pool is not self:
-                raise self._foreign(conn)  # before binding: a stranger's object binds nothing
+                raise AsyncPooledConnection.refusal(self, conn)  # before binding: a stranger's object binds nothing
             self._bind(_running_loop())
         # _give_back checks conn itself: every read through a proxy costs (its
         # __getattr__ keeps CPython 3.11 from specializing the read).

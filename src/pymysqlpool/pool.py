@@ -34,12 +34,11 @@ from ._core import (
     build_int,
     build_seconds,
 )
-from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import ThreadWaiter
 from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection, lend
-from .errors import DriverError, PoolTimeout, connect_failed
+from .errors import DriverError, connect_failed
 
 __all__ = ["ConnectionPool"]
 
@@ -166,7 +165,9 @@ class ConnectionPool(PoolCore):
                 elif op == CLOSE:
                     _driver.close(a)
                 elif op == RESET:
-                    reply = self._reset(a, b)
+                    reply = (_driver.reset_session if b else _driver.reset)(
+                        a, self._autocommit, self._config.io_timeout
+                    )
                 elif op == CHECK:
                     self._check_alive(a, b)
                 elif op == PING:
@@ -234,15 +235,6 @@ class ConnectionPool(PoolCore):
         pools dial a connection class of their own)."""
         return _driver.connect(kwargs, limit, self._tls)
 
-    def _reset(self, raw: Any, failed: bool) -> bool:
-        cfg = self._config
-        if cfg.reset_session:
-            _driver.reset_session(raw, self._autocommit, cfg.io_timeout)
-            return False
-        if failed or _driver.needs_reset(raw, self._autocommit):
-            return _driver.reset(raw, self._autocommit, cfg.io_timeout)
-        return False
-
     def _check_alive(self, raw: Any, budget: Optional[float] = None) -> None:
         """The pool's validation of an idle connection: ``check=`` or a ping.
         Raises if the connection must not be lent."""
@@ -301,15 +293,7 @@ class ConnectionPool(PoolCore):
             build_seconds("timeout", timeout)
         if self._reclaim:
             self._run(self._reclaim_plan())
-        hooks = self._events.on_timeout
-        if not hooks:
-            return self._borrow(None, timeout, force_check)
-        started = _monotonic()
-        try:
-            return self._borrow(None, timeout, force_check)
-        except PoolTimeout:
-            fire_logged(hooks, self.name, _monotonic() - started)
-            raise
+        return self._borrow(None, timeout, force_check)
 
     def _borrow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> PooledConnection:
         slot: Optional[Slot] = None
