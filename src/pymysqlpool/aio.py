@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Tuple, Type, cast
 
-from . import _adriver, _closing
+from . import _adriver, _closing, _options
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -116,72 +116,24 @@ class AsyncConnectionPool(PoolCore):
     _proxy: Type[Any]  # AsyncPooledConnection, set below its definition
     _probe_free = True  # the loop has read a hang-up already: every return looks
 
-    def __init__(
-        self,
-        size: Optional[int] = None,
-        maxsize: int = 100,
-        name: Optional[str] = None,
-        pre_create_num: int = 0,
-        con_lifetime: float = 3600,
-        autocommit: bool = True,
-        *,
-        pool_name: Optional[str] = None,
-        timeout: float = 30.0,
-        validation_interval: float = 0.5,
-        keepalive_interval: Optional[float] = 60.0,
-        max_idle: float = 600.0,
-        leak_timeout: Optional[float] = None,
-        reset_session: bool = False,
-        configure: Optional[Callable[[Any], Any]] = None,
-        check: Optional[Callable[[Any], Any]] = None,
-        events: Any = None,
-        reset: Optional[Callable[[Any], Any]] = None,
-        open: bool = True,
-        max_waiting: Optional[int] = None,
-        reconnect_timeout: float = 300.0,
-        reconnect_failed: Optional[Callable[[Any], Any]] = None,
-        kill_on_abandon: bool = True,
-        **connect_kwargs: Any,
-    ) -> None:
-        cursorclass = connect_kwargs.pop("cursorclass", None)
-        config = build(
-            size=size,
-            maxsize=maxsize,
-            name=name,
-            pool_name=pool_name,
-            pre_create_num=pre_create_num,
-            con_lifetime=con_lifetime,
-            autocommit=autocommit,
-            timeout=timeout,
-            validation_interval=validation_interval,
-            keepalive_interval=keepalive_interval,
-            max_idle=max_idle,
-            leak_timeout=leak_timeout,
-            reset_session=reset_session,
-            configure=configure,
-            check=check,
-            connection_factory=None,
-            connect_kwargs=connect_kwargs,
-        )
+    @_options.takes(_options.options)
+    def __init__(self, opts: _options.Options) -> None:
+        built = opts.build
+        if built["connection_factory"] is not None:
+            raise TypeError(
+                "AsyncConnectionPool() takes no connection_factory (the thread pool's): subclass it and override _dial"
+            )
+        cursorclass = built["connect_kwargs"].pop("cursorclass", None)
+        config = build(**built)
         kwargs = {**config.connect_kwargs, "cursorclass": _adriver.cursor_class(cursorclass)}
         _adriver.driver_kwargs(kwargs)  # what aiomysql cannot take is refused now, not at every connect
         config = dataclasses.replace(config, connect_kwargs=kwargs)
-        super().__init__(
-            config,
-            NoLock(),
-            events=events,
-            reset=reset,
-            open=open,
-            max_waiting=max_waiting,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
-            kill_on_abandon=kill_on_abandon,
-        )
+        super().__init__(config, NoLock(), **opts.core)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Kills in flight, referenced until done, each with its side connection
         # once open: a loop that ends strands them (see _drop_stranded_kills).
         self._kills: Dict[asyncio.Task[Any], Any] = {}
-        self._life.autostart = open
+        self._life.autostart = opts.core["open"]
 
     # -- the event loop -----------------------------------------------------
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type
 
-from . import _closing, _driver, _forking, _urls, _warmup
+from . import _closing, _driver, _forking, _options, _urls, _warmup
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -61,66 +61,12 @@ class ConnectionPool(PoolCore):
     _waiter = ThreadWaiter
     _proxy = PooledConnection
 
-    def __init__(
-        self,
-        size: Optional[int] = None,
-        maxsize: int = 100,
-        name: Optional[str] = None,
-        pre_create_num: int = 0,
-        con_lifetime: float = 3600,
-        autocommit: bool = True,
-        *,
-        pool_name: Optional[str] = None,
-        timeout: float = 30.0,
-        validation_interval: float = 0.5,
-        keepalive_interval: Optional[float] = 60.0,
-        max_idle: float = 600.0,
-        leak_timeout: Optional[float] = None,
-        reset_session: bool = False,
-        configure: Optional[Any] = None,
-        check: Optional[Any] = None,
-        connection_factory: Optional[Any] = None,
-        events: Any = None,
-        reset: Optional[Any] = None,
-        open: bool = True,
-        max_waiting: Optional[int] = None,
-        reconnect_timeout: float = 300.0,
-        reconnect_failed: Optional[Any] = None,
-        kill_on_abandon: bool = True,
-        **connect_kwargs: Any,
-    ) -> None:
-        config = build(
-            size=size,
-            maxsize=maxsize,
-            name=name,
-            pool_name=pool_name,
-            pre_create_num=pre_create_num,
-            con_lifetime=con_lifetime,
-            autocommit=autocommit,
-            timeout=timeout,
-            validation_interval=validation_interval,
-            keepalive_interval=keepalive_interval,
-            max_idle=max_idle,
-            leak_timeout=leak_timeout,
-            reset_session=reset_session,
-            configure=configure,
-            check=check,
-            connection_factory=connection_factory,
-            connect_kwargs=connect_kwargs,
-        )
-        super().__init__(
-            config,
-            threading.Lock(),
-            events=events,
-            reset=reset,
-            open=open,
-            max_waiting=max_waiting,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
-            kill_on_abandon=kill_on_abandon,
-        )
+    @_options.takes(_options.options)
+    def __init__(self, opts: _options.Options) -> None:
+        config = build(**opts.build)
+        super().__init__(config, threading.Lock(), **opts.core)
         _forking.register(self)
-        if open:
+        if opts.core["open"]:
             self._closed = False
             try:
                 self._prefill()

@@ -7,9 +7,12 @@ lifecycle, stats), not to the pool."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
-from pymysqlpool import ConnectionPool
+import pytest
+
+from pymysqlpool import ConnectionPool, _options
 
 from .fakes import FakeServer
 
@@ -46,3 +49,20 @@ def test_asyncio_pool_stays_within_the_attribute_budget(async_pool_class: Any, s
 
     sizes = asyncio.run(main())
     assert max(sizes) <= MAX_ATTRIBUTES, sizes
+
+
+def test_both_pools_take_one_signature(async_pool_class: Any) -> None:
+    """One definition of the constructor parameters (_options.py): the same
+    names, order, kinds and defaults for both pools, seen by inspect (the
+    SQLAlchemy dialect and ConnectionPoolSingleton bind through it)."""
+    thread = inspect.signature(ConnectionPool)
+    assert (
+        thread
+        == inspect.signature(async_pool_class)
+        == inspect.signature(_options.options).replace(return_annotation=None)
+    )
+    params = list(inspect.signature(ConnectionPool.__init__).parameters)
+    assert params[:7] == ["self", "size", "maxsize", "name", "pre_create_num", "con_lifetime", "autocommit"]
+    assert params[-1] == "connect_kwargs" and len(params) == 25
+    with pytest.raises(TypeError, match="connection_factory"):
+        async_pool_class(connection_factory=lambda **kwargs: None)
