@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import inspect
 import logging
-import threading
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Tuple, Type, cast
+from typing import Any, Awaitable, Dict, List, NoReturn, Optional, Tuple, Type, cast
 
-from . import _adriver, _closing, _options
+from . import _adriver, _closing, _options, _warmup
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -44,10 +41,9 @@ from ._core import (
     build_int,
     build_seconds,
 )
-from ._maintenance import Schedule
+from ._maintenance import TaskMaintenance
 from ._slot import HELD, Slot
 from ._waiting import Waiter
-from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed, lend
 from .errors import DriverError, WrongEventLoop, connect_failed
 
@@ -490,9 +486,9 @@ class AsyncConnectionPool(PoolCore):
         dials = [0, 0]  # started, abandoned
         books = NoLock()
         try:
-            await _warm(
+            await _warmup.run_tasks(
                 lambda: self._run(self._prefill_plan(books, dials, made)),
-                min(self._config.pre_create_num, MAX_AT_ONCE),
+                min(self._config.pre_create_num, _warmup.MAX_AT_ONCE),
             )
             for slot in made:
                 if not self._book_idle(slot):
@@ -516,16 +512,7 @@ class AsyncConnectionPool(PoolCore):
 
     def _ensure_maintenance(self) -> None:
         if self._maintenance is None and not self._closed and self._loop is not None:
-            self._maintenance = _Upkeep(self, self._loop)
-
-
-def _cancel_requested() -> bool:
-    """The current task was cancelled though no CancelledError reached it:
-    asyncio.wait_for() (Python 3.11) returns an inner result that completed
-    together with a cancel, swallowing the cancel."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)  # Python >= 3.11
-    return bool(cancelling is not None and cancelling())
+            self._maintenance = TaskMaintenance(self, self._loop)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -533,90 +520,6 @@ async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-async def _warm(step: Callable[[], Any], workers: int) -> None:
-    """The asyncio form of ``_warmup.run``: await ``step()`` from ``workers``
-    tasks until it returns False; the first step alone (a wrong password
-    costs one attempt); after an error no task starts another step, and the
-    first error is raised once all have stopped."""
-    if workers <= 0 or not await step():
-        return
-    errors: List[BaseException] = []
-
-    async def loop() -> None:
-        try:
-            while not errors and await step():
-                pass
-        except Exception as exc:
-            errors.append(exc)
-
-    await asyncio.gather(*(loop() for _ in range(workers)))
-    if errors:
-        raise errors[0]
-
-
-async def _refill_step(pool: AsyncConnectionPool) -> bool:
-    return bool(await pool._run(pool._refill_plan()))
-
-
-class _Upkeep:
-    """Maintenance as a task of the pool's loop: the core's rounds
-    (``_round_plan``, ``_refill_plan``) on the thread pool's schedule, with a
-    weak reference to the pool so that it can be collected."""
-
-    def __init__(self, pool: AsyncConnectionPool, loop: asyncio.AbstractEventLoop) -> None:
-        self._pool_ref: Callable[[], Optional[AsyncConnectionPool]] = weakref.ref(pool)
-        self._loop = loop
-        self._thread = threading.get_ident()
-        self._event = asyncio.Event()
-        self._schedule = Schedule()
-        self._task = loop.create_task(self._rounds(), name=f"pymysqlpool-maintenance-{pool.name}")
-
-    def wake(self) -> None:
-        # From the collector or another thread too (a proxy dropped there).
-        if self._loop.is_closed():  # nothing to wake; close() from another loop cleans up
-            return
-        if threading.get_ident() == self._thread:
-            self._event.set()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._event.set)
-
-    async def stop(self) -> None:
-        task = self._task
-        if task is asyncio.current_task() or task.done():
-            return
-        task.cancel()
-        await asyncio.wait({task})  # raises only if the caller itself is cancelled
-
-    async def _rounds(self) -> None:
-        schedule = self._schedule
-        while True:
-            pool = self._pool_ref()
-            if pool is None or pool._closed:
-                return
-            try:
-                await pool._run(pool._round_plan(schedule.orphans))
-                if schedule.refill_due():
-                    wanted = pool._refill_wanted()
-                    if wanted > 0:
-                        try:
-                            await _warm(functools.partial(_refill_step, pool), min(wanted, MAX_AT_ONCE))
-                        except Exception as exc:
-                            schedule.refill_failed(pool.name, exc)
-                        else:
-                            schedule.refill_ok()
-            except Exception:  # never let maintenance die: log and go on
-                logger.exception("pool %r: maintenance round failed", pool.name)
-            tick = pool._maintenance_tick()
-            del pool  # do not keep the pool alive while sleeping
-            try:
-                await asyncio.wait_for(self._event.wait(), tick)
-            except asyncio.TimeoutError:
-                pass
-            if _cancel_requested():  # wait_for returned a wake-up that came with a cancel (3.11)
-                raise asyncio.CancelledError
-            self._event.clear()
 
 
 class _Borrowing:
