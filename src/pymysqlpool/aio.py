@@ -13,6 +13,31 @@ passes its grant on, a half-reset or half-read connection is closed, a dial
 in flight gives its right to dial back.
 """
 
+# What is still twin with pool.py, and why. Shared once elsewhere: every
+# decision and the books (_core.py), close(timeout)/wait() (_closing.py),
+# the reset decision (_core._reset_plan), on_timeout (_core._borrow_plan),
+# the constructor's parameters (_options.py), the maintenance loop
+# (_maintenance.rounds), the warm-up rule (_warmup), the proxy base and
+# its refusal of a foreign object (connection.Borrowed).
+# - _run: the same send/throw loop over a plan, but each request is awaited
+#   here and blocks there; one generic runner would cost an extra call per
+#   request, and a blocking step cannot be awaited nor an awaitable blocked on.
+# - _connect/_dial/_set_up, _kill_session, _check_alive: the drivers differ
+#   (aiomysql vs PyMySQL: connection_factory, the TLS contexts and socket
+#   timeouts are the thread pool's; check=/configure= may be coroutines here).
+# - _spawn, _kill_done, _drop_stranded_kills: a kill is a thread there, a task
+#   of the pool's loop here, and only a task can be stranded by its loop's end.
+# - close(): a pool bound to a loop may be closed on another one once its loop
+#   ended (asyncio.run(pool.close())); threads have no such case.
+# - _prefill, _ensure_maintenance, _leaked: threads vs tasks to start
+#   (_warmup.run/run_tasks, Maintenance/TaskMaintenance), and a dropped proxy
+#   is reclaimed on the pool's loop (the collector may run in any thread).
+# - the public methods (get_conn, release, check, drain, resize, open, wait,
+#   __aenter__...): the same one-line calls into the core, awaited here; the
+#   thread pool's get_conn/release are the core's functions themselves (one
+#   frame on the hot path), which a coroutine function cannot be.
+# - the proxies' methods (commit, rollback, cursor...): awaitables here.
+
 from __future__ import annotations
 
 import asyncio
