@@ -128,6 +128,7 @@ class Books:
         # Counted when booked, not when dialed: an interrupt between the two
         # would leave a connection made that is neither open nor closed.
         self.stats.connections_made += 1
+        self.waiters.wake_watchers()  # wait() watches the open count (see _closing.py)
         return True
 
     def book_lent(self, slot: Slot, token: DialToken) -> bool:

@@ -11,7 +11,7 @@ of non-blocking predicates, and runs its *plans*.
 A plan is a generator: it makes the decisions and keeps the books, and yields
 a request whenever something must wait on the network or the clock --
 ``(DIAL, budget, None)``, ``(CHECK, raw, budget)``, ``(PING, raw, timeout)``,
-``(CLOSE, raw, None)``, ``(RESET, raw, failed)``, ``(WAIT, waiter, timeout)``,
+``(CLOSE, raw, None)``, ``(RESET, raw, full)``, ``(WAIT, waiter, timeout)``,
 ``(SLEEP, seconds, None)``, ``(KILL, session id, budget)``. The shell performs the request (blocking, or with
 ``await``) and sends the result back, or throws the error in; an interrupt
 (KeyboardInterrupt, task cancellation) is thrown in too, and the plan gives
@@ -83,7 +83,7 @@ class Op:
     CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
     PING = 2  # keep-alive ping -> None, raises if dead
     CLOSE = 3  # close politely (COM_QUIT), never raises
-    RESET = 4  # roll back / reset the session on return -> True if a ROLLBACK was sent
+    RESET = 4  # clean a returned connection (see _reset_plan); full: the session reset -> True if a ROLLBACK was sent
     WAIT = 5  # wait on a waiter up to timeout -> True if woken
     SLEEP = 6  # pause -> None
     KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
@@ -336,7 +336,8 @@ class PoolCore:
 
     def _refresh_events(self) -> None:
         events = self._events
-        self._divert = self._config.leak_timeout is not None or bool(events.on_checkout or events.on_timeout)
+        # (twins: on_timeout fires in _borrow_plan, on the direct path too)
+        self._divert = self._config.leak_timeout is not None or bool(events.on_checkout)
         self._always_reset = self._config.reset_session or bool(events.on_checkin)
 
     def _checked_in(self, slot: Slot) -> bool:
@@ -521,11 +522,13 @@ class PoolCore:
                     # Several dead in a row: the server most likely restarted.
                     # Close the other suspects unpinged; this borrow dials anew.
                     yield from self._flush_suspects_plan()
-        except BaseException:
+        except BaseException as exc:
             if grant is not None:
                 self._give_up(grant)
             if fresh is not None and fresh.state == NEW:
                 self._drop(fresh, "closed_broken")
+            if isinstance(exc, PoolTimeout) and self._events.on_timeout:  # twins: for both shells
+                fire_logged(self._events.on_timeout, self.name, self._clock() - started)
             raise
 
     def _reserve_now(self, queued: bool) -> Union[Slot, DialToken, Waiter]:
@@ -837,7 +840,7 @@ class PoolCore:
         # A global set, not self._proxy: CPython 3.11 reads class attributes
         # slowly. The other shell's proxy fails the pool test.
         if type(conn) not in PROXY_TYPES or conn._pool is not self:
-            raise self._foreign(conn)
+            raise self._proxy.refusal(self, conn)
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
@@ -905,15 +908,6 @@ class PoolCore:
         """The shell's slow return of a HELD slot: run ``_return_plan``."""
         raise NotImplementedError
 
-    def _foreign(self, conn: Any) -> ReturnConnectionToPoolError:
-        if not isinstance(conn, self._proxy):
-            return ReturnConnectionToPoolError(
-                f"pool {self.name!r} can only take back the {self._proxy.__name__} it lent, not {type(conn).__name__}"
-            )
-        return ReturnConnectionToPoolError(
-            f"this connection belongs to pool {conn._pool.name!r}, not to pool {self.name!r}"
-        )
-
     def _close_reason(self, slot: Slot) -> Optional[str]:
         """Why a returned connection must be closed, or None to reset and keep it."""
         drv = self._drv
@@ -947,7 +941,7 @@ class PoolCore:
         rolled_back = False
         if reason is None:
             try:
-                rolled_back = yield (RESET, slot.raw, failed)
+                rolled_back = yield from self._reset_plan(slot.raw, failed)
             except Exception as exc:
                 logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
                 reason = "closed_broken"
@@ -966,6 +960,21 @@ class PoolCore:
                     return
             reason = "closed_on_pool_close"
         yield from self._close_plan(slot, reason, kill)
+
+    # twins: what a return sends is decided here once; the shells only execute it.
+    def _reset_plan(self, raw: Any, failed: bool) -> Plan:
+        """Clean a returned connection for the next borrower: nothing when
+        nothing of this borrow's can show (no transaction, autocommit as the
+        pool's, no result left); ``reset_session=True``: the full session
+        reset, always; otherwise the driver's reset (further result sets
+        read, ROLLBACK if a transaction is open or ``failed``, autocommit
+        restored). True if a ROLLBACK was sent."""
+        if self._config.reset_session:
+            yield (RESET, raw, True)
+            return False
+        if failed or self._drv.needs_reset(raw, self._autocommit):
+            return bool((yield (RESET, raw, False)))
+        return False
 
     def _park(self, slot: Slot, now: float) -> None:
         """Hand a healthy OUT or HELD slot to the oldest waiter or park it idle (lock held)."""
@@ -1168,6 +1177,7 @@ class PoolCore:
             if reason in _REPLACED:
                 self._replacements += 1  # maintenance opens a successor
             self._pass_capacity()
+        self._waiters.wake_watchers()  # close(timeout) watches the open and killing counts (see _closing.py)
         return True
 
     def _after_close(self, slot: Slot, reason: str) -> None:

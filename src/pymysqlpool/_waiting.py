@@ -9,7 +9,7 @@ no polling).
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Deque, Optional, Union
+from typing import Any, Callable, Deque, List, Optional, Union
 
 from ._slot import Slot
 
@@ -74,9 +74,25 @@ class WaitQueue(Deque[Waiter]):
     """FIFO of waiters; every method is called with the pool lock held.
 
     A deque subclass so that ``if waiters:`` on the hot path is a C call.
+    Beside the queue, ``watchers``: callers of ``close(timeout)`` and
+    ``wait()`` (``_closing.py``), woken together whenever the counts of open
+    or killing connections change, or the pool closes. Kept here, not on the
+    pool: a pool attribute more costs every borrow (see tests/fast/test_shape.py).
     """
 
-    __slots__ = ()
+    __slots__ = ("watchers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watchers: List[Waiter] = []
+
+    def wake_watchers(self) -> None:
+        """Wake every watcher once (a thread's waiter cannot be woken twice)."""
+        watchers = self.watchers
+        if watchers:
+            self.watchers = []
+            for watcher in watchers:
+                watcher.wake()
 
     def withdraw(self, waiter: Waiter) -> bool:
         """Withdraw a waiter that timed out; False if it was served meanwhile."""
@@ -90,7 +106,9 @@ class WaitQueue(Deque[Waiter]):
         return True
 
     def fail_all(self, error: BaseException) -> None:
+        """The pool closed: fail the queued borrowers, wake the watchers."""
         while self:
             waiter = self.popleft()
             waiter.queued = False
             waiter.fail(error)
+        self.wake_watchers()

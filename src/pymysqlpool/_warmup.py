@@ -3,14 +3,17 @@
 A connect is mostly waiting (TCP, handshake, authentication round trips), so
 warming up 50 connections one after the other wastes most of the time.
 :func:`run` calls a step function on a few threads until it says there is
-nothing left to do; the step itself decides, under the pool's lock, whether
-one more connection is wanted, so the books stay exact however many run.
+nothing left to do, :func:`run_tasks` awaits it from a few tasks (the
+asyncio pool's form of the same rule); the step itself decides, under the
+pool's lock, whether one more connection is wanted, so the books stay exact
+however many run. Used by both pools' prefill and by the maintenance's refill.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Callable, List
+from typing import Any, Awaitable, Callable, List
 
 # Enough to overlap the round trips of a connect; few enough not to swamp a
 # server that is just coming back up.
@@ -64,3 +67,24 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
 def _steps(step: Callable[[], bool], stop: threading.Event) -> None:
     while not stop.is_set() and step():
         pass
+
+
+async def run_tasks(step: Callable[[], Awaitable[Any]], workers: int) -> None:
+    """:func:`run`'s rule on tasks: await ``step()`` from ``workers`` tasks
+    until it returns False; the first step alone; after an error no task
+    starts another step, and the first error is raised once all have
+    stopped. A cancellation cancels them all (``gather``) and is raised."""
+    if workers <= 0 or not await step():
+        return
+    errors: List[BaseException] = []
+
+    async def loop() -> None:
+        try:
+            while not errors and await step():
+                pass
+        except Exception as exc:
+            errors.append(exc)
+
+    await asyncio.gather(*(loop() for _ in range(workers)))
+    if errors:
+        raise errors[0]

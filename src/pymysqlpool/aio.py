@@ -13,21 +13,43 @@ passes its grant on, a half-reset or half-read connection is closed, a dial
 in flight gives its right to dial back.
 """
 
+# What is still twin with pool.py, and why. Shared once elsewhere: every
+# decision and the books (_core.py), close(timeout)/wait() (_closing.py),
+# the reset decision (_core._reset_plan), on_timeout (_core._borrow_plan),
+# the constructor's parameters (_options.py), the maintenance loop
+# (_maintenance.rounds), the warm-up rule (_warmup), the proxy base and
+# its refusal of a foreign object (connection.Borrowed).
+# - _run: the same send/throw loop over a plan, but each request is awaited
+#   here and blocks there; one generic runner would cost an extra call per
+#   request, and a blocking step cannot be awaited nor an awaitable blocked on.
+# - _connect/_dial/_set_up, _kill_session, _check_alive: the drivers differ
+#   (aiomysql vs PyMySQL: connection_factory, the TLS contexts and socket
+#   timeouts are the thread pool's; check=/configure= may be coroutines here).
+# - _spawn, _kill_done, _drop_stranded_kills: a kill is a thread there, a task
+#   of the pool's loop here, and only a task can be stranded by its loop's end.
+# - close(): a pool bound to a loop may be closed on another one once its loop
+#   ended (asyncio.run(pool.close())); threads have no such case.
+# - _prefill, _ensure_maintenance, _leaked: threads vs tasks to start
+#   (_warmup.run/run_tasks, Maintenance/TaskMaintenance), and a dropped proxy
+#   is reclaimed on the pool's loop (the collector may run in any thread).
+# - the public methods (get_conn, release, check, drain, resize, open, wait,
+#   __aenter__...): the same one-line calls into the core, awaited here; the
+#   thread pool's get_conn/release are the core's functions themselves (one
+#   frame on the hot path), which a coroutine function cannot be.
+# - the proxies' methods (commit, rollback, cursor...): awaitables here.
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import inspect
 import logging
-import threading
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, List, NoReturn, Optional, Set, Tuple, Type, cast
+from typing import Any, Awaitable, Dict, List, NoReturn, Optional, Tuple, Type, cast
 
-from . import _adriver
+from . import _adriver, _closing, _options, _warmup
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -44,14 +66,12 @@ from ._core import (
     build_int,
     build_seconds,
 )
-from ._events import fire_logged
 from ._lifecycle import POOL_PENDING
-from ._maintenance import Schedule
+from ._maintenance import TaskMaintenance
 from ._slot import HELD, Slot
 from ._waiting import Waiter
-from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed, lend
-from .errors import DriverError, PoolTimeout, WrongEventLoop, connect_failed
+from .errors import DriverError, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
 
@@ -118,69 +138,23 @@ class AsyncConnectionPool(PoolCore):
     _proxy: Type[Any]  # AsyncPooledConnection, set below its definition
     _probe_free = True  # the loop has read a hang-up already: every return looks
 
-    def __init__(
-        self,
-        size: Optional[int] = None,
-        maxsize: int = 100,
-        name: Optional[str] = None,
-        pre_create_num: int = 0,
-        con_lifetime: float = 3600,
-        autocommit: bool = True,
-        *,
-        pool_name: Optional[str] = None,
-        timeout: float = 30.0,
-        validation_interval: float = 0.5,
-        keepalive_interval: Optional[float] = 60.0,
-        max_idle: float = 600.0,
-        leak_timeout: Optional[float] = None,
-        reset_session: bool = False,
-        configure: Optional[Callable[[Any], Any]] = None,
-        check: Optional[Callable[[Any], Any]] = None,
-        events: Any = None,
-        reset: Optional[Callable[[Any], Any]] = None,
-        open: bool = True,
-        max_waiting: Optional[int] = None,
-        reconnect_timeout: float = 300.0,
-        reconnect_failed: Optional[Callable[[Any], Any]] = None,
-        kill_on_abandon: bool = True,
-        **connect_kwargs: Any,
-    ) -> None:
-        cursorclass = connect_kwargs.pop("cursorclass", None)
-        config = build(
-            size=size,
-            maxsize=maxsize,
-            name=name,
-            pool_name=pool_name,
-            pre_create_num=pre_create_num,
-            con_lifetime=con_lifetime,
-            autocommit=autocommit,
-            timeout=timeout,
-            validation_interval=validation_interval,
-            keepalive_interval=keepalive_interval,
-            max_idle=max_idle,
-            leak_timeout=leak_timeout,
-            reset_session=reset_session,
-            configure=configure,
-            check=check,
-            connection_factory=None,
-            connect_kwargs=connect_kwargs,
-        )
+    @_options.takes(_options.options)
+    def __init__(self, opts: _options.Options) -> None:
+        built = opts.build
+        if built["connection_factory"] is not None:
+            raise TypeError(
+                "AsyncConnectionPool() takes no connection_factory (the thread pool's): subclass it and override _dial"
+            )
+        cursorclass = built["connect_kwargs"].pop("cursorclass", None)
+        config = build(**built)
         kwargs = {**config.connect_kwargs, "cursorclass": _adriver.cursor_class(cursorclass)}
         _adriver.driver_kwargs(kwargs)  # what aiomysql cannot take is refused now, not at every connect
         config = dataclasses.replace(config, connect_kwargs=kwargs)
-        super().__init__(
-            config,
-            NoLock(),
-            events=events,
-            reset=reset,
-            open=open,
-            max_waiting=max_waiting,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
-            kill_on_abandon=kill_on_abandon,
-        )
+        super().__init__(config, NoLock(), **opts.core)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._kills: Set[asyncio.Task[Any]] = set()  # kills in flight, referenced until done
+        # Kills in flight, referenced until done, each with its side connection
+        # once open: a loop that ends strands them (see _drop_stranded_kills).
+        self._kills: Dict[asyncio.Task[Any], Any] = {}
 
     # -- the event loop -----------------------------------------------------
 
@@ -218,7 +192,8 @@ class AsyncConnectionPool(PoolCore):
                 elif op == CLOSE:
                     await _adriver.close(a, self._config.io_timeout)
                 elif op == RESET:
-                    reply = await self._reset(a, b)
+                    reset = _adriver.reset_session if b else _adriver.reset
+                    reply = await reset(a, self._autocommit, self._config.io_timeout)
                 elif op == CHECK:
                     await self._check_alive(a, b)
                 elif op == PING:
@@ -245,9 +220,30 @@ class AsyncConnectionPool(PoolCore):
                 plan.close()
                 return False
         task = loop.create_task(self._run(plan), name=f"pymysqlpool-kill-{self.name}")
-        self._kills.add(task)
-        task.add_done_callback(self._kills.discard)
+        self._kills[task] = None
+        task.add_done_callback(self._kill_done)
         return True
+
+    def _kill_done(self, task: asyncio.Task[Any]) -> None:
+        self._kills.pop(task, None)
+
+    def _drop_stranded_kills(self) -> None:
+        """Let go of the kills whose loop ended under them (its asyncio.run()
+        returned): their tasks never run again, yet each holds its side
+        connection -- a session on the server until garbage collection. The
+        socket is closed here, then the coroutine, so nothing is left to await.
+        The slots stay KILLING, for the caller to kill again (_renew_kills)."""
+        for task, side in list(self._kills.items()):
+            if task.done() or not task.get_loop().is_closed():
+                continue
+            del self._kills[task]
+            if side is not None:
+                _adriver.force_close(side)
+            task._log_destroy_pending = False  # type: ignore[attr-defined]  # let go on purpose
+            try:
+                task.get_coro().close()  # its clean-up finds the socket closed: it awaits nothing
+            except RuntimeError:  # a clean-up that awaited regardless; the socket is closed
+                pass
 
     async def _kill_session(self, target: Tuple[Any, ...], limit: float) -> bool:
         """KILL a session (id, age) from a short-lived side connection, or
@@ -259,9 +255,14 @@ class AsyncConnectionPool(PoolCore):
         end = loop.time() + limit
         kwargs = _adriver.kill_kwargs(resolve(self._config.connect_kwargs))
         raw = await _adriver.connect(kwargs, limit)
+        task = asyncio.current_task()
+        if task in self._kills:
+            self._kills[task] = raw
         try:
             return await _adriver.bounded(_adriver.kill_session(raw, session), end - loop.time())
         finally:
+            if task in self._kills:
+                self._kills[task] = None
             await _adriver.close(raw, max(end - loop.time(), 0.0))
 
     async def _connect(self, limit: float) -> Any:
@@ -297,15 +298,6 @@ class AsyncConnectionPool(PoolCore):
             if server_idle:
                 keepalive = min(keepalive, server_idle / 2.0)
         return keepalive
-
-    async def _reset(self, raw: Any, failed: bool) -> bool:
-        cfg = self._config
-        if cfg.reset_session:
-            await _adriver.reset_session(raw, self._autocommit, cfg.io_timeout)
-            return False
-        if failed or _adriver.needs_reset(raw, self._autocommit):
-            return await _adriver.reset(raw, self._autocommit, cfg.io_timeout)
-        return False
 
     async def _check_alive(self, raw: Any, budget: Optional[float]) -> None:
         check = self._config.check
@@ -357,15 +349,7 @@ class AsyncConnectionPool(PoolCore):
             build_seconds("timeout", timeout)
         if self._reclaim:
             await self._run(self._reclaim_plan())
-        hooks = self._events.on_timeout
-        if not hooks:
-            return await self._borrow(None, timeout, force_check)
-        started = asyncio.get_running_loop().time()
-        try:
-            return await self._borrow(None, timeout, force_check)
-        except PoolTimeout:
-            fire_logged(hooks, self.name, asyncio.get_running_loop().time() - started)
-            raise
+        return await self._borrow(None, timeout, force_check)
 
     async def _borrow(self, first: Optional[Slot], timeout: Optional[float], force: bool) -> AsyncPooledConnection:
         slot: Optional[Slot] = None
@@ -389,7 +373,7 @@ class AsyncConnectionPool(PoolCore):
         if it was returned already or is not this pool's."""
         if _running_loop() is not self._loop:
             if type(conn) is not AsyncPooledConnection or conn._pool is not self:
-                raise self._foreign(conn)  # before binding: a stranger's object binds nothing
+                raise AsyncPooledConnection.refusal(self, conn)  # before binding: a stranger's object binds nothing
             self._bind(_running_loop())
         # _give_back checks conn itself: every read through a proxy costs (its
         # __getattr__ keeps CPython 3.11 from specializing the read).
@@ -422,11 +406,7 @@ class AsyncConnectionPool(PoolCore):
         """Until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) after ``timeout`` seconds."""
         self._bind_here()
-        limit = build_seconds("timeout", timeout)
-        loop = _running_loop()
-        deadline = loop.time() + limit
-        while not self._warm_enough(limit, deadline):
-            await asyncio.sleep(0.01)  # bounded by the deadline
+        await self._run(_closing.wait_plan(self, build_seconds("timeout", timeout)))
 
     def _bind_here(self) -> None:
         loop = _running_loop()
@@ -476,30 +456,20 @@ class AsyncConnectionPool(PoolCore):
                 await self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
         elif self._life.stopped is not None and not ended:
             await self._life.stopped.stop()  # an earlier close() was cancelled before it ended
+        await self._run(self._reclaim_plan())
         if ended:
             # The pool's loop is gone (its asyncio.run() ended): nothing lent
             # can come back, so every session ends now, its socket closed here
-            # (the pool's closes need no loop of their own then).
-            await self._run(self._reclaim_plan())
-            # Kills in flight when that loop ended were cancelled or destroyed
-            # with it, their statements running on: kill them again from here.
+            # (the pool's closes need no loop of their own then). Kills in
+            # flight when that loop ended were cancelled or stranded with it,
+            # their statements running on: kill them again from here.
+            self._drop_stranded_kills()
             for slot in self._renew_kills():
                 self._start_kill(slot)
-            here = _running_loop()
-            kills = {task for task in self._kills if task.get_loop() is here}
-            if kills:
-                await asyncio.wait(kills)
-            return self._interrupt_late(0.0)
-        await self._run(self._reclaim_plan())
-        if self._kills:  # kills in flight end within their bound; a loop that ends would cancel them
-            await asyncio.wait(set(self._kills))
-        if grace is None:  # (a pool never opened has nothing out: returns 0 below)
-            return 0
-        loop = _running_loop()
-        deadline = loop.time() + grace
-        while self._open and loop.time() < deadline:
-            await asyncio.sleep(min(0.01, max(deadline - loop.time(), 0.0)))  # bounded by the deadline
-        return self._interrupt_late(grace)
+            grace = 0.0
+        # Waits for the kills in flight (a loop that ends would cancel them).
+        cut: int = await self._run(_closing.close_plan(self, grace))
+        return cut
 
     def __enter__(self) -> NoReturn:
         raise TypeError(_ASYNC_POOL_IN_WITH)
@@ -541,9 +511,9 @@ class AsyncConnectionPool(PoolCore):
         dials = [0, 0]  # started, abandoned
         books = NoLock()
         try:
-            await _warm(
+            await _warmup.run_tasks(
                 lambda: self._run(self._prefill_plan(books, dials, made)),
-                min(self._config.pre_create_num, MAX_AT_ONCE),
+                min(self._config.pre_create_num, _warmup.MAX_AT_ONCE),
             )
             for slot in made:
                 if not self._book_idle(slot):
@@ -567,16 +537,7 @@ class AsyncConnectionPool(PoolCore):
 
     def _ensure_maintenance(self) -> None:
         if self._maintenance is None and not self._closed and self._loop is not None:
-            self._maintenance = _Upkeep(self, self._loop)
-
-
-def _cancel_requested() -> bool:
-    """The current task was cancelled though no CancelledError reached it:
-    asyncio.wait_for() (Python 3.11) returns an inner result that completed
-    together with a cancel, swallowing the cancel."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)  # Python >= 3.11
-    return bool(cancelling is not None and cancelling())
+            self._maintenance = TaskMaintenance(self, self._loop)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -584,90 +545,6 @@ async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-async def _warm(step: Callable[[], Any], workers: int) -> None:
-    """The asyncio form of ``_warmup.run``: await ``step()`` from ``workers``
-    tasks until it returns False; the first step alone (a wrong password
-    costs one attempt); after an error no task starts another step, and the
-    first error is raised once all have stopped."""
-    if workers <= 0 or not await step():
-        return
-    errors: List[BaseException] = []
-
-    async def loop() -> None:
-        try:
-            while not errors and await step():
-                pass
-        except Exception as exc:
-            errors.append(exc)
-
-    await asyncio.gather(*(loop() for _ in range(workers)))
-    if errors:
-        raise errors[0]
-
-
-async def _refill_step(pool: AsyncConnectionPool) -> bool:
-    return bool(await pool._run(pool._refill_plan()))
-
-
-class _Upkeep:
-    """Maintenance as a task of the pool's loop: the core's rounds
-    (``_round_plan``, ``_refill_plan``) on the thread pool's schedule, with a
-    weak reference to the pool so that it can be collected."""
-
-    def __init__(self, pool: AsyncConnectionPool, loop: asyncio.AbstractEventLoop) -> None:
-        self._pool_ref: Callable[[], Optional[AsyncConnectionPool]] = weakref.ref(pool)
-        self._loop = loop
-        self._thread = threading.get_ident()
-        self._event = asyncio.Event()
-        self._schedule = Schedule()
-        self._task = loop.create_task(self._rounds(), name=f"pymysqlpool-maintenance-{pool.name}")
-
-    def wake(self) -> None:
-        # From the collector or another thread too (a proxy dropped there).
-        if self._loop.is_closed():  # nothing to wake; close() from another loop cleans up
-            return
-        if threading.get_ident() == self._thread:
-            self._event.set()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._event.set)
-
-    async def stop(self) -> None:
-        task = self._task
-        if task is asyncio.current_task() or task.done():
-            return
-        task.cancel()
-        await asyncio.wait({task})  # raises only if the caller itself is cancelled
-
-    async def _rounds(self) -> None:
-        schedule = self._schedule
-        while True:
-            pool = self._pool_ref()
-            if pool is None or pool._closed:
-                return
-            try:
-                await pool._run(pool._round_plan(schedule.orphans))
-                if schedule.refill_due():
-                    wanted = pool._refill_wanted()
-                    if wanted > 0:
-                        try:
-                            await _warm(functools.partial(_refill_step, pool), min(wanted, MAX_AT_ONCE))
-                        except Exception as exc:
-                            schedule.refill_failed(pool.name, exc)
-                        else:
-                            schedule.refill_ok()
-            except Exception:  # never let maintenance die: log and go on
-                logger.exception("pool %r: maintenance round failed", pool.name)
-            tick = pool._maintenance_tick()
-            del pool  # do not keep the pool alive while sleeping
-            try:
-                await asyncio.wait_for(self._event.wait(), tick)
-            except asyncio.TimeoutError:
-                pass
-            if _cancel_requested():  # wait_for returned a wake-up that came with a cancel (3.11)
-                raise asyncio.CancelledError
-            self._event.clear()
 
 
 class _Borrowing:

@@ -68,6 +68,17 @@ class Borrowed:
             f"this connection was already returned to pool {self._pool.name!r}; borrow a new one"
         )
 
+    @classmethod
+    def refusal(cls, pool: Any, conn: Any) -> ReturnConnectionToPoolError:
+        """Why ``pool``, which lends ``cls``, refuses to take ``conn`` back."""
+        if not isinstance(conn, cls):
+            return ReturnConnectionToPoolError(
+                f"pool {pool.name!r} can only take back the {cls.__name__} it lent, not {type(conn).__name__}"
+            )
+        return ReturnConnectionToPoolError(
+            f"this connection belongs to pool {conn._pool.name!r}, not to pool {pool.name!r}"
+        )
+
     def _returned_twice(self) -> ReturnConnectionToPoolError:
         return ReturnConnectionToPoolError(f"this connection was already returned to pool {self._pool.name!r}")
 

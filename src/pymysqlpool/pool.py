@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type, cast
 
-from . import _driver, _forking, _urls, _warmup
+from . import _closing, _driver, _forking, _options, _urls, _warmup
 from ._config import build, describe, resolve
 from ._core import (
     CHECK,
@@ -35,12 +35,11 @@ from ._core import (
     build_seconds,
 )
 from ._driving import Driver
-from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import ThreadWaiter
 from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection, lend
-from .errors import DriverError, PoolTimeout, connect_failed
+from .errors import DriverError, connect_failed
 
 __all__ = ["ConnectionPool"]
 
@@ -65,66 +64,12 @@ class ConnectionPool(PoolCore):
     _waiter = ThreadWaiter
     _proxy = PooledConnection
 
-    def __init__(
-        self,
-        size: Optional[int] = None,
-        maxsize: int = 100,
-        name: Optional[str] = None,
-        pre_create_num: int = 0,
-        con_lifetime: float = 3600,
-        autocommit: bool = True,
-        *,
-        pool_name: Optional[str] = None,
-        timeout: float = 30.0,
-        validation_interval: float = 0.5,
-        keepalive_interval: Optional[float] = 60.0,
-        max_idle: float = 600.0,
-        leak_timeout: Optional[float] = None,
-        reset_session: bool = False,
-        configure: Optional[Any] = None,
-        check: Optional[Any] = None,
-        connection_factory: Optional[Any] = None,
-        events: Any = None,
-        reset: Optional[Any] = None,
-        open: bool = True,
-        max_waiting: Optional[int] = None,
-        reconnect_timeout: float = 300.0,
-        reconnect_failed: Optional[Any] = None,
-        kill_on_abandon: bool = True,
-        **connect_kwargs: Any,
-    ) -> None:
-        config = build(
-            size=size,
-            maxsize=maxsize,
-            name=name,
-            pool_name=pool_name,
-            pre_create_num=pre_create_num,
-            con_lifetime=con_lifetime,
-            autocommit=autocommit,
-            timeout=timeout,
-            validation_interval=validation_interval,
-            keepalive_interval=keepalive_interval,
-            max_idle=max_idle,
-            leak_timeout=leak_timeout,
-            reset_session=reset_session,
-            configure=configure,
-            check=check,
-            connection_factory=connection_factory,
-            connect_kwargs=connect_kwargs,
-        )
-        super().__init__(
-            config,
-            threading.Lock(),
-            events=events,
-            reset=reset,
-            open=open,
-            max_waiting=max_waiting,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
-            kill_on_abandon=kill_on_abandon,
-        )
+    @_options.takes(_options.options)
+    def __init__(self, opts: _options.Options) -> None:
+        config = build(**opts.build)
+        super().__init__(config, threading.Lock(), **opts.core)
         _forking.register(self)
-        if open:
+        if opts.core["open"]:
             self._start()
             try:
                 self._prefill()
@@ -168,7 +113,9 @@ class ConnectionPool(PoolCore):
                 elif op == CLOSE:
                     _driver.close(a)
                 elif op == RESET:
-                    reply = self._reset(a, b)
+                    reply = (_driver.reset_session if b else _driver.reset)(
+                        a, self._autocommit, self._config.io_timeout
+                    )
                 elif op == CHECK:
                     self._check_alive(a, b)
                 elif op == PING:
@@ -236,15 +183,6 @@ class ConnectionPool(PoolCore):
         pools dial a connection class of their own)."""
         return _driver.connect(kwargs, limit, self._tls)
 
-    def _reset(self, raw: Any, failed: bool) -> bool:
-        cfg = self._config
-        if cfg.reset_session:
-            _driver.reset_session(raw, self._autocommit, cfg.io_timeout)
-            return False
-        if failed or _driver.needs_reset(raw, self._autocommit):
-            return _driver.reset(raw, self._autocommit, cfg.io_timeout)
-        return False
-
     def _check_alive(self, raw: Any, budget: Optional[float] = None) -> None:
         """The pool's validation of an idle connection: ``check=`` or a ping.
         Raises if the connection must not be lent."""
@@ -303,15 +241,7 @@ class ConnectionPool(PoolCore):
             build_seconds("timeout", timeout)
         if self._reclaim:
             self._run(self._reclaim_plan())
-        hooks = self._events.on_timeout
-        if not hooks:
-            return self._borrow(None, timeout, force_check)
-        started = _monotonic()
-        try:
-            return self._borrow(None, timeout, force_check)
-        except PoolTimeout:
-            fire_logged(hooks, self.name, _monotonic() - started)
-            raise
+        return self._borrow(None, timeout, force_check)
 
     def _borrow(self, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> PooledConnection:
         slot: Optional[Slot] = None
@@ -381,15 +311,8 @@ class ConnectionPool(PoolCore):
             finally:
                 self._run(self._dispose_all_plan(idle, "closed_on_pool_close"))
             self._run(self._reclaim_plan())
-        end = self._kills_end()
-        while self._killing and _monotonic() < end:
-            time.sleep(0.005)  # bounded by the kills' own bound
-        if grace is None:  # (a pool never opened has nothing out: returns 0 below)
-            return 0
-        deadline = _monotonic() + grace
-        while self._open and _monotonic() < deadline:
-            time.sleep(min(0.01, max(deadline - _monotonic(), 0.0)))  # bounded by the deadline
-        return self._interrupt_late(grace)
+        cut: int = self._run(_closing.close_plan(self, grace))
+        return cut
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         """Start a pool made with ``open=False``: connections are opened in the
@@ -404,10 +327,7 @@ class ConnectionPool(PoolCore):
     def wait(self, timeout: float = 30.0) -> None:
         """Block until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) if that takes longer than ``timeout``."""
-        limit = build_seconds("timeout", timeout)
-        deadline = _monotonic() + limit
-        while not self._warm_enough(limit, deadline):
-            time.sleep(0.01)  # bounded by the deadline
+        self._run(_closing.wait_plan(self, build_seconds("timeout", timeout)))
 
     def drain(self) -> int:
         """Replace every connection without failing a borrower: idle ones are

@@ -42,3 +42,24 @@ def clean_singletons() -> Iterator[None]:
     for pool in list(ConnectionPoolSingleton._instances.values()):
         pool.close()
     ConnectionPoolSingleton._instances.clear()
+
+
+@pytest.fixture
+def async_pool_class(monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> Any:
+    """AsyncConnectionPool dialing the ``server`` fake (skipped without aiomysql).
+    Patched on the class, not the instance: an instance attribute would count
+    in the attribute budget (test_shape.py)."""
+    pytest.importorskip("aiomysql")  # the fast tier also runs without the asyncio extra (Python 3.9)
+    from pymysqlpool.aio import AsyncConnectionPool
+
+    async def connect(self: AsyncConnectionPool, limit: float) -> Any:
+        raw = server()
+        raw._reader = None  # no stream: nothing for the loop's hang-up probe to read
+        return raw, 0.0
+
+    async def close(raw: Any, timeout: Any) -> None:
+        raw.close()
+
+    monkeypatch.setattr(AsyncConnectionPool, "_connect", connect)
+    monkeypatch.setattr("pymysqlpool._adriver.close", close)
+    return AsyncConnectionPool

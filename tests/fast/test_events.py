@@ -3,6 +3,7 @@ on_timeout), use-time stats, reset= and wrong-node detection, on the fake driver
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -307,3 +308,41 @@ def test_interrupt_inside_a_hook_leaves_the_pool_consistent(
     assert stats["open"] == 0 and stats["idle"] == 0 and stats["borrowed"] == 0
     with pool.connection() as conn:  # and the pool works on
         assert conn.raw is server.made[1]
+
+
+def test_on_timeout_fires_for_a_borrow_on_the_direct_path(make_pool: Callable[..., ConnectionPool]) -> None:
+    """get_conn() without a timeout takes the core's direct path (no hook
+    diverts it): the borrow plan itself fires on_timeout, once."""
+    waited: list[float] = []
+
+    class Timeouts:
+        def on_timeout(self, seconds: float) -> None:
+            waited.append(seconds)
+
+    pool = make_pool(maxsize=1, timeout=0.05, events=Timeouts())
+    assert not pool._divert  # on_timeout alone keeps the direct path
+    held = pool.get_conn()
+    with pytest.raises(PoolTimeout):
+        pool.get_conn()
+    assert len(waited) == 1 and waited[0] >= 0.04, waited
+    pool.release(held)
+
+
+def test_asyncio_on_timeout_fires_in_the_borrow_plan(async_pool_class: Any) -> None:
+    waited: list[float] = []
+
+    class Timeouts:
+        def on_timeout(self, seconds: float) -> None:
+            waited.append(seconds)
+
+    async def main() -> None:
+        async with async_pool_class(maxsize=1, timeout=0.05, events=Timeouts(), host="127.0.0.1") as pool:
+            held = await pool.get_conn()
+            with pytest.raises(PoolTimeout):
+                await pool.get_conn()
+            with pytest.raises(PoolTimeout):
+                await pool.get_conn(timeout=0.01)
+            await pool.release(held)
+
+    asyncio.run(main())
+    assert len(waited) == 2 and waited[0] >= 0.04, waited

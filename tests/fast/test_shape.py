@@ -7,11 +7,12 @@ lifecycle, stats), not to the pool."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
 
-from pymysqlpool import ConnectionPool
+from pymysqlpool import ConnectionPool, _options
 
 from .fakes import FakeServer
 
@@ -28,21 +29,8 @@ def test_thread_pool_stays_within_the_attribute_budget(make_pool: Any) -> None:
     assert len(vars(pool)) <= MAX_ATTRIBUTES, sorted(vars(pool))
 
 
-def test_asyncio_pool_stays_within_the_attribute_budget(monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> None:
-    pytest.importorskip("aiomysql")  # the fast tier also runs without the asyncio extra (Python 3.9)
-    from pymysqlpool.aio import AsyncConnectionPool
-
-    async def connect(self: AsyncConnectionPool, limit: float) -> Any:
-        raw = server()
-        raw._reader = None  # no stream: nothing for the loop's hang-up probe to read
-        return raw, 0.0
-
-    async def close(raw: Any, timeout: Any) -> None:
-        raw.close()
-
-    # On the class, not the instance: an instance attribute would count.
-    monkeypatch.setattr(AsyncConnectionPool, "_connect", connect)
-    monkeypatch.setattr("pymysqlpool._adriver.close", close)
+def test_asyncio_pool_stays_within_the_attribute_budget(async_pool_class: Any, server: FakeServer) -> None:
+    AsyncConnectionPool = async_pool_class
 
     async def main() -> list[int]:
         pool = AsyncConnectionPool(maxsize=2, host="127.0.0.1")
@@ -61,3 +49,20 @@ def test_asyncio_pool_stays_within_the_attribute_budget(monkeypatch: pytest.Monk
 
     sizes = asyncio.run(main())
     assert max(sizes) <= MAX_ATTRIBUTES, sizes
+
+
+def test_both_pools_take_one_signature(async_pool_class: Any) -> None:
+    """One definition of the constructor parameters (_options.py): the same
+    names, order, kinds and defaults for both pools, seen by inspect (the
+    SQLAlchemy dialect and ConnectionPoolSingleton bind through it)."""
+    thread = inspect.signature(ConnectionPool)
+    assert (
+        thread
+        == inspect.signature(async_pool_class)
+        == inspect.signature(_options.options).replace(return_annotation=None)
+    )
+    params = list(inspect.signature(ConnectionPool.__init__).parameters)
+    assert params[:7] == ["self", "size", "maxsize", "name", "pre_create_num", "con_lifetime", "autocommit"]
+    assert params[-1] == "connect_kwargs" and len(params) == 25
+    with pytest.raises(TypeError, match="connection_factory"):
+        async_pool_class(connection_factory=lambda **kwargs: None)

@@ -114,13 +114,6 @@ def test_closing_on_a_new_loop_ends_sessions_whose_kills_the_first_loop_dropped(
         assert stats["killing"] == 0 and stats["open"] == 0, stats
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: a borrower task cancelled mid-statement by asyncio.run()'s shutdown leaves its session"
-    " running after asyncio.run(pool.close()) in about 2 runs of 3 (its kill task dies with the loop;"
-    " 'coroutine Connection.ensure_closed was never awaited'); passed only while the loop ended before the"
-    " statement started",
-)
 def test_closing_on_a_new_loop_after_a_borrower_was_cut_by_the_loop_s_end(
     make_account: Callable[..., Account], admin: Any
 ) -> None:

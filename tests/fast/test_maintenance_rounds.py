@@ -1,0 +1,87 @@
+"""The one maintenance loop (_maintenance.rounds) both shells drive: what it
+asks for, how a failed refill backs off, that errors do not end it, and that
+it keeps no pool alive across a pause."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any, List
+
+import pytest
+
+from pymysqlpool._maintenance import PAUSE, REFILL, ROUND, Schedule, rounds
+
+
+class FakePool:
+    name = "fake"
+
+    def __init__(self, wanted: int = 0) -> None:
+        self._closed = False
+        self.wanted = wanted
+        self.rounds: List[Any] = []
+
+    def _round_plan(self, seen: Any) -> str:
+        self.rounds.append(seen)
+        return "round-plan"
+
+    def _refill_wanted(self) -> int:
+        return self.wanted
+
+    def _maintenance_tick(self) -> float:
+        return 0.25
+
+
+def test_a_round_then_a_refill_of_at_most_eight_at_once_then_a_pause() -> None:
+    pool = FakePool(wanted=20)
+    schedule = Schedule()
+    steps = rounds(weakref.ref(pool), schedule, Exception)
+    assert next(steps) == (ROUND, pool, "round-plan")
+    assert pool.rounds == [schedule.orphans]
+    assert next(steps) == (REFILL, pool, 8)
+    assert next(steps) == (PAUSE, None, 0.25)
+    pool.wanted = 0
+    assert next(steps)[0] == ROUND
+    assert next(steps) == (PAUSE, None, 0.25)  # nothing wanted: no refill
+
+
+def test_a_failed_refill_backs_off_and_a_failed_round_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    pool = FakePool(wanted=1)
+    schedule = Schedule()
+    steps = rounds(weakref.ref(pool), schedule, Exception)
+    next(steps)
+    assert next(steps)[0] == REFILL
+    assert steps.throw(OSError("refused")) == (PAUSE, None, 0.25)
+    assert schedule.backoff > 0 and not schedule.refill_due()
+    assert next(steps)[0] == ROUND
+    assert next(steps)[0] == PAUSE  # backing off: no refill this round
+    assert next(steps)[0] == ROUND
+    assert steps.throw(RuntimeError("round broke")) == (PAUSE, None, 0.25)
+    assert "maintenance round failed" in caplog.text and "could not open a connection" in caplog.text
+
+
+def test_an_error_it_must_not_survive_ends_it() -> None:
+    pool = FakePool()
+    steps = rounds(weakref.ref(pool), Schedule(), Exception)
+    next(steps)
+    with pytest.raises(KeyboardInterrupt):
+        steps.throw(KeyboardInterrupt())
+    survivor = rounds(weakref.ref(pool), Schedule(), BaseException)
+    next(survivor)
+    assert survivor.throw(KeyboardInterrupt()) == (PAUSE, None, 0.25)  # the thread's: logged, goes on
+
+
+def test_it_ends_when_the_pool_is_closed_or_collected() -> None:
+    pool = FakePool()
+    steps = rounds(weakref.ref(pool), Schedule(), Exception)
+    next(steps)
+    assert next(steps)[0] == PAUSE
+    collected = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert collected() is None  # not kept alive by the paused loop
+    with pytest.raises(StopIteration):
+        next(steps)
+    closed = FakePool()
+    closed._closed = True
+    assert list(rounds(weakref.ref(closed), Schedule(), Exception)) == []
