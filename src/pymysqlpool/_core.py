@@ -1736,3 +1736,61 @@ class PoolCore:
         self._open = self._held = self._killing = self._replacements = 0
         self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None
+
+    # -- Public seam: what the cluster and the integrations may use -----------
+    # Everything outside _core.py and the two pool shells reads and steers a
+    # pool through these members only (tests/fast/test_hygiene.py enforces
+    # it); documented in docs/integrations.md, "The pools' public seam".
+
+    @property
+    def borrowed(self) -> int:
+        """Connections lent now: the stats' ``borrowed`` (open, minus idle,
+        minus those being cleaned, checked or closed). Read without the lock:
+        a moment's view, for balancing, not for books."""
+        return self._open - len(self._idle) - self._held
+
+    @property
+    def reset_session(self) -> bool:
+        """True if every return wipes the session (COM_RESET_CONNECTION):
+        session settings do not persist from one borrow to the next."""
+        return self._config.reset_session
+
+    @property
+    def client_flag(self) -> int:
+        """The ``client_flag`` the pool's connections are opened with (0 if none)."""
+        flag = self._config.connect_kwargs.get("client_flag", 0)
+        return flag if isinstance(flag, int) else 0
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds: the bound of every wait the pool starts on its own
+        (connect, ping, reset); callers bound their own side statements by it."""
+        return self._config.io_timeout
+
+    @property
+    def shut_down(self) -> bool:
+        """True once ``close()`` was called: the pool cannot be opened again.
+        (``closed`` is also True for a pool made with ``open=False`` and not yet opened.)"""
+        return self._life.shut
+
+    @property
+    def ever_connected(self) -> bool:
+        """False until a connect succeeds, and again after :meth:`fail_fast`."""
+        return self._life.ever_connected
+
+    def start(self) -> bool:
+        """Lend from now on (the core half of ``open()``, without the
+        background upkeep); False if already open. Raises ``PoolClosed``
+        after ``close()``."""
+        return self._start()
+
+    def fail_fast(self) -> None:
+        """Until a connect succeeds again, a failed connect ends the borrow at
+        once instead of retrying until its timeout (the server is known down)."""
+        with self._lock:
+            self._life.ever_connected = False
+
+    def suspect_idle(self) -> None:
+        """Something says the server may have restarted: idle connections last
+        used before now are validated before they are lent."""
+        self._suspect(_monotonic())

@@ -569,6 +569,28 @@ class AsyncConnectionPool(PoolCore):
         if self._maintenance is None and not self._closed and self._loop is not None:
             self._maintenance = _Upkeep(self, self._loop)
 
+    # -- Public seam: what the cluster and the integrations may use ---------
+    # (with PoolCore's block; documented in docs/integrations.md)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Belong to ``loop`` from now on, without opening (``start`` does);
+        ``WrongEventLoop`` if the pool already belongs to another loop."""
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            self._bind(loop)
+
+    async def prefill(self) -> None:
+        """Open ``pre_create_num`` connections now, as ``async with`` does;
+        the first connect error is raised (the connections opened so far are
+        closed). Call after :meth:`bind` and :meth:`start`."""
+        await self._prefill()
+
+    def start_maintenance(self) -> None:
+        """Start the background upkeep (warm-up, keep-alive, refill) on the
+        pool's loop unless it runs already, the pool is closed or not bound."""
+        self._ensure_maintenance()
+
 
 def _cancel_requested() -> bool:
     """The current task was cancelled though no CancelledError reached it:

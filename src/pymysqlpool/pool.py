@@ -476,3 +476,17 @@ class ConnectionPool(PoolCore):
     def _after_fork_in_child(self) -> None:
         """The child inherits the parent's sockets: forget them unsent-to."""
         self._after_fork(threading.Lock())
+
+    # -- Public seam: what the cluster and the integrations may use ---------
+    # (with PoolCore's block; documented in docs/integrations.md)
+
+    def prefill(self) -> None:
+        """Open ``pre_create_num`` connections now, as the constructor does,
+        then start the background upkeep; the first connect error is raised
+        (the connections opened so far are closed). Call after :meth:`start`."""
+        self._prefill()
+
+    def start_maintenance(self) -> None:
+        """Start the background upkeep (warm-up, keep-alive, refill) unless it
+        runs already or the pool is closed."""
+        self._ensure_maintenance()
