@@ -36,7 +36,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Type, Union
+from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Sequence, Set, Tuple, Type, Union
 
 from ._config import PoolConfig, describe
 from ._events import Events, ResetHook, as_sequence, fire_logged
@@ -1783,6 +1783,35 @@ class PoolCore:
         background upkeep); False if already open. Raises ``PoolClosed``
         after ``close()``."""
         return self._start()
+
+    # The cluster's balancing reads the count of many pools on every routed
+    # borrow: one call for all of them, not a property call per pool (~680
+    # instructions each on CPython 3.11).
+
+    @staticmethod
+    def least_borrowed(pools: Sequence[PoolCore], start: int) -> PoolCore:
+        """Of ``pools``, one with the fewest :attr:`borrowed`; ties go to the
+        first met scanning from index ``start`` (modulo their number)."""
+        count = len(pools)
+        best = pools[start % count]
+        least = best._open - len(best._idle) - best._held
+        for step in range(1, count):
+            pool = pools[(start + step) % count]
+            borrowed = pool._open - len(pool._idle) - pool._held
+            if borrowed < least:
+                best, least = pool, borrowed
+        return best
+
+    @staticmethod
+    def first_with_room(pools: Sequence[PoolCore], start: int) -> Optional[PoolCore]:
+        """Scanning ``pools`` from index ``start``, the first whose
+        :attr:`borrowed` is below its ``maxsize``; None if every one is full."""
+        count = len(pools)
+        for step in range(count):
+            pool = pools[(start + step) % count]
+            if pool._open - len(pool._idle) - pool._held < pool._maxsize:
+                return pool
+        return None
 
     def fail_fast(self) -> None:
         """Until a connect succeeds again, a failed connect ends the borrow at

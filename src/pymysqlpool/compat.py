@@ -43,7 +43,7 @@ class ConnectionPoolSingleton(ConnectionPool):
         settings["name"] = name  # name= and pool_name= are one setting
         with cls._registry_lock:
             existing = cls._instances.get(name)
-            if existing is not None and not existing._life.shut:  # closed, not merely unopened (open=False)
+            if existing is not None and not existing.shut_down:  # closed, not merely unopened (open=False)
                 if existing._settings != settings:
                     changed = sorted(
                         k

@@ -120,7 +120,7 @@ class ConnectionPool(PoolCore):
             reconnect_failed=reconnect_failed,
             kill_on_abandon=kill_on_abandon,
         )
-        _forking.register(self)
+        _forking.register(self, type(self)._after_fork_in_child)
         if open:
             self._closed = False
             try:

@@ -125,8 +125,8 @@ class PoolDialect(MySQLDialect_pymysql):
         """Lend from ``pool``; rowcount counts rows changed, not matched,
         unless its connections have ``CLIENT.FOUND_ROWS``: say so to SQLAlchemy."""
         self.connection_pool = pool
-        self.session_levels_persist = not pool._config.reset_session
-        found_rows = bool(pool._config.connect_kwargs.get("client_flag", 0) & CLIENT.FOUND_ROWS)
+        self.session_levels_persist = not pool.reset_session
+        found_rows = bool(pool.client_flag & CLIENT.FOUND_ROWS)
         self.supports_sane_rowcount = self.supports_sane_multi_rowcount = found_rows
 
     def on_connect(self) -> Optional[Callable[[Any], None]]:  # type: ignore[override]  # None is allowed by Dialect

@@ -15,13 +15,15 @@ from pymysqlpool._topology import NodeFacts
 
 
 class FakePool:
-    """What the steering reads of a node pool: the core's books."""
+    """What the core's balancing seam (``PoolCore.least_borrowed`` and
+    ``first_with_room``) reads of a node pool: its books."""
 
     def __init__(self, name: str, lent: int = 0, maxsize: int = 2) -> None:
         self.name = name
         self._open = lent
         self._idle: list[Any] = []
-        self.maxsize = maxsize
+        self._held = 0
+        self._maxsize = maxsize
 
     def __repr__(self) -> str:
         return self.name
