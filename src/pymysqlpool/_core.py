@@ -43,6 +43,7 @@ from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
+from ._validators import count, seconds
 from ._waiting import DialToken, Grant, Waiter, WaitQueue
 from .connection import PROXY_TYPES, lend
 from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
@@ -112,18 +113,6 @@ class NoLock:
 
     def locked(self) -> bool:
         return False
-
-
-def build_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
-def build_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -217,8 +206,8 @@ class PoolCore:
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
-            None if max_waiting is None else build_int("max_waiting", max_waiting),
-            build_seconds("reconnect_timeout", reconnect_timeout),
+            None if max_waiting is None else count("max_waiting", max_waiting, owner=cfg.name),
+            seconds("reconnect_timeout", reconnect_timeout, cfg.name),
             reconnect_failed,
         )
         self._closed = True  # lends nothing until the shell opens it
@@ -1509,8 +1498,8 @@ class PoolCore:
         """resize(): new limits; queued borrowers served, extras closed."""
         with self._lock:
             cfg = self._config
-            new_max = cfg.maxsize if maxsize is None else build_int("maxsize", maxsize)
-            new_size = cfg.size if size is None else build_int("size", size)
+            new_max = cfg.maxsize if maxsize is None else count("maxsize", maxsize, owner=self.name)
+            new_size = cfg.size if size is None else count("size", size, owner=self.name)
             if new_max < 1:
                 raise ValueError("maxsize must be >= 1")
             if new_size > new_max:
@@ -1784,6 +1773,17 @@ class PoolCore:
         after ``close()``."""
         return self._start()
 
+    def fail_fast(self) -> None:
+        """Until a connect succeeds again, a failed connect ends the borrow at
+        once instead of retrying until its timeout (the server is known down)."""
+        with self._lock:
+            self._life.ever_connected = False
+
+    def suspect_idle(self) -> None:
+        """Something says the server may have restarted: idle connections last
+        used before now are validated before they are lent."""
+        self._suspect(_monotonic())
+
     # The cluster's balancing reads the count of many pools on every routed
     # borrow: one call for all of them, not a property call per pool (~680
     # instructions each on CPython 3.11).
@@ -1812,14 +1812,3 @@ class PoolCore:
             if pool._open - len(pool._idle) - pool._held < pool._maxsize:
                 return pool
         return None
-
-    def fail_fast(self) -> None:
-        """Until a connect succeeds again, a failed connect ends the borrow at
-        once instead of retrying until its timeout (the server is known down)."""
-        with self._lock:
-            self._life.ever_connected = False
-
-    def suspect_idle(self) -> None:
-        """Something says the server may have restarted: idle connections last
-        used before now are validated before they are lent."""
-        self._suspect(_monotonic())

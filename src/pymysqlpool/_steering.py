@@ -18,7 +18,7 @@ import pymysql
 
 from . import _driver, _topology, _urls
 from ._core import PoolCore
-from ._core import build_seconds as seconds
+from ._validators import seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
 __all__ = ["ClusterSettings", "NodeEvents", "NodeState", "SteeredCluster", "Steering", "parse_cluster_url"]
@@ -474,7 +474,7 @@ class Attempt(Generic[P]):
         self.s = steering
         self.read_only = read_only
         self.causal = causal and read_only
-        self.wait = default_timeout if timeout is None else seconds("timeout", timeout)
+        self.wait = default_timeout if timeout is None else seconds("timeout", timeout, steering.name)
         self.deadline = started + self.wait
         self.failed: Set[P] = set()
         self.waited = False

@@ -41,12 +41,11 @@ from ._core import (
     NoLock,
     Plan,
     PoolCore,
-    build_int,
-    build_seconds,
 )
 from ._events import fire_logged
 from ._maintenance import Schedule
 from ._slot import HELD, Slot
+from ._validators import count, seconds
 from ._waiting import Waiter
 from ._warmup import MAX_AT_ONCE
 from .connection import Borrowed, lend
@@ -333,8 +332,8 @@ class AsyncConnectionPool(PoolCore):
         """The thread pool's 0.5.0-style borrow: wait up to ``retry_num *
         retry_interval`` seconds; ``pre_ping=True`` validates whatever the idle time."""
         self._bind_here()
-        retries = min(build_int("retry_num", retry_num), 10)
-        interval = build_seconds("retry_interval", retry_interval)
+        retries = min(count("retry_num", retry_num, owner=self.name), 10)
+        interval = seconds("retry_interval", retry_interval, self.name)
         return await self._acquire(retries * interval if retries else 0.0, pre_ping)
 
     def connection(self, timeout: Optional[float] = None) -> _Borrowing:
@@ -354,7 +353,7 @@ class AsyncConnectionPool(PoolCore):
 
     async def _acquire(self, timeout: Optional[float], force_check: bool) -> AsyncPooledConnection:
         if timeout is not None:
-            build_seconds("timeout", timeout)
+            seconds("timeout", timeout, self.name)
         if self._reclaim:
             await self._run(self._reclaim_plan())
         hooks = self._events.on_timeout
@@ -422,7 +421,7 @@ class AsyncConnectionPool(PoolCore):
         """Until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) after ``timeout`` seconds."""
         self._bind_here()
-        limit = build_seconds("timeout", timeout)
+        limit = seconds("timeout", timeout, self.name)
         loop = _running_loop()
         deadline = loop.time() + limit
         while not self._warm_enough(limit, deadline):
@@ -461,7 +460,7 @@ class AsyncConnectionPool(PoolCore):
         Once the pool's event loop is closed, ``close()`` may be awaited on
         any loop (``asyncio.run(pool.close())``): every session ends at once,
         borrowed ones too (they are counted as cut)."""
-        grace = None if timeout is None else build_seconds("timeout", timeout)
+        grace = None if timeout is None else seconds("timeout", timeout, self.name)
         ended = self._loop is not None and self._loop.is_closed()
         if self._loop is not None and not ended:
             self._bind_here()

@@ -31,12 +31,11 @@ from ._core import (
     WAIT,
     Plan,
     PoolCore,
-    build_int,
-    build_seconds,
 )
 from ._events import fire_logged
 from ._maintenance import Maintenance
 from ._slot import Slot
+from ._validators import count, seconds
 from ._waiting import ThreadWaiter
 from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection, lend
 from .errors import DriverError, PoolTimeout, connect_failed
@@ -291,14 +290,14 @@ class ConnectionPool(PoolCore):
         ``retry_num`` is capped at 10 as in 0.5.0; ``pre_ping=True`` pings the
         connection before lending it whatever its idle time.
         """
-        retries = min(build_int("retry_num", retry_num), 10)
-        interval = build_seconds("retry_interval", retry_interval)
+        retries = min(count("retry_num", retry_num, owner=self.name), 10)
+        interval = seconds("retry_interval", retry_interval, self.name)
         return self._acquire(retries * interval if retries else 0.0, pre_ping)
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> PooledConnection:
         """Every borrow that is not get_conn()'s direct common case."""
         if timeout is not None:
-            build_seconds("timeout", timeout)
+            seconds("timeout", timeout, self.name)
         if self._reclaim:
             self._run(self._reclaim_plan())
         hooks = self._events.on_timeout
@@ -369,7 +368,7 @@ class ConnectionPool(PoolCore):
         in flight (each ends within ``connect_timeout``). Safe to call more
         than once.
         """
-        grace = None if timeout is None else build_seconds("timeout", timeout)
+        grace = None if timeout is None else seconds("timeout", timeout, self.name)
         shut = self._shut()
         if shut is not None:
             idle, maintenance = shut
@@ -402,7 +401,7 @@ class ConnectionPool(PoolCore):
     def wait(self, timeout: float = 30.0) -> None:
         """Block until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) if that takes longer than ``timeout``."""
-        limit = build_seconds("timeout", timeout)
+        limit = seconds("timeout", timeout, self.name)
         deadline = _monotonic() + limit
         while not self._warm_enough(limit, deadline):
             time.sleep(0.01)  # bounded by the deadline

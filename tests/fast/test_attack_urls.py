@@ -73,6 +73,8 @@ BAD_URLS = [
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 @pytest.mark.parametrize(("url", "named"), BAD_URLS)
 def test_a_bad_url_fails_at_once_naming_what_is_wrong(no_connect: None, entry: str, url: str, named: str) -> None:
+    if entry == "pool_from_url":
+        pytest.importorskip("pymysqlpool.sqlalchemy")  # imported before the clock starts: the bound is on the check
     started = time.monotonic()
     with pytest.raises((TypeError, ValueError)) as raised:
         pool = ENTRY_POINTS[entry](url)
