@@ -22,17 +22,23 @@ def _table(tag: str) -> str:
     return f"pmp_cli_demo_{tag}_{os.getpid()}"
 
 
+# The demo runs with the CLI's default database (the fixture clears MYSQL_*):
+# the admin connection, in the tier's own database, names it.
+DEMO_DB = "test"
+
+
 def _exists(admin: pymysql.connections.Connection, table: str) -> bool:
     with admin.cursor() as cur:
         cur.execute(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'test' AND TABLE_NAME = %s", (table,)
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (DEMO_DB, table),
         )
         return bool(cur.fetchone()[0])
 
 
 def _drop(admin: pymysql.connections.Connection, table: str) -> None:
     with admin.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+        cur.execute(f"DROP TABLE IF EXISTS `{DEMO_DB}`.`{table}`")
 
 
 def test_demo_passes_and_drops_its_table(
@@ -69,7 +75,7 @@ def test_demo_keep_leaves_exactly_the_committed_rows(
         line = next(x for x in out.splitlines() if "committed rows present:" in x)
         committed = int(line.rsplit(" of ", 1)[1])
         with admin.cursor() as cur:
-            cur.execute(f"SELECT COUNT(*), COALESCE(SUM(kind <> 'commit'), 0) FROM `{table}`")
+            cur.execute(f"SELECT COUNT(*), COALESCE(SUM(kind <> 'commit'), 0) FROM `{DEMO_DB}`.`{table}`")
             rows, not_committed = cur.fetchone()
         assert rows == committed and not_committed == 0
     finally:
@@ -81,14 +87,14 @@ def test_demo_refuses_an_existing_table(
 ) -> None:
     table = _table("exists")
     with admin.cursor() as cur:
-        cur.execute(f"CREATE TABLE `{table}` (x INT)")
-        cur.execute(f"INSERT INTO `{table}` VALUES (1)")
+        cur.execute(f"CREATE TABLE `{DEMO_DB}`.`{table}` (x INT)")
+        cur.execute(f"INSERT INTO `{DEMO_DB}`.`{table}` VALUES (1)")
     try:
         assert main(["demo", "--ops", "5", "--table", table, "--quiet"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("pymysqlpool demo: error: cannot create table") and "[1050]" in err
         with admin.cursor() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+            cur.execute(f"SELECT COUNT(*) FROM `{DEMO_DB}`.`{table}`")
             assert cur.fetchone()[0] == 1  # someone else's table is left alone
     finally:
         _drop(admin, table)
