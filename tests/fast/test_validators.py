@@ -50,9 +50,12 @@ def test_counts_ports_and_hosts_follow_the_policy() -> None:
         with pytest.raises(ValueError):
             check(wrong_value)
     assert _validators.count("retry_num", 3) == 3 and _validators.port("port", 3306) == 3306
+    assert _validators.host("host", "db.example") == "db.example"
 
 
-@pytest.mark.parametrize("text", ["0", "65536", "+3306", " 3306", "3_306", "\uff13\uff13\uff10\uff16", "", "1" * 5000])
+@pytest.mark.parametrize(
+    "text", ["0", "65536", "+3306", " 3306", "3_306", "\uff13\uff13\uff10\uff16", "", "000080", "1" * 5000]
+)
 def test_a_written_port_is_ascii_digits_within_range(text: str) -> None:
     with pytest.raises(ValueError, match="port"):
         _validators.port_text("--port", text)
