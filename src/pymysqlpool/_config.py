@@ -15,6 +15,8 @@ import pymysql.charset
 import pymysql.cursors
 
 from . import _driver
+from ._validators import count, int_between, optional_seconds, seconds
+from ._validators import host as _valid_host
 
 # Keywords the pool manages itself: passing them through would break it.
 _RESERVED = {"defer_connect": "the pool opens connections itself"}
@@ -98,32 +100,13 @@ def _shown(value: Any) -> str:
     return "<callable>" if deferred(value) else str(value)
 
 
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return value
-
-
-def _seconds(name: str, value: Any, allow_none: bool = False) -> Optional[float]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {value}")
-    return float(value)
-
-
 def _wait(name: str, value: Any) -> float:
     """A borrow's wait: seconds >= 0; None or anything beyond what a lock
     can wait for (``threading.TIMEOUT_MAX``, inf included) is forever."""
     if value is None:
         return math.inf
-    seconds = _seconds(name, value)
-    assert seconds is not None
-    return math.inf if seconds >= threading.TIMEOUT_MAX else seconds
+    limit = seconds(name, value)
+    return math.inf if limit >= threading.TIMEOUT_MAX else limit
 
 
 # -- PyMySQL's keywords --------------------------------------------------------
@@ -153,10 +136,7 @@ _mapping = _kind(Mapping, what="a dict or None")
 
 def _bounded_int(low: int, high: int, hint: str = "") -> Callable[[str, Any], None]:
     def rule(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if not low <= value <= high:
-            raise ValueError(f"{name} must be an int from {low} to {high}{hint}, got {value}")
+        int_between(name, value, low, high, hint)
 
     return rule
 
@@ -180,16 +160,8 @@ def _port(name: str, value: Any) -> None:
 
 
 def _host(name: str, value: Any) -> None:
-    _text(name, value)
-    if isinstance(value, str):
-        # The resolver cannot take either: a lone surrogate fails its encoding
-        # at the first borrow, a NUL is refused by one driver, cut by another.
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{name} must be a host name or address, got {value!r} (a lone surrogate)") from None
-        if "\x00" in value:
-            raise ValueError(f"{name} must be a host name or address, got {value!r} (a NUL character)")
+    if value is not None:
+        _valid_host(name, value)
 
 
 def _password(name: str, value: Any) -> None:
@@ -364,11 +336,11 @@ def build(
                 f"ConnectionPool() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}:"
                 " neither a pool argument nor a pymysql.connect() argument"
             )
-    maxsize = _int("maxsize", maxsize, 1)
-    size = min(10, maxsize) if size is None else _int("size", size, 0)
+    maxsize = count("maxsize", maxsize, 1)
+    size = min(10, maxsize) if size is None else count("size", size)
     if size > maxsize:
         raise ValueError(f"size ({size}) must not exceed maxsize ({maxsize})")
-    pre_create_num = _int("pre_create_num", pre_create_num, 0)
+    pre_create_num = count("pre_create_num", pre_create_num)
     if pre_create_num > maxsize:
         raise ValueError(f"pre_create_num ({pre_create_num}) must not exceed maxsize ({maxsize})")
     if not isinstance(autocommit, bool):
@@ -377,8 +349,8 @@ def build(
         raise TypeError(f"reset_session must be True or False, got {reset_session!r}")
     label = pool_label(name, pool_name, connect_kwargs)
     check_connect_kwargs(connect_kwargs)
-    keepalive = _seconds("keepalive_interval", 60.0 if keepalive_interval is None else keepalive_interval)
-    leak = _seconds("leak_timeout", leak_timeout, allow_none=True)
+    keepalive = seconds("keepalive_interval", 60.0 if keepalive_interval is None else keepalive_interval)
+    leak = optional_seconds("leak_timeout", leak_timeout)
     if leak == 0:
         raise ValueError("leak_timeout must be > 0 seconds, or None to turn leak warnings off")
     kwargs = dict(connect_kwargs)
@@ -388,12 +360,12 @@ def build(
         size=size,
         maxsize=maxsize,
         pre_create_num=pre_create_num,
-        con_lifetime=_seconds("con_lifetime", con_lifetime) or 0.0,
+        con_lifetime=seconds("con_lifetime", con_lifetime),
         autocommit=autocommit,
         timeout=_wait("timeout", timeout),
-        validation_interval=_seconds("validation_interval", validation_interval) or 0.0,
-        keepalive_interval=keepalive or 0.0,
-        max_idle=_seconds("max_idle", max_idle) or 0.0,
+        validation_interval=seconds("validation_interval", validation_interval),
+        keepalive_interval=keepalive,
+        max_idle=seconds("max_idle", max_idle),
         leak_timeout=leak,
         reset_session=reset_session,
         configure=_callable("configure", configure),

@@ -36,7 +36,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Type, Union
+from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Sequence, Set, Tuple, Type, Union
 
 from ._books import Books
 from ._config import PoolConfig, describe
@@ -45,6 +45,7 @@ from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
+from ._validators import count, seconds
 from ._waiting import DialToken, Grant, Waiter
 from .connection import PROXY_TYPES, lend
 from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
@@ -140,18 +141,6 @@ class NoLock:
         return False
 
 
-def build_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
-def build_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
-
-
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -239,8 +228,8 @@ class PoolCore:
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
-            None if max_waiting is None else build_int("max_waiting", max_waiting),
-            build_seconds("reconnect_timeout", reconnect_timeout),
+            None if max_waiting is None else count("max_waiting", max_waiting, owner=cfg.name),
+            seconds("reconnect_timeout", reconnect_timeout, cfg.name),
             reconnect_failed,
         )
         # Lends nothing until the shell opens it (see PoolState).
@@ -1445,8 +1434,8 @@ class PoolCore:
         """resize(): new limits; queued borrowers served, extras closed."""
         with self._lock:
             cfg = self._config
-            new_max = cfg.maxsize if maxsize is None else build_int("maxsize", maxsize)
-            new_size = cfg.size if size is None else build_int("size", size)
+            new_max = cfg.maxsize if maxsize is None else count("maxsize", maxsize, owner=self.name)
+            new_size = cfg.size if size is None else count("size", size, owner=self.name)
             if new_max < 1:
                 raise ValueError("maxsize must be >= 1")
             if new_size > new_max:
@@ -1671,3 +1660,93 @@ class PoolCore:
         self._replacements = 0
         self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None
+
+    # -- Public seam: what the cluster and the integrations may use -----------
+    # Everything outside _core.py and the two pool shells reads and steers a
+    # pool through these members only (tests/fast/test_hygiene.py enforces
+    # it); documented in docs/integrations.md, "The pools' public seam".
+
+    @property
+    def borrowed(self) -> int:
+        """Connections lent now: the stats' ``borrowed`` (open, minus idle,
+        minus those being cleaned, checked or closed). Read without the lock:
+        a moment's view, for balancing, not for books."""
+        return self._books.borrowed
+
+    @property
+    def reset_session(self) -> bool:
+        """True if every return wipes the session (COM_RESET_CONNECTION):
+        session settings do not persist from one borrow to the next."""
+        return self._config.reset_session
+
+    @property
+    def client_flag(self) -> int:
+        """The ``client_flag`` the pool's connections are opened with (0 if none)."""
+        flag = self._config.connect_kwargs.get("client_flag", 0)
+        return flag if isinstance(flag, int) else 0
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds: the bound of every wait the pool starts on its own
+        (connect, ping, reset); callers bound their own side statements by it."""
+        return self._config.io_timeout
+
+    @property
+    def shut_down(self) -> bool:
+        """True once ``close()`` was called: the pool cannot be opened again.
+        (``closed`` is also True for a pool made with ``open=False`` and not yet opened.)"""
+        return self._state == POOL_CLOSED
+
+    @property
+    def ever_connected(self) -> bool:
+        """False until a connect succeeds, and again after :meth:`fail_fast`."""
+        return self._life.ever_connected
+
+    def start(self) -> bool:
+        """Lend from now on (the core half of ``open()``, without the
+        background upkeep); False if already open. Raises ``PoolClosed``
+        after ``close()``."""
+        return self._start()
+
+    def fail_fast(self) -> None:
+        """Until a connect succeeds again, a failed connect ends the borrow at
+        once instead of retrying until its timeout (the server is known down)."""
+        with self._lock:
+            self._life.ever_connected = False
+
+    def suspect_idle(self) -> None:
+        """Something says the server may have restarted: idle connections last
+        used before now are validated before they are lent."""
+        self._suspect(self._clock())
+
+    # The cluster's balancing reads the count of many pools on every routed
+    # borrow: one call for all of them, not a property call per pool (~680
+    # instructions each on CPython 3.11).
+
+    @staticmethod
+    def least_borrowed(pools: Sequence[PoolCore], start: int) -> PoolCore:
+        """Of ``pools``, one with the fewest :attr:`borrowed`; ties go to the
+        first met scanning from index ``start`` (modulo their number)."""
+        count = len(pools)
+        best = pools[start % count]
+        books = best._books
+        least = books.open - len(books.idle) - books.held
+        for step in range(1, count):
+            pool = pools[(start + step) % count]
+            books = pool._books
+            borrowed = books.open - len(books.idle) - books.held
+            if borrowed < least:
+                best, least = pool, borrowed
+        return best
+
+    @staticmethod
+    def first_with_room(pools: Sequence[PoolCore], start: int) -> Optional[PoolCore]:
+        """Scanning ``pools`` from index ``start``, the first whose
+        :attr:`borrowed` is below its ``maxsize``; None if every one is full."""
+        count = len(pools)
+        for step in range(count):
+            pool = pools[(start + step) % count]
+            books = pool._books
+            if books.open - len(books.idle) - books.held < books.maxsize:
+                return pool
+        return None

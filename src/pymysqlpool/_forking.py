@@ -1,8 +1,11 @@
 """Fork safety: a child process must never talk on its parent's sockets.
 
-Pools register here; the at-fork hook is installed with the first pool (not
-at import), and each live pool forgets its inherited connections in the
-child without closing them politely (no COM_QUIT reaches the server).
+Every object that holds sockets or threads (a pool, a cluster) registers
+here with the function that resets it in a forked child. The at-fork hook is
+installed with the first registration (not at import); in the child each live
+owner forgets what it inherited without closing it politely (no COM_QUIT
+reaches the server), in the order they registered: a cluster's node pools
+are reset before the cluster that starts its monitor on them again.
 """
 
 from __future__ import annotations
@@ -10,14 +13,12 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Protocol
+from typing import Any, Callable
 
+__all__ = ["register"]
 
-class Forkable(Protocol):
-    def _after_fork_in_child(self) -> None: ...
-
-
-_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+# Owner -> its reset, called as reset(owner). Weak: a forgotten pool is not kept alive.
+_owners: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
 _installed = False
 _install_lock = threading.Lock()
 
@@ -25,14 +26,16 @@ _install_lock = threading.Lock()
 def _after_fork_in_child() -> None:
     global _install_lock
     _install_lock = threading.Lock()
-    for pool in list(_pools):
-        pool._after_fork_in_child()
+    for owner, reset in list(_owners.items()):
+        reset(owner)
 
 
-def register(pool: Forkable) -> None:
+def register(owner: Any, reset: Callable[[Any], None]) -> None:
+    """Call ``reset(owner)`` in every forked child while ``owner`` lives
+    (``reset`` an unbound function: a bound method would keep it alive)."""
     global _installed
     with _install_lock:
         if not _installed and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
             _installed = True
-        _pools.add(pool)
+        _owners[owner] = reset

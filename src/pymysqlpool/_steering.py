@@ -17,7 +17,8 @@ from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Set, T
 import pymysql
 
 from . import _driver, _topology, _urls
-from ._core import build_seconds as seconds
+from ._core import PoolCore
+from ._validators import seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
 __all__ = ["ClusterSettings", "NodeEvents", "NodeState", "SteeredCluster", "Steering", "parse_cluster_url"]
@@ -308,28 +309,18 @@ class Steering(Generic[P]):
         return True
 
     def pick(self, pools: Sequence[P]) -> P:
-        """The node pool a borrow asks first. Pools are the shells' node
-        pools: ``_open``, ``_idle`` and ``maxsize`` are the core's books."""
+        """The node pool a borrow asks first, by the node pools' count of
+        borrowed connections (the stats', read through the core's seam)."""
         # A lost update of turn under a race only skews the balance a little.
         self.turn = turn = self.turn + 1
-        count = len(pools)
+        nodes: Any = pools
         if self.settings.round_robin:
             # In turn, but a node whose pool is full (every connection lent) is
             # skipped while another has room: it would only make the borrow wait.
-            for step in range(count):
-                pool: Any = pools[(turn + step) % count]
-                if pool._open - len(pool._idle) < pool.maxsize:
-                    return pool  # type: ignore[no-any-return]
-            return pools[turn % count]
+            roomy = PoolCore.first_with_room(nodes, turn)
+            return pools[turn % len(pools)] if roomy is None else roomy  # type: ignore[return-value]
         # Least borrowed, ties broken by a rotating start so idle nodes share the reads.
-        best: Any = pools[turn % count]
-        least = best._open - len(best._idle)
-        for step in range(1, count):
-            pool = pools[(turn + step) % count]
-            borrowed = pool._open - len(pool._idle)
-            if borrowed < least:
-                best, least = pool, borrowed
-        return best  # type: ignore[no-any-return]
+        return PoolCore.least_borrowed(nodes, turn)  # type: ignore[return-value]
 
     def problem_text(self, routing: _topology.Routing) -> str:
         """The routing's problem with node addresses instead of indexes."""
@@ -483,7 +474,7 @@ class Attempt(Generic[P]):
         self.s = steering
         self.read_only = read_only
         self.causal = causal and read_only
-        self.wait = default_timeout if timeout is None else seconds("timeout", timeout)
+        self.wait = default_timeout if timeout is None else seconds("timeout", timeout, steering.name)
         self.deadline = started + self.wait
         self.failed: Set[P] = set()
         self.waited = False
@@ -589,26 +580,27 @@ class SteeredCluster(Generic[P]):
     _pools: frozenset[P]
 
     def _steer(self, settings: ClusterSettings, lock: Any, pool_class: Any) -> None:
-        """Take ``settings``; one ``pool_class`` per node, built with ``open=False``
-        so that every node's keywords are checked before any node connects."""
+        """Take ``settings``; one ``pool_class(node, cluster, **keywords)`` per
+        node, built with ``open=False`` so that every node's keywords are
+        checked before any node connects."""
         self._settings = settings
         self.name = settings.name
         self._steering = Steering(settings, lock)
         for node in self._steering.nodes:
             pool = pool_class(
+                node,
+                self,
                 pool_name=f"{settings.name}/{node.address}",
                 host=node.host,
                 port=node.port,
                 **{**settings.pool_kwargs, "open": False},
             )
-            pool._node = node
-            pool._cluster = self
             pool.add_events(NodeEvents(self, node))
             node.pool = pool
         self._pools = frozenset(n.pool for n in self._steering.nodes)
         first = self._steering.nodes[0].pool
         self._timeout = first.timeout
-        self._connect_timeout = first._config.io_timeout
+        self._connect_timeout = first.connect_timeout
 
     @property
     def maxsize(self) -> int:
@@ -645,6 +637,12 @@ class SteeredCluster(Generic[P]):
     def __repr__(self) -> str:
         nodes = ",".join(n.address for n in self._steering.nodes)
         return f"<{type(self).__name__} {self.name!r} {self.topology} [{nodes}]{' closed' if self.closed else ''}>"
+
+    def node_pools(self) -> List[P]:
+        """Each node's pool (a ``ConnectionPool``, or an ``AsyncConnectionPool``
+        for ``AsyncClusterPool``), in the order the nodes were given, named
+        ``<cluster name>/<host>:<port>``: for metrics and checks per node."""
+        return [node.pool for node in self._steering.nodes]
 
     def get_stats(self) -> Dict[str, Any]:
         """Summed pool counters, the topology, and per node its role, state, lag and counters."""

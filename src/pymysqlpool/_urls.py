@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qsl, unquote
 
+from ._validators import port_text
+
 __all__ = ["ParsedUrl", "parse", "parse_host", "parse_hosts"]
 
 Host = Tuple[str, int]
 DEFAULT_PORT = 3306
 _SCHEME = re.compile(r"^(mysql|mariadb)(\+[a-z0-9_]+)?$")
-_DIGITS = re.compile(r"^[0-9]{1,5}$")  # ASCII only: int() would take "+3311", "3_311" and non-ASCII digits
 _HOST_CHARS = re.compile(r"^[A-Za-z0-9._%-]+$")
 _V6_CHARS = re.compile(r"^[0-9A-Fa-f:.%A-Za-z]+$")
 
@@ -195,9 +196,7 @@ def _one_host(item: Union[str, Sequence[Any]]) -> Host:
 
 
 def _port(text: str, item: str, what: str) -> int:
-    if not _DIGITS.match(text) or not 0 < int(text) < 65536:
-        raise ValueError(f"{what}: port must be a number between 1 and 65535, got {text!r} in {item!r}")
-    return int(text)
+    return port_text(f"{what} {item!r}", text)
 
 
 def _scalar(text: str) -> Any:

@@ -63,12 +63,11 @@ from ._core import (
     NoLock,
     Plan,
     PoolCore,
-    build_int,
-    build_seconds,
 )
 from ._lifecycle import POOL_PENDING
 from ._maintenance import TaskMaintenance
 from ._slot import HELD, Slot
+from ._validators import count, seconds
 from ._waiting import Waiter
 from .connection import Borrowed, lend
 from .errors import DriverError, WrongEventLoop, connect_failed
@@ -325,8 +324,8 @@ class AsyncConnectionPool(PoolCore):
         """The thread pool's 0.5.0-style borrow: wait up to ``retry_num *
         retry_interval`` seconds; ``pre_ping=True`` validates whatever the idle time."""
         self._bind_here()
-        retries = min(build_int("retry_num", retry_num), 10)
-        interval = build_seconds("retry_interval", retry_interval)
+        retries = min(count("retry_num", retry_num, owner=self.name), 10)
+        interval = seconds("retry_interval", retry_interval, self.name)
         return await self._acquire(retries * interval if retries else 0.0, pre_ping)
 
     def connection(self, timeout: Optional[float] = None) -> _Borrowing:
@@ -346,7 +345,7 @@ class AsyncConnectionPool(PoolCore):
 
     async def _acquire(self, timeout: Optional[float], force_check: bool) -> AsyncPooledConnection:
         if timeout is not None:
-            build_seconds("timeout", timeout)
+            seconds("timeout", timeout, self.name)
         if self._reclaim:
             await self._run(self._reclaim_plan())
         return await self._borrow(None, timeout, force_check)
@@ -406,7 +405,7 @@ class AsyncConnectionPool(PoolCore):
         """Until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) after ``timeout`` seconds."""
         self._bind_here()
-        await self._run(_closing.wait_plan(self, build_seconds("timeout", timeout)))
+        await self._run(_closing.wait_plan(self, seconds("timeout", timeout, self.name)))
 
     def _bind_here(self) -> None:
         loop = _running_loop()
@@ -441,7 +440,7 @@ class AsyncConnectionPool(PoolCore):
         Once the pool's event loop is closed, ``close()`` may be awaited on
         any loop (``asyncio.run(pool.close())``): every session ends at once,
         borrowed ones too (they are counted as cut)."""
-        grace = None if timeout is None else build_seconds("timeout", timeout)
+        grace = None if timeout is None else seconds("timeout", timeout, self.name)
         ended = self._loop is not None and self._loop.is_closed()
         if self._loop is not None and not ended:
             self._bind_here()
@@ -538,6 +537,28 @@ class AsyncConnectionPool(PoolCore):
     def _ensure_maintenance(self) -> None:
         if self._maintenance is None and not self._closed and self._loop is not None:
             self._maintenance = TaskMaintenance(self, self._loop)
+
+    # -- Public seam: what the cluster and the integrations may use ---------
+    # (with PoolCore's block; documented in docs/integrations.md)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Belong to ``loop`` from now on, without opening (``start`` does);
+        ``WrongEventLoop`` if the pool already belongs to another loop."""
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            self._bind(loop)
+
+    async def prefill(self) -> None:
+        """Open ``pre_create_num`` connections now, as ``async with`` does;
+        the first connect error is raised (the connections opened so far are
+        closed). Call after :meth:`bind` and :meth:`start`."""
+        await self._prefill()
+
+    def start_maintenance(self) -> None:
+        """Start the background upkeep (warm-up, keep-alive, refill) on the
+        pool's loop unless it runs already, the pool is closed or not bound."""
+        self._ensure_maintenance()
 
 
 async def _maybe_await(value: Any) -> Any:

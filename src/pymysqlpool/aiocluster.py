@@ -41,22 +41,38 @@ class _AsyncNodePool(AsyncConnectionPool):
     """A node's pool: connections that report their writes; on return it
     notices that the borrow wrote (causal reads) or met an error."""
 
-    _node: NodeState
-    _cluster: AsyncClusterPool
+    def __init__(self, node: NodeState, cluster: AsyncClusterPool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # built closed (open=False): nothing dials before the two below are set
+        # Set last: an instance keeps its first 30 attributes in the class's
+        # shared keys, and the pool's own hot ones must stay among them.
+        self._node = node
+        self._cluster = cluster
 
     async def _dial(self, kwargs: Dict[str, Any], limit: float) -> Any:
         raw = await _adriver.connect_tracking_writes(kwargs, limit)
         if isinstance(raw, _TRACKED):
-            raw.gtid_hook = self._cluster._steering.took_gtid  # the position is known at the COMMIT
+            raw.gtid_hook = self._cluster._took_gtid  # the position is known at the COMMIT
         return raw
+
+    def _probe_kwargs(self, limit: float) -> Dict[str, Any]:
+        """A probe connection's keywords: the pool's, every wait bounded by ``limit``."""
+        return {
+            **resolve(self._config.connect_kwargs, check=True),
+            "connect_timeout": limit,
+            "read_timeout": limit,
+            "autocommit": True,
+        }
 
     def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
         # A plain function giving the coroutine to await: a clean return costs
         # no frame of its own. One test in the common case: a clean borrow on a
         # connection that reports its writes.
-        raw = getattr(conn, "_raw", None)
+        try:
+            raw = conn.lent_raw  # None once given back
+        except AttributeError:  # not a proxy: the pool says so
+            raw = None
         if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and (
-            raw is not None and getattr(conn, "_slot", None) is not None and conn._pool is self
+            raw is not None and conn.lender is self
         ):
             return self._release_after(conn, raw, failed)
         return _base_release(self, conn, failed)
@@ -140,9 +156,9 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         self._first_round = asyncio.Event()
         for node in self._steering.nodes:
             pool = node.pool
-            pool._loop = loop
-            pool._start()
-            pool._ensure_maintenance()
+            pool.bind(loop)
+            pool.start()
+            pool.start_maintenance()
         self._start_monitor()
 
     def _start_monitor(self) -> None:
@@ -177,16 +193,16 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
 
     async def _open_node(self, node: NodeState, loop: asyncio.AbstractEventLoop) -> None:
         pool = node.pool
-        pool._loop = loop
-        if pool._start():
+        pool.bind(loop)
+        if pool.start():
             try:
-                await pool._prefill()
+                await pool.prefill()
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
                 if self._settings.require_all_nodes or _driver.is_fatal_connect_error(exc):
                     raise
                 node.last_error = str(exc)
                 logger.warning("cluster %r: %s does not answer (%s); starting without it", self.name, node.address, exc)
-        pool._ensure_maintenance()  # warms the node up in the background once it answers
+        pool.start_maintenance()  # warms the node up in the background once it answers
 
     async def __aenter__(self) -> AsyncClusterPool:
         await self.open()
@@ -298,12 +314,19 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
 
     def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
         """``await cluster.release(conn)``: give a borrowed connection back to its node's pool."""
-        pool: Any = getattr(conn, "_pool", None)
+        try:
+            pool: Any = conn.lender
+        except AttributeError:
+            pool = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
         return pool.release(conn, failed)  # type: ignore[no-any-return]
 
     # -- causal reads ---------------------------------------------------------------------
+
+    def _took_gtid(self, gtid: str) -> bool:
+        """A tracked connection's hook: the GTID its COMMIT reported."""
+        return self._steering.took_gtid(gtid)
 
     async def _on_return(self, node: NodeState, raw: Any, failed: bool) -> None:
         """What a return needs beyond the node pool's own work (rare path)."""
@@ -339,7 +362,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
     async def _make_causal(self, pool: _AsyncNodePool, conn: AsyncPooledConnection, deadline: float) -> bool:
         """Wait until the borrowed node holds every write seen so far. False
         (connection given back) when it cannot in time."""
-        raw = conn._raw
+        raw = conn.raw
         remaining = max(deadline - _monotonic(), 0.0)
         try:
             kind, args, limit = self._steering.causal_plan(pool, pool._node, remaining)
@@ -379,7 +402,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
     def reprobe(self, index: int) -> None:
         """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
         node = self._steering.reprobe(index)
-        node.pool._suspect(_monotonic())  # one bad connection: check the idle others before use
+        node.pool.suspect_idle()  # one bad connection: check the idle others before use
         if self._wake is not None:
             self._wake.set()
 
@@ -416,12 +439,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         limit = self._settings.probe_timeout
         try:
             if node.probe_raw is None:
-                kwargs = {
-                    **resolve(node.pool._config.connect_kwargs, check=True),
-                    "connect_timeout": limit,
-                    "read_timeout": limit,
-                    "autocommit": True,
-                }
+                kwargs = node.pool._probe_kwargs(limit)
                 node.probe_raw = await _adriver.connect(_adriver.driver_kwargs(kwargs), limit)
             facts = await _adriver.bounded(_ask(node.probe_raw), limit)
         except Exception as exc:
@@ -430,8 +448,8 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
                 node.probe_raw = None
             if self._steering.probe_failed(node, exc, started, _monotonic()):
                 # Borrowers must not keep dialing a dead node until their timeout.
-                node.pool._life.ever_connected = False
-                node.pool._suspect(_monotonic())  # its idle connections are pinged before use
+                node.pool.fail_fast()
+                node.pool.suspect_idle()  # its idle connections are pinged before use
             return
         except BaseException:
             if node.probe_raw is not None:  # cancelled mid-answer (close): never reused
@@ -474,11 +492,6 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
                 await _adriver.close(raw, self._connect_timeout)
         if errors:
             raise errors[0]
-
-    def node_pools(self) -> List[AsyncConnectionPool]:
-        """Each node's ``AsyncConnectionPool``, in the order the nodes were
-        given (named ``<cluster name>/<host>:<port>``; for metrics per node)."""
-        return [node.pool for node in self._steering.nodes]
 
     async def wait_probed(self, timeout: float = 10.0) -> bool:
         """Wait until every node was probed once (answered or not); True if so."""
@@ -547,5 +560,6 @@ class _ClusterBorrowing:
         tb: Optional[TracebackType],
     ) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and conn._slot is not None:
-            await conn._pool.release(conn, exc is not None)
+        if conn is not None and conn.lent_raw is not None:
+            pool: Any = conn.lender
+            await pool.release(conn, exc is not None)

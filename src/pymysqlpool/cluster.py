@@ -10,18 +10,16 @@ one: roles come from the servers, never from the order of the hosts.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, List, Optional, Sequence, Tuple, Type, Union
 
 import pymysql
 
-from . import _driver, _topology
+from . import _driver, _forking, _topology
 from ._steering import ClusterSettings, NodeState, SteeredCluster, is_connect_error, parse_cluster_url
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
@@ -43,19 +41,30 @@ class _NodePool(ConnectionPool):
     """A node's pool. On return it notices, from what the borrower already
     saw, that the borrow wrote (for causal reads) or met an error."""
 
-    _node: NodeState
-    _cluster: ClusterPool
+    def __init__(self, node: NodeState, cluster: ClusterPool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # built closed (open=False): nothing dials before the two below are set
+        # Set last: an instance keeps its first 30 attributes in the class's
+        # shared keys, and the pool's own hot ones must stay among them.
+        self._node = node
+        self._cluster = cluster
 
     def _dial(self, kwargs: Any, limit: float) -> Any:
         # Connections that report their writes (causal reads), with the
         # pool's TLS contexts and its keep-alive below the node's wait_timeout.
         raw = _driver.connect_tracking_writes(kwargs, limit, self._tls)
         if isinstance(raw, _TRACKED):
-            raw.gtid_hook = self._cluster._steering.took_gtid  # the position is known at the COMMIT
+            raw.gtid_hook = self._cluster._took_gtid  # the position is known at the COMMIT
         return raw
 
+    def _probe_connect(self, kwargs: Any, limit: float) -> Any:
+        # The pool's TLS context: built once, not per probe (a down node is probed often).
+        return _driver.connect(kwargs, limit, self._tls)
+
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
-        raw = conn._raw
+        try:
+            raw = conn.lent_raw  # None once given back
+        except AttributeError:  # not a proxy: the pool says so
+            raw = None
         # One test in the common case: a clean borrow on a connection that reports its writes.
         if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
             try:
@@ -120,7 +129,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
         self._wake = threading.Event()
         self._first_round = threading.Event()
         self._monitor = self._start_monitor()
-        _live.add(self)
+        _forking.register(self, ClusterPool._after_fork_in_child)
 
     def _open_node(self, node: NodeState, required: bool) -> None:
         """Open a node's pool and its ``pre_create_num`` connections. A node
@@ -128,15 +137,15 @@ class ClusterPool(SteeredCluster[_NodePool]):
         pool warms up in the background once the server answers (unless
         ``require_all_nodes``). Wrong credentials or database raise."""
         pool = node.pool
-        pool._start()
+        pool.start()
         try:
-            pool._prefill()
+            pool.prefill()
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
             if required or _driver.is_fatal_connect_error(exc):
                 raise
             node.last_error = str(exc)
             logger.warning("cluster %r: %s does not answer (%s); starting without it", self.name, node.address, exc)
-            pool._ensure_maintenance()  # warms the node up in the background once it answers
+            pool.start_maintenance()  # warms the node up in the background once it answers
 
     def _start_monitor(self) -> threading.Thread:
         thread = threading.Thread(target=self._monitor_loop, name=f"pymysqlpool-cluster-{self.name}", daemon=True)
@@ -145,8 +154,9 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def _after_fork_in_child(self) -> None:
         """The child has no monitor thread and shares the parent's probe
-        sockets: forget those unsent-to and probe anew (the node pools reset
-        themselves). The parent's routing stands until the first probe."""
+        sockets: forget those unsent-to and probe anew (the node pools,
+        registered first, were reset already). The parent's routing stands
+        until the first probe."""
         if self._steering.closed:
             return
         for node in self._steering.nodes:
@@ -239,12 +249,19 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         """Give a borrowed connection back to its node's pool."""
-        pool: Any = getattr(conn, "_pool", None)
+        try:
+            pool: Any = conn.lender
+        except AttributeError:
+            pool = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
         pool.release(conn, failed)
 
     # -- causal reads ---------------------------------------------------------
+
+    def _took_gtid(self, gtid: str) -> bool:
+        """A tracked connection's hook: the GTID its COMMIT reported."""
+        return self._steering.took_gtid(gtid)
 
     def _on_return(self, node: NodeState, raw: Any, failed: bool) -> None:
         """What a return needs beyond the node pool's own work (rare path)."""
@@ -282,7 +299,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
     def _make_causal(self, pool: _NodePool, conn: PooledConnection, deadline: float) -> bool:
         """Wait until the borrowed node holds every write seen so far. False
         (connection given back) when it cannot in time."""
-        raw = conn._raw
+        raw = conn.raw
         remaining = max(deadline - _monotonic(), 0.0)
         try:
             kind, args, limit = self._steering.causal_plan(pool, pool._node, remaining)
@@ -325,7 +342,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
     def reprobe(self, index: int) -> None:
         """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
         node = self._steering.reprobe(index)
-        node.pool._suspect(_monotonic())  # one bad connection: check the idle others before use
+        node.pool.suspect_idle()  # one bad connection: check the idle others before use
         self._wake.set()
 
     # -- the monitor -----------------------------------------------------------
@@ -362,8 +379,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
         try:
             if node.probe_raw is None:
                 kwargs = self._settings.probe_kwargs(node.host, node.port)
-                # The node pool's TLS context: built once, not per probe (a down node is probed often).
-                node.probe_raw = _driver.connect(kwargs, self._settings.probe_timeout, node.pool._tls)
+                node.probe_raw = node.pool._probe_connect(kwargs, self._settings.probe_timeout)
             facts = _topology.probe(node.probe_raw)
         except Exception as exc:
             if node.probe_raw is not None:
@@ -372,8 +388,8 @@ class ClusterPool(SteeredCluster[_NodePool]):
             if self._steering.probe_failed(node, exc, started, _monotonic()):
                 # Borrowers must not keep dialing a dead node until their timeout:
                 # its pool now gives up on the first failed connect.
-                node.pool._life.ever_connected = False
-                node.pool._suspect(_monotonic())  # its idle connections are pinged before use
+                node.pool.fail_fast()
+                node.pool.suspect_idle()  # its idle connections are pinged before use
             return
         self._steering.probed(node, facts, started)
 
@@ -400,7 +416,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
                 self._monitor.join(self._settings.probe_timeout * 3 + 5)
         finally:
             errors: List[BaseException] = []
-            for node in self._nodes:
+            for node in self._steering.nodes:
                 try:
                     node.pool.close()
                 except Exception as exc:  # every node is closed, whatever one of them raises
@@ -422,11 +438,6 @@ class ClusterPool(SteeredCluster[_NodePool]):
     ) -> None:
         self.close()
 
-    def node_pools(self) -> List[ConnectionPool]:
-        """Each node's ``ConnectionPool``, in the order the nodes were given
-        (named ``<cluster name>/<host>:<port>``; for metrics per node)."""
-        return [node.pool for node in self._nodes]
-
     def wait_probed(self, timeout: float = 10.0) -> bool:
         """Wait until every node was probed once (answered or not); True if so."""
         return self._first_round.wait(timeout)
@@ -442,15 +453,3 @@ class ClusterPool(SteeredCluster[_NodePool]):
                     return False
                 self._changed.wait(remaining)
         return True
-
-
-_live: weakref.WeakSet[ClusterPool] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for cluster in list(_live):
-        cluster._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

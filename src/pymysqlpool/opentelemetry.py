@@ -190,8 +190,8 @@ def instrument(pool: Union[PoolCore, SteeredCluster[Any]], meter_provider: Optio
     pool under its name ``<cluster>/<host>:<port>``.
     """
     if isinstance(pool, SteeredCluster):
-        for node in pool._nodes:
-            instrument(node.pool, meter_provider)
+        for node_pool in pool.node_pools():
+            instrument(node_pool, meter_provider)
         return
     _for_provider(meter_provider).reported.add(pool)
 
@@ -199,5 +199,5 @@ def instrument(pool: Union[PoolCore, SteeredCluster[Any]], meter_provider: Optio
 def uninstrument(pool: Union[PoolCore, SteeredCluster[Any]], meter_provider: Optional[MeterProvider] = None) -> bool:
     """Stop reporting ``pool`` (every node of a cluster); True if it was reported on that provider."""
     if isinstance(pool, SteeredCluster):
-        return any([uninstrument(node.pool, meter_provider) for node in pool._nodes])
+        return any([uninstrument(node_pool, meter_provider) for node_pool in pool.node_pools()])
     return _for_provider(meter_provider).reported.remove(pool)

@@ -31,12 +31,11 @@ from ._core import (
     WAIT,
     Plan,
     PoolCore,
-    build_int,
-    build_seconds,
 )
 from ._driving import Driver
 from ._maintenance import Maintenance
 from ._slot import Slot
+from ._validators import count, seconds
 from ._waiting import ThreadWaiter
 from .connection import THREAD_POOL_IN_ASYNC_WITH, PooledConnection, lend
 from .errors import DriverError, connect_failed
@@ -68,7 +67,7 @@ class ConnectionPool(PoolCore):
     def __init__(self, opts: _options.Options) -> None:
         config = build(**opts.build)
         super().__init__(config, threading.Lock(), **opts.core)
-        _forking.register(self)
+        _forking.register(self, type(self)._after_fork_in_child)
         if opts.core["open"]:
             self._start()
             try:
@@ -231,14 +230,14 @@ class ConnectionPool(PoolCore):
         ``retry_num`` is capped at 10 as in 0.5.0; ``pre_ping=True`` pings the
         connection before lending it whatever its idle time.
         """
-        retries = min(build_int("retry_num", retry_num), 10)
-        interval = build_seconds("retry_interval", retry_interval)
+        retries = min(count("retry_num", retry_num, owner=self.name), 10)
+        interval = seconds("retry_interval", retry_interval, self.name)
         return self._acquire(retries * interval if retries else 0.0, pre_ping)
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> PooledConnection:
         """Every borrow that is not get_conn()'s direct common case."""
         if timeout is not None:
-            build_seconds("timeout", timeout)
+            seconds("timeout", timeout, self.name)
         if self._reclaim:
             self._run(self._reclaim_plan())
         return self._borrow(None, timeout, force_check)
@@ -301,7 +300,7 @@ class ConnectionPool(PoolCore):
         in flight (each ends within ``connect_timeout``). Safe to call more
         than once.
         """
-        grace = None if timeout is None else build_seconds("timeout", timeout)
+        grace = None if timeout is None else seconds("timeout", timeout, self.name)
         shut = self._shut()
         if shut is not None:
             idle, maintenance = shut
@@ -327,7 +326,7 @@ class ConnectionPool(PoolCore):
     def wait(self, timeout: float = 30.0) -> None:
         """Block until ``pre_create_num`` connections are open; ``PoolTimeout``
         (naming the last connect error) if that takes longer than ``timeout``."""
-        self._run(_closing.wait_plan(self, build_seconds("timeout", timeout)))
+        self._run(_closing.wait_plan(self, seconds("timeout", timeout, self.name)))
 
     def drain(self) -> int:
         """Replace every connection without failing a borrower: idle ones are
@@ -398,3 +397,17 @@ class ConnectionPool(PoolCore):
     def _after_fork_in_child(self) -> None:
         """The child inherits the parent's sockets: forget them unsent-to."""
         self._after_fork(threading.Lock())
+
+    # -- Public seam: what the cluster and the integrations may use ---------
+    # (with PoolCore's block; documented in docs/integrations.md)
+
+    def prefill(self) -> None:
+        """Open ``pre_create_num`` connections now, as the constructor does,
+        then start the background upkeep; the first connect error is raised
+        (the connections opened so far are closed). Call after :meth:`start`."""
+        self._prefill()
+
+    def start_maintenance(self) -> None:
+        """Start the background upkeep (warm-up, keep-alive, refill) unless it
+        runs already or the pool is closed."""
+        self._ensure_maintenance()

@@ -182,7 +182,7 @@ def register(pool: Union[PoolCore, SteeredCluster[Any]], registry: Optional[Coll
     ``<cluster>/<host>:<port>``, the ``pool`` label."""
     target = REGISTRY if registry is None else registry
     if isinstance(pool, SteeredCluster):
-        nodes = [n.pool for n in pool._nodes]
+        nodes = pool.node_pools()
         for node in nodes[1:]:
             register(node, target)
         return register(nodes[0], target)
@@ -202,7 +202,7 @@ def unregister(pool: Union[PoolCore, SteeredCluster[Any]], registry: Optional[Co
     True if it was reported there."""
     target = REGISTRY if registry is None else registry
     if isinstance(pool, SteeredCluster):
-        return any([unregister(n.pool, target) for n in pool._nodes])
+        return any([unregister(node_pool, target) for node_pool in pool.node_pools()])
     with _registered_lock:
         collector = _registered.get(target)
     return collector is not None and collector.remove(pool)

@@ -46,6 +46,7 @@ from pymysql.constants import CLIENT, SERVER_STATUS
 
 from . import _driver
 from ._registry import PoolRegistry
+from ._validators import int_between
 from .connection import PooledConnection
 from .pool import ConnectionPool
 
@@ -125,8 +126,8 @@ class PoolDialect(MySQLDialect_pymysql):
         """Lend from ``pool``; rowcount counts rows changed, not matched,
         unless its connections have ``CLIENT.FOUND_ROWS``: say so to SQLAlchemy."""
         self.connection_pool = pool
-        self.session_levels_persist = not pool._config.reset_session
-        found_rows = bool(pool._config.connect_kwargs.get("client_flag", 0) & CLIENT.FOUND_ROWS)
+        self.session_levels_persist = not pool.reset_session
+        found_rows = bool(pool.client_flag & CLIENT.FOUND_ROWS)
         self.supports_sane_rowcount = self.supports_sane_multi_rowcount = found_rows
 
     def on_connect(self) -> Optional[Callable[[Any], None]]:  # type: ignore[override]  # None is allowed by Dialect
@@ -223,7 +224,7 @@ def pool_from_url(url: Union[str, URL], **pool_kwargs: Any) -> ConnectionPool:
     of :meth:`ConnectionPool.from_url`). Its connections count rows matched,
     not changed (``CLIENT.FOUND_ROWS``), as SQLAlchemy's MySQL dialects do."""
     text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    flags = int(pool_kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
+    flags = int_between("client_flag", pool_kwargs.get("client_flag", 0), 0, 2**31 - 1) | CLIENT.FOUND_ROWS
     return ConnectionPool.from_url(text, **{**pool_kwargs, "client_flag": flags})
 
 

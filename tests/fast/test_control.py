@@ -203,7 +203,7 @@ def test_callable_user_is_not_called_for_the_label(make_pool: Callable[..., Conn
     ("kwargs", "error"),
     [
         ({"max_waiting": -1}, ValueError),
-        ({"max_waiting": 1.5}, ValueError),
+        ({"max_waiting": 1.5}, TypeError),  # wrong type: TypeError; wrong value: ValueError
         ({"reconnect_timeout": -1}, ValueError),
         ({"reconnect_timeout": float("nan")}, ValueError),
         ({"reconnect_failed": "page me"}, TypeError),
@@ -223,8 +223,11 @@ def test_absurd_control_arguments_are_refused(
 
 def test_absurd_control_calls_are_refused_and_change_nothing(make_pool: Callable[..., ConnectionPool]) -> None:
     pool = make_pool(maxsize=2, pre_create_num=1)
-    for bad in ({"maxsize": True}, {"maxsize": -3}, {"size": "2"}, {"maxsize": 0}):
-        with pytest.raises(ValueError):
+    for bad in ({"maxsize": -3}, {"maxsize": 0}, {"size": -1}):
+        with pytest.raises(ValueError, match="size"):
+            pool.resize(**bad)
+    for bad in ({"maxsize": True}, {"size": "2"}, {"maxsize": 2.0}):
+        with pytest.raises(TypeError, match=f"pool {pool.name!r}: (max)?size must be an int"):
             pool.resize(**bad)
     assert pool.maxsize == 2
     with pytest.raises(ValueError):

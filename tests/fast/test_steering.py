@@ -3,25 +3,28 @@ server: probe results in, routing decisions, borrow steps and causal plans out."
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 import pymysql
 import pytest
 
 from pymysqlpool import PoolClosed, PoolTimeout, SplitBrainError
+from pymysqlpool._books import Books
 from pymysqlpool._core import NoLock
 from pymysqlpool._steering import BACKOFF_CAP, CAUSAL_WAIT, CLIENT_SLACK, ClusterSettings, Steering
 from pymysqlpool._topology import NodeFacts
+from pymysqlpool.stats import Counters
 
 
 class FakePool:
-    """What the steering reads of a node pool: the core's books."""
+    """What the core's balancing seam (``PoolCore.least_borrowed`` and
+    ``first_with_room``) reads of a node pool: its books."""
 
     def __init__(self, name: str, lent: int = 0, maxsize: int = 2) -> None:
         self.name = name
-        self._open = lent
-        self._idle: list[Any] = []
-        self.maxsize = maxsize
+        self._books = Books(maxsize, Counters(), time.monotonic)
+        self._books.open = lent
 
     def __repr__(self) -> str:
         return self.name

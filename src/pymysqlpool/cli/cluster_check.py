@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        password = str(pool._settings.connect_kwargs.get("password") or "")
+        password = str(parse_cluster_url(args.url)[0].get("password") or "")  # checked by ClusterPool above
         pool.wait_probed(_FIRST_ROUND)
         stats = pool.get_stats()
     finally:

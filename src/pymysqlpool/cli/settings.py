@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
 from .. import _urls
+from .._validators import port_text
 
 __all__ = [
     "DEFAULTS",
@@ -133,13 +134,11 @@ def _host_for_display(host: str) -> str:
 
 
 def _port(value: str, source: str) -> int:
+    """The rule of every port the package parses (``_validators.port_text``)."""
     try:
-        port = int(value)
-    except ValueError:
-        raise UsageError(f"{source}: port must be a number, got {value!r}") from None
-    if not 0 < port < 65536:
-        raise UsageError(f"{source}: port must be between 1 and 65535, got {port}")
-    return port
+        return port_text(source, value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_url(url: str) -> Dict[str, Any]:

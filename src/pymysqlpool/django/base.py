@@ -76,7 +76,7 @@ class DatabaseWrapper(_mysql.DatabaseWrapper):  # type: ignore[misc,name-defined
         options = {"autocommit": bool(self.settings_dict["AUTOCOMMIT"]), **self._pool_options}
         pool = get_pool(self.alias, conn_params, options)
         # reset_session=True wipes the session settings on every return.
-        self._settings_persist = not pool._config.reset_session
+        self._settings_persist = not pool.reset_session
         conn = pool.get_conn()
         if conn.encoders.get(bytes) is bytes:  # as Django does for mysqlclient
             conn.encoders.pop(bytes)
