@@ -171,6 +171,20 @@ asyncio.run(main())
         needs="aiomysql",
     ),
     Path_(
+        "asyncmy_pool",
+        "asyncmy's pool acquire + release",
+        """
+import asyncio, asyncmy
+async def main():
+    pool = await asyncmy.create_pool(minsize=1, maxsize=1, **KW)
+    for _ in range(N):
+        conn = await pool.acquire(); pool.release(conn)
+    pool.close(); await pool.wait_closed()
+asyncio.run(main())
+""",
+        needs="asyncmy",
+    ),
+    Path_(
         "raw_aquery",
         "raw aiomysql: cursor, SELECT 1, fetchall, close",
         """
@@ -203,6 +217,18 @@ asyncio.run(main())
         needs="aiomysql",
     ),
     Path_(
+        "plain_server",
+        "ConnectionPool get_conn + release (server connection)",
+        """
+from pymysqlpool import ConnectionPool
+pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+get, release = pool.get_conn, pool.release  # as the cluster rows do: the same loop around both
+for _ in range(N):
+    release(get())
+pool.close()
+""",
+    ),
+    Path_(
         "cluster_write",
         "ClusterPool (one node) get_conn + release, write",
         _CLUSTER.format(borrow="get()"),
@@ -223,18 +249,6 @@ asyncio.run(main())
         "AsyncClusterPool (one node) get_conn(read_only=True) + release",
         _ACLUSTER.format(borrow="get(read_only=True)"),
         needs="aiomysql",
-    ),
-    Path_(
-        "plain_server",
-        "ConnectionPool get_conn + release (server connection)",
-        """
-from pymysqlpool import ConnectionPool
-pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
-get, release = pool.get_conn, pool.release  # as the cluster rows do: the same loop around both
-for _ in range(N):
-    release(get())
-pool.close()
-""",
     ),
 ]
 BY_NAME = {p.name: p for p in PATHS}
@@ -293,8 +307,8 @@ def measure(kwargs: dict[str, Any], names: list[str], n1: int, n2: int, say: Any
 def _ratio_check(r: dict[str, int | None], ours: str, base: str, limit: float, what: str) -> Check:
     a, b = r.get(ours), r.get(base)
     if a is None or b is None:
-        return Check("instructions", BY_NAME[ours].label, f"≤ {limit:g}x {what}", None, "n/a")
-    return Check("instructions", BY_NAME[ours].label, f"≤ {limit:g}x {what}", a <= limit * b, f"{a / b:.2f}x")
+        return Check("instructions", BY_NAME[ours].label, f"≤ {limit:.2f}x {what}", None, "n/a")
+    return Check("instructions", BY_NAME[ours].label, f"≤ {limit:.2f}x {what}", a <= limit * b, f"{a / b:.2f}x")
 
 
 def _extra_check(r: dict[str, int | None], ours: str, base: str, limit: int) -> Check:
@@ -324,11 +338,20 @@ def checks(r: dict[str, int | None]) -> list[Check]:
     return result
 
 
-def table(r: dict[str, int | None], n1: int, n2: int) -> Table:
-    rows = [[BY_NAME[name].label, "n/a" if v is None else f"{v:,}"] for name, v in r.items()]
+def table(r: dict[str, int | None], n1: int, n2: int, targets: list[Check] | None = None) -> Table:
+    """One row per path; a path with a target shows it, what was measured
+    against it and PASS/MISS (computed by ``checks``), the floors and peers
+    the targets compare with stand beside them."""
+    by_subject = {c.subject: c for c in targets or []}
+    rows = []
+    for name, v in r.items():
+        label = BY_NAME[name].label
+        c = by_subject.get(label)
+        target = [c.target, c.measured, c.verdict] if c else ["", "", ""]
+        rows.append([label, "n/a" if v is None else f"{v:,}", *target])
     return Table(
         "Hot paths in instructions (callgrind; lower is better)",
-        ["path", "instructions per cycle"],
+        ["path", "instructions per cycle", "target", "measured", "result"],
         rows,
         [f"(total at {n2} cycles - total at {n1}) / {n2 - n1}, every thread counted; repeatable within ±50"
          " (no server) to ±300 (query cycles) between runs."],
@@ -357,13 +380,10 @@ def main(argv: list[str] | None = None) -> int:
               "database": args.database}  # fmt: skip
     names = args.path or list(BY_NAME)
     r = measure(kwargs, names, args.n1, args.n2, say=lambda m: print(m, file=sys.stderr, flush=True))
-    t = table(r, args.n1, args.n2)
+    t = table(r, args.n1, args.n2, checks(r))
     print(f"| {' | '.join(t.headers)} |")
     for row in t.rows:
         print(f"| {' | '.join(row)} |")
-    for c in checks(r):
-        if c.measured != "n/a":
-            print(f"{c.verdict}: {c.subject}: {c.target} ({c.measured})")
     return 0
 
 
