@@ -322,12 +322,33 @@ def async_section(tables: list[Table], checks: list[Check], heading: str) -> str
     return "\n".join(lines)
 
 
+INSTRUCTIONS_BEGIN = "<!-- instructions scenario: begin -->"
+INSTRUCTIONS_END = "<!-- instructions scenario: end -->"
+
+
+def instructions_section(table: Table, checks: list[Check], heading: str) -> str:
+    """The `instructions` scenario's table (its targets in its own columns),
+    between markers so a later `--scenario instructions` run can replace it."""
+    lines = [INSTRUCTIONS_BEGIN, "## Hot paths in instructions (callgrind)", "", heading, ""]
+    lines += [render_section(table), "", f"**Instruction {summary_line(checks)}**", "", INSTRUCTIONS_END]
+    return "\n".join(lines)
+
+
 def splice_async(existing: str, section: str) -> str:
     """Put `section` in place of the marked async part of an existing report;
     without one, before its Targets table (or at the end). Nothing else changes."""
-    begin, end = existing.find(ASYNC_BEGIN), existing.find(ASYNC_END)
+    return splice(existing, section, ASYNC_BEGIN, ASYNC_END)
+
+
+def splice_instructions(existing: str, section: str) -> str:
+    """``splice_async`` for the marked instructions part."""
+    return splice(existing, section, INSTRUCTIONS_BEGIN, INSTRUCTIONS_END)
+
+
+def splice(existing: str, section: str, begin_marker: str, end_marker: str) -> str:
+    begin, end = existing.find(begin_marker), existing.find(end_marker)
     if begin != -1 and end > begin:
-        return existing[:begin] + section + existing[end + len(ASYNC_END) :]
+        return existing[:begin] + section + existing[end + len(end_marker) :]
     anchor = existing.find("\n### Targets\n")
     if anchor == -1:
         return existing.rstrip("\n") + "\n\n" + section + "\n"
@@ -342,6 +363,7 @@ def document(
     checks: list[Check],
     charts: list[tuple[str, str]],
     async_part: str | None = None,
+    instructions_part: str | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -365,7 +387,8 @@ def document(
         lines += ["(No charts: matplotlib, in the `bench` extra, is not installed.)", ""]
     for table in tables:
         lines += [render_section(table), ""]
-    if async_part is not None:
-        lines += [async_part, ""]
+    for part in (async_part, instructions_part):
+        if part is not None:
+            lines += [part, ""]
     lines += [render_section(targets_table(checks)), "", f"**{summary_line(checks)}**", ""]
     return "\n".join(lines)

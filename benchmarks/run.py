@@ -204,6 +204,10 @@ def _machine(admin: Any, subjects: list[Subject], pool_user: str) -> list[tuple[
     return info
 
 
+def _stamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def machine_load(machine: list[tuple[str, str]]) -> str:
     return dict(machine).get("load average at start", "?")
 
@@ -241,6 +245,8 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
     results: dict[str, Any] = {}
     async_part: str | None = None
     async_checks: list[Check] = []
+    instructions_part: str | None = None
+    instruction_checks: list[Check] = []
 
     def emit(new_tables: list[Table], new_checks: list[Check]) -> None:
         tables.extend(new_tables)
@@ -289,17 +295,23 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
                     continue
                 n1, n2 = (300, 1300) if args.quick else (1000, 5000)
                 r9 = instructions.measure(server.kwargs(), list(instructions.BY_NAME), n1, n2, say)
-                c = instructions.checks(r9)
-                emit([instructions.table(r9, n1, n2)], c)
+                instruction_checks = instructions.checks(r9)
+                table9 = instructions.table(r9, n1, n2, instruction_checks)
+                print(report.render_section(table9) + "\n", flush=True)
+                heading = (
+                    f"Measured {_stamp()} by `python benchmarks/run.py --scenario instructions"
+                    + (" --quick" if args.quick else "")
+                    + f"` at {_revision()}: instruction counts do not depend on the machine's load."
+                )
+                instructions_part = report.instructions_section(table9, instruction_checks, heading)
             elif name == "async":
                 r8 = async_scenarios.run_async(ctx)
                 async_checks = async_scenarios.checks(r8)
                 new = [*async_scenarios.tables(r8, async_checks), async_scenarios.targets_table(async_checks)]
                 for table in new:
                     print(report.render_section(table) + "\n", flush=True)
-                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
                 heading = (
-                    f"Measured {stamp} by `python benchmarks/run.py --scenario async"
+                    f"Measured {_stamp()} by `python benchmarks/run.py --scenario async"
                     + (" --quick" if args.quick else "")
                     + f"` at {_revision()} (load average at start: {machine_load(machine)}); settings: {settings}."
                 )
@@ -309,25 +321,32 @@ def main(argv: Sequence[str] | None = None, progress: Progress | None = None) ->
             _drop_bench_user(server, counter.user)
     progress("done", total, total)
 
-    print(report.render_section(report.targets_table(checks + async_checks)) + "\n")
-    print(report.summary_line(checks + async_checks))
+    every_check = checks + async_checks + instruction_checks
+    print(report.render_section(report.targets_table(every_check)) + "\n")
+    print(report.summary_line(every_check))
     out = output_path(args)
     if out is None and args.quick and not args.no_out:
         print("quick run: tables only; --write-docs rewrites docs/benchmarks.md with these numbers", file=sys.stderr)
     if out is not None:
-        if selected == ["async"] and async_part is not None and out.exists():
-            # Only the async scenario ran: replace its part, keep every other row of the report.
-            out.write_text(report.splice_async(out.read_text(encoding="utf-8"), async_part), encoding="utf-8")
-            print(f"updated the async section of {out}", file=sys.stderr)
+        if set(selected) <= {"async", "instructions"} and out.exists():
+            # Only the scenarios with a part of their own ran: replace those parts,
+            # keep every other row of the report.
+            text = out.read_text(encoding="utf-8")
+            if async_part is not None:
+                text = report.splice_async(text, async_part)
+            if instructions_part is not None:
+                text = report.splice_instructions(text, instructions_part)
+            out.write_text(text, encoding="utf-8")
+            print(f"updated the {' and '.join(selected)} section of {out}", file=sys.stderr)
         else:
             drawn = charts.write(
                 out, subjects, results.get("overhead"), results.get("query"), results.get("contention")
             )
-            text = report.document(machine, settings, args.quick, tables, checks, drawn, async_part)
+            text = report.document(machine, settings, args.quick, tables, checks, drawn, async_part, instructions_part)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text, encoding="utf-8")
             print(f"wrote {out}" + "".join(f", {out.parent / path}" for _, path in drawn), file=sys.stderr)
-    return 1 if args.strict and any(c.ok is False for c in checks + async_checks) else 0
+    return 1 if args.strict and any(c.ok is False for c in every_check) else 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Everything PyMySQL's connection offers is forwarded; ``close()`` and
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, Set, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Set, Type, TypeVar
+
+import pymysql.connections
 
 from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
@@ -28,6 +30,9 @@ THREAD_POOL_IN_ASYNC_WITH = (
 
 
 _new = object.__new__
+# The bound class cursor() makes for PyMySQL's cursor classes and for ours:
+# one lookup.
+_BOUND: Dict[Any, Any] = {**CURSOR_MAP, **{cls: cls for cls in BOUND_CURSORS}}
 B = TypeVar("B", bound="Borrowed")
 
 
@@ -165,13 +170,13 @@ class PooledConnection(Borrowed):
         raw = self._raw
         if raw is None:
             raise self._returned_error()
-        cls = cursor or raw.cursorclass
-        cls = CURSOR_MAP.get(cls, cls)
-        if cls in BOUND_CURSORS:
-            cur = cls(raw)
-            cur._borrow = self
-            return cur
-        return cls(self)  # another cursor class: it reaches PyMySQL through the proxy
+        cls = raw.cursorclass if cursor is None else cursor
+        bound = _BOUND.get(cls)
+        if bound is None:
+            return cls(self)  # another cursor class: it reaches PyMySQL through the proxy
+        cur = bound(raw)
+        cur._borrow = self
+        return cur
 
     def commit(self) -> None:
         self.raw.commit()
@@ -223,6 +228,59 @@ class PooledConnection(Borrowed):
     def encoding(self) -> str:
         return str(self.raw.encoding)
 
+    @property
+    def open(self) -> bool:
+        return bool(self.raw.open)
+
+
+# PyMySQL's public methods the proxy does not define itself, forwarded by
+# methods made below rather than through __getattr__ (which runs only after
+# a failed lookup has raised and caught an AttributeError). Other names --
+# data attributes, the rest -- still go through __getattr__.
+FORWARDED = (
+    "affected_rows",
+    "character_set_name",
+    "connect",
+    "escape",
+    "get_host_info",
+    "get_proto_info",
+    "get_server_info",
+    "insert_id",
+    "kill",
+    "literal",
+    "next_result",
+    "set_character_set",
+    "set_charset",
+    "show_warnings",
+    "thread_id",
+    "write_packet",
+)
+
+_FORWARDER = """
+def {name}(self, *args, **kwargs):
+    raw = self._raw
+    if raw is None:
+        raise self._returned_error()
+    return raw.{name}(*args, **kwargs)
+"""
+
+
+def forward(cls: type, names: Iterable[str], driver: type) -> None:
+    """Give ``cls`` one method per name in ``names``, each calling the
+    driver connection's method of that name (documented as ``driver``'s)."""
+    for name in names:
+        if not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"not a public method name: {name!r}")
+        namespace: Dict[str, Any] = {}
+        exec(_FORWARDER.format(name=name), namespace)  # a fixed template, checked names
+        method = namespace[name]
+        method.__qualname__ = f"{cls.__name__}.{name}"
+        method.__module__ = cls.__module__
+        method.__doc__ = getattr(driver, name).__doc__
+        setattr(cls, name, method)
+
+
+forward(PooledConnection, FORWARDED, pymysql.connections.Connection)
 
 # -- Public seam: a proxy's state for code that wraps a pool's return --------
 # (the cluster's node pools look at every return). Aliases of the proxy's own

@@ -4,6 +4,7 @@ con_lifetime, each checked from the server's side too."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,40 @@ def test_proxy_forwards_the_pymysql_connection(make_pool: Callable[..., Connecti
         assert query(conn, "SELECT @@autocommit") == ((1,),)
     finally:
         pool.release(conn)
+
+
+@pytest.mark.threads_only("PooledConnection's own methods; the asyncio proxy's forwarding is in test_async_pool")
+def test_every_public_pymysql_method_is_a_method_of_the_proxy(make_pool: Callable[..., ConnectionPool]) -> None:
+    public = {
+        name
+        for name, value in vars(pymysql.connections.Connection).items()
+        if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, property))
+    }
+    own = {name for klass in PooledConnection.__mro__[:-1] for name in vars(klass)}
+    assert public - own == set()  # none reached through __getattr__'s failed lookup first
+    pool = make_pool(maxsize=1, pool_name="forwarders")
+    conn = pool.get_conn()
+    raw = conn.raw
+    try:
+        assert conn.escape("it's") == raw.escape("it's") == "'it\\'s'"
+        assert conn.escape(("a", 1), mapping=None) == raw.escape(("a", 1), mapping=None) == "('a',1)"  # a keyword
+        assert conn.thread_id() == raw.thread_id() == query(conn, "SELECT CONNECTION_ID()")[0][0]
+        assert (conn.get_host_info(), conn.get_proto_info()) == (raw.get_host_info(), raw.get_proto_info())
+        assert conn.character_set_name() == raw.character_set_name()
+        assert conn.open is True
+        with conn.cursor() as cur:
+            cur.execute("DO 1")
+        assert conn.affected_rows() == raw.affected_rows() == 0
+        assert conn.insert_id() == raw.insert_id() == 0
+        assert conn.show_warnings() == ()
+        with pytest.raises(TypeError):
+            conn.thread_id(1)  # PyMySQL's own signature still applies
+    finally:
+        pool.release(conn)
+    for name in ("escape", "thread_id", "show_warnings", "open"):
+        with pytest.raises(pymysqlpool.ConnectionReturnedError):
+            getattr(conn, name)() if name != "open" else conn.open
+    assert raw.open  # the pool kept it
 
 
 def test_with_block_gives_back(make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any) -> None:
