@@ -53,6 +53,17 @@ def sessions_of(admin: Any, account: Account) -> set[int]:
     return user_sessions(partial(query, admin), account.user)
 
 
+def pool_sessions_of(admin: Any, account: Account) -> set[int]:
+    """Those of them on the test database: a pool's own sessions, not the
+    side connections its kills open (they log in without a database)."""
+    rows = query(
+        admin,
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND DB = %s",
+        (account.user, mysql_kwargs()["database"]),
+    )
+    return {int(row[0]) for row in rows}
+
+
 class ServerView:
     """What the server says about one pool's connections.
 
