@@ -3,7 +3,7 @@
 Usage (through ``./dev mutate``):
 
     scripts/mutate.py [--files pool.py,...] [--sample N] [--seed S] [--jobs J]
-                      [--timeout SECONDS] [--server] [--list] [--only ID,...]
+                      [--timeout SECONDS] [--server] [--tests PATH,...] [--list] [--only ID,...]
 
 Each mutant is one small change to one of ``_core.py``, ``pool.py``, ``_driver.py``,
 ``_waiting.py`` (a comparison flipped, ``and``/``or`` swapped, ``+=``/``-=``
@@ -223,6 +223,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one mutant's test run may take")
     parser.add_argument("--server", action="store_true", help="run the server tier too (needs the MariaDB)")
+    parser.add_argument(
+        "--tests", default="", help="comma-separated test paths to run instead of the tiers (a first, quick pass)"
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants without running them")
     parser.add_argument("--show", type=int, default=0, help="print mutant N's source diff and exit")
     args = parser.parse_args(argv)
@@ -251,6 +254,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     tiers = ["tests/fast", "tests/server"] if args.server else ["tests/fast"]
+    if args.tests:
+        tiers = [t.strip() for t in args.tests.split(",") if t.strip()]
     with tempfile.TemporaryDirectory(prefix="mutant-baseline-") as tmp:
         _copy_tree(Path(tmp))
         _check_copy_is_imported(Path(tmp))

@@ -8,6 +8,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from support.leaks import LeakWarnings, leak_guard
 from support.server_env import mysql_kwargs
 from support.shells import SHELLS
 
@@ -19,6 +20,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "shell" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("threads_only")
         metafunc.parametrize("shell", ["thread"] if only else list(SHELLS))
+
+
+@pytest.fixture(autouse=True)
+def _leak_guard() -> Iterator[LeakWarnings]:
+    """Fails a test that caused a ConnectionLeakWarning it did not expect (support/leaks.py)."""
+    with leak_guard() as guard:
+        yield guard
+
+
+@pytest.fixture
+def leak_warnings(_leak_guard: LeakWarnings) -> LeakWarnings:
+    """For a test that drops connections on purpose: the leak warnings it
+    caused, to assert on; they do not fail it."""
+    _leak_guard.expected = True
+    return _leak_guard
 
 
 @pytest.fixture(scope="session")

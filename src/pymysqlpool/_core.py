@@ -38,19 +38,21 @@ import warnings
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Set, Tuple, Type, Union
 
+from ._books import Books
 from ._config import PoolConfig, describe
+from ._driving import Driver
 from ._events import Events, ResetHook, as_sequence, fire_logged
-from ._lifecycle import Lifecycle
+from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycle
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
-from ._waiting import DialToken, Grant, Waiter, WaitQueue
+from ._waiting import DialToken, Grant, Waiter
 from .connection import PROXY_TYPES, lend
 from .errors import ConnectionLeakWarning, PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 from .stats import Counters, Number
 
 logger = logging.getLogger("pymysqlpool")
 
-_monotonic = time.monotonic
+
 # A borrow that times out while every connection has been lent this long hints at leak_timeout.
 _LEAK_HINT_AFTER = 60.0
 
@@ -70,23 +72,47 @@ _REPLACED = ("closed_lifetime", "closed_drained")  # reasons whose connections g
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
 _TICK = 1.0  # longest pause between maintenance rounds
 
-# What a plan asks its shell to do.
-DIAL = 0  # open a connection within budget seconds -> (raw, keepalive seconds)
-CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
-PING = 2  # keep-alive ping -> None, raises if dead
-CLOSE = 3  # close politely (COM_QUIT), never raises
-RESET = 4  # clean a returned connection (see _reset_plan); full: the session reset -> True if a ROLLBACK was sent
-WAIT = 5  # wait on a waiter up to timeout -> True if woken
-SLEEP = 6  # pause -> None
-KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
+
+class Op:
+    """What a plan asks its shell to do: the first item of each request it
+    yields. Each group of constants (these, :class:`Verdict`, the slot states
+    of :class:`~pymysqlpool._slot.SlotState`) has values of its own, so one
+    compared with another's is never equal."""
+
+    DIAL = 0  # open a connection within budget seconds -> (raw, keepalive seconds)
+    CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
+    PING = 2  # keep-alive ping -> None, raises if dead
+    CLOSE = 3  # close politely (COM_QUIT), never raises
+    RESET = 4  # clean a returned connection (see _reset_plan); full: the session reset -> True if a ROLLBACK was sent
+    WAIT = 5  # wait on a waiter up to timeout -> True if woken
+    SLEEP = 6  # pause -> None
+    KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
+
+
+class Verdict:
+    """What becomes of an idle slot granted to a borrow (``PoolCore._verdict``)."""
+
+    LEND = 10  # lent as it is
+    VALIDATE = 11  # checked first
+    EXPIRED = 12  # closed: past its lifetime
+
+
+# Read once into module constants: the code reads globals, never the classes'
+# attributes (CPython 3.11 does not specialize those reads).
+DIAL, CHECK, PING, CLOSE, RESET, WAIT, SLEEP, KILL = (
+    Op.DIAL,
+    Op.CHECK,
+    Op.PING,
+    Op.CLOSE,
+    Op.RESET,
+    Op.WAIT,
+    Op.SLEEP,
+    Op.KILL,
+)
+LEND, VALIDATE, EXPIRED = Verdict.LEND, Verdict.VALIDATE, Verdict.EXPIRED
 
 Request = Tuple[int, Any, Any]
 Plan = Generator[Request, Any, Any]
-
-# Verdicts on a slot about to be lent.
-LEND = 0
-VALIDATE = 1
-EXPIRED = 2
 
 
 class Lock(Protocol):
@@ -139,15 +165,12 @@ class PoolCore:
     """Slots, counts, the waiter queue and the decisions on them.
 
     A shell sets three class attributes: ``_drv`` (a driver module of
-    non-blocking functions: ``force_close``, ``is_broken``, ``mid_answer``,
-    ``results_pending``, ``needs_reset``, ``make_probe``,
-    ``watch_wrong_node``, ``interrupt``, ``is_fatal_connect_error``,
-    ``session_id``, ``left_running``, ``kill_refused``), ``_waiter`` (its :class:`Waiter`
+    non-blocking functions: see :class:`~pymysqlpool._driving.Driver`), ``_waiter`` (its :class:`Waiter`
     subclass) and ``_kind`` (its class name for messages), and overrides
     :meth:`_spawn` to run the kills of abandoned sessions in the background.
     """
 
-    _drv: Any
+    _drv: Driver  # a driver module: _driver (threads) or _adriver (asyncio)
     _waiter: Callable[[float], Waiter]
     _proxy: Type[Any]  # the shell's proxy class (PooledConnection, AsyncPooledConnection)
     _probe_free = False  # the driver's hang-up probe costs no syscall
@@ -164,6 +187,7 @@ class PoolCore:
         reconnect_timeout: float,
         reconnect_failed: Optional[Callable[[Any], Any]],
         kill_on_abandon: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(kill_on_abandon, bool):
             raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
@@ -172,7 +196,6 @@ class PoolCore:
         self._config = config
         cfg = config
         self.name: str = cfg.name
-        self._maxsize = cfg.maxsize
         self._autocommit = cfg.autocommit
         self._window = cfg.validation_interval
         # A return lent longer than this has its socket polled for a hang-up:
@@ -192,16 +215,16 @@ class PoolCore:
         self._always_reset = False
         self._refresh_events()
         self._lock = lock
-        self._idle: Deque[Slot] = deque()
-        self._slots: Set[Slot] = set()  # every open connection, idle or not
-        self._waiters = WaitQueue()
-        self._open = 0
-        # Rights to dial given out and not yet used or given back; their
-        # number is what ``connecting`` counts (see _new_token).
-        self._dialing: Set[DialToken] = set()
-        self._held = 0  # open slots neither idle nor lent: being cleaned, pinged, closed or killed
-        self._killing = 0  # of them, KILLING: closed, their session not yet proved gone
-        self._closed = False
+        # Monotonic seconds for every time the core keeps or compares (tests
+        # pass a fake one); the shells keep their I/O bounds on the real clock.
+        self._clock = clock
+        self._stats = Counters()
+        # The record of which slot is where: see _books.py. The hot paths
+        # read its idle deque and waiter queue through these two names (the
+        # same objects, never rebound).
+        self._books = Books(cfg.maxsize, self._stats, clock)
+        self._idle = self._books.idle
+        self._waiters = self._books.waiters
         self._generation = 0
         # Idle slots last seen alive before this moment are pinged before use:
         # one dead connection may mean the server restarted.
@@ -209,7 +232,6 @@ class PoolCore:
         self._replacements = 0  # connections retired for age, to be replaced in the background
         self._shortest_keepalive = _INF
         self._reclaim: Deque[Slot] = deque()
-        self._stats = Counters()
         self._tls = TlsContexts()  # built once here, not by the driver on every connect
         self._maintenance: Any = None  # the shell's; has wake() and stop()
         if not isinstance(open, bool):
@@ -221,7 +243,8 @@ class PoolCore:
             build_seconds("reconnect_timeout", reconnect_timeout),
             reconnect_failed,
         )
-        self._closed = True  # lends nothing until the shell opens it
+        # Lends nothing until the shell opens it (see PoolState).
+        self._state = POOL_PENDING if open else POOL_NEW
 
     # -- public properties --------------------------------------------------
 
@@ -233,7 +256,7 @@ class PoolCore:
     @property
     def maxsize(self) -> int:
         """The most connections open at once."""
-        return self._maxsize
+        return self._books.maxsize
 
     @property
     def available_num(self) -> int:
@@ -243,11 +266,16 @@ class PoolCore:
     @property
     def total_num(self) -> int:
         """Connections open now: idle + borrowed."""
-        return self._open
+        return self._books.open
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Not lending: closed, or not opened yet."""
+        return self._state != POOL_OPEN
+
+    @property
+    def _closed(self) -> bool:  # the shells' name until they are moved
+        return self._state != POOL_OPEN
 
     @property
     def timeout(self) -> float:
@@ -255,9 +283,40 @@ class PoolCore:
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} {self.name!r} {describe(self._config)} open={self._open}"
-            f" idle={len(self._idle)} maxsize={self._maxsize}{' closed' if self._closed else ''}>"
+            f"<{type(self).__name__} {self.name!r} {describe(self._config)} open={self._books.open}"
+            f" idle={len(self._idle)} maxsize={self._books.maxsize}{' closed' if self._state != POOL_OPEN else ''}>"
         )
+
+    def _use_clock(self, clock: Callable[[], float]) -> None:
+        """Read time from ``clock`` from now on: the tests' way to give a
+        shell-made pool a fake clock, until the shells take ``clock=`` too."""
+        self._clock = self._books.clock = clock
+
+    # The books' counts under the names the shells and tests read (read-only).
+
+    @property
+    def _open(self) -> int:
+        return self._books.open
+
+    @property
+    def _held(self) -> int:
+        return self._books.held
+
+    @property
+    def _killing(self) -> int:
+        return self._books.killing
+
+    @property
+    def _slots(self) -> Set[Slot]:
+        return self._books.slots
+
+    @property
+    def _connecting(self) -> int:
+        return len(self._books.dialing)
+
+    @property
+    def _maxsize(self) -> int:
+        return self._books.maxsize
 
     # -- events -------------------------------------------------------------
 
@@ -283,7 +342,7 @@ class PoolCore:
 
     def _checked_in(self, slot: Slot) -> bool:
         """Run the check-in hooks on a returned (held) connection; False if one raised."""
-        used = _monotonic() - slot.borrowed_at
+        used = self._clock() - slot.borrowed_at
         try:
             for hook in self._events.on_checkin:
                 hook(slot.raw, used)
@@ -314,13 +373,14 @@ class PoolCore:
         slot: Optional[Slot] = None
         try:
             with self._lock:
-                if self._idle:
+                if self._idle:  # Books.lend_newest, written out for its speed
                     slot = self._idle.pop()
                     slot.state = OUT
                     self._stats.borrows += 1
             if slot is None:
                 return self._borrow(None, None, False)
-            now = _monotonic()
+            clock = self._clock  # called as a local: self._clock() would not specialize
+            now = clock()
             last_used = slot.last_used
             # _verdict's rule, written out for its speed.
             if (
@@ -335,7 +395,7 @@ class PoolCore:
             return self._borrow(slot, None, False)
         except BaseException:
             if slot is not None:
-                self._abandon(slot)
+                self._give_up(slot)
             raise
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> Any:
@@ -368,7 +428,7 @@ class PoolCore:
         return self._probe_free and probe is not None and bool(probe(0))
 
     def _mark_lent(self, slot: Slot) -> None:
-        slot.borrowed_at = _monotonic()
+        slot.borrowed_at = self._clock()
         if self._config.leak_timeout is not None:
             slot.leak_reported = False
             slot.borrow_stack = caller_stack()
@@ -378,7 +438,7 @@ class PoolCore:
         raised (the caller then closes the slot)."""
         try:
             for hook in self._events.on_checkout:
-                hook(slot.raw, _monotonic() - started)
+                hook(slot.raw, self._clock() - started)
         except Exception as exc:
             logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
             return ValueError(f"on_checkout rejected a connection: {exc}")
@@ -395,7 +455,7 @@ class PoolCore:
         connect_timeout``, so no borrow outlives that bound however many
         connections fail.
         """
-        started = _monotonic()
+        started = self._clock()
         deadline = started + (self._config.timeout if timeout is None else timeout)
         io_timeout = self._config.io_timeout
         hard_end = deadline + io_timeout
@@ -409,7 +469,7 @@ class PoolCore:
             while True:
                 # The first attempt gets all of connect_timeout; later ones what is left.
                 retry = bool(rejected) or last_error is not None
-                budget = min(io_timeout, hard_end - _monotonic()) if retry else io_timeout
+                budget = min(io_timeout, hard_end - self._clock()) if retry else io_timeout
                 if grant is None:
                     if retry and (budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                         self._count("borrow_timeouts")
@@ -429,13 +489,13 @@ class PoolCore:
                         # Back off without holding the right to dial, as a
                         # waiter: a connection returned meanwhile is taken at
                         # once (the server may refuse more sessions: 1226).
-                        pause = min(delay * (0.5 + random.random() / 2), deadline - _monotonic())
+                        pause = min(delay * (0.5 + random.random() / 2), deadline - self._clock())
                         grant = yield from self._backoff_plan(pause)  # a slot is validated and lent below
                         delay = min(delay * 2, _BACKOFF_CAP)
                         continue
                     if not self._book_dialed(grant, fresh):
-                        closed = self._closed
-                        yield from self._dispose_plan(fresh, "closed_on_pool_close" if closed else "closed_orphaned")
+                        closed = self._state != POOL_OPEN
+                        yield from self._close_plan(fresh, "closed_on_pool_close" if closed else "closed_orphaned")
                         if closed:
                             self._unreserve(grant, "borrow_errors", served=True)
                             raise PoolClosed(f"pool {self.name!r} is closed")
@@ -455,7 +515,7 @@ class PoolCore:
                         self._mark_lent(grant)
                         return grant
                     last_error = refused
-                    yield from self._discard_unlent_plan(grant, "closed_failed_check")
+                    yield from self._reject_plan(grant, "closed_failed_check")
                 grant = None
                 rejected += 1
                 if rejected == _FLUSH_AFTER:
@@ -464,37 +524,35 @@ class PoolCore:
                     yield from self._flush_suspects_plan()
         except BaseException as exc:
             if grant is not None:
-                self._abandon(grant)
+                self._give_up(grant)
             if fresh is not None and fresh.state == NEW:
-                self._kill(fresh, "closed_broken")
+                self._drop(fresh, "closed_broken")
             if isinstance(exc, PoolTimeout) and self._events.on_timeout:  # twins: for both shells
-                fire_logged(self._events.on_timeout, self.name, _monotonic() - started)
+                fire_logged(self._events.on_timeout, self.name, self._clock() - started)
             raise
 
     def _reserve_now(self, queued: bool) -> Union[Slot, DialToken, Waiter]:
         """An idle slot, a right to dial, or a waiter now queued."""
         with self._lock:
-            if self._closed:
+            if self._state != POOL_OPEN:
                 self._stats.borrow_errors += 1
                 raise PoolClosed(f"pool {self.name!r} is closed")
-            if self._idle:
-                slot = self._idle.pop()
-                slot.state = OUT
-                self._stats.borrows += 1
+            books = self._books
+            slot = books.lend_newest()
+            if slot is not None:
                 return slot
-            if self._open + self._connecting < self._maxsize:
+            if books.has_room():
                 self._stats.borrows += 1
-                return self._new_token()
+                return books.new_token()
             limit = self._life.max_waiting
             if limit is not None and len(self._waiters) >= limit:
                 self._stats.borrows_rejected += 1
                 raise TooManyRequests(
-                    f"pool {self.name!r}: all {self._maxsize} connections in use and"
+                    f"pool {self.name!r}: all {books.maxsize} connections in use and"
                     f" {len(self._waiters)} borrowers already waiting (max_waiting={limit})"
                 )
-            waiter = self._waiter(_monotonic())
-            waiter.queued = True
-            self._waiters.append(waiter)
+            waiter = self._waiter(self._clock())
+            books.queue(waiter)
             if not queued:  # a borrow that queues again is still one borrow that waited
                 self._stats.borrows_waited += 1
             return waiter
@@ -510,10 +568,10 @@ class PoolCore:
         try:
             if not (yield (WAIT, waiter, deadline - waiter.since)):
                 with self._lock:
-                    if self._waiters.withdraw(waiter):
+                    if self._books.withdraw(waiter):
                         timed_out = True
                         self._stats.borrow_timeouts += 1
-                        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
+                        self._stats.borrow_wait_ms += (self._clock() - waiter.since) * 1000.0
                 # Otherwise served between the timeout and the withdrawal: the
                 # grant (or the error) was recorded before the waiter left the queue.
         except BaseException:  # KeyboardInterrupt, cancellation: leave nothing behind
@@ -523,7 +581,8 @@ class PoolCore:
         if timed_out:
             raise PoolTimeout(
                 f"pool {self.name!r}: no connection available within"
-                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._maxsize}, all in use)" + self._leak_hint()
+                f" {max(deadline - waiter.since, 0.0):.3g} s (maxsize={self._books.maxsize}, all in use)"
+                + self._leak_hint()
             )
         if waiter.error is not None:
             raise waiter.error
@@ -539,16 +598,15 @@ class PoolCore:
         or None when the pause ended (or an idle slot or a close is there for
         the next reservation to find)."""
         with self._lock:
-            if self._idle or self._closed or pause <= 0:
+            if self._idle or self._state != POOL_OPEN or pause <= 0:
                 return None
-            waiter = self._waiter(_monotonic())
+            waiter = self._waiter(self._clock())
             waiter.backoff = True
-            waiter.queued = True
-            self._waiters.append(waiter)
+            self._books.queue(waiter)
         try:
             if not (yield (WAIT, waiter, pause)):
                 with self._lock:
-                    if self._waiters.withdraw(waiter):
+                    if self._books.withdraw(waiter):
                         return None
         except BaseException:
             self._withdraw(waiter)
@@ -561,34 +619,31 @@ class PoolCore:
         """Take an interrupted waiter out of the queue, or pass on what it was
         given: it never touched it, so a slot goes back as it came."""
         with self._lock:
-            if self._waiters.withdraw(waiter):
+            books = self._books
+            if books.withdraw(waiter):
                 return
             grant = waiter.grant
-            if isinstance(grant, Slot) and grant.state == OUT:
-                self._stats.borrows -= 1
-                if not self._closed:
-                    self._park(grant, grant.last_used)
-                    return
-                grant.state = HELD
-                self._held += 1
+            if isinstance(grant, Slot) and books.unlend(grant) and self._state == POOL_OPEN:
+                self._park(grant, grant.last_used)
+                return
         if isinstance(grant, DialToken):
             self._unreserve(grant, None, served=True)
         elif isinstance(grant, Slot) and grant.state == HELD:
-            self._kill(grant, "closed_on_pool_close")  # no waiting after an interrupt
+            self._drop(grant, "closed_on_pool_close")  # no waiting after an interrupt
 
-    def _abandon(self, grant: Grant) -> None:
-        """Give up a grant a borrower holds but will not get: an interrupted
+    def _give_up(self, grant: Grant) -> None:
+        """Let go of a grant a borrower holds but will not get: an interrupted
         borrow. Idempotent. Assuming a slot was not used yet would be unsafe,
-        so it is closed: its state is unknown."""
+        so it is dropped: its state is unknown."""
         if isinstance(grant, DialToken):
             self._unreserve(grant, None, served=True)
             return
         with self._lock:
-            if grant.state == OUT:
-                self._stats.borrows -= 1
-            elif grant.state != HELD:  # parked again, or already closed
+            if not self._books.unlend(grant) and grant.state != HELD:  # parked again, or already closed
                 return
-        self._kill(grant, "closed_broken")
+        self._drop(grant, "closed_broken")
+
+    _abandon = _give_up  # the shells' name until they are moved
 
     def _count(self, counter: str, step: int = 1) -> None:
         with self._lock:
@@ -596,37 +651,34 @@ class PoolCore:
 
     def _validate_plan(self, slot: Slot, force: bool, budget: float) -> Plan:
         """Make sure a slot taken from idle can be lent; discard it if not."""
-        now = _monotonic()
+        now = self._clock()
         if self._hung_up(slot):  # validated for free: dead, no ping needed
             self._suspect(now)
-            yield from self._discard_unlent_plan(slot, "closed_failed_check")
+            yield from self._reject_plan(slot, "closed_failed_check")
             return False
         verdict = self._verdict(slot, now, force)
         if verdict == LEND:
             return True
         if verdict == EXPIRED:
-            yield from self._discard_unlent_plan(slot, slot.retire or "closed_lifetime")
+            yield from self._reject_plan(slot, slot.retire or "closed_lifetime")
             return False
         try:
             yield (CHECK, slot.raw, budget)
         except Exception as exc:
             logger.info("pool %r: idle connection failed validation (%s); replacing it", self.name, exc)
             self._suspect(now)
-            yield from self._discard_unlent_plan(slot, "closed_failed_check")
+            yield from self._reject_plan(slot, "closed_failed_check")
             return False
-        slot.last_used = _monotonic()
+        slot.last_used = self._clock()
         return True
 
-    def _discard_unlent_plan(self, slot: Slot, reason: str) -> Plan:
+    def _reject_plan(self, slot: Slot, reason: str) -> Plan:
         """Close a slot granted to a borrower that failed validation before
         the borrower got it: the borrow it was counted for did not happen."""
         with self._lock:
-            if slot.state != OUT:
+            if not self._books.unlend(slot):
                 return
-            self._stats.borrows -= 1
-            slot.state = HELD
-            self._held += 1
-        yield from self._dispose_plan(slot, reason)
+        yield from self._close_plan(slot, reason)
 
     def _suspect(self, moment: float) -> None:
         """A connection died: check every idle one last seen alive before now."""
@@ -637,14 +689,9 @@ class PoolCore:
         """Close every idle connection last seen alive before the suspect moment."""
         with self._lock:
             since = self._suspect_since
-            doomed = [slot for slot in self._idle if slot.last_used < since]
-            if not doomed:
-                return
-            self._idle = deque(slot for slot in self._idle if slot.last_used >= since)
-            for slot in doomed:
-                slot.state = HELD
-            self._held += len(doomed)
-        yield from self._dispose_all_plan(doomed, "closed_failed_check")
+            doomed = self._books.hold_idle(lambda slot, position: slot.last_used < since)
+        if doomed:
+            yield from self._close_all_plan(doomed, "closed_failed_check")
 
     # -- dialing ------------------------------------------------------------
 
@@ -653,7 +700,7 @@ class PoolCore:
         counted in ``connections_made``): the caller books it (_book_dialed,
         _book_idle, _swap_in) or closes it, and either counts it. Raises the
         driver's error."""
-        started = _monotonic()
+        started = self._clock()
         epoch = self._life.epoch
         try:
             raw, keepalive = yield (DIAL, self._config.io_timeout if budget is None else budget, None)
@@ -661,7 +708,7 @@ class PoolCore:
             failed = isinstance(exc, Exception)  # an interrupt or a cancel is no connect error
             with self._lock:
                 self._stats.connect_errors += failed
-                self._stats.connect_ms += (_monotonic() - started) * 1000.0
+                self._stats.connect_ms += (self._clock() - started) * 1000.0
             if isinstance(exc, Exception):
                 self._connect_failed(exc, started)
             raise
@@ -672,8 +719,8 @@ class PoolCore:
         drv = self._drv
         try:
             for hook in self._events.on_connect:
-                hook(raw, _monotonic() - started)
-            now = _monotonic()
+                hook(raw, self._clock() - started)
+            now = self._clock()
             lifetime = self._config.con_lifetime
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
@@ -699,11 +746,15 @@ class PoolCore:
             self._life.failing_since = None
             if epoch != self._life.epoch:  # drain() ran while this one was dialing
                 slot.doom("closed_drained")
-            elif self._life.shed and self._open + self._connecting > self._maxsize:  # resize() shrank meanwhile
+            elif self._life.shed and self._over_maxsize():  # resize() shrank meanwhile
                 self._life.shed -= 1
                 slot.doom("closed_resized")
         logger.debug("pool %r: opened a connection (%.1f ms)", self.name, (now - started) * 1000.0)
         return slot
+
+    def _over_maxsize(self) -> bool:
+        books = self._books
+        return books.open + books.connecting > books.maxsize
 
     def _watch(self, slot: Slot) -> None:
         """A wrong-node error seen on the connection dooms its slot: closed on return."""
@@ -714,7 +765,7 @@ class PoolCore:
         that lasted reconnect_timeout."""
         life = self._life
         with self._lock:
-            due = life.connect_failed(exc, started, _monotonic())
+            due = life.connect_failed(exc, started, self._clock())
         if due and life.reconnect_failed is not None:
             logger.error(
                 "pool %r: no connection could be opened for %.1f s: %s", self.name, life.reconnect_timeout, exc
@@ -726,48 +777,10 @@ class PoolCore:
 
     def _book_dialed(self, token: DialToken, slot: Slot) -> bool:
         """Count a connection dialed with ``token`` as lent to the dialer;
-        False on a closed pool (the caller closes it)."""
+        False on a closed pool (the token is left to the caller), or when the
+        token was revoked as orphaned and its place taken (the caller closes it)."""
         with self._lock:
-            if self._count_opened(token):
-                slot.state = OUT
-                self._slots.add(slot)
-                return True
-        return False
-
-    @property
-    def _connecting(self) -> int:
-        return len(self._dialing)
-
-    def _new_token(self) -> DialToken:
-        """Give out a right to dial (lock held)."""
-        token = DialToken(_monotonic())
-        self._dialing.add(token)
-        return token
-
-    def _spend(self, token: DialToken) -> bool:
-        """Use up or give back a right to dial (lock held); False if it was
-        no longer live (given back already, or revoked by _reconcile_plan)."""
-        if not token.live:
-            return False
-        token.live = False
-        self._dialing.discard(token)
-        return True
-
-    def _count_opened(self, token: Optional[DialToken]) -> bool:
-        """Count one more connection open in place of ``token`` (lock held);
-        False if it cannot be (the caller closes it): the pool closed (the
-        token is left to the caller), or the token was revoked as orphaned
-        (_reconcile_plan) and its place taken meanwhile."""
-        if self._closed:
-            return False
-        if token is not None and not self._spend(token) and self._open + self._connecting >= self._maxsize:
-            return False
-        self._open += 1
-        # Counted when booked, not when dialed: an interrupt between the two
-        # would leave a connection made that is neither open nor closed.
-        self._stats.connections_made += 1
-        self._waiters.wake_watchers()  # twins: wait() (see _closing.py)
-        return True
+            return self._state == POOL_OPEN and self._books.book_lent(slot, token)
 
     def _dial_failed(self, token: DialToken, exc: Exception, deadline: float) -> None:
         """A borrower's connect failed. Gives the right to dial back, then
@@ -775,12 +788,12 @@ class PoolCore:
         takes a returned connection), raises the driver's error when retrying
         cannot help, and ``PoolTimeout`` when time is up."""
         fatal = self._drv.is_fatal_connect_error(exc) or not self._life.ever_connected
-        if not (fatal or self._closed) and _monotonic() < deadline:
+        if not (fatal or self._state != POOL_OPEN) and self._clock() < deadline:
             self._unreserve(token, None, served=True)
             logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
             return
         logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
-        if fatal or self._closed:
+        if fatal or self._state != POOL_OPEN:
             self._unreserve(token, "borrow_errors", served=True)
             raise exc
         self._unreserve(token, "borrow_timeouts", served=True)
@@ -793,7 +806,7 @@ class PoolCore:
         ``served``: it was counted as a borrow, which did not happen;
         ``outcome`` names the counter that says why."""
         with self._lock:
-            if not self._spend(token):
+            if not self._books.spend(token):
                 return
             if served:
                 self._stats.borrows -= 1
@@ -804,11 +817,7 @@ class PoolCore:
     def _pass_capacity(self) -> bool:
         """A slot became free: the oldest waiter may dial, unless it is backing
         off from a failed connect (lock held). True if it was given the right."""
-        waiters = self._waiters
-        if waiters and not waiters[0].backoff and not self._closed and self._open + self._connecting < self._maxsize:
-            self._hand_over(self._new_token())
-            return True
-        return False
+        return self._state == POOL_OPEN and self._books.serve_waiter_with_room()
 
     # -- returning ----------------------------------------------------------
 
@@ -838,7 +847,8 @@ class PoolCore:
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
-        now = _monotonic()
+        clock = self._clock  # called as a local: self._clock() would not specialize
+        now = clock()
         probe = slot.probe
         clean = (
             not failed
@@ -863,23 +873,23 @@ class PoolCore:
                     stats.use_s += used
                     if used > stats.use_max_s:
                         stats.use_max_s = used
-                    if clean and slot.expires > now and not self._closed:
+                    if clean and slot.expires > now and self._state == POOL_OPEN:
                         # Clean return: no round trip, to the oldest waiter
-                        # or straight from OUT to IDLE (the books change at
-                        # the one call). Held for the hand-over: an interrupt
-                        # at its call then leaves a HELD slot, which the
-                        # except below closes, not an unlent OUT one.
-                        slot.last_used = now
+                        # or straight from OUT to IDLE (Books.park, written
+                        # out for its speed where nobody waits). Held for the
+                        # hand-over: an interrupt at its call then leaves a
+                        # HELD slot, which the except below drops, not an
+                        # unlent OUT one.
                         if self._waiters:
-                            slot.state = HELD
-                            self._held += 1
-                            self._hand_over(slot, True)
+                            slot.state = HELD  # Books.hold, written out: no call before it
+                            self._books.held += 1
+                            self._books.park(slot, now)
                         else:
+                            slot.last_used = now
                             slot.state = IDLE
                             self._idle.append(slot)
                         return None
-                    slot.state = HELD
-                    self._held += 1
+                    self._books.hold(slot)
             if forked:
                 # Lent before a fork: the socket is the parent's, and this
                 # process's books never counted it.
@@ -891,7 +901,7 @@ class PoolCore:
         except BaseException:
             # Interrupted while the pool held it: the session's state is unknown.
             if conn._slot is None and slot.state == HELD:
-                self._kill(slot, "closed_broken")
+                self._drop(slot, "closed_broken")
             raise
 
     def _return_slow(self, slot: Slot, failed: bool) -> Any:
@@ -905,7 +915,7 @@ class PoolCore:
         if slot.retire is not None:
             return slot.retire
         if drv.is_broken(raw):
-            self._suspect(_monotonic())
+            self._suspect(self._clock())
             return "closed_broken"
         if drv.mid_answer(raw):
             # The borrower stopped in the middle of an answer (an interrupted
@@ -916,11 +926,11 @@ class PoolCore:
         if probe is not None and not drv.results_pending(raw) and probe(0):
             # Readable with nothing expected: the server hung up on it while it
             # was lent. (Further result sets still to read are expected bytes.)
-            self._suspect(_monotonic())
+            self._suspect(self._clock())
             return "closed_broken"
-        if self._closed:
+        if self._state != POOL_OPEN:
             return "closed_on_pool_close"
-        if slot.expires <= _monotonic():
+        if slot.expires <= self._clock():
             return "closed_lifetime"
         return None
 
@@ -945,11 +955,11 @@ class PoolCore:
                     self._stats.session_resets += 1
                 if slot.state != HELD:
                     return  # closed meanwhile as orphaned: reset for too long (see _reconcile_plan)
-                if not self._closed:
-                    self._park(slot, _monotonic(), from_held=True)
+                if self._state == POOL_OPEN:
+                    self._park(slot, self._clock())
                     return
             reason = "closed_on_pool_close"
-        yield from self._dispose_plan(slot, reason, kill)
+        yield from self._close_plan(slot, reason, kill)
 
     # twins: what a return sends is decided here once; the shells only execute it.
     def _reset_plan(self, raw: Any, failed: bool) -> Plan:
@@ -966,41 +976,13 @@ class PoolCore:
             return bool((yield (RESET, raw, False)))
         return False
 
-    def _park(self, slot: Slot, now: float, from_held: bool = False) -> None:
-        """Hand a healthy slot to the oldest waiter or park it idle (lock
-        held). ``from_held``: the slot was counted as HELD until now."""
-        slot.last_used = now
-        if self._waiters:
-            self._hand_over(slot, from_held)
-        else:
-            slot.state = IDLE
-            if from_held:
-                self._held -= 1
-            self._idle.append(slot)
+    def _park(self, slot: Slot, now: float) -> None:
+        """Hand a healthy OUT or HELD slot to the oldest waiter or park it idle (lock held)."""
+        self._books.park(slot, now)
 
-    def _hand_over(self, grant: Grant, from_held: bool = False) -> None:
-        """Serve the oldest waiter (lock held). The waiter's books are kept
-        here so that, once woken, it never has to take the lock again.
+    # -- closing connections (the vocabulary: see _books.py) ---------------------
 
-        Every change to the books is a plain store made before the first
-        call: an interrupt lands before all of them (nothing happened) or
-        after the waiter holds its grant (it finds it even if never woken).
-        """
-        waiter = self._waiters[0]
-        waiter.grant = grant
-        if isinstance(grant, Slot):
-            grant.state = OUT
-            if from_held:
-                self._held -= 1
-        self._stats.borrows += 1
-        self._waiters.popleft()
-        waiter.queued = False
-        waiter.wake()
-        self._stats.borrow_wait_ms += (_monotonic() - waiter.since) * 1000.0
-
-    # -- closing connections --------------------------------------------------
-
-    def _dispose_plan(self, slot: Slot, reason: str, kill: bool = False) -> Plan:
+    def _close_plan(self, slot: Slot, reason: str, kill: bool = False) -> Plan:
         """Close a slot's connection politely and stop counting it; ``kill``:
         its session may still be running the borrower's statement, so the slot
         stays counted until a background kill lets it go."""
@@ -1012,21 +994,26 @@ class PoolCore:
         finally:
             self._unbook(slot, reason, kill)
 
-    def _dispose_all_plan(self, slots: List[Slot], reason: str) -> Plan:
-        """Dispose of several slots; after an interrupt, the rest are closed
-        without a word to the server so that none stays counted."""
+    def _close_all_plan(self, slots: List[Slot], reason: str) -> Plan:
+        """Close several slots; after an interrupt, the rest are dropped
+        (no word to the server) so that none stays counted."""
         try:
             for slot in slots:
-                yield from self._dispose_plan(slot, reason)
+                yield from self._close_plan(slot, reason)
         finally:
             for slot in slots:
                 if slot.state != GONE:
-                    self._kill(slot, reason)
+                    self._drop(slot, reason)
 
-    def _kill(self, slot: Slot, reason: str) -> None:
+    def _drop(self, slot: Slot, reason: str) -> None:
         """Close without a word to the server and stop counting: never waits."""
         self._drv.force_close(slot.raw)
         self._unbook(slot, reason)
+
+    # The shells' names until they are moved.
+    _dispose_plan = _close_plan
+    _dispose_all_plan = _close_all_plan
+    _kill = _drop
 
     def _unbook(self, slot: Slot, reason: str, kill: bool = False) -> None:
         """Stop counting a slot whose connection is closed; idempotent.
@@ -1039,7 +1026,7 @@ class PoolCore:
         """
         with self._lock:
             if kill and slot.state == HELD:  # the return's: gone or KILLING already otherwise
-                self._hold_for_kill(slot, reason)
+                self._books.await_kill(slot, reason, self._clock() + self._config.kill_timeout)
             else:
                 kill = False
                 if not self._unbook_locked(slot, reason):
@@ -1047,7 +1034,7 @@ class PoolCore:
         if kill:
             self._start_kill(slot)
         else:
-            self._closed_one(slot, reason)
+            self._after_close(slot, reason)
 
     # -- killing abandoned sessions -------------------------------------------
     #
@@ -1063,17 +1050,6 @@ class PoolCore:
         read_timeout), or an unbuffered result not read to its end. The
         pool's own steps (ping, reset) are not killed: they run nothing long."""
         return self._config.kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
-
-    def _hold_for_kill(self, slot: Slot, reason: str) -> None:
-        """Keep a closed HELD slot counted, KILLING (still held), until its
-        kill ends (lock held)."""
-        # Plain stores: an interrupt lands before them or leaves a KILLING
-        # slot that the reconcile frees once its bound passed.
-        slot.retire = reason
-        slot.kill_by = _monotonic() + self._config.kill_timeout
-        slot.state = KILLING
-        self._killing += 1
-        self._stats.closes[reason] += 1  # its connection is closed now; its slot is not free yet
 
     def _start_kill(self, slot: Slot) -> None:
         """Run the kill of a KILLING slot off the caller's path."""
@@ -1100,11 +1076,11 @@ class PoolCore:
         gone = False
         delay = _BACKOFF_FIRST
         while True:
-            left = slot.kill_by - _monotonic()
+            left = slot.kill_by - self._clock()
             if left < _MIN_ATTEMPT:
                 break
             try:
-                target = (slot.session, _monotonic() - slot.created)
+                target = (slot.session, self._clock() - slot.created)
                 gone = bool((yield (KILL, target, min(self._config.kill_timeout, left))))
                 break
             except Exception as exc:
@@ -1121,7 +1097,7 @@ class PoolCore:
                     slot.session,
                     exc,
                 )
-                left = slot.kill_by - _monotonic()
+                left = slot.kill_by - self._clock()
                 if refused or left < _MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
                     if left > 0:
                         yield (SLEEP, left, None)
@@ -1138,11 +1114,9 @@ class PoolCore:
         meanwhile, and a side connection keeps a stuck KILL away from the
         pool. None if no connection is idle, else whether the session is gone."""
         with self._lock:
-            if not self._idle or self._closed:
+            slot = None if self._state != POOL_OPEN else self._books.hold_idle_end(newest=True)
+            if slot is None:
                 return None
-            slot = self._idle.pop()  # the most recently used, as a borrow takes
-            slot.state = HELD
-            self._held += 1
         failed = False
         try:
             gone = bool((yield (KILL, (target[0], target[1], slot.raw), budget)))
@@ -1150,7 +1124,7 @@ class PoolCore:
             logger.info("pool %r: could not kill session %d over an idle connection (%s)", self.name, target[0], exc)
             gone, failed = False, True
         except BaseException:
-            self._kill(slot, "closed_broken")  # interrupted: its state is unknown
+            self._drop(slot, "closed_broken")  # interrupted: its state is unknown
             raise
         yield from self._return_plan(slot, failed)
         return gone
@@ -1160,8 +1134,8 @@ class PoolCore:
         again: their kills were lost with the pool's event loop (its
         asyncio.run() ended), so no kill of theirs is running."""
         with self._lock:
-            stranded = [slot for slot in self._slots if slot.state == KILLING]
-            kill_by = _monotonic() + self._config.kill_timeout
+            stranded = self._books.in_state(KILLING)
+            kill_by = self._clock() + self._config.kill_timeout
             for slot in stranded:
                 slot.kill_by = kill_by
         return stranded
@@ -1170,7 +1144,7 @@ class PoolCore:
         """When every kill in flight will have ended (0.0: none in flight):
         the last bound, and a tick for a last step that started just before it."""
         with self._lock:
-            last = max((slot.kill_by for slot in self._slots if slot.state == KILLING), default=-_TICK)
+            last = max((slot.kill_by for slot in self._books.in_state(KILLING)), default=-_TICK)
         return last + _TICK
 
     def _killed(self, slot: Slot, gone: bool) -> None:
@@ -1191,40 +1165,21 @@ class PoolCore:
                 slot.session,
                 self._config.kill_timeout,
             )
-        self._closed_one(slot, reason)
+        self._after_close(slot, reason)
 
     def _unbook_locked(self, slot: Slot, reason: str, killed: bool = False) -> bool:
         """_unbook with the lock held, without the notices; False if already
         done. A KILLING slot is unbooked only when its kill ended (``killed``)."""
-        state = slot.state
-        if state == GONE or (state == KILLING) != killed:
+        was = slot.state
+        if not self._books.unbook(slot, reason, killed):
             return False
-        if state == IDLE:
-            try:
-                self._idle.remove(slot)
-            except ValueError:
-                pass  # an interrupted park: counted idle but never queued
-        # Plain stores first, so an interrupt cannot split them.
-        slot.state = GONE
-        if not killed:  # a KILLING slot's close was counted when its connection closed
-            self._stats.closes[reason] += 1
-        if state == NEW:
-            self._stats.connections_made += 1  # dialed, closed before it was booked
-        else:
-            self._open -= 1
-            if state == HELD:
-                self._held -= 1
-            elif state == KILLING:
-                self._held -= 1
-                self._killing -= 1
+        if was != NEW:
             if reason in _REPLACED:
                 self._replacements += 1  # maintenance opens a successor
-            self._slots.discard(slot)
             self._pass_capacity()
-        self._waiters.wake_watchers()  # twins: close(timeout) (see _closing.py)
         return True
 
-    def _closed_one(self, slot: Slot, reason: str) -> None:
+    def _after_close(self, slot: Slot, reason: str) -> None:
         """What follows a slot's unbooking, outside the lock: log, wake the
         maintenance (a successor may be due), tell the on_close hooks."""
         logger.debug("pool %r: closed a connection (%s)", self.name, reason)
@@ -1236,21 +1191,10 @@ class PoolCore:
 
     def _take_idle(self, pick: Callable[[Slot, int], bool]) -> List[Slot]:
         """Move the idle slots ``pick`` selects (oldest first) to HELD."""
-        taken: List[Slot] = []
         with self._lock:
-            if self._closed:
-                return taken
-            keep: List[Slot] = []
-            # Oldest first: idle is used LIFO, so the left end rested longest.
-            for position, slot in enumerate(self._idle):
-                (taken if pick(slot, position) else keep).append(slot)
-            if taken:
-                self._idle.clear()
-                self._idle.extend(keep)
-                for slot in taken:
-                    slot.state = HELD
-                self._held += len(taken)
-        return taken
+            if self._state != POOL_OPEN:
+                return []
+            return self._books.hold_idle(pick)
 
     def _put_back_plan(self, slot: Slot) -> Plan:
         """A HELD slot the pool finished working on goes back to idle (or is
@@ -1258,10 +1202,10 @@ class PoolCore:
         with self._lock:
             if slot.state != HELD:
                 return
-            if not self._closed:
-                self._park(slot, _monotonic(), from_held=True)
+            if self._state == POOL_OPEN:
+                self._park(slot, self._clock())
                 return
-        yield from self._dispose_plan(slot, "closed_on_pool_close")
+        yield from self._close_plan(slot, "closed_on_pool_close")
 
     def _recheck_plan(self, slot: Slot, op: int, reason: str) -> Plan:
         """Probe a held idle slot (CHECK or PING); park it again, or close it
@@ -1270,8 +1214,8 @@ class PoolCore:
             yield (op, slot.raw, self._config.io_timeout)
         except Exception as exc:
             logger.info("pool %r: idle connection failed a check (%s); replacing it", self.name, exc)
-            self._suspect(_monotonic())
-            yield from self._dispose_plan(slot, reason)
+            self._suspect(self._clock())
+            yield from self._close_plan(slot, reason)
             return False
         yield from self._put_back_plan(slot)
         return True
@@ -1292,20 +1236,14 @@ class PoolCore:
             # the ones already parked: they may be another caller's (HELD) by now.
             for slot in slots[done:]:
                 if slot.state == HELD:
-                    self._kill(slot, "closed_failed_check")
+                    self._drop(slot, "closed_failed_check")
 
     def _book_idle(self, slot: Slot, token: Optional[DialToken] = None) -> bool:
         """Count a NEW slot opened in the background (with the right to dial
         ``token``, if any) as idle. False if the pool closed meanwhile: the
         caller closes it."""
         with self._lock:
-            if self._count_opened(token):
-                slot.state = HELD
-                self._held += 1
-                self._slots.add(slot)
-                self._park(slot, _monotonic(), from_held=True)
-                return True
-        return False
+            return self._state == POOL_OPEN and self._books.book_idle(slot, token, self._clock())
 
     def _reconcile_plan(self, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
         """Give back what an interrupt orphaned (one that landed inside the
@@ -1315,13 +1253,14 @@ class PoolCore:
         to a proxy, slots the pool holds (HELD) and rights to dial. ``seen``
         (candidates, what they looked like and since when) is kept by the
         maintenance between rounds; returns how many slots were closed."""
-        now = _monotonic()
+        now = self._clock()
+        books = self._books
         with self._lock:
             queued = set(map(id, self._idle))
-            candidates: List[Any] = list(self._dialing)
+            candidates: List[Any] = list(books.dialing)
             unqueued: List[Slot] = []
             overdue: List[Slot] = []
-            for slot in self._slots:
+            for slot in books.slots:
                 if slot.state == IDLE:
                     if id(slot) not in queued:
                         unqueued.append(slot)
@@ -1345,7 +1284,7 @@ class PoolCore:
             for item in stale:
                 if isinstance(item, DialToken):
                     # Its dial, if it still ends, books only if there is room.
-                    if self._spend(item):
+                    if books.spend(item):
                         self._pass_capacity()
                 elif item.state == OUT:
                     unqueued.append(item)
@@ -1354,32 +1293,23 @@ class PoolCore:
                     # that was merely slow finds it gone and does not park it.
                     seized.append(item)
             for slot in unqueued:
-                slot.state = HELD
-            self._held += len(unqueued)
+                books.hold(slot)
         for slot in overdue:
             self._killed(slot, False)
         for slot in seized:
             self._drv.force_close(slot.raw)
-            self._closed_one(slot, "closed_orphaned")
+            self._after_close(slot, "closed_orphaned")
         if unqueued or seized:
             logger.warning(
                 "pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(unqueued) + len(seized)
             )
-            yield from self._dispose_all_plan(unqueued, "closed_orphaned")
+            yield from self._close_all_plan(unqueued, "closed_orphaned")
         return len(unqueued) + len(seized)
 
     def _swap_in(self, slot: Slot, fresh: Slot) -> None:
         """0.5.0 ``ping(reconnect=True)``: a new session takes a dead one's place."""
         with self._lock:
-            # The dead session is closed, the fresh one takes its place.
-            self._stats.closes["closed_broken"] += 1
-            self._stats.connections_made += 1
-            fresh.state = GONE
-            slot.raw = fresh.raw
-            slot.created = fresh.created
-            slot.expires = fresh.expires
-            slot.probe = fresh.probe
-            slot.keepalive = fresh.keepalive
+            self._books.swap(slot, fresh)
         self._watch(slot)
 
     # -- leaks --------------------------------------------------------------
@@ -1413,7 +1343,7 @@ class PoolCore:
                 return
             # Closing, not reusing: the borrower's state is unknown. Abandoned
             # mid-answer like a return (see _return_plan): killed, slot KILLING.
-            yield from self._dispose_plan(slot, "leaks_reclaimed", self._abandoned(slot))
+            yield from self._close_plan(slot, "leaks_reclaimed", self._abandoned(slot))
 
     def _reclaimed(self) -> Optional[Slot]:
         """The next slot of a proxy collected while borrowed, HELD; None when none."""
@@ -1427,8 +1357,7 @@ class PoolCore:
                     continue  # forked, or already given up by an interrupted borrow
                 if not slot.leak_reported:  # not already counted by leak_timeout
                     self._stats.leaks_detected += 1
-                slot.state = HELD
-                self._held += 1
+                self._books.hold(slot)
             where = (
                 f"; borrowed at:\n{slot.borrow_stack}"
                 if slot.borrow_stack
@@ -1445,25 +1374,21 @@ class PoolCore:
     def _shut(self) -> Optional[Tuple[List[Slot], Any]]:
         """Stop lending: fail the waiters and take the idle slots (HELD) and
         the maintenance to stop; None if the pool was closed already."""
-        self._life.shut = True
         with self._lock:
-            if self._closed:
+            was = self._state
+            self._state = POOL_CLOSED
+            if was != POOL_OPEN:
                 return None
-            self._closed = True
-            idle = list(self._idle)
-            self._idle.clear()
-            for slot in idle:
-                slot.state = HELD
-            self._held += len(idle)
-            self._stats.borrow_errors += len(self._waiters)
-            self._waiters.fail_all(PoolClosed(f"pool {self.name!r} was closed while waiting"))
+            books = self._books
+            idle = books.hold_idle(lambda slot, position: True)
+            self._stats.borrow_errors += books.fail_waiters(PoolClosed(f"pool {self.name!r} was closed while waiting"))
             maintenance, self._maintenance = self._maintenance, None
         return idle, maintenance
 
     def _interrupt_late(self, timeout: float) -> int:
         """Shut down the sockets of connections still out after close(timeout)."""
         with self._lock:
-            late = [slot for slot in self._slots if slot.retire != "closed_on_pool_close" and slot.state != KILLING]
+            late = [s for s in self._books.slots if s.retire != "closed_on_pool_close" and s.state != KILLING]
             for slot in late:
                 slot.doom("closed_on_pool_close")
         for slot in late:
@@ -1482,24 +1407,23 @@ class PoolCore:
     def _start(self) -> bool:
         """open(): lend from now on; False if it was open already."""
         with self._lock:
-            if self._life.shut:
+            if self._state == POOL_CLOSED:
                 raise PoolClosed(f"pool {self.name!r} was closed; make a new pool")
-            if self._life.opened:
+            if self._state == POOL_OPEN:
                 return False
-            self._life.opened = True
-            self._closed = False
+            self._state = POOL_OPEN
             return True
 
     def _warm_enough(self, limit: float, deadline: float) -> bool:
         """wait(): True once pre_create_num are open; raises when it cannot be."""
         target = self._config.pre_create_num
-        if self._open >= target:
+        if self._books.open >= target:
             return True
-        if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is {'closed' if self._life.shut else 'not open'}")
-        if _monotonic() >= deadline:
+        if self._state != POOL_OPEN:
+            raise PoolClosed(f"pool {self.name!r} is {'closed' if self._state == POOL_CLOSED else 'not open'}")
+        if self._clock() >= deadline:
             raise PoolTimeout(
-                f"pool {self.name!r}: {self._open} of {target} connections open after {limit:.3g} s;"
+                f"pool {self.name!r}: {self._books.open} of {target} connections open after {limit:.3g} s;"
                 f" last connect error: {self._life.last_error!r}"
             )
         if self._maintenance is not None:
@@ -1510,10 +1434,10 @@ class PoolCore:
         """drain(): mark every connection for replacement, close the idle ones."""
         with self._lock:
             self._life.epoch += 1
-            for slot in self._slots:
+            for slot in self._books.slots:
                 slot.doom("closed_drained")
-            marked = len(self._slots)
-        yield from self._dispose_all_plan(self._take_idle(lambda slot, position: True), "closed_drained")
+            marked = len(self._books.slots)
+        yield from self._close_all_plan(self._take_idle(lambda slot, position: True), "closed_drained")
         return marked
 
     def _resize_plan(self, maxsize: Optional[int], size: Optional[int]) -> Plan:
@@ -1529,27 +1453,28 @@ class PoolCore:
             if cfg.pre_create_num > new_max:
                 raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
             self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
-            self._maxsize = new_max
+            books = self._books
+            books.maxsize = new_max
             while self._pass_capacity():
                 pass
-            excess = self._open + self._connecting - new_max
+            excess = books.open + books.connecting - new_max
             idle: List[Slot] = []
-            while excess > 0 and self._idle:
-                slot = self._idle.popleft()  # the longest rested first
-                slot.state = HELD
-                self._held += 1
+            while excess > 0:
+                slot = books.hold_idle_end(newest=False)  # the longest rested first
+                if slot is None:
+                    break
                 idle.append(slot)
                 excess -= 1
             for slot in idle:
                 slot.doom("closed_resized")
-            for slot in self._slots:
+            for slot in books.slots:
                 if excess <= 0:
                     break
                 if slot.retire is None:
                     slot.doom("closed_resized")
                     excess -= 1
             self._life.shed = max(excess, 0)  # the rest are still being opened
-        yield from self._dispose_all_plan(idle, "closed_resized")
+        yield from self._close_all_plan(idle, "closed_resized")
 
     # -- stats --------------------------------------------------------------
 
@@ -1563,20 +1488,21 @@ class PoolCore:
         with self._lock:
             snap = self._snapshot()
             self._stats = Counters()
+            self._books.reset_stats(self._stats)
         return snap
 
     def _snapshot(self) -> Dict[str, Number]:
-        idle = len(self._idle)
+        books = self._books
         data: Dict[str, Number] = {
             "pool_min": self._config.pre_create_num,
             "pool_size": self._config.size,
-            "pool_max": self._maxsize,
-            "open": self._open,
-            "idle": idle,
-            "borrowed": self._open - idle - self._held,
-            "connecting": self._connecting,
-            "waiting": len(self._waiters),
-            "killing": self._killing,
+            "pool_max": books.maxsize,
+            "open": books.open,
+            "idle": len(books.idle),
+            "borrowed": books.borrowed,
+            "connecting": books.connecting,
+            "waiting": len(books.waiters),
+            "killing": books.killing,
         }
         data.update(self._stats.snapshot())
         return data
@@ -1599,7 +1525,7 @@ class PoolCore:
         if self._reclaim:
             yield from self._reclaim_plan()
         yield from self._reconcile_plan(2 * self._config.io_timeout + 1.0, seen)
-        now = _monotonic()
+        now = self._clock()
         self._report_leaks(now)
         yield from self._retire_plan(now)
         yield from self._keepalive_plan(now)
@@ -1609,9 +1535,9 @@ class PoolCore:
         minutes and nothing tracks borrows, say how to find the holders."""
         if self._config.leak_timeout is not None:
             return ""
-        now = _monotonic()
-        held = [now - slot.borrowed_at for slot in list(self._slots) if slot.state == OUT]
-        if len(held) < self._maxsize or min(held) < _LEAK_HINT_AFTER:
+        now = self._clock()
+        held = [now - slot.borrowed_at for slot in self._books.in_state(OUT)]
+        if len(held) < self._books.maxsize or min(held) < _LEAK_HINT_AFTER:
             return ""
         return (
             f"; every connection has been borrowed for {min(held):.0f} s or more: if some are never"
@@ -1624,7 +1550,7 @@ class PoolCore:
             return
         late: List[Slot] = []
         with self._lock:
-            for slot in self._slots:
+            for slot in self._books.slots:
                 # Returned slots get last_used >= borrowed_at; KILLING ones were returned.
                 lent = slot.borrowed_at > slot.last_used and slot.state != KILLING
                 if lent and not slot.leak_reported and now - slot.borrowed_at > limit:
@@ -1655,11 +1581,11 @@ class PoolCore:
         try:
             for slot in taken:
                 reason = slot.retire or ("closed_lifetime" if slot.expires <= now else "closed_idle")
-                yield from self._dispose_plan(slot, reason)
+                yield from self._close_plan(slot, reason)
         finally:
             for slot in taken:
                 if slot.state != GONE:
-                    self._kill(slot, "closed_idle")
+                    self._drop(slot, "closed_idle")
 
     def _keepalive_plan(self, now: float) -> Plan:
         """Ping idle connections before the server's wait_timeout drops them."""
@@ -1676,13 +1602,13 @@ class PoolCore:
             # already parked: they may be another caller's (HELD) by now.
             for slot in taken[done:]:
                 if slot.state == HELD:
-                    self._kill(slot, "closed_broken")
+                    self._drop(slot, "closed_broken")
 
     def _refill_wanted(self) -> int:
         """How many connections the refill would open now (0: none)."""
         cfg = self._config
         with self._lock:
-            count = self._open + self._connecting
+            count = self._books.open + self._books.connecting
             keep = max(cfg.size, cfg.pre_create_num)
             wanted = max(cfg.pre_create_num - count, min(self._replacements, keep - count))
             return max(wanted, 1 if self._replacements else 0)
@@ -1694,16 +1620,17 @@ class PoolCore:
         cfg = self._config
         target = cfg.pre_create_num
         keep = max(cfg.size, target)
+        books = self._books
         with self._lock:
-            count = self._open + self._connecting
-            if self._closed or count >= self._maxsize:
+            count = books.open + books.connecting
+            if self._state != POOL_OPEN or count >= books.maxsize:
                 return False
             if count >= target and (not self._replacements or count >= keep):
                 self._replacements = 0
                 return False
             if self._replacements:
                 self._replacements -= 1  # one dial answers one retirement
-            token = self._new_token()
+            token = books.new_token()
         try:
             slot = yield from self._dial_plan()
         except BaseException:
@@ -1711,9 +1638,9 @@ class PoolCore:
             raise
         if self._book_idle(slot, token):
             return True
-        closed = self._closed
+        closed = self._state != POOL_OPEN
         self._unreserve(token, None, served=False)
-        yield from self._dispose_plan(slot, "closed_on_pool_close" if closed else "closed_orphaned")
+        yield from self._close_plan(slot, "closed_on_pool_close" if closed else "closed_orphaned")
         return False
 
     def _prefill_plan(self, books: Any, dials: List[int], made: List[Slot]) -> Plan:
@@ -1729,7 +1656,7 @@ class PoolCore:
             if not dials[1]:
                 made.append(slot)
                 return True
-        yield from self._dispose_plan(slot, "closed_on_pool_close")  # finished after the warm-up gave up
+        yield from self._close_plan(slot, "closed_on_pool_close")  # finished after the warm-up gave up
         return False
 
     def _after_fork(self, lock: Lock) -> None:
@@ -1737,13 +1664,9 @@ class PoolCore:
         self._lock = lock
         self._tls.after_fork()
         self._generation += 1
-        for slot in self._slots:
+        for slot in self._books.forget_all():
             self._drv.abandon(slot.raw)
-        self._idle = deque()
-        self._slots = set()
         self._reclaim = deque()
-        self._waiters = WaitQueue()
-        self._dialing = set()
-        self._open = self._held = self._killing = self._replacements = 0
+        self._replacements = 0
         self._life.shed = 0  # the parent's connects in flight are not the child's
         self._maintenance = None

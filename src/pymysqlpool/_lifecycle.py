@@ -1,5 +1,5 @@
-"""The pool's lifecycle state: opened or shut, the drain epoch, the queue
-limit, and the current outage (a run of failed connects).
+"""The pool's lifecycle: its state (new, open, closed), the drain epoch,
+the queue limit, and the current outage (a run of failed connects).
 
 Kept in one object rather than on the pool itself: the pool's hot path reads
 its own attributes, and CPython keeps attribute access fastest while an
@@ -10,25 +10,45 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-__all__ = ["Lifecycle"]
+__all__ = ["POOL_CLOSED", "POOL_NEW", "POOL_OPEN", "POOL_PENDING", "Lifecycle", "PoolState"]
+
+
+class PoolState:
+    """Where a pool is in its life (``PoolCore._state``); values of their own (see ``_core.Op``).
+
+    ::
+
+        NEW     --open()-->                          OPEN
+        PENDING --the shell opens it: at once (threads),
+                  on first use (asyncio: its constructor cannot wait)--> OPEN
+        NEW, PENDING, OPEN --close()-->              CLOSED   (final: open() raises PoolClosed)
+
+    Only an OPEN pool lends, books new connections or queues borrowers.
+    """
+
+    NEW = 30  # made with open=False: lends nothing until open()
+    PENDING = 31  # made with open=True: the shell opens it as soon as it can
+    OPEN = 32
+    CLOSED = 33  # close() was called
+
+
+# Module constants, read as globals (see _core.Op).
+POOL_NEW, POOL_PENDING, POOL_OPEN, POOL_CLOSED = PoolState.NEW, PoolState.PENDING, PoolState.OPEN, PoolState.CLOSED
 
 
 class Lifecycle:
     """Mutated with the pool lock held."""
 
     __slots__ = (
-        "autostart",
         "epoch",
         "ever_connected",
         "failing_since",
         "failure_reported",
         "last_error",
         "max_waiting",
-        "opened",
         "reconnect_failed",
         "reconnect_timeout",
         "shed",
-        "shut",
         "stopped",
     )
 
@@ -38,8 +58,6 @@ class Lifecycle:
         reconnect_timeout: float,
         reconnect_failed: Optional[Callable[[Any], Any]],
     ) -> None:
-        self.opened = False
-        self.shut = False  # close() was called: open() refuses
         # False until a connect succeeds, and again when a cluster sees the
         # node down: a failed connect then ends the borrow at once.
         self.ever_connected = False
@@ -54,10 +72,8 @@ class Lifecycle:
         self.failing_since: Optional[float] = None  # first failed connect of the current outage
         self.failure_reported = False
         self.last_error: Optional[BaseException] = None
-        # The asyncio pool's: it opens on first use (its constructor cannot
-        # wait), and the maintenance close() stopped, in case close() was
-        # cancelled before that ended and is called again.
-        self.autostart = False
+        # The asyncio pool's: the maintenance close() stopped, in case close()
+        # was cancelled before that ended and is called again.
         self.stopped: Any = None
 
     def connect_failed(self, exc: BaseException, started: float, now: float) -> bool:

@@ -38,7 +38,9 @@ class Maintained(Protocol):
     """What maintenance needs of a pool: the core's plans, and a way to run them."""
 
     name: str
-    _closed: bool
+
+    @property
+    def _closed(self) -> bool: ...  # read-only: the core's lifecycle state says it
 
     def _run(self, plan: Any) -> Any: ...
 

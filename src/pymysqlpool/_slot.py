@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
 
-# Where a slot is. Every change of state happens under the pool lock together
-# with the counters it implies, so an interrupted operation can always tell
-# what it still owns: see ConnectionPool._unbook.
-NEW = 0  # opened, not yet counted by the pool
-IDLE = 1  # in the idle deque
-OUT = 2  # granted to a borrower (being validated) or lent
-HELD = 3  # the pool is pinging, cleaning or closing it
-GONE = 4  # closed and no longer counted
-# Closed by the pool in the middle of an answer: its session may still run on
-# the server, so the slot stays counted (open, held) until a KILL proved the
-# session gone or the kill's bound passed (see PoolCore._killer_plan).
-KILLING = 5
+
+class SlotState:
+    """Where a slot is. Every change of state happens under the pool lock,
+    by the books (:class:`~pymysqlpool._books.Books`), together with the
+    counts it implies, so an interrupted operation can always tell what it
+    still owns. Values of their own: see ``_core.Op``."""
+
+    NEW = 20  # opened, not yet counted by the pool
+    IDLE = 21  # in the idle deque
+    OUT = 22  # granted to a borrower (being validated) or lent
+    HELD = 23  # the pool is pinging, cleaning or closing it
+    GONE = 24  # closed and no longer counted
+    # Closed by the pool in the middle of an answer: its session may still run
+    # on the server, so the slot stays counted (open, held) until a KILL proved
+    # the session gone or the kill's bound passed (see PoolCore._killer_plan).
+    KILLING = 25
+
+
+# Module constants, read as globals on the hot paths (see _core.Op).
+NEW, IDLE, OUT, HELD, GONE, KILLING = (
+    SlotState.NEW,
+    SlotState.IDLE,
+    SlotState.OUT,
+    SlotState.HELD,
+    SlotState.GONE,
+    SlotState.KILLING,
+)
 
 _INF = float("inf")
 

@@ -66,6 +66,7 @@ from ._core import (
     build_int,
     build_seconds,
 )
+from ._lifecycle import POOL_PENDING
 from ._maintenance import TaskMaintenance
 from ._slot import HELD, Slot
 from ._waiting import Waiter
@@ -154,7 +155,6 @@ class AsyncConnectionPool(PoolCore):
         # Kills in flight, referenced until done, each with its side connection
         # once open: a loop that ends strands them (see _drop_stranded_kills).
         self._kills: Dict[asyncio.Task[Any], Any] = {}
-        self._life.autostart = opts.core["open"]
 
     # -- the event loop -----------------------------------------------------
 
@@ -163,7 +163,7 @@ class AsyncConnectionPool(PoolCore):
         adopt it (first use), else refuse at once."""
         if self._loop is None:
             self._loop = loop
-            if self._life.autostart and not self._life.opened and not self._life.shut:
+            if self._state == POOL_PENDING:  # made with open=True: opens on first use
                 self._start()
                 self._ensure_maintenance()
             return

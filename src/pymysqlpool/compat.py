@@ -13,6 +13,7 @@ import threading
 from typing import Any, ClassVar, Dict, Tuple
 
 from ._config import pool_label
+from ._lifecycle import POOL_CLOSED
 from .pool import ConnectionPool
 
 __all__ = ["ConnectionPoolSingleton"]
@@ -43,7 +44,7 @@ class ConnectionPoolSingleton(ConnectionPool):
         settings["name"] = name  # name= and pool_name= are one setting
         with cls._registry_lock:
             existing = cls._instances.get(name)
-            if existing is not None and not existing._life.shut:  # closed, not merely unopened (open=False)
+            if existing is not None and existing._state != POOL_CLOSED:  # closed, not merely unopened (open=False)
                 if existing._settings != settings:
                     changed = sorted(
                         k

@@ -24,10 +24,16 @@ instrument                                 kind              value
 ``db.client.connection.use_time``          Histogram (s)     time from borrow to return
 ========================================== ================= ===============================================
 
-The gauges are observed from ``pool.get_stats()`` when the reader collects.
-The histograms and the timeout counter are fed by the pool's events, which
-``instrument()`` attaches: a pool that is not instrumented pays nothing.
-Pools are held by weak reference; ``uninstrument(pool)`` detaches one.
+Every other key of ``pool.get_stats()`` is observed as ``pymysqlpool.pool.<key>``
+(same attribute): gauges (``open``, ``killing``, ...) as UpDownCounters,
+counters (``kills``, ``rollbacks_on_return``, ...) as Counters, ``use_max_ms``
+(a maximum that ``pop_stats()`` resets) as a Gauge. ``STATS_INSTRUMENTS``
+maps each key to the instrument that reports it.
+
+The gauges and counters are observed from ``pool.get_stats()`` when the
+reader collects. The histograms and the timeout counter are fed by the pool's
+events, which ``instrument()`` attaches: a pool that is not instrumented pays
+nothing. Pools are held by weak reference; ``uninstrument(pool)`` detaches one.
 """
 
 from __future__ import annotations
@@ -47,14 +53,29 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 from ._reporting import ReportedPools
 from ._steering import SteeredCluster
 from ._version import __version__
+from .stats import COUNTERS, GAUGES, MAXIMA
 
 if TYPE_CHECKING:
     from ._core import PoolCore
 
-__all__ = ["POOL_NAME", "instrument", "uninstrument"]
+__all__ = ["POOL_NAME", "STATS_INSTRUMENTS", "instrument", "uninstrument"]
 
 POOL_NAME = "db.client.connection.pool.name"
 STATE = "db.client.connection.state"
+# The stats keys a semantic-convention instrument reports; the rest get one of their own.
+_CONVENTION = {
+    "idle": "db.client.connection.count",
+    "borrowed": "db.client.connection.count",
+    "pool_size": "db.client.connection.idle.max",
+    "pool_min": "db.client.connection.idle.min",
+    "pool_max": "db.client.connection.max",
+    "waiting": "db.client.connection.pending_requests",
+    "borrow_timeouts": "db.client.connection.timeouts",
+}
+#: Each key of ``get_stats()`` -> the name of the instrument that reports it.
+STATS_INSTRUMENTS: Dict[str, str] = {
+    key: _CONVENTION.get(key, f"pymysqlpool.pool.{key}") for key in (*GAUGES, *COUNTERS)
+}
 # Seconds: from a clean borrow (µs) to a long wait or a slow dial.
 _BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
 
@@ -99,6 +120,16 @@ class _Meters:
             "{timeout}",
             "The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
         )
+        kinds: Dict[str, Any] = {
+            "gauge": meter.create_observable_up_down_counter,
+            "maximum": meter.create_observable_gauge,
+            "counter": meter.create_observable_counter,
+        }
+        for key, text in (*GAUGES.items(), *COUNTERS.items()):
+            if key not in _CONVENTION:
+                kind = "gauge" if key in GAUGES else "maximum" if key in MAXIMA else "counter"
+                unit = "ms" if key.endswith("_ms") else "1"
+                kinds[kind](STATS_INSTRUMENTS[key], [self._observer(key)], unit, text)
         histogram = meter.create_histogram
         self.create_time = histogram(
             "db.client.connection.create_time",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type, cast
 
 from . import _closing, _driver, _forking, _options, _urls, _warmup
 from ._config import build, describe, resolve
@@ -34,6 +34,7 @@ from ._core import (
     build_int,
     build_seconds,
 )
+from ._driving import Driver
 from ._maintenance import Maintenance
 from ._slot import Slot
 from ._waiting import ThreadWaiter
@@ -57,7 +58,9 @@ class ConnectionPool(PoolCore):
     reference in ``docs/parameters.md``.
     """
 
-    _drv = _driver
+    # A cast: _driver's __all__ exports Connection only, so mypy cannot match
+    # the module to the Driver protocol (tests/fast/test_driving.py checks it).
+    _drv = cast(Driver, _driver)
     _waiter = ThreadWaiter
     _proxy = PooledConnection
 
@@ -67,12 +70,11 @@ class ConnectionPool(PoolCore):
         super().__init__(config, threading.Lock(), **opts.core)
         _forking.register(self)
         if opts.core["open"]:
-            self._closed = False
+            self._start()
             try:
                 self._prefill()
             except DriverError as exc:  # as a borrow's: where, without the plan machinery
                 raise connect_failed(exc, self.name, describe(config)) from exc
-            self._life.opened = True
 
     @classmethod
     def from_url(cls, url: str, **pool_kwargs: Any) -> ConnectionPool:

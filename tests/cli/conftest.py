@@ -16,19 +16,25 @@ ENV_VARS = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PWD", "MYSQL_DATABA
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """The CLI reads MYSQL_*: start every test without them, except that a
-    test of the server tier gets the test server's host and port there (its
-    defaults are the CLI's defaults, 127.0.0.1:3306)."""
+    test of the server tier gets the test server's settings there (host,
+    port, user, password, database: the session's MYSQL_*, or the CLI's
+    defaults, 127.0.0.1:3306 root test)."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     if request.node.get_closest_marker("server") is not None:
         server = request.getfixturevalue("live_server")
         monkeypatch.setenv("MYSQL_HOST", server["host"])
         monkeypatch.setenv("MYSQL_PORT", str(server["port"]))
+        monkeypatch.setenv("MYSQL_USER", server["user"])
+        monkeypatch.setenv("MYSQL_DATABASE", server["database"])
+        if server["password"]:
+            monkeypatch.setenv("MYSQL_PWD", server["password"])
 
 
-def where(server: dict) -> str:
-    """How the CLI shows the test server's address: user@host:port/database."""
-    return f"root@{server['host']}:{server['port']}/test"
+def where(server: dict, host: str = "", port: int = 0, user: str = "") -> str:
+    """How the CLI shows the test server's address, user@host:port/database,
+    or another host, port or user with the test server's database."""
+    return f"{user or server['user']}@{host or server['host']}:{port or server['port']}/{server['database']}"
 
 
 @pytest.fixture
@@ -43,13 +49,13 @@ SECRET = "sekret-xyz"
 
 
 @pytest.fixture
-def secret_user(admin: pymysql.connections.Connection) -> Iterator[str]:
+def secret_user(admin: pymysql.connections.Connection, live_server: dict) -> Iterator[str]:
     """A login whose password is SECRET, dropped after the test."""
     name = f"pmp_cli_{os.getpid()}"
     with admin.cursor() as cur:
         cur.execute("DROP USER IF EXISTS %s@'%%'", (name,))
         cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, SECRET))
-        cur.execute("GRANT ALL ON `test`.* TO %s@'%%'", (name,))
+        cur.execute(f"GRANT ALL ON `{live_server['database']}`.* TO %s@'%%'", (name,))
     try:
         yield name
     finally:

@@ -61,12 +61,15 @@ def test_check_pre_create_counts_own_connections(capsys: pytest.CaptureFixture[s
     assert report["server"]["pool_open"] >= 3
 
 
-def test_check_closed_port_fails_with_one_line(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_closed_port_fails_with_one_line(
+    live_server: dict, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check", "--host", "127.0.0.1", "--port", str(closed_port), "--connect-timeout", "3"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"pymysqlpool check: error: cannot connect to root@127.0.0.1:{closed_port}/test: [2003]")
+    target = where(live_server, host="127.0.0.1", port=closed_port)
+    assert err.startswith(f"pymysqlpool check: error: cannot connect to {target}: [2003]")
 
 
 def test_check_closed_port_json(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,12 +88,12 @@ def test_check_unknown_database(live_server: dict, capsys: pytest.CaptureFixture
 def test_env_is_used_and_flags_win(
     live_server: dict, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    host, port = live_server["host"], str(live_server["port"])
+    host, port, db = live_server["host"], str(live_server["port"]), live_server["database"]
     monkeypatch.setenv("MYSQL_HOST", "127.0.0.1")
     monkeypatch.setenv("MYSQL_PORT", str(closed_port))
     assert main(["check"]) == 1
     assert f"@127.0.0.1:{closed_port}/" in capsys.readouterr().err
-    assert main(["check", "--url", f"mysql://root@{host}:{port}/test"]) == 0
+    assert main(["check", "--url", f"mysql://{live_server['user']}@{host}:{port}/{db}"]) == 0
     assert main(["check", "--host", host, "--port", port]) == 0
     monkeypatch.setenv("MYSQL_HOST", host)
     monkeypatch.setenv("MYSQL_PORT", port)
@@ -107,11 +110,11 @@ def _assert_no_secret(capsys: pytest.CaptureFixture[str]) -> str:
 def test_password_never_printed(
     secret_user: str, live_server: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    host, port = live_server["host"], live_server["port"]
+    host, port, db = live_server["host"], live_server["port"], live_server["database"]
     assert main(["check", "--user", secret_user, "--password", SECRET]) == 0
-    assert f"{secret_user}@{host}:{port}/test (password: ***)" in _assert_no_secret(capsys)
+    assert f"{where(live_server, user=secret_user)} (password: ***)" in _assert_no_secret(capsys)
 
-    assert main(["check", "--json", "--url", f"mariadb://{secret_user}:{SECRET}@{host}:{port}/test"]) == 0
+    assert main(["check", "--json", "--url", f"mariadb://{secret_user}:{SECRET}@{host}:{port}/{db}"]) == 0
     text = _assert_no_secret(capsys)
     assert json.loads(text)["settings"]["password"] == "***"
 

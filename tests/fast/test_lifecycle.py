@@ -14,6 +14,7 @@ import pytest
 
 from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout, ReturnConnectionToPoolError
 from pymysqlpool.stats import COUNTERS, GAUGES
+from support.leaks import LeakWarnings
 from support.waiting import wait_until
 
 from .fakes import FakeConnectError, FakeResult, FakeServer
@@ -230,7 +231,10 @@ def _leak_warnings(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
 
 
 def test_dropped_connection_is_reclaimed_for_the_next_borrow(
-    make_pool: Callable[..., ConnectionPool], server: FakeServer, caplog: pytest.LogCaptureFixture
+    make_pool: Callable[..., ConnectionPool],
+    server: FakeServer,
+    caplog: pytest.LogCaptureFixture,
+    leak_warnings: LeakWarnings,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     pool = make_pool(maxsize=1)
@@ -243,11 +247,15 @@ def test_dropped_connection_is_reclaimed_for_the_next_borrow(
     assert stats["leaks_detected"] == 1
     assert pool.total_num == server.open_count == 1
     assert len(_leak_warnings(caplog)) == 1
+    assert len(leak_warnings.messages) == 1 and "garbage-collected" in leak_warnings.messages[0]
     assert conserved(pool)
 
 
 def test_dropped_connection_is_reclaimed_by_maintenance(
-    make_pool: Callable[..., ConnectionPool], server: FakeServer, caplog: pytest.LogCaptureFixture
+    make_pool: Callable[..., ConnectionPool],
+    server: FakeServer,
+    caplog: pytest.LogCaptureFixture,
+    leak_warnings: LeakWarnings,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     pool = make_pool(maxsize=2, size=0)
@@ -256,10 +264,11 @@ def test_dropped_connection_is_reclaimed_by_maintenance(
     assert fake.disposed and server.open_count == 0
     assert pool.get_stats()["leaks_reclaimed"] == 1
     assert len(_leak_warnings(caplog)) == 1
+    assert len(leak_warnings.messages) == 1  # warned by the maintenance thread, seen by the test
 
 
 def test_connection_dropped_after_pool_close_is_closed(
-    make_pool: Callable[..., ConnectionPool], server: FakeServer
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, leak_warnings: LeakWarnings
 ) -> None:
     pool = make_pool(maxsize=2)
     conn = pool.get_conn()
@@ -270,6 +279,7 @@ def test_connection_dropped_after_pool_close_is_closed(
     # Nobody borrows from a closed pool again: the pool itself must let it go.
     assert wait_until(lambda: fake.disposed, timeout=1.0)
     assert pool.total_num == 0 and server.open_count == 0
+    assert len(leak_warnings.messages) == 1
 
 
 # -- reconnect in place -------------------------------------------------------------
@@ -350,7 +360,7 @@ def test_pool_as_context_manager(server: FakeServer) -> None:
 
 
 def test_long_borrow_is_reported_with_its_stack(
-    make_pool: Callable[..., ConnectionPool], caplog: pytest.LogCaptureFixture
+    make_pool: Callable[..., ConnectionPool], caplog: pytest.LogCaptureFixture, leak_warnings: LeakWarnings
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     pool = make_pool(leak_timeout=0.05)
@@ -359,6 +369,7 @@ def test_long_borrow_is_reported_with_its_stack(
     reports = [r.getMessage() for r in caplog.records if "has been borrowed for" in r.getMessage()]
     assert len(reports) == 1
     assert "test_long_borrow_is_reported_with_its_stack" in reports[0]
+    assert leak_warnings.messages == [reports[0]]  # the same report, as a warning
     conn.close()
     assert pool.get_stats()["leaks_reclaimed"] == 0  # reported, not taken away
     assert pool.available_num == 1
@@ -452,7 +463,9 @@ def test_connection_left_mid_answer_is_closed_not_reused(
         assert again.raw is not fake
 
 
-def test_leak_frees_the_slot_for_a_waiter(make_pool: Callable[..., ConnectionPool], server: FakeServer) -> None:
+def test_leak_frees_the_slot_for_a_waiter(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, leak_warnings: LeakWarnings
+) -> None:
     pool = make_pool(maxsize=1)
     conn = pool.get_conn()
     t, got = queued_borrower(pool)
@@ -462,6 +475,7 @@ def test_leak_frees_the_slot_for_a_waiter(make_pool: Callable[..., ConnectionPoo
     join_all([t])
     assert got and got[0] is not fake and fake.disposed
     assert pool.get_stats()["leaks_reclaimed"] == 1
+    assert len(leak_warnings.messages) == 1
 
 
 def test_default_borrow_timeout_is_the_pools(make_pool: Callable[..., ConnectionPool]) -> None:

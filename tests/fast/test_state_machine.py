@@ -2,7 +2,8 @@
 clock jumps and forks against a model of what the pool must do, with its
 invariants checked after every step.
 
-The pool's clock (``pool._monotonic``) is a fake the machine advances, so
+The pool's core reads a fake clock the machine advances (given with
+``_use_clock``; the shell's I/O bounds keep the real one), so
 connection lifetimes, the validation window and pool-wide suspicion are
 exact: the model predicts every step's outcome from the fake connections'
 state. Borrows go through both of get_conn()'s paths (no ``timeout=``: the
@@ -25,8 +26,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-import pymysqlpool._core as core_module
-import pymysqlpool.pool as pool_module
 from pymysqlpool import (
     ConnectionPool,
     ConnectionReturnedError,
@@ -99,8 +98,6 @@ class PoolMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self._real_clock = pool_module._monotonic
-        pool_module._monotonic = core_module._monotonic = self.clock
         self.server = FakeServer()
         self.other_server = FakeServer()
         self.pool: Optional[ConnectionPool] = None
@@ -149,6 +146,8 @@ class PoolMachine(RuleBasedStateMachine):
             connection_factory=self.server,
         )
         self.other = ConnectionPool(maxsize=1, name="other", connection_factory=self.other_server)
+        for pool in (self.pool, self.other):
+            pool._use_clock(self.clock)  # nothing was opened yet: pre_create_num=0
         # Maintenance rounds read the pool's clock too (the core's), and the
         # machine moves it past lifetimes: a round running beside a step would
         # retire what the model still holds idle. The machine's pools run none.
@@ -166,7 +165,6 @@ class PoolMachine(RuleBasedStateMachine):
             if self.pool is not None:
                 assert {id(f) for f in self.server.live_snapshot()} == {id(f) for f in self.abandoned}
         finally:
-            pool_module._monotonic = core_module._monotonic = self._real_clock
             for fake in self.abandoned:
                 self.server.dispose(fake)
 
@@ -645,6 +643,7 @@ class PoolMachine(RuleBasedStateMachine):
         if self.pool is None:
             return
         pool = self.pool
+        pool._books.check_invariants(lending=not pool.closed)
         current = self._current()
         total = pool.total_num
         assert pool.available_num + len(current) == total
@@ -687,11 +686,8 @@ TestPoolMachine = PoolMachine.TestCase
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(pool_module, "_monotonic", fake)
-    monkeypatch.setattr(core_module, "_monotonic", fake)
-    return fake
+def clock() -> FakeClock:
+    return FakeClock()  # each test gives it to its pool (_use_clock)
 
 
 def _borrow(pool: ConnectionPool, inlined: bool) -> PooledConnection:
@@ -704,6 +700,7 @@ def test_borrow_never_lends_an_expired_connection(clock: FakeClock, inlined: boo
     with ConnectionPool(
         maxsize=2, size=0, con_lifetime=LIFETIME, validation_interval=1e6, timeout=0, connection_factory=server
     ) as pool:
+        pool._use_clock(clock)
         first = pool.get_conn()
         old = first.raw
         first.close()
@@ -720,6 +717,7 @@ def test_borrow_never_lends_an_expired_connection(clock: FakeClock, inlined: boo
 def test_borrow_checks_a_suspect_connection_however_recently_used(clock: FakeClock, inlined: bool) -> None:
     server = FakeServer()
     with ConnectionPool(maxsize=2, size=0, validation_interval=1e6, timeout=0, connection_factory=server) as pool:
+        pool._use_clock(clock)
         a, b = pool.get_conn(), pool.get_conn()
         idle = a.raw
         a.close()

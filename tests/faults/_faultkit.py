@@ -16,6 +16,7 @@ from typing import Any
 import pymysql
 
 from pymysqlpool import ConnectionPool
+from support.sessions import user_sessions
 from support.throwaway_mariadb import SHARED_SERVER_PORT, ThrowawayMariaDB
 
 JOIN_TIMEOUT = 20.0  # longest a worker may take to finish after being told to stop
@@ -52,8 +53,7 @@ def user_kwargs(server: ThrowawayMariaDB, user: str, *, port: int | None = None,
 
 def session_ids(server: ThrowawayMariaDB, user: str) -> set[int]:
     """Server thread ids of ``user``'s sessions (the admin's own session is root's)."""
-    rows = server.admin_query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))
-    return {int(row[0]) for row in rows}
+    return user_sessions(server.admin_query, user)
 
 
 def global_status(conn: Any, name: str) -> int:

@@ -26,7 +26,7 @@ from pymysqlpool._slot import OUT
 from support.sessions import kill_sessions
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
-from support.waiting import wait_until
+from support.waiting import settle, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -36,11 +36,6 @@ SLACK = 0.5  # seconds of event-loop scheduling allowed beyond a contract bound
 
 def run(coro: Coroutine[Any, Any, Any], limit: float = TEST_LIMIT) -> Any:
     return asyncio.run(asyncio.wait_for(coro, limit))
-
-
-async def settle(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """``wait_until`` in a thread, while the pool's loop keeps running."""
-    return await asyncio.to_thread(lambda: wait_until(predicate, timeout=timeout))
 
 
 async def conn_id(conn: AsyncPooledConnection) -> int:

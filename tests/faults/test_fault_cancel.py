@@ -12,15 +12,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, NamedTuple
 
 import pymysql
 import pytest
 from _faultkit import connection_id, create_user, session_ids, user_kwargs
 
 from pymysqlpool import PoolTimeout
-from support.sessions import kill_sessions
+from support.sessions import sessions_ended
 from support.tcp_proxy import TCPProxy
 from support.throwaway_mariadb import ThrowawayMariaDB
 from support.waiting import wait_until
@@ -31,13 +31,9 @@ CUT = 0.5  # read_timeout: the borrower abandons its statement after this long
 SLACK = 2.0  # seconds of scheduling allowed beyond a contract bound
 
 
-@contextmanager
-def cleaned(server: ThrowawayMariaDB, user: str) -> Iterator[None]:
+def cleaned(server: ThrowawayMariaDB, user: str) -> AbstractContextManager[None]:
     """End the test's sessions still sleeping on the shared throwaway server."""
-    try:
-        yield
-    finally:
-        kill_sessions(server.admin_query, session_ids(server, user), gone_within=10)
+    return sessions_ended(server.admin_query, user, gone_within=10)
 
 
 def proxied_pool(
@@ -74,14 +70,41 @@ def abandon_while(pool: Any, fault: Callable[[], None]) -> tuple[int, float]:
     return session, time.monotonic()
 
 
+class Abandoned(NamedTuple):
+    proxy: TCPProxy
+    pool: Any
+    session: int  # the abandoned statement's session
+    released: float  # when the release returned
+
+
+@contextmanager
+def abandoned_behind_proxy(
+    server: ThrowawayMariaDB,
+    make_proxy: Callable[[int], TCPProxy],
+    make_pool: Callable[..., Any],
+    user: str,
+    connect_timeout: float,
+    fault: Callable[[TCPProxy], None],
+) -> Iterator[Abandoned]:
+    """A pool of one connection through a proxy, whose statement was
+    abandoned while ``fault`` (``TCPProxy.blackhole``, ``TCPProxy.refuse``)
+    hit the proxy; ``user``'s sessions are killed afterwards."""
+    proxy, pool = proxied_pool(server, make_proxy, make_pool, user, connect_timeout)
+    with cleaned(server, user):
+        yield Abandoned(proxy, pool, *abandon_while(pool, lambda: fault(proxy)))
+
+
 def test_a_black_holed_kill_frees_the_slot_at_its_bound(
     throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TCPProxy], make_pool: Callable[..., Any], shell: str
 ) -> None:
     user = f"u_cancel_hole_{shell}"
     connect_timeout = 1.5
-    proxy, pool = proxied_pool(throwaway_server, make_proxy, make_pool, user, connect_timeout)
-    with cleaned(throwaway_server, user):
-        session, released = abandon_while(pool, proxy.blackhole)
+    with abandoned_behind_proxy(throwaway_server, make_proxy, make_pool, user, connect_timeout, TCPProxy.blackhole) as (
+        proxy,
+        pool,
+        session,
+        released,
+    ):
         # The release returned while the kill still hangs in the hole: the
         # borrower did not wait for it, and the slot is still counted.
         stats = pool.get_stats()
@@ -104,9 +127,13 @@ def test_a_refused_kill_is_retried_until_the_server_answers(
 ) -> None:
     user = f"u_cancel_refused_{shell}"
     connect_timeout = 10.0
-    proxy, pool = proxied_pool(throwaway_server, make_proxy, make_pool, user, connect_timeout)
-    with cleaned(throwaway_server, user):
-        session, released = abandon_while(pool, proxy.refuse)  # new connections refused, this one flows
+    # New connections refused, the pool's own one flows.
+    with abandoned_behind_proxy(throwaway_server, make_proxy, make_pool, user, connect_timeout, TCPProxy.refuse) as (
+        proxy,
+        pool,
+        session,
+        released,
+    ):
         assert pool.get_stats()["killing"] == 1
         assert not wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=0.5), "freed without a kill"
         proxy.heal()
@@ -124,9 +151,12 @@ def test_close_waits_for_a_kill_in_flight(
     so no kill is cut short by the end of the program or of its event loop."""
     user = f"u_cancel_close_{shell}"
     connect_timeout = 1.5
-    proxy, pool = proxied_pool(throwaway_server, make_proxy, make_pool, user, connect_timeout)
-    with cleaned(throwaway_server, user):
-        _session, released = abandon_while(pool, proxy.blackhole)
+    with abandoned_behind_proxy(throwaway_server, make_proxy, make_pool, user, connect_timeout, TCPProxy.blackhole) as (
+        proxy,
+        pool,
+        _session,
+        released,
+    ):
         assert pool.get_stats()["killing"] == 1
         pool.close()
         stats = pool.get_stats()

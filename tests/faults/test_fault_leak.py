@@ -11,6 +11,7 @@ import pytest
 from _faultkit import assert_consistent, connection_id, create_user, session_ids, user_kwargs
 
 from pymysqlpool import ConnectionPool
+from support.leaks import LeakWarnings
 from support.throwaway_mariadb import ThrowawayMariaDB
 from support.waiting import wait_until
 
@@ -33,6 +34,11 @@ def warnings_from_pool(caplog: pytest.LogCaptureFixture, needle: str, pool: Any)
     ]
 
 
+def of_pool(messages: list[str], pool: Any) -> list[str]:
+    """The messages about ``pool`` (see warnings_from_pool)."""
+    return [message for message in messages if f"pool {pool.name!r}" in message]
+
+
 def borrow_and_drop(pool: ConnectionPool) -> int:
     """Borrow, use, and lose the proxy without giving it back."""
     conn = pool.get_conn()
@@ -49,6 +55,7 @@ def test_dropped_connection_is_reclaimed(
     throwaway_server: ThrowawayMariaDB,
     make_pool: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
+    leak_warnings: LeakWarnings,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     user = f"u_leak_dropped_{'stack' if leak_timeout else 'nostack'}"
@@ -66,6 +73,7 @@ def test_dropped_connection_is_reclaimed(
 
     messages = warnings_from_pool(caplog, "garbage-collected", pool)
     assert len(messages) == 1
+    assert of_pool(leak_warnings.messages, pool) == messages  # logged and warned
     if leak_timeout is not None:
         # The borrower's stack names the code that borrowed: this test, via the helper.
         assert "borrow_and_drop" in messages[0]
@@ -80,7 +88,10 @@ def test_dropped_connection_is_reclaimed(
 
 @pytest.mark.threads_only(STACK_WHY)
 def test_connection_held_past_leak_timeout_is_reported(
-    throwaway_server: ThrowawayMariaDB, make_pool: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    throwaway_server: ThrowawayMariaDB,
+    make_pool: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    leak_warnings: LeakWarnings,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pymysqlpool")
     user = "u_leak_held"
@@ -93,6 +104,7 @@ def test_connection_held_past_leak_timeout_is_reported(
     assert not wait_until(lambda: len(warnings_from_pool(caplog, "has been borrowed for", pool)) > 1, timeout=0.5)
     (message,) = warnings_from_pool(caplog, "has been borrowed for", pool)
     assert "test_connection_held_past_leak_timeout_is_reported" in message
+    assert of_pool(leak_warnings.messages, pool) == [message]  # logged and warned
 
     # Reported, not taken away: the holder still uses it and gives it back.
     assert connection_id(conn) == thread_id
@@ -105,7 +117,10 @@ def test_connection_held_past_leak_timeout_is_reported(
 
 
 def test_leak_reported_then_dropped_counts_once(
-    throwaway_server: ThrowawayMariaDB, make_pool: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    throwaway_server: ThrowawayMariaDB,
+    make_pool: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    leak_warnings: LeakWarnings,
 ) -> None:
     """One borrow that is first held too long and then dropped is one leak:
     ``leaks_detected`` counts leaked borrows, not warnings."""
@@ -122,3 +137,6 @@ def test_leak_reported_then_dropped_counts_once(
     stats = assert_consistent(pool)
     assert stats["leaks_reclaimed"] == 1
     assert stats["leaks_detected"] == 1, stats
+    # Two warnings for the one leak: held too long, then dropped.
+    warned = of_pool(leak_warnings.messages, pool)
+    assert len(warned) == 2 and "has been borrowed for" in warned[0] and "garbage-collected" in warned[1], warned

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pymysql
 
 from support.server_env import mysql_kwargs, with_limits
+from support.sessions import user_sessions
 from support.waiting import wait_until
 
 __all__ = ["mysql_kwargs", "with_limits"]
@@ -25,10 +28,29 @@ def query(conn: Any, sql: str, args: Any = None) -> tuple[Any, ...]:
         return tuple(cur.fetchall())
 
 
+def locked_row(table: str, limit: float) -> tuple[tuple[Any, ...], float]:
+    """Read row 1 of ``table`` FOR UPDATE from a connection of its own that
+    waits at most ``limit`` seconds for the lock: the rows, and how long it waited."""
+    other = raw_connect(init_command=f"SET SESSION innodb_lock_wait_timeout = {limit:.0f}")
+    try:
+        started = time.monotonic()
+        rows = query(other, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
+        waited = time.monotonic() - started
+        other.rollback()
+    finally:
+        other.close()
+    return rows, waited
+
+
 @dataclass
 class Account:
     user: str
     password: str
+
+
+def sessions_of(admin: Any, account: Account) -> set[int]:
+    """Server thread ids of ``account``'s sessions, as ``admin`` sees them."""
+    return user_sessions(partial(query, admin), account.user)
 
 
 class ServerView:

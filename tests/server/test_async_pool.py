@@ -41,7 +41,8 @@ from pymysqlpool.errors import (
     ReturnConnectionToPoolError,
     WrongEventLoop,
 )
-from support.waiting import wait_until
+from support.leaks import LeakWarnings
+from support.waiting import settle
 
 pytestmark = pytest.mark.server
 
@@ -67,12 +68,6 @@ async def fetch(conn: AsyncPooledConnection, sql: str, args: Any = None) -> list
     async with conn.cursor() as cur:
         await cur.execute(sql, args)
         return list(await cur.fetchall())
-
-
-async def settle(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """``wait_until`` while this loop keeps running (the pool's closes and
-    maintenance happen on it)."""
-    return await asyncio.to_thread(wait_until, predicate, timeout)
 
 
 def lent_slots(pool: AsyncConnectionPool) -> int:
@@ -281,7 +276,11 @@ def test_cancel_during_dial_and_warm_up(server_view: ServerView, admin: Any) -> 
 
     async def main() -> None:
         probe = make_async_pool(server_view, maxsize=1)
-        dial = await _duration(functools.partial(probe.get_conn, timeout=5))
+
+        async def borrow_and_return() -> None:
+            await probe.release(await probe.get_conn(timeout=5))
+
+        dial = await _duration(borrow_and_return)
         await probe.close(timeout=0)
         landed = finished = 0
         for delay in _delays(dial):
@@ -793,7 +792,11 @@ def test_half_read_unbuffered_result_is_closed(server_view: ServerView) -> None:
 
 
 def test_dropped_connection_is_reclaimed(
-    server_view: ServerView, admin: Any, make_table: Any, caplog: pytest.LogCaptureFixture
+    server_view: ServerView,
+    admin: Any,
+    make_table: Any,
+    caplog: pytest.LogCaptureFixture,
+    leak_warnings: LeakWarnings,
 ) -> None:
     table = make_table("rows", ROWS)
 
@@ -809,6 +812,7 @@ def test_dropped_connection_is_reclaimed(
             assert await settle(lambda: pool.get_stats()["leaks_reclaimed"] == 1)
             stats = assert_books(pool)
             assert stats["open"] == 0 and stats["leaks_detected"] == 1
+            assert len(leak_warnings.messages) == 1 and "garbage-collected" in leak_warnings.messages[0]
             await assert_slots_usable(pool, admin, server_view, table)
 
     with caplog.at_level(logging.WARNING, logger="pymysqlpool"):
@@ -817,7 +821,9 @@ def test_dropped_connection_is_reclaimed(
     assert query(admin, f"SELECT COUNT(*) FROM `{table}`")[0][0] == 0
 
 
-def test_leak_timeout_logs_the_borrowers_stack(server_view: ServerView, caplog: pytest.LogCaptureFixture) -> None:
+def test_leak_timeout_logs_the_borrowers_stack(
+    server_view: ServerView, caplog: pytest.LogCaptureFixture, leak_warnings: LeakWarnings
+) -> None:
     async def hold_the_connection_too_long(pool: AsyncConnectionPool) -> None:
         conn = await pool.get_conn(timeout=5)
         assert await settle(lambda: pool.get_stats()["leaks_detected"] == 1)
@@ -834,6 +840,7 @@ def test_leak_timeout_logs_the_borrowers_stack(server_view: ServerView, caplog: 
     records = [r for r in caplog.records if "leak_timeout" in r.getMessage()]
     assert len(records) == 1
     assert "hold_the_connection_too_long" in records[0].getMessage()
+    assert leak_warnings.messages == [records[0].getMessage()]  # the same report, as a warning
 
 
 # -- issue 18: a cancel stays a cancel in every cursor form --------------------------
@@ -1098,7 +1105,9 @@ def test_exit_without_close_prints_nothing(server_view: ServerView) -> None:
     assert done.stderr == "", done.stderr
 
 
-def test_dropped_proxy_after_the_loop_was_closed_by_hand(server_view: ServerView, unraisable: list[Any]) -> None:
+def test_dropped_proxy_after_the_loop_was_closed_by_hand(
+    server_view: ServerView, unraisable: list[Any], leak_warnings: LeakWarnings
+) -> None:
     """A borrowed connection dropped after its loop was closed by hand: the
     proxy's __del__ raised (Event.set() on a closed loop); now the slot waits
     for close(), which ends the session from another loop."""
@@ -1114,6 +1123,7 @@ def test_dropped_proxy_after_the_loop_was_closed_by_hand(server_view: ServerView
     assert not unraisable, unraisable
     run(pool.close())
     assert pool.get_stats()["open"] == 0, pool.get_stats()
+    assert len(leak_warnings.messages) == 1  # reclaimed by close()
 
 
 # -- issue 18: connect errors ---------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from server_helpers import ServerView, query
 
 from pymysqlpool import ConnectionPool
+from support.leaks import LeakWarnings
 from support.sessions import kill_sessions
 from support.waiting import wait_until
 
@@ -44,7 +45,7 @@ def test_idle_connections_killed_by_the_server_are_replaced_before_lending(
 
 
 def test_borrow_dropped_without_return_is_reclaimed(
-    make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any
+    make_pool: Callable[..., ConnectionPool], server_view: ServerView, admin: Any, leak_warnings: LeakWarnings
 ) -> None:
     pool = make_pool(maxsize=1, pool_name="heal-leak")
     conn = pool.get_conn()
@@ -58,6 +59,7 @@ def test_borrow_dropped_without_return_is_reclaimed(
         assert query(conn, "SELECT 1") == ((1,),)
     stats = pool.get_stats()
     assert stats["leaks_reclaimed"] == 1 and stats["leaks_detected"] == 1
+    assert len(leak_warnings.messages) == 1 and "'heal-leak'" in leak_warnings.messages[0]
     assert pool.total_num == 1
     assert wait_until(lambda: server_view.thread_ids(admin) == {pool_thread(pool)}, timeout=10.0)
 

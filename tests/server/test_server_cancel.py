@@ -22,7 +22,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, mysql_kwargs, query, raw_connect
+from server_helpers import Account, locked_row, mysql_kwargs, query, raw_connect, sessions_of
 
 from pymysqlpool import AsyncConnectionPool, ConnectionPool
 from support.interrupts import raise_after
@@ -77,13 +77,17 @@ class SessionSampler:
             self._thread.join(10)
 
 
+def assert_kill_connections_bounded(sampler: SessionSampler) -> None:
+    """docs/parameters.md (kill_on_abandon): each kill in flight adds one side
+    connection, so the account sees at most maxsize + killing <= 2 x maxsize
+    sessions of the pool. (At most one kill per slot at a time: more would
+    break this bound.)"""
+    print(f"sessions of the account: at most {sampler.max_all} in all, {sampler.max_slots} of the pool's own")
+    assert sampler.max_all <= 2 * MAXSIZE, f"{sampler.max_all} sessions of the account, maxsize {MAXSIZE}"
+
+
 def pool_kwargs(account: Account, **extra: Any) -> dict[str, Any]:
     return {**mysql_kwargs(), "user": account.user, "password": account.password, **extra}
-
-
-def sessions_of(admin: Any, account: Account) -> set[int]:
-    rows = query(admin, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", (account.user,))
-    return {int(row[0]) for row in rows}
 
 
 def connection_id(conn: Any) -> int:
@@ -131,6 +135,7 @@ def test_sessions_stay_within_maxsize_while_statements_time_out(
     stats = pool.get_stats()
     assert cut[0] >= 2 * MAXSIZE and sampler.samples > 10, (cut, sampler.samples)
     assert sampler.max_slots <= MAXSIZE, f"{sampler.max_slots} sessions of a pool of {MAXSIZE} (shell {shell})"
+    assert_kill_connections_bounded(sampler)
     assert stats["kills"] == cut[0] and stats["kill_failures"] == 0, stats
     assert stats["open"] <= MAXSIZE and stats["killing"] == 0, stats
     pool.close()
@@ -168,6 +173,7 @@ def test_asyncio_cancel_storm_stays_within_maxsize(account: Account, admin: Any)
         stats = asyncio.run(asyncio.wait_for(main(), 120))
     assert stats["cancelled"] >= 2 * MAXSIZE and sampler.samples > 10, (stats, sampler.samples)
     assert sampler.max_slots <= MAXSIZE, f"{sampler.max_slots} sessions of a pool of {MAXSIZE}"
+    assert_kill_connections_bounded(sampler)
     assert stats["kills"] + stats["killing"] >= 1 and stats["kill_failures"] == 0, stats
     assert wait_until(lambda: not sessions_of(admin, account), timeout=5), sessions_of(admin, account)
 
@@ -188,14 +194,7 @@ def test_a_cancelled_transaction_releases_its_row_lock_promptly(
         cur.execute(f"UPDATE `{table}` SET v = 1 WHERE id = 1")
         with pytest.raises(pymysql.err.OperationalError):
             cur.execute(f"SELECT SLEEP({LONG})")
-    other = raw_connect(init_command=f"SET SESSION innodb_lock_wait_timeout = {PROMPT:.0f}")
-    try:
-        started = time.monotonic()
-        rows = query(other, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
-        waited = time.monotonic() - started
-        other.rollback()
-    finally:
-        other.close()
+    rows, waited = locked_row(table, PROMPT)
     assert rows == ((0,),), "the abandoned transaction was not rolled back"
     assert waited < PROMPT
     assert wait_until(lambda: pool.get_stats()["kills"] == 1, timeout=5), pool.get_stats()

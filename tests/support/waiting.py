@@ -1,7 +1,8 @@
-"""The one polling helper every test tier uses."""
+"""The one polling helper every test tier uses, and its asyncio form."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -22,3 +23,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
             break
         time.sleep(interval)
     return bool(predicate())
+
+
+async def settle(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """``wait_until`` in a thread, while the calling event loop keeps running
+    (a pool's closes and maintenance happen on it)."""
+    return await asyncio.to_thread(wait_until, predicate, timeout)
