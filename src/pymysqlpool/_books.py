@@ -128,7 +128,7 @@ class Books:
         # Counted when booked, not when dialed: an interrupt between the two
         # would leave a connection made that is neither open nor closed.
         self.stats.connections_made += 1
-        self.waiters.wake_watchers()  # wait() watches the open count (see _closing.py)
+        self.waiters.wake_watchers()  # twins: wait() (see _closing.py)
         return True
 
     def book_lent(self, slot: Slot, token: DialToken) -> bool:
@@ -303,6 +303,7 @@ class Books:
             self.held -= 1
             self.killing -= 1
         self.slots.discard(slot)
+        self.waiters.wake_watchers()  # twins: close(timeout) (see _closing.py)
         return True
 
     def swap(self, slot: Slot, fresh: Slot) -> None:

@@ -11,22 +11,27 @@ core's books; reads its counts and calls its closing steps.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Optional
 
 from ._core import WAIT, Plan
 
 __all__ = ["close_plan", "wait_plan"]
 
+_monotonic = time.monotonic  # a WAIT's timeout is real seconds, whatever clock the core was given
+_PAST = float("-inf")
 
-def _until(core: Any, done: Callable[[], bool], deadline: float) -> Plan:
-    """Until ``done()`` (True) or ``deadline`` passed (False). The test and the
+
+def _until(core: Any, done: Callable[[], bool], seconds: float) -> Plan:
+    """Until ``done()`` (True) or ``seconds`` passed (False). The test and the
     watcher's registration are made under the pool lock, which every change
     of the counts holds: no wake-up is lost between them."""
+    deadline = _monotonic() + seconds
     while True:
         with core._lock:
             if done():
                 return True
-            now = core._clock()
+            now = _monotonic()
             if now >= deadline:
                 return False
             watcher = core._waiter(now)
@@ -40,8 +45,10 @@ def wait_plan(core: Any, limit: float) -> Plan:
     if the pool is closed (see ``PoolCore._warm_enough``)."""
     target = core._config.pre_create_num
     deadline = core._clock() + limit
-    while not core._warm_enough(limit, deadline):
-        yield from _until(core, lambda: core._open >= target or core._closed, deadline)
+    timed_out = False
+    while not core._warm_enough(limit, _PAST if timed_out else deadline):
+        woken = yield from _until(core, lambda: core._open >= target or core._closed, deadline - core._clock())
+        timed_out = not woken
 
 
 def close_plan(core: Any, grace: Optional[float]) -> Plan:
@@ -49,8 +56,8 @@ def close_plan(core: Any, grace: Optional[float]) -> Plan:
     wait for the kills in flight (each ends by its own bound), then, with a
     ``grace``, up to that long for borrowed connections to come back; cut
     the sockets of those still out. Returns how many were cut."""
-    yield from _until(core, lambda: not core._killing, core._kills_end())
-    if grace is None:
+    yield from _until(core, lambda: not core._killing, core._kills_end() - core._clock())
+    if grace is None:  # (a pool never opened has nothing out: cuts nothing below)
         return 0
-    yield from _until(core, lambda: not core._open, core._clock() + grace)
+    yield from _until(core, lambda: not core._open, grace)
     return int(core._interrupt_late(grace))

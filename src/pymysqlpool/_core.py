@@ -1166,7 +1166,6 @@ class PoolCore:
             if reason in _REPLACED:
                 self._replacements += 1  # maintenance opens a successor
             self._pass_capacity()
-        self._waiters.wake_watchers()  # close(timeout) watches the open and killing counts (see _closing.py)
         return True
 
     def _after_close(self, slot: Slot, reason: str) -> None:

@@ -105,3 +105,40 @@ def test_asyncio_close_with_a_timeout_wakes_when_the_borrowed_connection_comes_b
             return await asyncio.wait_for(closing, 10)
 
     assert asyncio.run(main()) == 0
+
+
+def test_wait_and_close_end_in_real_time_when_the_core_s_clock_stands_still(
+    make_pool: Callable[..., ConnectionPool],
+) -> None:
+    """A WAIT's timeout is real seconds: with the core given a clock that
+    never moves (as the state machine tests give one), wait() still times
+    out and close(timeout) still cuts, each after its own real bound."""
+
+    def refuse(**kwargs: Any) -> Any:
+        raise OSError("refused by the test")
+
+    pool = make_pool(maxsize=2, pre_create_num=1, open=False, connection_factory=refuse)
+    pool._use_clock(lambda: 1000.0)
+    pool.open()
+    outcome: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            pool.wait(0.2)
+        except PoolTimeout as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=waiting, daemon=True)
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive() and outcome, "wait() never ended"
+
+    other = make_pool(maxsize=2, pre_create_num=1)
+    other._use_clock(lambda: 1000.0)
+    conn = other.get_conn()
+    cut: list[int] = []
+    closer = threading.Thread(target=lambda: cut.append(other.close(timeout=0.2)), daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive() and cut == [1], cut
+    other.release(conn)
