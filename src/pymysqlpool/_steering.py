@@ -154,6 +154,7 @@ class NodeState:
         self.address = f"{host}:{port}"
         self.pool: Any = None
         self.facts: Optional[_topology.NodeFacts] = None
+        self.gtid: Optional[str] = None  # the last one it answered with: kept while it is silent
         self.failures = 0
         self.next_probe = 0.0
         self.urgent = False
@@ -211,6 +212,7 @@ class Steering(Generic[P]):
 
     def probed(self, node: NodeState, facts: _topology.NodeFacts, started: float) -> None:
         node.facts = facts
+        node.gtid = facts.gtid
         node.config_error = None
         node.failures = 0
         node.last_error = facts.last_error
@@ -433,7 +435,7 @@ class Steering(Generic[P]):
                 "read_only": None if facts is None else facts.read_only,
                 "lag": None if facts is None else facts.lag,
                 "replicating": None if facts is None else facts.replicating,
-                "gtid": None if facts is None else facts.gtid,
+                "gtid": node.gtid,
                 "wsrep_state": None if facts is None or not facts.galera else facts.wsrep_state,
                 "answer_ms": None if facts is None else round(facts.answer_ms, 3),
                 "last_error": node.last_error if first is None else f"the same server as {self.nodes[first].address}",

@@ -253,7 +253,10 @@ class History:
     - Suspects: replication nodes that may have diverged. A node becomes one
       when it is seen with ``read_only=0`` together with another (split
       brain), or when it comes back writable after not answering while
-      another node was the writer. A suspect takes no writes until either
+      another node was the writer, or when it becomes writable while the
+      last writer does not answer and was last seen writable (not known
+      demoted: it may hold acknowledged writes the new one lacks). A
+      suspect takes no writes until either
       (a) it is seen replicating (demoted and re-attached), or (b) its own
       ``@@gtid_binlog_pos`` includes (see :func:`includes`) the last known
       position of every other node.
@@ -268,6 +271,7 @@ class History:
         self.duplicates: Dict[int, int] = {}  # node -> the earlier node it is the same server as
         self.writer: Optional[int] = None  # the last node routing trusted with writes
         self._answered: List[bool] = [False] * count
+        self._writable: List[bool] = [False] * count  # read_only=0 in the node's last answer
 
     def update(self, facts: Sequence[Optional[NodeFacts]]) -> List[Optional[NodeFacts]]:
         """Take a round of findings; returns them with duplicates left out (None)."""
@@ -302,6 +306,9 @@ class History:
             # Back writable after not answering, while another node took the writes.
             if not self._answered[i] and writer is not None and writer != i and i not in self.suspects:
                 self.suspects[i] = f"#{i} came back writable while #{writer} was the primary"
+            # Promoted while the writer is silent but not known demoted.
+            elif writer is not None and writer != i and kept[writer] is None and self._writable[writer]:
+                self.suspects.setdefault(i, f"#{i} became writable while #{writer}, the primary, did not answer")
         for i in list(self.suspects):
             f = kept[i]
             if f is not None and f.replicating:
@@ -309,6 +316,7 @@ class History:
             elif roles[i] == PRIMARY and len(primaries) == 1 and not self._behind(i):
                 del self.suspects[i]
         self._answered = [f is not None for f in kept]
+        self._writable = [r == PRIMARY if f is not None else w for f, r, w in zip(kept, roles, self._writable)]
         return kept
 
     def _behind(self, index: int) -> List[int]:

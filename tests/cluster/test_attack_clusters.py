@@ -26,7 +26,7 @@ from typing import Any, Optional
 import pymysql
 import pytest
 
-from pymysqlpool import AsyncClusterPool, ClusterPool, PoolError, PoolTimeout, WrongEventLoop
+from pymysqlpool import AsyncClusterPool, ClusterPool, PoolError, PoolTimeout, SplitBrainError, WrongEventLoop
 from support.mariadb_cluster import APP_USER, GaleraCluster, ReplicationCluster
 from support.throwaway_mariadb import ThrowawayMariaDB
 
@@ -689,11 +689,6 @@ def test_galera_writer_frozen_then_thawed(galera: GaleraCluster, cluster_cls: An
 # -- a promotion that lacks an acknowledged write ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="writes are lent on a replica promoted while the primary was unreachable though it lacks the"
-    " primary's last known GTID position (an acknowledged write the pool had seen): no evidence is asked of it",
-)
 def test_a_promoted_replica_lacking_an_acknowledged_write_takes_no_writes(cluster_cls: Any) -> None:
     """DESIGN.md: a node is trusted for writes on evidence (GTID position,
     replication state), not because it answers now; docs/cluster.md compares
@@ -725,15 +720,17 @@ def test_a_promoted_replica_lacking_an_acknowledged_write_takes_no_writes(cluste
                 deadline = time.monotonic() + 10
                 while cluster.get_stats()["nodes"][node]["role"] != "down" and time.monotonic() < deadline:
                     time.sleep(0.05)
+                assert cluster.get_stats()["nodes"][node]["gtid"] == want  # a silent node keeps its position
                 promoted.admin_query("RESET SLAVE ALL")
                 promoted.admin_query("SET GLOBAL read_only=0")
                 lent_on: Optional[tuple[int, int]] = None
+                refusal: Optional[BaseException] = None
                 try:
                     with cluster.connection(timeout=2) as conn, conn.cursor() as cur:
                         cur.execute(f"SELECT @@port, COUNT(*) FROM {table}")
                         lent_on = tuple(cur.fetchone())
-                except (PoolError, pymysql.err.MySQLError):
-                    pass  # refused (PoolTimeout, SplitBrainError): what the evidence rule asks
+                except (PoolError, pymysql.err.MySQLError) as exc:
+                    refusal = exc
             finally:
                 primary.resume()
         finally:
@@ -742,3 +739,5 @@ def test_a_promoted_replica_lacking_an_acknowledged_write_takes_no_writes(cluste
     assert lent_on is None, (
         f"a write borrow was lent on port {lent_on[0]}, which holds {lent_on[1]} of 1 acknowledged rows"
     )
+    # Refused for the evidence it lacks, named (not a mere timeout).
+    assert isinstance(refusal, SplitBrainError) and f"does not include {node}'s {want}" in str(refusal), refusal

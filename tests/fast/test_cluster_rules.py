@@ -244,6 +244,36 @@ def test_back_writable_after_a_silence_while_another_was_primary_is_suspect() ->
     assert routing.writers == () and "came back writable while #1 was the primary" in routing.problem
 
 
+def test_a_promotion_while_the_primary_is_silent_needs_its_last_known_position() -> None:
+    history = History(3)
+    assert routed(history, [writable("0-1-100", 1), following("0-1-99", 2), following("0-1-100", 3)]).writers == (0,)
+    # n0 freezes (not demoted); n1 is promoted though n0's 0-1-100 never reached it.
+    routing = routed(history, [None, writable("0-1-99", 2), following("0-1-100", 3)])
+    assert routing.split_brain and routing.writers == ()
+    assert "#1 became writable while #0, the primary, did not answer" in routing.problem
+    assert "0-1-99 does not include #0's 0-1-100, #2's 0-1-100" in routing.problem
+    # The evidence arrives (it pulled the missing transaction and wrote on): n1 takes writes.
+    routing = routed(history, [None, writable("0-2-101", 2), following("0-1-100", 3)])
+    assert routing.writers == (1,) and not routing.split_brain and history.suspects == {}
+
+
+def test_a_failover_to_the_most_advanced_replica_is_followed_at_once() -> None:
+    history = History(3)
+    assert routed(history, [writable("0-1-100", 1), following("0-1-100", 2), following("0-1-98", 3)]).writers == (0,)
+    routing = routed(history, [None, writable("0-1-100", 2), following("0-1-98", 3)])
+    assert routing.writers == (1,) and not routing.split_brain and history.suspects == {}
+
+
+def test_a_promotion_after_the_primary_was_seen_demoted_is_not_suspect() -> None:
+    history = History(2)
+    assert routed(history, [writable("0-1-100", 1), following("0-1-100", 2)]).writers == (0,)
+    demoted = NodeFacts(read_only=True, server_id=1, gtid="0-1-100", galera=False, identity="s1")
+    assert routed(history, [demoted, following("0-1-100", 2)]).writers == ()
+    # The demoted primary then stops answering: its silence hides no write it could still take.
+    routing = routed(history, [None, writable("0-1-99", 2)])
+    assert routing.writers == (1,) and history.suspects == {}
+
+
 def test_the_same_server_twice_is_left_out() -> None:
     history = History(3)
     same = writable("0-1-5", 1)

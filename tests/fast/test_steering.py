@@ -147,6 +147,17 @@ def test_a_write_borrow_is_refused_in_a_split_brain_with_the_gtid_evidence() -> 
     assert s.attempt(True, False, 1.0, 0.0, 30.0).choose(0.0) is not None
 
 
+def test_a_lagging_promotion_while_the_primary_is_silent_is_refused_and_its_gtid_kept() -> None:
+    s = steering()
+    probed(s, primary("0-1-10"), replica(2, "0-1-9"), replica(3, "0-1-9"))
+    promoted = NodeFacts(read_only=False, server_id=2, gtid="0-1-9", galera=False, identity="r2")
+    probed(s, None, promoted, replica(3, "0-1-9"))
+    with pytest.raises(SplitBrainError, match="0-1-9 does not include h:3300's 0-1-10"):
+        s.attempt(False, False, 1.0, 0.0, 30.0).choose(0.0)
+    nodes = s.stats_of([{}, {}, {}])["nodes"]
+    assert nodes["h:3300"]["role"] == "down" and nodes["h:3300"]["gtid"] == "0-1-10"  # its last known position
+
+
 def test_a_failed_node_is_stepped_over_until_the_routing_changes() -> None:
     s = steering()
     probed(s, primary(), replica(2), replica(3))
