@@ -47,6 +47,19 @@ def parse_cluster_url(url: str) -> Tuple[Dict[str, Any], List[Host]]:
     return parsed.connect_kwargs(), parsed.hosts
 
 
+def check_flag(flag: str, value: Any) -> None:
+    """A switch is True or False (the constructor's and a borrow's rule)."""
+    if value is not True and value is not False:
+        raise TypeError(f"{flag} must be True or False, got {value!r}")
+
+
+def check_borrow(read_only: Any, causal: Any) -> None:
+    """A borrow's flags: read_only True or False, causal None, True or False."""
+    check_flag("read_only", read_only)
+    if causal is not None:
+        check_flag("causal", causal)
+
+
 @dataclass(frozen=True)
 class ClusterSettings:
     """A cluster's arguments, every one checked (before any connection is opened)."""
@@ -95,9 +108,12 @@ class ClusterSettings:
         for key in ("host", "port", "unix_socket"):
             if key in pool_kwargs:
                 raise TypeError(f"{what}() takes no {key}=: the nodes come from the URL or hosts=")
-        interval = seconds("probe_interval", probe_interval)
+        try:
+            interval = seconds("probe_interval", probe_interval)
+        except ValueError:  # a negative or not finite number: one message, the rule's
+            interval = 0.0
         if not 0 < interval <= 1.0:
-            raise ValueError(f"probe_interval must be > 0 and <= 1 second, got {probe_interval}")
+            raise ValueError(f"probe_interval must be > 0 and <= 1 second, got {probe_interval!r}")
         probe_limit = seconds("probe_timeout", probe_timeout)
         if not 0 < probe_limit <= _PROBE_TIMEOUT_MAX:
             raise ValueError(f"probe_timeout must be > 0 and <= {_PROBE_TIMEOUT_MAX:g} seconds, got {probe_timeout!r}")
@@ -110,8 +126,7 @@ class ClusterSettings:
             ("read_fallback_to_primary", read_fallback_to_primary),
             ("require_all_nodes", require_all_nodes),
         ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{flag} must be True or False, got {value!r}")
+            check_flag(flag, value)
         kwargs = {**url_kwargs, **pool_kwargs}
         name = str(kwargs.pop("pool_name", None) or kwargs.pop("name", None) or "cluster")
         return cls(
@@ -234,6 +249,9 @@ class Steering(Generic[P]):
         return first
 
     def reprobe(self, index: int) -> NodeState:
+        count = len(self.nodes)
+        if type(index) is not int or not 0 <= index < count:  # no bool, no negative index
+            raise ValueError(f"reprobe() takes a node index from 0 to {count - 1}, got {index!r}")
         node = self.nodes[index]
         node.urgent = True
         return node
@@ -331,8 +349,10 @@ class Steering(Generic[P]):
             problem = problem.replace(f"#{node.index}", node.address)
         return problem
 
-    def describe_problem(self, routing: _topology.Routing) -> str:
-        problem = self.problem_text(routing) or "every eligible node failed"
+    def describe_problem(self, routing: _topology.Routing, full: bool = False) -> str:
+        """``full``: the last node asked had every connection lent (nothing failed)."""
+        fallback = "the last node asked had every connection lent" if full else "every eligible node failed"
+        problem = self.problem_text(routing) or fallback
         states = ", ".join(f"{n.address}={_topology.role_of(n.facts)}" for n in self.nodes)
         return f"{problem} [{states}]"
 
@@ -509,7 +529,8 @@ class Attempt(Generic[P]):
         if remaining <= 0:
             role = "reader (replica within max_lag or primary)" if self.read_only else "writer (primary)"
             raise PoolTimeout(
-                f"cluster {s.name!r}: no {role} within {self.wait:.3g} s: {s.describe_problem(routing)}"
+                f"cluster {s.name!r}: no {role} within {self.wait:.3g} s:"
+                f" {s.describe_problem(routing, isinstance(self.last_error, PoolTimeout))}"
             ) from self.last_error
         return None
 

@@ -21,7 +21,7 @@ import pymysql
 from . import _adriver, _driver, _topology
 from ._config import resolve
 from ._core import NoLock
-from ._steering import ClusterSettings, NodeState, SteeredCluster, is_connect_error
+from ._steering import ClusterSettings, NodeState, SteeredCluster, check_borrow, is_connect_error
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -82,6 +82,11 @@ class _AsyncNodePool(AsyncConnectionPool):
             await self._cluster._on_return(self._node, raw, failed)
         finally:  # cancelled or not, the connection goes back (a broken one is discarded)
             await _base_release(self, conn, failed)
+
+
+_ASYNC_CLUSTER_IN_WITH = (
+    "AsyncClusterPool is the asyncio cluster: use 'async with', not 'with' (for threads: ClusterPool)"
+)
 
 
 class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
@@ -217,9 +222,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         await self.close()
 
     def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "AsyncClusterPool is the asyncio cluster: use 'async with', not 'with' (for threads: ClusterPool)"
-        )
+        raise TypeError(_ASYNC_CLUSTER_IN_WITH)
 
     def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
         pass
@@ -236,6 +239,8 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``)."""
         if self._loop is not _running_loop():
             self._bind()
+        if read_only.__class__ is not bool or (causal is not None and causal.__class__ is not bool):
+            check_borrow(read_only, causal)  # raises; the test is inlined for the hot path
         steering = self._steering
         if not read_only:
             pools = steering.writers
@@ -505,14 +510,19 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         return True
 
     async def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
-        """Wait until a writer (or a reader) is known; True if one is."""
+        """Wait until a writer (or a reader) is known; True if one is.
+        PoolClosed once the cluster is closed."""
         if self._loop is not _running_loop():
             self._bind()
         deadline = _monotonic() + timeout
         steering = self._steering
-        while not (steering.readers if read_only else steering.writers):
+        while True:
+            if steering.closed:
+                raise steering.close_error()
+            if steering.readers if read_only else steering.writers:
+                break
             remaining = deadline - _monotonic()
-            if remaining <= 0 or steering.closed:
+            if remaining <= 0:
                 return False
             changed = self._changed
             assert changed is not None
@@ -552,6 +562,12 @@ class _ClusterBorrowing:
     async def __aenter__(self) -> AsyncPooledConnection:
         self._conn = await self._cluster.get_conn(*self._args)
         return self._conn
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_ASYNC_CLUSTER_IN_WITH)
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ raised
+        pass
 
     async def __aexit__(
         self,

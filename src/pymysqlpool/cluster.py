@@ -15,12 +15,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, List, Optional, Sequence, Tuple, Type, Union
+from typing import AbstractSet, Any, List, Optional, Sequence, Set, Tuple, Type, Union
 
 import pymysql
 
 from . import _driver, _forking, _topology
-from ._steering import ClusterSettings, NodeState, SteeredCluster, is_connect_error, parse_cluster_url
+from ._steering import ClusterSettings, NodeState, SteeredCluster, check_borrow, is_connect_error, parse_cluster_url
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -128,6 +128,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
             raise
         self._wake = threading.Event()
         self._first_round = threading.Event()
+        self._probe_workers: AbstractSet[threading.Thread] = frozenset()
         self._monitor = self._start_monitor()
         _forking.register(self, ClusterPool._after_fork_in_child)
 
@@ -182,6 +183,8 @@ class ClusterPool(SteeredCluster[_NodePool]):
         every write committed through this cluster before the borrow began.
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``).
         """
+        if read_only.__class__ is not bool or (causal is not None and causal.__class__ is not bool):
+            check_borrow(read_only, causal)  # raises; the test is inlined for the hot path
         steering = self._steering
         if not read_only:
             pools = steering.writers
@@ -352,8 +355,12 @@ class ClusterPool(SteeredCluster[_NodePool]):
         worker, so a node that hangs (SIGSTOP, a black-holed link) delays
         neither the probes of the others nor the routing they change."""
         steering = self._steering
+        started: Set[threading.Thread] = set()  # joined by close(): each worker adds itself as it starts
+        self._probe_workers = started
         workers = ThreadPoolExecutor(
-            max_workers=len(steering.nodes), thread_name_prefix=f"pymysqlpool-probe-{self.name}"
+            max_workers=len(steering.nodes),
+            thread_name_prefix=f"pymysqlpool-probe-{self.name}",
+            initializer=lambda: started.add(threading.current_thread()),
         )
         try:
             while not steering.closed:
@@ -413,7 +420,13 @@ class ClusterPool(SteeredCluster[_NodePool]):
             self._changed.notify_all()
         try:
             if threading.current_thread() is not self._monitor:
-                self._monitor.join(self._settings.probe_timeout * 3 + 5)
+                deadline = _monotonic() + self._settings.probe_timeout * 3 + 5
+                self._monitor.join(deadline - _monotonic())
+                # A probe in flight ends within probe_timeout: wait for its worker, so that
+                # no thread of the cluster outlives close().
+                for worker in list(self._probe_workers):
+                    if worker is not threading.current_thread():
+                        worker.join(max(deadline - _monotonic(), 0.0))
         finally:
             errors: List[BaseException] = []
             for node in self._steering.nodes:
@@ -430,6 +443,14 @@ class ClusterPool(SteeredCluster[_NodePool]):
     def __enter__(self) -> ClusterPool:
         return self
 
+    async def __aenter__(self) -> None:
+        raise TypeError(
+            "ClusterPool is the thread cluster: use 'with', not 'async with' (for asyncio: AsyncClusterPool)"
+        )
+
+    async def __aexit__(self, *exc: Any) -> None:  # pragma: no cover - __aenter__ raised
+        pass
+
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],
@@ -443,13 +464,18 @@ class ClusterPool(SteeredCluster[_NodePool]):
         return self._first_round.wait(timeout)
 
     def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
-        """Wait until a writer (or a reader) is known; True if one is."""
+        """Wait until a writer (or a reader) is known; True if one is.
+        PoolClosed once the cluster is closed."""
         deadline = _monotonic() + timeout
         steering = self._steering
         with self._changed:
-            while not (steering.readers if read_only else steering.writers):
+            while True:
+                if steering.closed:
+                    raise steering.close_error()
+                if steering.readers if read_only else steering.writers:
+                    break
                 remaining = deadline - _monotonic()
-                if remaining <= 0 or steering.closed:
+                if remaining <= 0:
                     return False
                 self._changed.wait(remaining)
         return True

@@ -303,7 +303,9 @@ def test_cancel_storm_leaves_exact_books_and_no_session(cancel_storm: Storm) -> 
     strict=True,
     reason="cancel storm on a healthy cluster: some KILLs of abandoned statements fail ('could not kill"
     " session N ()'), their slots are freed while the session is still on the server (kill_failures > 0,"
-    " more than maxsize sessions of a node pool at once); a plain AsyncConnectionPool shows the same",
+    " more than maxsize sessions of a node pool at once); a plain AsyncConnectionPool shows the same."
+    " Cause found (the KILL or the session's end can take ~2 s on a healthy server, past the kill bound);"
+    " the fix on branch killfix (fc5936d) is not merged yet",
 )
 def test_cancel_storm_on_a_healthy_cluster_kills_every_abandoned_statement(
     cancel_storm: Storm, replication: ReplicationCluster
@@ -577,11 +579,6 @@ def test_causal_read_is_never_stale_while_no_primary_exists(restore: Replication
 # -- the asyncio surface ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a plain 'with' on AsyncClusterPool.connection() (and 'async with' on ClusterPool) raises a bare"
-    " protocol TypeError that does not say which form to use, unlike the pools and AsyncClusterPool itself",
-)
 def test_the_wrong_with_says_which_form_to_use() -> None:
     """docs/asyncio.md: a plain `with` on the asyncio pool or on its
     connection() raises a TypeError that says to use `async with`; the thread
