@@ -38,6 +38,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from . import _driver
 from ._config import deferred
 from ._driver import (
+    GONE_POLL_CAP,
+    GONE_POLL_FIRST,
     GONE_QUERY,
     KILL_STATEMENT,
     UPTIME_QUERY,
@@ -635,13 +637,17 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
         raw.wrote = False
 
 
-async def kill_session(raw: Any, target: Tuple[int, float], pooled: bool = False) -> bool:
+async def kill_session(
+    raw: Any, target: Tuple[int, float], pooled: bool = False, reach: Optional[float] = None
+) -> bool:
     """KILL the session ``target`` (id, age in seconds) over the side
-    connection ``raw`` and look until the server dropped it (the caller
-    bounds the whole); True once it is gone or the server restarted since
+    connection ``raw``, whose server answers within ``reach`` seconds (None:
+    unbounded), and look until the server dropped it (the caller bounds the
+    whole: a server that answers may take its time over the KILL, see
+    _config.KILL_WATCH); True once it is gone or the server restarted since
     (see ``_driver.restarted_since``; ``pooled`` as in ``_driver.kill_session``)."""
     session, age = target
-    row = await _execute(raw, UPTIME_QUERY)
+    row = await bounded(_execute(raw, UPTIME_QUERY), reach)
     if restarted_since(0 if pooled else session_id(raw), session, row[0] if row else None, age):
         return True
     try:
@@ -650,11 +656,13 @@ async def kill_session(raw: Any, target: Tuple[int, float], pooled: bool = False
         if killed_already(exc):
             return True
         raise
+    pause = GONE_POLL_FIRST
     while True:
         row = await _execute(raw, GONE_QUERY, (session,))
         if not row or not row[0]:
             return True
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, GONE_POLL_CAP)
 
 
 async def close(raw: Any, timeout: Optional[float]) -> None:

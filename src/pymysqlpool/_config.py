@@ -40,6 +40,10 @@ _MAX_SOCKET_TIMEOUT = 31_536_000
 
 
 KILL_FLOOR = 1.0  # seconds: the least the kill of an abandoned session is given (see kill_timeout)
+# Seconds a session the server has marked killed is watched beyond kill_timeout.
+# MariaDB's KILL may wait up to 2 s to wake a session that waits (SLEEP, a lock
+# wait), then leave it 'Killed' until that wait ends by itself: a healthy server.
+KILL_WATCH = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,12 @@ class PoolConfig:
         own connects on loopback leaves no time for the kill's connect, uptime
         query, KILL and process-list look: every statement would run on."""
         return max(self.io_timeout, KILL_FLOOR)
+
+    @property
+    def kill_bound(self) -> float:
+        """Bound of the whole kill: kill_timeout to reach the server and have
+        the KILL answered, then KILL_WATCH for the server to drop the session."""
+        return self.kill_timeout + KILL_WATCH
 
 
 def deferred(value: Any) -> bool:

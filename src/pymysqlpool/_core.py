@@ -39,7 +39,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Sequence, Set, Tuple, Type, Union
 
 from ._books import Books
-from ._config import PoolConfig, describe
+from ._config import KILL_WATCH, PoolConfig, describe
 from ._driving import Driver
 from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycle
@@ -1015,7 +1015,7 @@ class PoolCore:
         """
         with self._lock:
             if kill and slot.state == HELD:  # the return's: gone or KILLING already otherwise
-                self._books.await_kill(slot, reason, self._clock() + self._config.kill_timeout)
+                self._books.await_kill(slot, reason, self._clock() + self._config.kill_bound)
             else:
                 kill = False
                 if not self._unbook_locked(slot, reason):
@@ -1064,13 +1064,14 @@ class PoolCore:
         the slot KILLING: the reconcile frees it after its bound."""
         gone = False
         delay = _BACKOFF_FIRST
+        reach_by = slot.kill_by - KILL_WATCH  # failing attempts retry until then; a reached server gets KILL_WATCH more
         while True:
             left = slot.kill_by - self._clock()
-            if left < _MIN_ATTEMPT:
+            if reach_by - self._clock() < _MIN_ATTEMPT:
                 break
             try:
                 target = (slot.session, self._clock() - slot.created)
-                gone = bool((yield (KILL, target, min(self._config.kill_timeout, left))))
+                gone = bool((yield (KILL, target, min(self._config.kill_bound, left))))
                 break
             except Exception as exc:
                 if self._drv.too_many_sessions(exc):  # no side connection to be had
@@ -1086,7 +1087,7 @@ class PoolCore:
                     slot.session,
                     exc,
                 )
-                left = slot.kill_by - self._clock()
+                left = reach_by - self._clock()
                 if refused or left < _MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
                     if left > 0:
                         yield (SLEEP, left, None)
@@ -1124,7 +1125,7 @@ class PoolCore:
         asyncio.run() ended), so no kill of theirs is running."""
         with self._lock:
             stranded = self._books.in_state(KILLING)
-            kill_by = self._clock() + self._config.kill_timeout
+            kill_by = self._clock() + self._config.kill_bound
             for slot in stranded:
                 slot.kill_by = kill_by
         return stranded
@@ -1148,11 +1149,14 @@ class PoolCore:
                 self._stats.kill_failures += 1
         if not gone:
             logger.warning(
-                "pool %r: session %d, closed in the middle of an answer, was not proved gone within"
-                " %.3g s (connect_timeout, at least 1 s); its slot is freed, the statement may still be running",
+                "pool %r: session %d, closed in the middle of an answer, was not proved gone (the server not"
+                " reached within %.3g s: connect_timeout, at least 1 s; or the KILL refused; or the session still"
+                " listed %.3g s later);"
+                " its slot is freed, the statement may still be running",
                 self.name,
                 slot.session,
                 self._config.kill_timeout,
+                KILL_WATCH,
             )
         self._after_close(slot, reason)
 

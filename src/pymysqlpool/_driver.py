@@ -415,6 +415,10 @@ _NOT_FOR_KILLING = ("database", "db", "init_command", "read_timeout", "write_tim
 
 KILL_STATEMENT = "KILL CONNECTION %d"
 GONE_QUERY = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s"
+# Pauses between GONE_QUERY looks: most sessions go at once; one that lingers
+# is looked at less often, so many kills at once do not flood the server.
+GONE_POLL_FIRST = 0.001
+GONE_POLL_CAP = 0.05
 _NO_SUCH_THREAD = 1094  # ER_NO_SUCH_THREAD: the session had ended already
 
 
@@ -457,22 +461,28 @@ def restarted_since(side: int, session: int, uptime: Any, age: float) -> bool:
         return False
 
 
-def kill_session(raw: Any, target: Tuple[int, float], timeout: float, pooled: bool = False) -> bool:
+def kill_session(
+    raw: Any, target: Tuple[int, float], timeout: float, pooled: bool = False, reach: Optional[float] = None
+) -> bool:
     """KILL the session ``target`` (its id and age in seconds) over the side
-    connection ``raw``, then look until the server dropped it (KILL returns
-    once the session is marked). True once it is gone (or the server
-    restarted since: see restarted_since), False if it was still listed when
-    ``timeout`` ran out. ``pooled``: ``raw`` is an idle connection of the
-    pool, maybe older than the session: its id proves nothing, the uptime does."""
+    connection ``raw``, whose server answers within ``reach`` (default
+    ``timeout``), then look until the server dropped it (KILL returns once
+    the session is marked, MariaDB's after up to 2 s of trying to wake it).
+    True once it is gone (or the server restarted since: see
+    restarted_since), False if it was still listed when ``timeout`` ran out.
+    ``pooled``: ``raw`` is an idle connection of the pool, maybe older than
+    the session: its id proves nothing, the uptime does."""
     session, age = target
     end = time.monotonic() + timeout
+    pause = GONE_POLL_FIRST
     with raw.cursor(pymysql.cursors.Cursor) as cur:
-        with _bounded(raw, timeout):
+        with _bounded(raw, min(timeout, reach) if reach is not None else timeout):
             cur.execute(UPTIME_QUERY)
             row = cur.fetchone()
-            side = 0 if pooled else session_id(raw)
-            if restarted_since(side, session, row[0] if row else None, age):
-                return True
+        side = 0 if pooled else session_id(raw)
+        if restarted_since(side, session, row[0] if row else None, age):
+            return True
+        with _bounded(raw, end - time.monotonic()):  # the server answers; its KILL may take its time
             try:
                 cur.execute(KILL_STATEMENT % session)
             except pymysql.err.MySQLError as exc:
@@ -488,7 +498,8 @@ def kill_session(raw: Any, target: Tuple[int, float], timeout: float, pooled: bo
                 row = cur.fetchone()
             if not row or not row[0]:
                 return True
-            time.sleep(min(0.001, max(end - time.monotonic(), 0.0)))
+            time.sleep(min(pause, max(end - time.monotonic(), 0.0)))
+            pause = min(pause * 2, GONE_POLL_CAP)
 
 
 def _connect_parameters() -> FrozenSet[str]:

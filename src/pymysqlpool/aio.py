@@ -248,17 +248,20 @@ class AsyncConnectionPool(PoolCore):
         """KILL a session (id, age) from a short-lived side connection, or
         over the idle pooled connection ``target[2]``, all of it within ``limit``."""
         session = target[:2]
+        reach = min(limit, self._config.kill_timeout)  # the KILL answered by then; the rest watches the session go
         if len(target) == 3:
-            return await _adriver.bounded(_adriver.kill_session(target[2], session, pooled=True), limit)
+            return await _adriver.bounded(_adriver.kill_session(target[2], session, True, reach), limit)
         loop = _running_loop()
         end = loop.time() + limit
+        reached_by = loop.time() + reach
         kwargs = _adriver.kill_kwargs(resolve(self._config.connect_kwargs))
-        raw = await _adriver.connect(kwargs, limit)
+        raw = await _adriver.connect(kwargs, reach)
         task = asyncio.current_task()
         if task in self._kills:
             self._kills[task] = raw
         try:
-            return await _adriver.bounded(_adriver.kill_session(raw, session), end - loop.time())
+            kill = _adriver.kill_session(raw, session, reach=reached_by - loop.time())
+            return await _adriver.bounded(kill, end - loop.time())
         finally:
             if task in self._kills:
                 self._kills[task] = None

@@ -139,15 +139,17 @@ class ConnectionPool(PoolCore):
         """KILL a session (id, age) from a short-lived side connection, or
         over the idle pooled connection ``target[2]``, all of it within ``limit``."""
         session = target[:2]
-        if len(target) == 3:
-            return _driver.kill_session(target[2], session, limit, pooled=True)
         cfg = self._config
+        reach = min(limit, cfg.kill_timeout)  # the KILL answered by then; the rest watches the session go
+        if len(target) == 3:
+            return _driver.kill_session(target[2], session, limit, pooled=True, reach=reach)
         end = _monotonic() + limit
+        reached_by = _monotonic() + reach
         kwargs = _driver.kill_kwargs(resolve(cfg.connect_kwargs))
         factory = cfg.connection_factory
-        raw = self._dial(kwargs, limit) if factory is None else factory(**kwargs)
+        raw = self._dial(kwargs, reach) if factory is None else factory(**kwargs)
         try:
-            return _driver.kill_session(raw, session, end - _monotonic())
+            return _driver.kill_session(raw, session, end - _monotonic(), reach=reached_by - _monotonic())
         finally:
             _driver.close(raw)
 

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import pymysqlpool._core as core_module
-from pymysqlpool._config import build
+from pymysqlpool._config import KILL_WATCH, build
 from pymysqlpool._core import (
     CHECK,
     CLOSE,
@@ -68,6 +68,8 @@ OP_NAMES = {
     KILL: "KILL",
 }
 IO_TIMEOUT = 1000.0  # connect_timeout: the orphan grace (2 * it + 1) is never reached by the clock steps
+# A kill: connect_timeout to reach the server, then KILL_WATCH for the KILL and the session's end.
+KILL_BOUND = IO_TIMEOUT + KILL_WATCH
 LIFETIME = 100.0
 MAX_PLANS = 6  # suspended at once
 
@@ -502,7 +504,7 @@ class Shell:
             assert run.kind in ("borrow", "kill")
             assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else core_module._BACKOFF_CAP), (run.kind, request)
         elif op == KILL:
-            assert run.kind == "kill" and 0 < b <= IO_TIMEOUT + 1e-6, request
+            assert run.kind == "kill" and 0 < b <= KILL_BOUND + 1e-6, request
             session, age = a
             (slot,) = [s for s in self.core._slots if s.session == session]
             assert age == self.clock.now - slot.created
@@ -1366,7 +1368,7 @@ def abandon_one(shell: Shell, broken: bool = False) -> Tuple[Slot, Running]:
     slot = closed_on_return(shell, True, broken)
     assert slot.state == KILLING and slot.raw.closed
     (kill,) = [run for run in shell.plans if run.kind == "kill"]
-    assert kill.request == (KILL, (slot.raw.session, shell.clock.now - slot.created), IO_TIMEOUT)
+    assert kill.request == (KILL, (slot.raw.session, shell.clock.now - slot.created), KILL_BOUND)
     return slot, kill
 
 
