@@ -322,7 +322,9 @@ class GaleraCluster(_Topology):
                 "--wsrep-on=ON",
                 f"--wsrep-provider={provider}",
                 f"--wsrep-cluster-address={address}",
-                "--wsrep-cluster-name=pymysqlpool-test",
+                # A name of its own: a node left over from another test's cluster
+                # (its gcomm peers' ports reused here) can never join this one.
+                f"--wsrep-cluster-name=pymysqlpool-test-{self.gcomm[0]}",
                 f"--wsrep-node-name=node{i + 1}",
                 f"--wsrep-node-address=127.0.0.1:{self.gcomm[i]}",
                 f"--wsrep-provider-options={options}",
