@@ -96,37 +96,46 @@ class ConnectionPool(PoolCore):
         """Carry out a plan of the core, blocking on each request; its result."""
         reply: Any = None
         error: Optional[BaseException] = None
-        while True:
-            try:
-                if error is None:
-                    op, a, b = plan.send(reply)
-                else:
-                    op, a, b = plan.throw(error)
-            except StopIteration as done:
-                return done.value
-            error = None
-            reply = None
-            try:
-                if op == WAIT:
-                    reply = a.wait(b)
-                elif op == CLOSE:
-                    _driver.close(a)
-                elif op == RESET:
-                    reply = (_driver.reset_session if b else _driver.reset)(
-                        a, self._autocommit, self._config.io_timeout
-                    )
-                elif op == CHECK:
-                    self._check_alive(a, b)
-                elif op == PING:
-                    _driver.ping(a, b)
-                elif op == DIAL:
-                    reply = self._connect(a)
-                elif op == SLEEP:
-                    time.sleep(a)
-                elif op == KILL:
-                    reply = self._kill_session(a, b)
-            except BaseException as exc:  # an interrupt too: the plan gives up what it holds
-                error = exc
+        try:
+            while True:
+                try:
+                    if error is None:
+                        op, a, b = plan.send(reply)
+                    else:
+                        op, a, b = plan.throw(error)
+                except StopIteration as done:
+                    return done.value
+                error = None
+                reply = None
+                try:
+                    if op == WAIT:
+                        reply = a.wait(b)
+                    elif op == CLOSE:
+                        _driver.close(a)
+                    elif op == RESET:
+                        reply = (_driver.reset_session if b else _driver.reset)(
+                            a, self._autocommit, self._config.io_timeout
+                        )
+                    elif op == CHECK:
+                        self._check_alive(a, b)
+                    elif op == PING:
+                        _driver.ping(a, b)
+                    elif op == DIAL:
+                        reply = self._connect(a)
+                    elif op == SLEEP:
+                        time.sleep(a)
+                    elif op == KILL:
+                        reply = self._kill_session(a, b)
+                except BaseException as exc:  # an interrupt too: the plan gives up what it holds
+                    error = exc
+        except BaseException:
+            # An interrupt between two steps: close the plan here, outside the
+            # lock. Left suspended, it would be finalized by the garbage
+            # collector in whatever thread allocates next -- possibly one
+            # holding the pool lock, which the plan's clean-up takes: a
+            # deadlock (seen once in the asynchronous-exception storm test).
+            plan.close()
+            raise
 
     def _spawn(self, plan: Plan) -> bool:
         """Run the kill of an abandoned session in a thread of its own: the
