@@ -1177,7 +1177,8 @@ def test_a_connect_timeout_is_one_error_whichever_step(server_view: ServerView) 
     handshake, set_up = run(main())
     for error in (handshake, set_up):
         assert error.args[0] == 2003, error.args
-    assert f"'127.0.0.1:{server_view.connect_kwargs.get('port', 3306)}'" in set_up.args[1]
+    where = f"{server_view.connect_kwargs['host']}:{server_view.connect_kwargs['port']}"
+    assert f"'{where}'" in set_up.args[1]
     assert "127.0.0.1:" in handshake.args[1] and "handshake" in handshake.args[1]
     assert "set-up" in set_up.args[1]
 
