@@ -91,3 +91,20 @@ def test_junit_report_names_tests_without_the_server_version(tmp_path: Path) -> 
         "Y::test_d": "failed",  # and a later entry does not undo a failure
     }
     assert run.counts(run.junit_outcomes(report)) == "1 passed, 3 failed, 0 skipped"
+
+
+def test_only_databases_of_runs_older_than_the_stale_age_are_dropped() -> None:
+    now = 1_800_000_000.0
+    old = run.run_prefix("test", now - run.STALE_AFTER - 1)
+    recent = run.run_prefix("test", now - run.STALE_AFTER + 60)
+    other_base = run.run_prefix("mine", now - run.STALE_AFTER - 1)
+    names = [
+        f"{old}_p_test_default",
+        f"{old}_s_test_other_1",
+        f"{recent}_p_test_default",
+        f"{other_base}_p_test_default",
+        "test",
+        "test_cpzzzzzzzz0000_p",
+    ]
+    assert run.stale_databases(names, "test", now) == [f"{old}_p_test_default", f"{old}_s_test_other_1"]
+    assert run.stale_databases(names, "mine", now) == [f"{other_base}_p_test_default"]

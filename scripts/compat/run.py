@@ -46,6 +46,9 @@ DJANGO_APPS = [
     *("raw_query", "lookup", "introspection", "schema"),
 ]
 JOB_TIMEOUT = 600  # seconds, each suite run
+# A run's databases carry its start time; older than this, the run has ended or
+# been killed, and whatever it left (Django's test databases) is dropped.
+STALE_AFTER = 2 * JOB_TIMEOUT + 600
 # A class of SQLAlchemy's suite is named after the server, e.g. RowCountTest_mariadb+pymysql_10_11_19_0.
 _SERVER_SUFFIX = re.compile(r"_(?:mysql|mariadb)\+\w+_[\d_]+$")
 
@@ -207,6 +210,44 @@ def server_env() -> Dict[str, str]:
     }
 
 
+def run_prefix(base: str, now: float) -> str:
+    """The database name prefix of one run: the base, its start second in hex, a random part."""
+    return f"{base}_cp{int(now):08x}{secrets.token_hex(2)}"
+
+
+def stale_databases(names: List[str], base: str, now: float) -> List[str]:
+    """The databases of earlier runs (named by ``run_prefix``) started over STALE_AFTER ago."""
+    shape = re.compile(re.escape(base) + r"_cp([0-9a-f]{8})[0-9a-f]{4}_")
+    stale = []
+    for name in names:
+        match = shape.match(name)
+        if match and int(match.group(1), 16) < now - STALE_AFTER:
+            stale.append(name)
+    return stale
+
+
+def drop_stale_databases(base: str, now: float) -> None:
+    """A run killed mid-way leaves Django's test databases behind; a server holding
+    136 of them (44k tables) once slowed the next run's Django suite past its timeout."""
+    import pymysql
+
+    server = server_env()
+    conn = pymysql.connect(
+        host=server["MYSQL_HOST"], port=int(server["MYSQL_PORT"]), user=server["MYSQL_USER"],
+        password=server["MYSQL_PWD"], connect_timeout=10,
+    )  # fmt: skip
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW DATABASES")
+            stale = stale_databases([row[0] for row in cur.fetchall()], base, now)
+            for name in stale:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
+    if stale:
+        log(f"dropped {len(stale)} databases of earlier runs that did not clean up")
+
+
 def sqlalchemy_jobs(python: Path, work: Path) -> List[Job]:
     src = source("SQLAlchemy", SQLALCHEMY)
     server = server_env()
@@ -257,7 +298,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     work.mkdir(parents=True)
     python = venv(args.django)
     # Database names from MYSQL_DATABASE, so developers sharing a server do not collide.
-    prefix = f"{os.environ.get('MYSQL_DATABASE', 'test')}_cp{secrets.token_hex(3)}"
+    base = os.environ.get("MYSQL_DATABASE", "test")
+    drop_stale_databases(base, time.time())
+    prefix = run_prefix(base, time.time())
     jobs: List[Job] = []
     if args.only in (None, "sqlalchemy"):
         jobs += sqlalchemy_jobs(python, work)
