@@ -330,20 +330,23 @@ def build(
     check: Any,
     connection_factory: Any,
     connect_kwargs: Dict[str, Any],
+    kind: str = "ConnectionPool",
 ) -> PoolConfig:
+    """The checked settings of a pool; ``kind`` (the class) names the pool in errors."""
     for key, hint in _OTHER_POOLS.items():
         if key in connect_kwargs:
-            raise TypeError(f"ConnectionPool() has no argument {key!r} ({hint})")
+            raise TypeError(f"{kind}() has no argument {key!r} ({hint})")
     if isinstance(size, str) and "://" in size:
-        raise TypeError("ConnectionPool() takes no URL (its first argument is size): use ConnectionPool.from_url(url)")
+        hint = "use ConnectionPool.from_url(url)" if kind == "ConnectionPool" else "pass host=, port=, user=... instead"
+        raise TypeError(f"{kind}() takes no URL (its first argument is size): {hint}")
     for key, why in _RESERVED.items():
         if key in connect_kwargs:
-            raise TypeError(f"ConnectionPool() does not take {key!r}: {why}")
+            raise TypeError(f"{kind}() does not take {key!r}: {why}")
     if connection_factory is None:
         unknown = _driver.unknown_parameters(connect_kwargs)
         if unknown:
             raise TypeError(
-                f"ConnectionPool() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}:"
+                f"{kind}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}:"
                 " neither a pool argument nor a pymysql.connect() argument"
             )
     maxsize = count("maxsize", maxsize, 1)

@@ -145,7 +145,7 @@ class AsyncConnectionPool(PoolCore):
                 "AsyncConnectionPool() takes no connection_factory (the thread pool's): subclass it and override _dial"
             )
         cursorclass = built["connect_kwargs"].pop("cursorclass", None)
-        config = build(**built)
+        config = build(**built, kind=type(self).__name__)
         kwargs = {**config.connect_kwargs, "cursorclass": _adriver.cursor_class(cursorclass)}
         _adriver.driver_kwargs(kwargs)  # what aiomysql cannot take is refused now, not at every connect
         config = dataclasses.replace(config, connect_kwargs=kwargs)

@@ -65,7 +65,7 @@ class ConnectionPool(PoolCore):
 
     @_options.takes(_options.options)
     def __init__(self, opts: _options.Options) -> None:
-        config = build(**opts.build)
+        config = build(**opts.build, kind=type(self).__name__)
         super().__init__(config, threading.Lock(), **opts.core)
         _forking.register(self, type(self)._after_fork_in_child)
         if opts.core["open"]:

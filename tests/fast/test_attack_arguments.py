@@ -30,3 +30,19 @@ def test_a_host_no_socket_accepts_is_refused_by_the_constructor(kind: str, host:
         pool: Any = _pool(kind)(host=host, user="root", open=False)
         if kind == "ConnectionPool":
             pool.close()
+
+
+@pytest.mark.parametrize("kind", ["ConnectionPool", "AsyncConnectionPool"])
+def test_a_refused_argument_names_the_class_it_was_given_to(kind: str) -> None:
+    cls: Any = pymysqlpool.ConnectionPool
+    if kind == "AsyncConnectionPool":
+        pytest.importorskip("aiomysql")
+        from pymysqlpool.aio import AsyncConnectionPool
+
+        cls = AsyncConnectionPool
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) got unexpected keyword argument\(s\) 'nosuch'"):
+        cls(nosuch=1, open=False)
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) has no argument 'pool_size'"):
+        cls(pool_size=3, open=False)
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) takes no URL"):
+        cls("mysql://root@127.0.0.1/test", open=False)
