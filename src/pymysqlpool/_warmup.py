@@ -58,8 +58,12 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
     except BaseException:
         stop.set()
         raise
-    for thread in started:
-        thread.join()
+    try:
+        for thread in started:
+            thread.join()
+    except BaseException:  # interrupted waiting: the others stop after their current step
+        stop.set()
+        raise
     if errors:
         raise errors[0]
 

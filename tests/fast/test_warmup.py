@@ -3,6 +3,7 @@ and keep the books exact when a dial fails or the constructor is interrupted."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -135,3 +136,42 @@ def test_refill_after_a_mass_failure_is_concurrent_bounded_and_exact(
     assert 2 <= slow.peak <= _warmup.MAX_AT_ONCE
     assert overshoot == []
     assert server.open_count == 12
+
+
+def test_an_interrupt_while_waiting_for_the_others_stops_them_after_their_step() -> None:
+    """The caller's steps are done and it waits for the other threads; a
+    KeyboardInterrupt there is raised at once and the others start no new step."""
+    release = threading.Event()
+    lock = threading.Lock()
+    after_interrupt: list[int] = []
+    interrupted = threading.Event()
+    main = threading.get_ident()
+    calls = [0]
+
+    def step() -> bool:
+        with lock:
+            calls[0] += 1
+            if calls[0] > 2000:  # bound: without the rule the workers would step on
+                return False
+        if threading.get_ident() == main:
+            return calls[0] == 1  # the first step alone; then the caller goes to wait
+        if interrupted.is_set():
+            after_interrupt.append(1)
+        release.wait(5)
+        return True
+
+    def interrupt() -> None:
+        time.sleep(0.3)  # the caller is in join() by now
+        signal.pthread_kill(main, signal.SIGINT)
+        interrupted.set()
+        time.sleep(0.1)
+        release.set()
+
+    before = set(threading.enumerate())
+    killer = threading.Thread(target=interrupt)
+    killer.start()
+    with pytest.raises(KeyboardInterrupt):
+        _warmup.run(step, 3, "warmup-interrupt-test")
+    killer.join(5)
+    assert wait_until(lambda: not set(threading.enumerate()) - before, 5)  # the workers ended
+    assert len(after_interrupt) <= 2, len(after_interrupt)  # at most the step each was in
