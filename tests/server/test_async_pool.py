@@ -420,11 +420,15 @@ class Storm:
     """``workers`` tasks borrowing in a loop, each operation a task of its own
     that a canceller cancels at random moments."""
 
-    def __init__(self, pool: AsyncConnectionPool, table: str, workers: int, seconds: float) -> None:
+    def __init__(self, pool: AsyncConnectionPool, table: str, workers: int, seconds: float, target: int = 0) -> None:
         self.pool = pool
         self.table = table
         self.workers = workers
         self.seconds = seconds
+        # Runs on past ``seconds`` (up to 4 x) until ``target`` cancels landed:
+        # a loaded machine lands fewer per second, and the count is the test.
+        self.target = target
+        self._end = self._hard_end = 0.0
         self.ops: dict[int, asyncio.Task[None]] = {}
         self.started: set[int] = set()
         self.cancels_sent = 0
@@ -467,10 +471,13 @@ class Storm:
             else:
                 assert (await fetch(conn, "SELECT 1")) == [(1,)]
 
-    async def _worker(self, end: float) -> None:
+    def _over(self, now: float) -> bool:
+        return now >= self._hard_end or (now >= self._end and self.landed >= self.target)
+
+    async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(100_000):
-            if loop.time() >= end:
+        for _ in range(400_000):
+            if self._over(loop.time()):
                 return
             self._tag += 1
             key = self._tag
@@ -489,10 +496,10 @@ class Storm:
             else:
                 self.completed += 1
 
-    async def _canceller(self, end: float) -> None:
+    async def _canceller(self) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(1_000_000):
-            if loop.time() >= end:
+        for _ in range(4_000_000):
+            if self._over(loop.time()):
                 return
             if self.ops:
                 task = self.ops[self.rng.choice(list(self.ops))]
@@ -505,9 +512,10 @@ class Storm:
                 await asyncio.sleep(self.rng.random() * 0.001)
 
     async def run(self) -> None:
-        end = asyncio.get_running_loop().time() + self.seconds
-        canceller = asyncio.create_task(self._canceller(end))
-        await asyncio.wait_for(asyncio.gather(*(self._worker(end) for _ in range(self.workers))), self.seconds + 30)
+        now = asyncio.get_running_loop().time()
+        self._end, self._hard_end = now + self.seconds, now + 4 * self.seconds
+        canceller = asyncio.create_task(self._canceller())
+        await asyncio.wait_for(asyncio.gather(*(self._worker() for _ in range(self.workers))), 4 * self.seconds + 30)
         await canceller
 
 
@@ -532,7 +540,7 @@ def test_cancel_storm(variant: str, server_view: ServerView, admin: Any, make_ta
     async def main() -> None:
         nonlocal storm
         async with make_async_pool(server_view, maxsize=8, pre_create_num=2, **settings) as pool:
-            storm = Storm(pool, table, workers=64, seconds=seconds)
+            storm = Storm(pool, table, workers=64, seconds=seconds, target=must_land)
             await storm.run()
             assert not storm.errors, storm.errors[:5]
             assert not storm.violations, storm.violations[:5]
