@@ -36,13 +36,31 @@ import time
 import traceback
 import warnings
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Generator, List, Optional, Protocol, Sequence, Set, Tuple, Type, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Set, Tuple, Type, Union
 
 from ._books import Books
 from ._config import KILL_WATCH, PoolConfig, describe
 from ._driving import Driver
 from ._events import Events, ResetHook, as_sequence, fire_logged
 from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycle
+from ._plans import (
+    BACKOFF_CAP,
+    BACKOFF_FIRST,
+    CHECK,
+    CLOSE,
+    DIAL,
+    EXPIRED,
+    KILL,
+    LEND,
+    MIN_ATTEMPT,
+    PING,
+    RESET,
+    SLEEP,
+    TICK,
+    VALIDATE,
+    WAIT,
+    Plan,
+)
 from ._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from ._tls import TlsContexts
 from ._validators import count, seconds
@@ -66,54 +84,8 @@ def _leak_warning(message: str) -> None:
 
 _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
-_BACKOFF_FIRST = 0.05
-_BACKOFF_CAP = 2.0
-_MIN_ATTEMPT = 0.005  # a ping or connect with less time than this left is not started
 _REPLACED = ("closed_lifetime", "closed_drained")  # reasons whose connections get a successor
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
-_TICK = 1.0  # longest pause between maintenance rounds
-
-
-class Op:
-    """What a plan asks its shell to do: the first item of each request it
-    yields. Each group of constants (these, :class:`Verdict`, the slot states
-    of :class:`~pymysqlpool._slot.SlotState`) has values of its own, so one
-    compared with another's is never equal."""
-
-    DIAL = 0  # open a connection within budget seconds -> (raw, keepalive seconds)
-    CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
-    PING = 2  # keep-alive ping -> None, raises if dead
-    CLOSE = 3  # close politely (COM_QUIT), never raises
-    RESET = 4  # clean a returned connection (see _reset_plan); full: the session reset -> True if a ROLLBACK was sent
-    WAIT = 5  # wait on a waiter up to timeout -> True if woken
-    SLEEP = 6  # pause -> None
-    KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
-
-
-class Verdict:
-    """What becomes of an idle slot granted to a borrow (``PoolCore._verdict``)."""
-
-    LEND = 10  # lent as it is
-    VALIDATE = 11  # checked first
-    EXPIRED = 12  # closed: past its lifetime
-
-
-# Read once into module constants: the code reads globals, never the classes'
-# attributes (CPython 3.11 does not specialize those reads).
-DIAL, CHECK, PING, CLOSE, RESET, WAIT, SLEEP, KILL = (
-    Op.DIAL,
-    Op.CHECK,
-    Op.PING,
-    Op.CLOSE,
-    Op.RESET,
-    Op.WAIT,
-    Op.SLEEP,
-    Op.KILL,
-)
-LEND, VALIDATE, EXPIRED = Verdict.LEND, Verdict.VALIDATE, Verdict.EXPIRED
-
-Request = Tuple[int, Any, Any]
-Plan = Generator[Request, Any, Any]
 
 
 class Lock(Protocol):
@@ -449,7 +421,7 @@ class PoolCore:
         io_timeout = self._config.io_timeout
         hard_end = deadline + io_timeout
         grant: Optional[Grant] = first
-        delay = _BACKOFF_FIRST
+        delay = BACKOFF_FIRST
         rejected = 0
         queued = False
         last_error: Optional[BaseException] = None
@@ -460,7 +432,7 @@ class PoolCore:
                 retry = bool(rejected) or last_error is not None
                 budget = min(io_timeout, hard_end - self._clock()) if retry else io_timeout
                 if grant is None:
-                    if retry and (budget < _MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
+                    if retry and (budget < MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                         self._count("borrow_timeouts")
                         why = f": {last_error}" if last_error is not None else ""
                         raise PoolTimeout(
@@ -480,7 +452,7 @@ class PoolCore:
                         # once (the server may refuse more sessions: 1226).
                         pause = min(delay * (0.5 + random.random() / 2), deadline - self._clock())
                         grant = yield from self._backoff_plan(pause)  # a slot is validated and lent below
-                        delay = min(delay * 2, _BACKOFF_CAP)
+                        delay = min(delay * 2, BACKOFF_CAP)
                         continue
                     if not self._book_dialed(grant, fresh):
                         closed = self._state != POOL_OPEN
@@ -1063,11 +1035,11 @@ class PoolCore:
         no session left, and says so once it answers. An interrupt leaves
         the slot KILLING: the reconcile frees it after its bound."""
         gone = False
-        delay = _BACKOFF_FIRST
+        delay = BACKOFF_FIRST
         reach_by = slot.kill_by - KILL_WATCH  # failing attempts retry until then; a reached server gets KILL_WATCH more
         while True:
             left = slot.kill_by - self._clock()
-            if reach_by - self._clock() < _MIN_ATTEMPT:
+            if reach_by - self._clock() < MIN_ATTEMPT:
                 break
             try:
                 target = (slot.session, self._clock() - slot.created)
@@ -1088,12 +1060,12 @@ class PoolCore:
                     exc,
                 )
                 left = reach_by - self._clock()
-                if refused or left < _MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
+                if refused or left < MIN_ATTEMPT:  # a refusal is not retried: its slot waits out the bound
                     if left > 0:
                         yield (SLEEP, left, None)
                     break
                 yield (SLEEP, min(delay, left), None)
-                delay = min(delay * 2, _BACKOFF_CAP)
+                delay = min(delay * 2, BACKOFF_CAP)
         self._killed(slot, gone)
 
     def _kill_over_idle_plan(self, target: Tuple[int, float], budget: float) -> Plan:
@@ -1134,8 +1106,8 @@ class PoolCore:
         """When every kill in flight will have ended (0.0: none in flight):
         the last bound, and a tick for a last step that started just before it."""
         with self._lock:
-            last = max((slot.kill_by for slot in self._books.in_state(KILLING)), default=-_TICK)
-        return last + _TICK
+            last = max((slot.kill_by for slot in self._books.in_state(KILLING)), default=-TICK)
+        return last + TICK
 
     def _killed(self, slot: Slot, gone: bool) -> None:
         """A kill ended: stop counting the KILLING slot (idempotent)."""
@@ -1259,7 +1231,7 @@ class PoolCore:
                         unqueued.append(slot)
                 elif slot.state == HELD or (slot.state == OUT and not slot.proxied):
                     candidates.append(slot)
-                elif slot.state == KILLING and now >= slot.kill_by + _TICK:
+                elif slot.state == KILLING and now >= slot.kill_by + TICK:
                     overdue.append(slot)  # its kill was interrupted, or never started
             stale: List[Any] = []
             for item in candidates:
@@ -1506,7 +1478,7 @@ class PoolCore:
         """The longest pause between rounds: a quarter of the shortest interval
         to honour (a session's wait_timeout may ask for more frequent pings)."""
         cfg = self._config
-        tick = _TICK
+        tick = TICK
         for interval in (cfg.keepalive_interval, cfg.leak_timeout or 0.0, cfg.max_idle, self._shortest_keepalive):
             if interval and interval != _INF:
                 tick = min(tick, max(interval / 4.0, 0.05))

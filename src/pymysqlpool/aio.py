@@ -51,21 +51,10 @@ from typing import Any, Awaitable, Dict, List, NoReturn, Optional, Tuple, Type, 
 
 from . import _adriver, _closing, _options, _warmup
 from ._config import build, describe, resolve
-from ._core import (
-    CHECK,
-    CLOSE,
-    DIAL,
-    KILL,
-    PING,
-    RESET,
-    SLEEP,
-    WAIT,
-    NoLock,
-    Plan,
-    PoolCore,
-)
+from ._core import NoLock, PoolCore
 from ._lifecycle import POOL_PENDING
 from ._maintenance import TaskMaintenance
+from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from ._slot import HELD, Slot
 from ._validators import count, seconds
 from ._waiting import Waiter
