@@ -15,7 +15,7 @@ in flight gives its right to dial back.
 
 # What is still twin with pool.py, and why. Shared once elsewhere: every
 # decision and the books (_core.py), close(timeout)/wait() (_closing.py),
-# the reset decision (_core._reset_plan), on_timeout (_core._borrow_plan),
+# the reset decision (_returning.reset_plan), on_timeout (_borrowing.borrow_plan),
 # the constructor's parameters (_options.py), the maintenance loop
 # (_maintenance.rounds), the warm-up rule (_warmup), the proxy base and
 # its refusal of a foreign object (connection.Borrowed).
