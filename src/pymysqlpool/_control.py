@@ -11,9 +11,9 @@ method (bound by name in its class body, so a call costs what a method's
 does) and reads the core's private state as a method does.
 
 May touch: the Books verbs ``hold_idle``, ``hold_idle_end``,
-``fail_waiters``, ``forget_all`` and ``maxsize``; the core's lifecycle
-state (``_state``, ``_life``: epoch, shed), ``_config`` (resize),
-``_maintenance`` (taken on close), and after a fork its lock, TLS
+``fail_waiters``, ``forget_all``; the books' ``maxsize`` (resize); the
+core's lifecycle state (``_state``, ``_life``: epoch, shed), ``_config``
+(resize), ``_maintenance`` (taken on close), and after a fork its lock, TLS
 contexts, generation and reclaim queue.
 """
 
