@@ -479,7 +479,7 @@ class PoolCore:
         raise NotImplementedError
 
     # -- the plans, by concern: each module's functions, bound as methods ----
-    # _borrowing.py
+    # _borrowing.py: the borrow off the one-frame path
     _borrow_plan = _borrowing.borrow_plan
     _reserve_now = _borrowing.reserve_now
     _reserve_plan = _borrowing.reserve_plan
@@ -490,7 +490,7 @@ class PoolCore:
     _reject_plan = _borrowing.reject_plan
     _suspect = _borrowing.suspect
     _flush_suspects_plan = _borrowing.flush_suspects_plan
-    # _dialing.py
+    # _dialing.py: opening connections and booking them
     _dial_plan = _dialing.dial_plan
     _book_new = _dialing.book_new
     _over_maxsize = _dialing.over_maxsize
@@ -502,12 +502,12 @@ class PoolCore:
     _pass_capacity = _dialing.pass_capacity
     _book_idle = _dialing.book_idle
     _swap_in = _dialing.swap_in
-    # _returning.py
+    # _returning.py: the slow return of a HELD slot
     _close_reason = _returning.close_reason
     _return_plan = _returning.return_plan
     _reset_plan = _returning.reset_plan
     _park = _returning.park
-    # _disposal.py
+    # _disposal.py: closing connections, killing abandoned sessions
     _close_plan = _disposal.close_plan
     _close_all_plan = _disposal.close_all_plan
     _drop = _disposal.drop
@@ -522,7 +522,7 @@ class PoolCore:
     _killed = _disposal.killed
     _unbook_locked = _disposal.unbook_locked
     _after_close = _disposal.after_close
-    # _upkeep.py
+    # _upkeep.py: the maintenance round and the checks it runs
     _maintenance_tick = _upkeep.maintenance_tick
     _round_plan = _upkeep.round_plan
     _take_idle = _upkeep.take_idle
@@ -541,7 +541,7 @@ class PoolCore:
     _refill_wanted = _upkeep.refill_wanted
     _refill_plan = _upkeep.refill_plan
     _prefill_plan = _upkeep.prefill_plan
-    # _control.py
+    # _control.py: open, close, drain, resize, fork
     _start = _control.start
     _shut = _control.shut
     _interrupt_late = _control.interrupt_late
