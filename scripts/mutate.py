@@ -5,9 +5,11 @@ Usage (through ``./dev mutate``):
     scripts/mutate.py [--files pool.py,...] [--sample N] [--seed S] [--jobs J]
                       [--timeout SECONDS] [--server] [--tests PATH,...] [--list] [--only ID,...]
 
-Each mutant is one small change to one of ``_core.py``, ``pool.py``, ``_driver.py``,
-``_waiting.py`` (a comparison flipped, ``and``/``or`` swapped, ``+=``/``-=``
-swapped, a ``not`` dropped, a constant changed, a statement deleted), written
+Each mutant is one small change to one of ``_core.py`` and its plan modules
+(``_borrowing.py``, ``_dialing.py``, ``_returning.py``, ``_disposal.py``,
+``_upkeep.py``, ``_control.py``), ``pool.py``, ``_driver.py``, ``_waiting.py``
+(a comparison flipped, ``and``/``or`` swapped, ``+=``/``-=`` swapped, a
+``not`` dropped, a constant changed, a statement deleted), written
 to a copy of the tree in a temporary directory; the fast tier (and with
 ``--server`` the server tier) runs against the copy with ``-x``. A mutant is
 *killed* when a test fails, *survived* when all pass, *timeout* when the run
@@ -36,7 +38,18 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path("src") / "pymysqlpool"
-DEFAULT_FILES = ["_core.py", "pool.py", "_driver.py", "_waiting.py"]
+DEFAULT_FILES = [
+    "_core.py",
+    "_borrowing.py",
+    "_dialing.py",
+    "_returning.py",
+    "_disposal.py",
+    "_upkeep.py",
+    "_control.py",
+    "pool.py",
+    "_driver.py",
+    "_waiting.py",
+]
 
 _FLIP = {
     ast.Lt: ast.GtE,

@@ -263,13 +263,13 @@ class WriteTrackingConnection(Connection):
     async def query(self, sql: Any, unbuffered: bool = False) -> int:
         # Connection.query reads its answer without _read_query_result.
         affected = await super().query(sql, unbuffered)
-        if self.server_status & _driver._STATE_CHANGED:
+        if self.server_status & _driver.STATE_CHANGED:
             self._wrote(getattr(self._result, "message", None))
         return affected
 
     async def _read_query_result(self, unbuffered: bool = False) -> None:
         await super()._read_query_result(unbuffered)
-        if self.server_status & _driver._STATE_CHANGED:
+        if self.server_status & _driver.STATE_CHANGED:
             self._wrote(getattr(self._result, "message", None))
 
     async def _read_ok_packet(self) -> Any:
@@ -284,7 +284,7 @@ class WriteTrackingConnection(Connection):
         ok = OKPacketWrapper(pkt)
         self.server_status = ok.server_status
         self._exchanging = False
-        if self.server_status & _driver._STATE_CHANGED:
+        if self.server_status & _driver.STATE_CHANGED:
             self._wrote(ok.message)
         return True
 
@@ -295,7 +295,7 @@ async def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float) -> Con
     flags = int(kwargs.get("client_flag", 0)) | CLIENT.SESSION_TRACK
     raw = await connect({**kwargs, "client_flag": flags}, timeout, WriteTrackingConnection)
     try:
-        await bounded(_execute(raw, _driver._TRACK_LAST_GTID), timeout)
+        await bounded(_execute(raw, _driver.TRACK_LAST_GTID), timeout)
     except pymysql.err.MySQLError:
         await close(raw, timeout)
         return await connect(kwargs, timeout)
@@ -633,7 +633,7 @@ async def _reset_session(raw: Any, autocommit: bool) -> None:
     await raw._send_autocommit_mode()
     if isinstance(raw, WriteTrackingConnection):
         # The reset restored the server's default session tracking: ask for last_gtid again.
-        await _execute(raw, _driver._TRACK_LAST_GTID)
+        await _execute(raw, _driver.TRACK_LAST_GTID)
         raw.wrote = False
 
 

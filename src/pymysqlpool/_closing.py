@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional
 
-from ._core import WAIT, Plan
+from ._plans import WAIT, Plan
 
 __all__ = ["close_plan", "wait_plan"]
 

@@ -64,7 +64,7 @@ class PoolConfig:
     check: Optional[Callable[[Any], Any]]
     connection_factory: Optional[Callable[..., Any]]
     connect_kwargs: Dict[str, Any] = field(repr=False)
-    kill_on_abandon: bool = True  # KILL a session abandoned mid-statement (see _core._abandoned)
+    kill_on_abandon: bool = True  # KILL a session abandoned mid-statement (see _disposal.abandoned)
 
     @property
     def io_timeout(self) -> float:

@@ -25,7 +25,7 @@ from pymysql.constants import CLIENT, COMMAND, CR, ER, SERVER_STATUS
 from ._tls import TlsContexts
 from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
 
-__all__ = ["Connection"]
+__all__ = ["STATE_CHANGED", "TRACK_LAST_GTID", "Connection"]
 
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
@@ -277,7 +277,7 @@ def connect(
     return raw
 
 
-_STATE_CHANGED = 0x4000  # SERVER_SESSION_STATE_CHANGED (not in PyMySQL's constants)
+STATE_CHANGED = 0x4000  # SERVER_SESSION_STATE_CHANGED (not in PyMySQL's constants)
 
 
 class WriteTrackingConnection(Connection):
@@ -300,19 +300,19 @@ class WriteTrackingConnection(Connection):
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         # Connection.query reads its answer without _read_query_result.
         affected = super().query(sql, unbuffered)
-        if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
+        if self.server_status & STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
             self._wrote(getattr(self._result, "message", None))  # type: ignore[attr-defined]
         return affected
 
     def _read_query_result(self, unbuffered: bool = False) -> Any:
         affected = super()._read_query_result(unbuffered)
-        if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
+        if self.server_status & STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
             self._wrote(getattr(self._result, "message", None))  # type: ignore[attr-defined]
         return affected
 
     def _read_ok_packet(self) -> Any:
         ok = super()._read_ok_packet()
-        if self.server_status & _STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
+        if self.server_status & STATE_CHANGED:  # type: ignore[attr-defined]  # not in the stubs
             self._wrote(getattr(ok, "message", None))
         return ok
 
@@ -363,7 +363,7 @@ def last_gtid(message: bytes) -> Optional[str]:
     return None
 
 
-_TRACK_LAST_GTID = (
+TRACK_LAST_GTID = (
     "SET SESSION session_track_system_variables='last_gtid', session_track_schema=OFF,"
     " session_track_state_change=OFF, session_track_transaction_info=OFF"
 )
@@ -379,7 +379,7 @@ def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float, tls: Optiona
     raw = connect({**kwargs, "client_flag": flags}, timeout, tls, cls=WriteTrackingConnection)
     try:
         with _bounded(raw, timeout), raw.cursor(pymysql.cursors.Cursor) as cur:
-            cur.execute(_TRACK_LAST_GTID)
+            cur.execute(TRACK_LAST_GTID)
     except pymysql.err.MySQLError:
         close(raw)
         return connect(kwargs, timeout, tls)
@@ -629,7 +629,7 @@ def _reset_session(raw: Any, autocommit: bool) -> None:
         # The reset restored the server's default session tracking: ask for last_gtid again,
         # and forget what the statements above flagged (charset, autocommit are tracked by default).
         with raw.cursor(pymysql.cursors.Cursor) as cur:
-            cur.execute(_TRACK_LAST_GTID)
+            cur.execute(TRACK_LAST_GTID)
         raw.wrote = False
 
 

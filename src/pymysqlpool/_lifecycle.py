@@ -14,7 +14,7 @@ __all__ = ["POOL_CLOSED", "POOL_NEW", "POOL_OPEN", "POOL_PENDING", "Lifecycle", 
 
 
 class PoolState:
-    """Where a pool is in its life (``PoolCore._state``); values of their own (see ``_core.Op``).
+    """Where a pool is in its life (``PoolCore._state``); values of their own (see ``_plans.Op``).
 
     ::
 
@@ -32,7 +32,7 @@ class PoolState:
     CLOSED = 33  # close() was called
 
 
-# Module constants, read as globals (see _core.Op).
+# Module constants, read as globals (see _plans.Op).
 POOL_NEW, POOL_PENDING, POOL_OPEN, POOL_CLOSED = PoolState.NEW, PoolState.PENDING, PoolState.OPEN, PoolState.CLOSED
 
 

@@ -9,7 +9,7 @@ class SlotState:
     """Where a slot is. Every change of state happens under the pool lock,
     by the books (:class:`~pymysqlpool._books.Books`), together with the
     counts it implies, so an interrupted operation can always tell what it
-    still owns. Values of their own: see ``_core.Op``."""
+    still owns. Values of their own: see ``_plans.Op``."""
 
     NEW = 20  # opened, not yet counted by the pool
     IDLE = 21  # in the idle deque
@@ -22,7 +22,7 @@ class SlotState:
     KILLING = 25
 
 
-# Module constants, read as globals on the hot paths (see _core.Op).
+# Module constants, read as globals on the hot paths (see _plans.Op).
 NEW, IDLE, OUT, HELD, GONE, KILLING = (
     SlotState.NEW,
     SlotState.IDLE,

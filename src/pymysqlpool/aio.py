@@ -15,7 +15,7 @@ in flight gives its right to dial back.
 
 # What is still twin with pool.py, and why. Shared once elsewhere: every
 # decision and the books (_core.py), close(timeout)/wait() (_closing.py),
-# the reset decision (_core._reset_plan), on_timeout (_core._borrow_plan),
+# the reset decision (_returning.reset_plan), on_timeout (_borrowing.borrow_plan),
 # the constructor's parameters (_options.py), the maintenance loop
 # (_maintenance.rounds), the warm-up rule (_warmup), the proxy base and
 # its refusal of a foreign object (connection.Borrowed).
@@ -51,21 +51,10 @@ from typing import Any, Awaitable, Dict, List, NoReturn, Optional, Tuple, Type, 
 
 from . import _adriver, _closing, _options, _warmup
 from ._config import build, describe, resolve
-from ._core import (
-    CHECK,
-    CLOSE,
-    DIAL,
-    KILL,
-    PING,
-    RESET,
-    SLEEP,
-    WAIT,
-    NoLock,
-    Plan,
-    PoolCore,
-)
+from ._core import NoLock, PoolCore
 from ._lifecycle import POOL_PENDING
 from ._maintenance import TaskMaintenance
+from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from ._slot import HELD, Slot
 from ._validators import count, seconds
 from ._waiting import Waiter

@@ -20,20 +20,10 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Type, cast
 
 from . import _closing, _driver, _forking, _options, _urls, _warmup
 from ._config import build, describe, resolve
-from ._core import (
-    CHECK,
-    CLOSE,
-    DIAL,
-    KILL,
-    PING,
-    RESET,
-    SLEEP,
-    WAIT,
-    Plan,
-    PoolCore,
-)
+from ._core import PoolCore
 from ._driving import Driver
 from ._maintenance import Maintenance
+from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from ._slot import Slot
 from ._validators import count, seconds
 from ._waiting import ThreadWaiter

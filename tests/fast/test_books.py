@@ -368,15 +368,15 @@ def test_surplus_allows_resize_extras() -> None:
 
 
 def test_constant_groups_do_not_share_values() -> None:
-    import pymysqlpool._core as core
+    import pymysqlpool._plans as plans
     import pymysqlpool._slot as slot_module
 
     groups = {}
-    for namespace in (core.Op, core.Verdict, slot_module.SlotState):
+    for namespace in (plans.Op, plans.Verdict, slot_module.SlotState):
         names = {k: v for k, v in vars(namespace).items() if k.isupper()}
         groups[namespace.__name__] = names
         for name, value in names.items():  # the module constant is the class's
-            module = slot_module if namespace is slot_module.SlotState else core
+            module = slot_module if namespace is slot_module.SlotState else plans
             assert getattr(module, name) == value, name
         assert len(set(names.values())) == len(names), namespace.__name__
     values = [v for names in groups.values() for v in names.values()]
@@ -385,11 +385,11 @@ def test_constant_groups_do_not_share_values() -> None:
 
 
 def test_pool_states_are_a_group_of_their_own() -> None:
-    import pymysqlpool._core as core
     import pymysqlpool._lifecycle as lifecycle
+    import pymysqlpool._plans as plans
     import pymysqlpool._slot as slot_module
 
-    others = {v for ns in (core.Op, core.Verdict, slot_module.SlotState) for k, v in vars(ns).items() if k.isupper()}
+    others = {v for ns in (plans.Op, plans.Verdict, slot_module.SlotState) for k, v in vars(ns).items() if k.isupper()}
     states = {k: v for k, v in vars(lifecycle.PoolState).items() if k.isupper()}
     assert set(states) == {"NEW", "PENDING", "OPEN", "CLOSED"}
     assert len(set(states.values())) == 4 and not others & set(states.values())

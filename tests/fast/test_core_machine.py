@@ -37,21 +37,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-import pymysqlpool._core as core_module
+import pymysqlpool._plans as plans
 from pymysqlpool._config import KILL_WATCH, build
-from pymysqlpool._core import (
-    CHECK,
-    CLOSE,
-    DIAL,
-    KILL,
-    PING,
-    RESET,
-    SLEEP,
-    WAIT,
-    NoLock,
-    Plan,
-    PoolCore,
-)
+from pymysqlpool._core import NoLock, PoolCore
+from pymysqlpool._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from pymysqlpool._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from pymysqlpool._waiting import DialToken, Waiter
 from pymysqlpool.connection import PROXY_TYPES
@@ -502,7 +491,7 @@ class Shell:
             assert math.isfinite(b)
         elif op == SLEEP:
             assert run.kind in ("borrow", "kill")
-            assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else core_module._BACKOFF_CAP), (run.kind, request)
+            assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else plans.BACKOFF_CAP), (run.kind, request)
         elif op == KILL:
             assert run.kind == "kill" and 0 < b <= KILL_BOUND + 1e-6, request
             session, age = a
@@ -628,7 +617,7 @@ class Shell:
         if not killing:
             return
         failures = core._stats.kill_failures
-        self.clock.now = max(self.clock.now, max(slot.kill_by for slot in killing) + core_module._TICK)
+        self.clock.now = max(self.clock.now, max(slot.kill_by for slot in killing) + plans.TICK)
         self.run_plan("reconcile", core._reconcile_plan(2 * IO_TIMEOUT + 1.0, {}))
         assert all(slot.state == GONE for slot in killing) and core._killing == 0
         assert core._stats.kill_failures == failures + len(killing)
@@ -1412,7 +1401,7 @@ def test_a_failed_kill_frees_the_slot_at_its_bound(clock: Clock, answer: str) ->
         shell.answer(kill, "ok")
     elif answer == "unreachable":
         shell.answer(kill, "fail")
-        assert kill.request == (SLEEP, core_module._BACKOFF_FIRST, None)
+        assert kill.request == (SLEEP, plans.BACKOFF_FIRST, None)
         shell.answer(kill, "ok")
         assert kill.request[0] == KILL and slot.state == KILLING  # tried again
         shell.answer(kill, "fail", flavor=1)  # black-holed this time: the rest of the bound spent
@@ -1420,7 +1409,7 @@ def test_a_failed_kill_frees_the_slot_at_its_bound(clock: Clock, answer: str) ->
     else:
         shell.answer(kill, "ok", flavor=2)  # the session was still listed when its time ran out
     assert kill not in shell.plans and slot.state == GONE
-    assert clock.now >= started + IO_TIMEOUT - core_module._MIN_ATTEMPT
+    assert clock.now >= started + IO_TIMEOUT - plans.MIN_ATTEMPT
     assert core._stats.kills == 0 and core._stats.kill_failures == 1
     shell.check_books()
     assert len(borrowed(shell, 1)) == 1  # its room was given back
@@ -1472,7 +1461,7 @@ def test_an_interrupted_kill_is_freed_once_after_its_bound(clock: Clock, where: 
     grace = 2 * IO_TIMEOUT + 1.0
     shell.run_plan("reconcile", core._reconcile_plan(grace, seen))
     assert slot.state == KILLING, "freed before its bound"
-    clock.now = slot.kill_by + core_module._TICK
+    clock.now = slot.kill_by + plans.TICK
     shell.run_plan("reconcile", core._reconcile_plan(grace, seen))
     assert slot.state == GONE and core._killing == 0 and core._held == 0
     shell.run_plan("reconcile", core._reconcile_plan(grace, seen))
