@@ -470,7 +470,7 @@ class PoolCore:
                     grant, queued = yield from self._reserve_plan(deadline, queued)
                 if isinstance(grant, DialToken):
                     try:
-                        fresh = yield from self._dial_plan(budget)
+                        fresh = yield from self._dial_plan(budget, grant)
                     except Exception as exc:
                         self._dial_failed(grant, exc, deadline)  # raises unless worth retrying
                         grant = None
@@ -684,11 +684,12 @@ class PoolCore:
 
     # -- dialing ------------------------------------------------------------
 
-    def _dial_plan(self, budget: Optional[float] = None) -> Plan:
+    def _dial_plan(self, budget: Optional[float] = None, token: Optional[DialToken] = None) -> Plan:
         """Open one connection; returns its slot NEW (not booked, nor yet
         counted in ``connections_made``): the caller books it (_book_dialed,
         _book_idle, _swap_in) or closes it, and either counts it. Raises the
-        driver's error."""
+        driver's error. ``token``: the right to dial it uses, which the
+        caller gives back if this raises (see _keep_unfinished)."""
         started = self._clock()
         epoch = self._life.epoch
         try:
@@ -700,8 +701,24 @@ class PoolCore:
                 self._stats.connect_ms += (self._clock() - started) * 1000.0
             if isinstance(exc, Exception):
                 self._connect_failed(exc, started)
+            elif token is not None:
+                self._keep_unfinished(exc, token)
             raise
         return self._book_new(raw, keepalive, started, epoch)
+
+    def _keep_unfinished(self, exc: BaseException, token: DialToken) -> None:
+        """An interrupt cut a dial after the server made its session: its
+        set-up (init_command, configure) may still be running there, and a
+        closed socket does not stop it. Its slot rides on ``token``, to be
+        killed in the token's place when that is given back (_unreserve), so
+        the dial that follows never makes the server hold one session too many."""
+        raw = self._drv.unfinished(exc)
+        if raw is None or not self._config.kill_on_abandon:
+            return
+        slot = Slot(raw, self._clock(), _INF, self._generation, 0.0)  # its age: no more than the session's
+        slot.session = self._drv.session_id(raw)
+        if slot.session:
+            token.unfinished = slot
 
     def _book_new(self, raw: Any, keepalive: float, started: float, epoch: int) -> Slot:
         """The slot of a connection just opened, with its jittered lifetime."""
@@ -801,7 +818,13 @@ class PoolCore:
                 self._stats.borrows -= 1
             if outcome is not None:
                 setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
-            self._pass_capacity()
+            unfinished = token.unfinished
+            if unfinished is None:
+                self._pass_capacity()
+                return
+            # A dial cut in its set-up: its place stays counted until the kill ends.
+            self._books.book_killing(unfinished, "closed_broken", self._clock() + self._config.kill_bound)
+        self._start_kill(unfinished)
 
     def _pass_capacity(self) -> bool:
         """A slot became free: the oldest waiter may dial, unless it is backing
@@ -1625,7 +1648,7 @@ class PoolCore:
                 self._replacements -= 1  # one dial answers one retirement
             token = books.new_token()
         try:
-            slot = yield from self._dial_plan()
+            slot = yield from self._dial_plan(token=token)
         except BaseException:
             self._unreserve(token, None, served=False)
             raise
