@@ -53,10 +53,12 @@ from ._driver import (
     left_running,
     mid_answer,
     needs_reset,
+    note_unfinished,
     restarted_since,
     results_pending,
     session_id,
     too_many_sessions,
+    unfinished,
     watch_wrong_node,
 )
 
@@ -64,6 +66,7 @@ __all__ = [
     "Connection",
     "abandon",
     "connect",
+    "drop_unfinished",
     "force_close",
     "interrupt",
     "is_broken",
@@ -78,6 +81,7 @@ __all__ = [
     "results_pending",
     "session_id",
     "too_many_sessions",
+    "unfinished",
     "watch_wrong_node",
 ]
 
@@ -101,6 +105,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
 
     _exchanging = False
     _hung_up = False  # the server ended the connection (see _driver.note_lost)
+    _logged_in = False  # the server made the session ours (see _driver.note_unfinished)
     wrong_node_hook: Optional[Callable[[], Any]] = None
     _collation: Optional[str] = None
     sql_mode: Optional[str]
@@ -136,6 +141,10 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
         # or one whose event loop is closed ("Exception ignored" noise).
         if getattr(self, "_writer", None) is not None:
             force_close(self)
+
+    async def _request_authentication(self) -> None:
+        await super()._request_authentication()
+        self._logged_in = True
 
     @property
     def _sock(self) -> Any:
@@ -299,8 +308,8 @@ async def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float) -> Con
     except pymysql.err.MySQLError:
         await close(raw, timeout)
         return await connect(kwargs, timeout)
-    except BaseException:
-        force_close(raw)
+    except BaseException as exc:
+        drop_unfinished(raw, exc)
         raise
     raw.wrote = False  # the handshake's own settings were flagged as changes
     return raw
@@ -534,11 +543,19 @@ async def connect(kwargs: Dict[str, Any], timeout: float, cls: Type[Connection] 
     except asyncio.TimeoutError as exc:
         force_close(raw)
         raise connect_timed_out(raw, "handshake", timeout) from exc
-    except BaseException:
-        force_close(raw)
+    except BaseException as exc:
+        drop_unfinished(raw, exc)
         raise
     raw._read_timeout = read_timeout
     return raw
+
+
+def drop_unfinished(raw: Any, exc: BaseException) -> None:
+    """A connect that ``exc`` cut: drop the connection; if an interrupt cut
+    it after the server logged the session in, leave it on ``exc`` for the
+    pool to kill (``_driver.note_unfinished``)."""
+    force_close(raw)
+    note_unfinished(raw, exc)
 
 
 def connect_timed_out(raw: Any, step: str, timeout: float) -> pymysql.err.OperationalError:

@@ -24,6 +24,7 @@ How a slot moves, and the verb that moves it::
     OUT       --unlend-->           HELD       (granted, never lent: the borrow is uncounted)
     HELD      --park-->             IDLE, or OUT to the oldest waiter
     HELD      --await_kill-->       KILLING    (closed; its session still to be killed)
+    NEW       --book_killing-->     KILLING    (a dial cut in its set-up, in its token's place)
     any       --unbook-->           GONE       (a KILLING slot only once its kill ended)
 
 The core's two hot paths write acts out for speed (no call, plain stores):
@@ -276,6 +277,16 @@ class Books:
         slot.state = KILLING
         self.killing += 1
         self.stats.closes[reason] += 1
+
+    def book_killing(self, slot: Slot, reason: str, kill_by: float) -> None:
+        """NEW -> KILLING: a connection whose dial an interrupt cut after the
+        server made its session (its set-up may still run there), counted in
+        the place of the right to dial its caller just spent, until the kill ends."""
+        self._count_opened(None)
+        slot.state = HELD
+        self.held += 1
+        self.slots.add(slot)
+        self.await_kill(slot, reason, kill_by)
 
     def unbook(self, slot: Slot, reason: str, killed: bool = False) -> bool:
         """-> GONE: stop counting a slot whose connection is closed, under the

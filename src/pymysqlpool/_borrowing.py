@@ -91,7 +91,7 @@ def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float],
                 grant, queued = yield from self._reserve_plan(deadline, queued)
             if isinstance(grant, DialToken):
                 try:
-                    fresh = yield from self._dial_plan(budget)
+                    fresh = yield from self._dial_plan(budget, grant)
                 except Exception as exc:
                     self._dial_failed(grant, exc, deadline)  # raises unless worth retrying
                     grant = None

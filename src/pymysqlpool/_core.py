@@ -492,6 +492,7 @@ class PoolCore:
     _flush_suspects_plan = _borrowing.flush_suspects_plan
     # _dialing.py: opening connections and booking them
     _dial_plan = _dialing.dial_plan
+    _keep_unfinished = _dialing.keep_unfinished
     _book_new = _dialing.book_new
     _over_maxsize = _dialing.over_maxsize
     _watch = _dialing.watch

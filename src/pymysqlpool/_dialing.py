@@ -13,7 +13,8 @@ method (bound by name in its class body, so a call costs what a method's
 does) and reads the core's private state as a method does.
 
 May touch: the Books verbs ``book_lent``, ``book_idle``, ``swap``,
-``spend``, ``serve_waiter_with_room`` and the counts; the core's
+``spend``, ``serve_waiter_with_room``, ``book_killing`` (a dial cut in
+its set-up, killed in its right's place) and the counts; the core's
 lifecycle record (``_life``: epoch, shed, ever connected, last error),
 ``_shortest_keepalive``, the connect counters.
 """
@@ -44,6 +45,7 @@ __all__ = [
     "connect_failed",
     "dial_failed",
     "dial_plan",
+    "keep_unfinished",
     "over_maxsize",
     "pass_capacity",
     "swap_in",
@@ -55,11 +57,12 @@ _INF = float("inf")
 _LIFETIME_JITTER = 0.05  # retire up to 5 % early so a batch does not expire at once
 
 
-def dial_plan(self: PoolCore, budget: Optional[float] = None) -> Plan:
+def dial_plan(self: PoolCore, budget: Optional[float] = None, token: Optional[DialToken] = None) -> Plan:
     """Open one connection; returns its slot NEW (not booked, nor yet
     counted in ``connections_made``): the caller books it (_book_dialed,
     _book_idle, _swap_in) or closes it, and either counts it. Raises the
-    driver's error."""
+    driver's error. ``token``: the right to dial it uses, which the
+    caller gives back if this raises (see _keep_unfinished)."""
     started = self._clock()
     epoch = self._life.epoch
     try:
@@ -71,8 +74,25 @@ def dial_plan(self: PoolCore, budget: Optional[float] = None) -> Plan:
             self._stats.connect_ms += (self._clock() - started) * 1000.0
         if isinstance(exc, Exception):
             self._connect_failed(exc, started)
+        elif token is not None:
+            self._keep_unfinished(exc, token)
         raise
     return self._book_new(raw, keepalive, started, epoch)
+
+
+def keep_unfinished(self: PoolCore, exc: BaseException, token: DialToken) -> None:
+    """An interrupt cut a dial after the server made its session: its
+    set-up (init_command, configure) may still be running there, and a
+    closed socket does not stop it. Its slot rides on ``token``, to be
+    killed in the token's place when that is given back (_unreserve), so
+    the dial that follows never makes the server hold one session too many."""
+    raw = self._drv.unfinished(exc)
+    if raw is None or not self._config.kill_on_abandon:
+        return
+    slot = Slot(raw, self._clock(), _INF, self._generation, 0.0)  # its age: no more than the session's
+    slot.session = self._drv.session_id(raw)
+    if slot.session:
+        token.unfinished = slot
 
 
 def book_new(self: PoolCore, raw: Any, keepalive: float, started: float, epoch: int) -> Slot:
@@ -177,7 +197,13 @@ def unreserve(self: PoolCore, token: DialToken, outcome: Optional[str], served: 
             self._stats.borrows -= 1
         if outcome is not None:
             setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
-        self._pass_capacity()
+        unfinished = token.unfinished
+        if unfinished is None:
+            self._pass_capacity()
+            return
+        # A dial cut in its set-up: its place stays counted until the kill ends.
+        self._books.book_killing(unfinished, "closed_broken", self._clock() + self._config.kill_bound)
+    self._start_kill(unfinished)
 
 
 def pass_capacity(self: PoolCore) -> bool:

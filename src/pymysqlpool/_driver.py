@@ -71,6 +71,7 @@ class Connection(pymysql.connections.Connection):
 
     _exchanging = False
     _hung_up = False  # the server ended the connection (see note_lost)
+    _logged_in = False  # the server made the session ours (see note_unfinished)
     # Called (no argument) the first time this connection sees a wrong-node
     # error; the pool sets it to doom the connection's slot.
     wrong_node_hook: Optional[Callable[[], Any]] = None
@@ -88,6 +89,10 @@ class Connection(pymysql.connections.Connection):
 
     def cursor(self, cursor: Optional[Type[Any]] = None) -> Any:
         return cursor_class(self.cursorclass if cursor is None else cursor)(self)
+
+    def _request_authentication(self) -> None:
+        super()._request_authentication()  # type: ignore[misc]
+        self._logged_in = True
 
     def _execute_command(self, command: int, sql: Any) -> None:
         result = self._result  # type: ignore[attr-defined]  # not in the stubs
@@ -190,6 +195,24 @@ def note_lost(raw: Any, exc: BaseException) -> None:
         raw._hung_up = True
 
 
+_UNFINISHED = "_pymysqlpool_unfinished"
+
+
+def note_unfinished(raw: Any, exc: BaseException) -> None:
+    """An interrupt (KeyboardInterrupt, a cancelled task: not a connect error)
+    cut ``raw``'s connect after the server logged the session in: its set-up
+    (init_command, configure) may still be running there, like an abandoned
+    statement. The connection, closed by the caller, rides on ``exc`` for the
+    pool to kill (see ``unfinished``)."""
+    if not isinstance(exc, Exception) and getattr(raw, "_logged_in", False):
+        exc.__dict__.setdefault(_UNFINISHED, raw)  # the innermost connect's, should several see it
+
+
+def unfinished(exc: BaseException) -> Any:
+    """The connection ``note_unfinished`` left on ``exc`` (taken once), or None."""
+    return exc.__dict__.pop(_UNFINISHED, None)
+
+
 def left_running(raw: Any) -> bool:
     """The borrower left ``raw`` in the middle of an answer and the server
     did not hang up: its statement may still be running there."""
@@ -272,7 +295,11 @@ def connect(
     if timeout is not None:
         raw.connect_timeout = min(raw.connect_timeout or timeout, max(timeout, 0.001))
     with _bounded(raw, timeout):
-        raw.connect()
+        try:
+            raw.connect()  # PyMySQL closes the socket of a connect that raised
+        except BaseException as exc:
+            note_unfinished(raw, exc)
+            raise
     raw.connect_timeout = kwargs.get("connect_timeout", 10)
     return raw
 
@@ -383,8 +410,9 @@ def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float, tls: Optiona
     except pymysql.err.MySQLError:
         close(raw)
         return connect(kwargs, timeout, tls)
-    except BaseException:
+    except BaseException as exc:
         close(raw)
+        note_unfinished(raw, exc)
         raise
     # The handshake's own settings (autocommit, charset) were flagged as changes.
     raw.wrote = False  # type: ignore[attr-defined]  # connect() is typed for the base class

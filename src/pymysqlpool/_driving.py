@@ -87,3 +87,8 @@ class Driver(Protocol):
     def too_many_sessions(self, exc: BaseException, /) -> bool:
         """The server refused a connection for too many sessions (1040, 1226)."""
         ...
+
+    def unfinished(self, exc: BaseException, /) -> Any:
+        """The connection an interrupt ``exc`` cut in its connect once the server
+        had made its session (closed, to be killed), taken once; None if none."""
+        ...

@@ -375,7 +375,7 @@ def refill_plan(self: PoolCore) -> Plan:
             self._replacements -= 1  # one dial answers one retirement
         token = books.new_token()
     try:
-        slot = yield from self._dial_plan()
+        slot = yield from self._dial_plan(token=token)
     except BaseException:
         self._unreserve(token, None, served=False)
         raise

@@ -21,13 +21,16 @@ class DialToken:
     """A right to dial: one slot of ``maxsize`` reserved for a connection
     being opened. ``live`` until it is used or given back, so giving it back
     twice (an interrupted borrow's clean-up) is harmless. ``since`` (when it
-    was given out) lets the maintenance tell one an interrupt orphaned."""
+    was given out) lets the maintenance tell one an interrupt orphaned.
+    ``unfinished``: the slot of a dial an interrupt cut after the server made
+    its session, to be killed in the token's place when it is given back."""
 
-    __slots__ = ("live", "since")
+    __slots__ = ("live", "since", "unfinished")
 
     def __init__(self, since: float) -> None:
         self.live = True
         self.since = since
+        self.unfinished: Optional[Slot] = None
 
 
 Grant = Union[Slot, DialToken]

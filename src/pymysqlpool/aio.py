@@ -268,8 +268,8 @@ class AsyncConnectionPool(PoolCore):
         except asyncio.TimeoutError as exc:
             _adriver.force_close(raw)
             raise _adriver.connect_timed_out(raw, "set-up", limit) from exc
-        except BaseException:
-            _adriver.force_close(raw)
+        except BaseException as exc:
+            _adriver.drop_unfinished(raw, exc)
             raise
         return raw, keepalive
 

@@ -172,9 +172,10 @@ class ConnectionPool(PoolCore):
                 server_idle = _driver.session_wait_timeout(raw, end - _monotonic())
                 if server_idle:
                     keepalive = min(keepalive, server_idle / 2.0)
-        except BaseException:
+        except BaseException as exc:
             if raw is not None:
                 _driver.close(raw)
+                _driver.note_unfinished(raw, exc)
             raise
         return raw, keepalive
 

@@ -179,6 +179,10 @@ class FakeDriver:
     def too_many_sessions(exc: BaseException) -> bool:
         return False  # the fallback to an idle connection is tested on a real server
 
+    @staticmethod
+    def unfinished(exc: BaseException) -> Optional[FakeRaw]:
+        return exc.__dict__.pop("unfinished", None)  # type: ignore[no-any-return]
+
 
 class RecordingWaiter(Waiter):
     """A waiter whose wake() only records that it was called."""
@@ -214,6 +218,7 @@ class CoreUnderTest(PoolCore):
         super().__init__(*args, **kwargs)
         self._books.slots = OrderedSlots()  # type: ignore[assignment]
         self.made: List[Slot] = []  # every slot ever opened, to follow NEW ones in flight
+        self.unfinished: List[Slot] = []  # dials cut after the server made their session, then booked
         # The shell's background start of a kill plan (None: cannot start one).
         self.spawner: Optional[Callable[[Plan], bool]] = None
 
@@ -237,6 +242,13 @@ class CoreUnderTest(PoolCore):
         raw.slot = slot
         self.made.append(slot)
         return slot
+
+    def _start_kill(self, slot: Slot) -> None:
+        if slot.raw.slot is None:  # a dial cut in its set-up, booked KILLING in its token's place
+            slot.raw.slot = slot
+            self.made.append(slot)
+            self.unfinished.append(slot)
+        super()._start_kill(slot)
 
 
 class Proxy:
@@ -524,7 +536,12 @@ class Shell:
         if outcome == "interrupt":
             if run.kind == "kill":  # left KILLING: the reconcile frees it after its bound
                 self.unkilled |= run.held()[0]
-            self.step(run, lambda: gen.throw(KeyboardInterrupt()), interrupted=True)
+            interrupt = KeyboardInterrupt()
+            if op == DIAL and flavor % 2:  # cut in its set-up: the server made the session, the shell closed it
+                cut = FakeRaw()
+                cut.closed = True
+                interrupt.unfinished = cut  # type: ignore[attr-defined]  # what _driver.note_unfinished leaves
+            self.step(run, lambda: gen.throw(interrupt), interrupted=True)
             return
         reply: Any = None
         error: Optional[BaseException] = None
@@ -714,7 +731,7 @@ class Shell:
             assert slot.raw.closed == closed, f"state {slot.state} but closed={slot.raw.closed}"
             if slot.raw.condemned:
                 assert slot.state in (HELD, GONE, KILLING), "a connection that failed a check or reset is kept"
-        assert len(core.made) == len(self.raws)
+        assert len(core.made) == len(self.raws) + len(core.unfinished)
 
         if not self.plans and not self.zombies:
             assert core._held == counts[KILLING] and core._connecting == 0 and not in_flight and not waiters
@@ -1380,6 +1397,39 @@ def test_an_abandoned_session_keeps_its_slot_until_the_kill_ends(clock: Clock, b
     stats = core._stats
     assert stats.kills == 1 and stats.kill_failures == 0
     assert stats.closes["closed_broken" if broken else "closed_unread"] == 1
+    shell.finish_all()
+    assert len(shell.lent) == 1
+    shell.check_books()
+
+
+@pytest.mark.parametrize("kind", ["borrow", "refill"])
+def test_a_dial_cut_in_its_set_up_is_killed_in_its_place(clock: Clock, kind: str) -> None:
+    """An interrupt cuts a dial after the server made its session (the shell
+    leaves the closed connection on the interrupt: its set-up may still run
+    there). Its place becomes a KILLING slot instead of being given back, so
+    a borrower waits rather than dialing beside it; once the KILL proved the
+    session gone, the waiter gets the right to dial. (A dial cut before the
+    server made a session gives its place back at once: see
+    test_interrupt_at_each_request_leaves_books_exact.)"""
+    shell = Shell(make_core(clock, 1, timeout=30.0, pre_create_num=int(kind == "refill")), clock)
+    core = shell.core
+    dial = shell.borrow() if kind == "borrow" else shell.start("refill", core._refill_plan())
+    assert dial is not None and dial.request[0] == DIAL and core._connecting == 1
+    shell.answer(dial, "interrupt", 1)
+    assert shell.results[-1] == (kind, KeyboardInterrupt)
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    (slot,) = core.unfinished
+    assert slot.state == KILLING and slot.raw.closed and kill.request == (KILL, (slot.raw.session, 0.0), KILL_BOUND)
+    assert (core._open, core._killing, core._connecting) == (1, 1, 0)
+    assert core._stats.borrows == 0  # the cut borrow is not counted as served
+    waiting = shell.borrow()
+    assert waiting is not None and waiting.request[0] == WAIT, "dialed beside a session still running"
+    shell.check_books()
+    shell.answer(kill, "ok")  # KILL acknowledged, the session gone
+    assert slot.state == GONE and (core._open, core._killing) == (0, 0)
+    assert isinstance(waiting.request[1].grant, DialToken)
+    stats = core._stats
+    assert (stats.kills, stats.kill_failures, stats.connections_made, stats.closes["closed_broken"]) == (1, 0, 1, 1)
     shell.finish_all()
     assert len(shell.lent) == 1
     shell.check_books()
