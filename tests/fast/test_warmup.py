@@ -135,3 +135,127 @@ def test_refill_after_a_mass_failure_is_concurrent_bounded_and_exact(
     assert 2 <= slow.peak <= _warmup.MAX_AT_ONCE
     assert overshoot == []
     assert server.open_count == 12
+
+
+# -- _warmup.run's own rules, step by step -----------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+class Interrupt(BaseException):
+    """Stands for KeyboardInterrupt without upsetting pytest."""
+
+
+def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
+    """Every threading.Event made from now on (run's ``stop`` among them)."""
+    made: list[threading.Event] = []
+
+    class Recorded(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(threading, "Event", Recorded)
+    return made
+
+
+def _helpers(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-")]
+
+
+def test_run_starts_no_thread_when_the_first_step_finds_nothing_to_do() -> None:
+    callers: list[str] = []
+
+    def step() -> bool:
+        callers.append(threading.current_thread().name)
+        return False
+
+    _warmup.run(step, 8, "unit-warmup-idle")
+    assert callers == [threading.current_thread().name]
+
+
+def test_run_steps_on_exactly_workers_threads_the_helpers_daemons() -> None:
+    """Four workers: the caller and three daemon helpers (a helper stuck in a
+    connect must not keep the interpreter from exiting), all at once."""
+    together = threading.Barrier(4, timeout=10)  # broken (raised) if fewer than four arrive
+    lock = threading.Lock()
+    seen: dict[str, bool] = {}
+    first = [True]
+
+    def step() -> bool:
+        me = threading.current_thread()
+        with lock:
+            if first[0]:
+                first[0] = False
+                return True  # the first step runs alone
+            if me.name in seen:
+                return False
+            seen[me.name] = me.daemon
+        together.wait()
+        return True
+
+    _warmup.run(step, 4, "unit-warmup-four")
+    caller = threading.current_thread().name
+    assert len(seen) == 4 and caller in seen
+    assert all(daemon for name, daemon in seen.items() if name != caller)
+    assert wait_until(lambda: not _helpers("unit-warmup-four"))
+
+
+def test_an_error_on_a_helper_stops_the_caller_and_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = _record_events(monkeypatch)
+    caller = threading.current_thread()
+    calls = {"caller": 0}
+    caller_in_step = threading.Event()
+
+    def step() -> bool:
+        if threading.current_thread() is not caller:
+            assert caller_in_step.wait(10)
+            raise Boom("the helper's connect failed")
+        calls["caller"] += 1
+        if calls["caller"] == 1:
+            events.clear()  # run's stop is the next Event made
+            return True
+        if calls["caller"] == 2:
+            caller_in_step.set()
+            assert events[0].wait(10), "the helper's error did not stop the others"
+            return True
+        return False  # a step started after the error
+
+    with pytest.raises(Boom):
+        _warmup.run(step, 2, "unit-warmup-helper-fails")
+    assert calls["caller"] == 2
+
+
+@pytest.mark.parametrize("error", [Boom, Interrupt])
+def test_an_error_on_the_caller_stops_the_helpers_and_is_raised(
+    monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    """An Exception is raised once the helpers stopped; an interrupt at once,
+    the helpers stopping after the step they are in."""
+    events = _record_events(monkeypatch)
+    caller = threading.current_thread()
+    calls = {"caller": 0, "helper": 0}
+    helper_in_step = threading.Event()
+
+    def step() -> bool:
+        if threading.current_thread() is caller:
+            calls["caller"] += 1
+            if calls["caller"] == 1:
+                events.clear()
+                return True
+            assert helper_in_step.wait(10)
+            raise error("the caller's connect failed")
+        calls["helper"] += 1
+        if calls["helper"] == 1:
+            helper_in_step.set()
+            assert events[0].wait(10), "the caller's error did not stop the helper"
+            return True
+        return False  # a step started after the error
+
+    with pytest.raises(error):
+        _warmup.run(step, 2, "unit-warmup-caller-fails")
+    for helper in _helpers("unit-warmup-caller-fails"):
+        helper.join(15)
+    assert calls == {"caller": 2, "helper": 1}
