@@ -3,6 +3,7 @@ and keep the books exact when a dial fails or the constructor is interrupted."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -263,3 +264,58 @@ def test_an_error_on_the_caller_stops_the_helpers_and_is_raised(
         helper.join(15)
     assert stopped == [True], "the caller's error did not stop the helper"
     assert calls == {"caller": 2, "helper": 1}
+
+
+# -- the same rules for tasks (_warmup.run_tasks, the asyncio pool's) ----------------
+
+
+def test_run_tasks_runs_the_first_step_alone_then_workers_tasks_until_each_is_told_no() -> None:
+    state = {"calls": 0, "running": 0, "peak": 0}
+    first_alone: list[bool] = []
+
+    async def step() -> bool:
+        state["calls"] += 1
+        number = state["calls"]
+        state["running"] += 1
+        state["peak"] = max(state["peak"], state["running"])
+        for _ in range(3 if number == 1 else 1):
+            await asyncio.sleep(0)
+            if number == 1:
+                first_alone.append(state["running"] == 1)
+        state["running"] -= 1
+        return number <= 10  # ten steps with something to do
+
+    asyncio.run(_warmup.run_tasks(step, 4))
+    assert first_alone == [True, True, True]
+    # Ten that opened something, then one "nothing left" for each of the four tasks.
+    assert state["calls"] == 14 and state["peak"] == 4, state
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_run_tasks_with_nothing_to_do_steps_once_or_never(workers: int) -> None:
+    calls: list[int] = []
+
+    async def step() -> bool:
+        calls.append(1)
+        return False
+
+    asyncio.run(_warmup.run_tasks(step, workers))
+    assert len(calls) == min(workers, 1)
+
+
+def test_run_tasks_raises_the_first_error_and_starts_no_step_after_it() -> None:
+    calls = {"n": 0}
+
+    async def step() -> bool:
+        calls["n"] += 1
+        number = calls["n"]
+        await asyncio.sleep(0)
+        if number == 3:
+            raise Boom("a connect failed")
+        return number < 50
+
+    with pytest.raises(Boom):
+        asyncio.run(_warmup.run_tasks(step, 3))
+    # The first alone, two more before the error, and at most the other two
+    # tasks' steps under way when it came.
+    assert calls["n"] <= 5, calls
