@@ -1426,6 +1426,33 @@ def test_a_failed_kill_frees_the_slot_at_its_bound(clock: Clock, answer: str) ->
     assert len(borrowed(shell, 1)) == 1  # its room was given back
 
 
+def test_a_kill_retries_with_doubling_pauses_and_a_late_refusal_waits_out_the_reach(clock: Clock) -> None:
+    """A side connection that fails is tried again after a pause that
+    doubles each time; a KILL refused with less than a second of the reach
+    bound left still holds the slot until that bound (freeing it sooner
+    would let a new session start beside a statement still running)."""
+    shell = Shell(make_core(clock, 1, timeout=3 * IO_TIMEOUT), clock)
+    core = shell.core
+    slot, kill = abandon_one(shell)
+    reach_end = slot.kill_by - KILL_WATCH
+    pauses = []
+    for _ in range(3):
+        shell.answer(kill, "fail")
+        assert kill.request[0] == SLEEP
+        pauses.append(kill.request[1])
+        shell.answer(kill, "ok")
+        assert kill.request[0] == KILL and slot.state == KILLING
+    first = core_module._BACKOFF_FIRST
+    assert pauses == pytest.approx([first, 2 * first, 4 * first])
+    clock.now = reach_end - 0.5
+    shell.answer(kill, "fatal")  # refused, half a second of the reach left
+    assert kill.request == (SLEEP, pytest.approx(0.5), None) and slot.state == KILLING
+    shell.answer(kill, "ok")
+    assert kill not in shell.plans and slot.state == GONE and clock.now == pytest.approx(reach_end)
+    assert core._stats.kills == 0 and core._stats.kill_failures == 1
+    shell.check_books()
+
+
 @pytest.mark.parametrize("where", ["KILL", "SLEEP", "spawn", "no thread"])
 def test_an_interrupted_kill_is_freed_once_after_its_bound(clock: Clock, where: str) -> None:
     """An interrupt inside the kill path leaves the slot KILLING: counted,
