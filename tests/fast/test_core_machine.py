@@ -349,6 +349,7 @@ def make_core(
     reset_session: bool = False,
     max_waiting: Optional[int] = None,
     kill_on_abandon: bool = True,
+    events: Any = None,
 ) -> CoreUnderTest:
     config = build(
         size=size,
@@ -372,7 +373,7 @@ def make_core(
     core = CoreUnderTest(
         config,
         NoLock(),
-        events=None,
+        events=events,
         reset=None,
         open=True,
         max_waiting=max_waiting,
@@ -1424,6 +1425,25 @@ def test_a_failed_kill_frees_the_slot_at_its_bound(clock: Clock, answer: str) ->
     assert core._stats.kills == 0 and core._stats.kill_failures == 1
     shell.check_books()
     assert len(borrowed(shell, 1)) == 1  # its room was given back
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["interrupted", "socket dropped"])
+def test_a_killed_session_is_reported_closed_once_its_kill_ended_under_its_reason(clock: Clock, broken: bool) -> None:
+    """on_close tells of an abandoned connection when its kill ended (not
+    when its socket was closed: the slot is still counted then), under the
+    reason it was closed for."""
+    closes: List[Tuple[Any, str]] = []
+
+    class Recorder:
+        def on_close(self, raw: Any, reason: str) -> None:
+            closes.append((raw, reason))
+
+    shell = Shell(make_core(clock, 1, timeout=30.0, events=Recorder()), clock)
+    slot, kill = abandon_one(shell, broken)
+    assert closes == []
+    shell.answer(kill, "ok")
+    assert closes == [(slot.raw, "closed_broken" if broken else "closed_unread")]
+    shell.check_books()
 
 
 def test_a_kill_retries_with_doubling_pauses_and_a_late_refusal_waits_out_the_reach(clock: Clock) -> None:
