@@ -5,11 +5,13 @@ it keeps no pool alive across a pause."""
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from typing import Any, List
 
 import pytest
 
+from pymysqlpool import _maintenance
 from pymysqlpool._maintenance import PAUSE, REFILL, ROUND, Schedule, rounds
 
 
@@ -85,3 +87,27 @@ def test_it_ends_when_the_pool_is_closed_or_collected() -> None:
     closed = FakePool()
     closed._closed = True
     assert list(rounds(weakref.ref(closed), Schedule(), Exception)) == []
+
+
+@pytest.mark.parametrize("draw", [0.0, 1.0])
+def test_the_refill_back_off_doubles_up_to_its_cap_with_jitter_and_a_success_resets_it(
+    monkeypatch: pytest.MonkeyPatch, draw: float
+) -> None:
+    """0.1, 0.2, 0.4 ... 30 s; each pause drawn between half the back-off and
+    all of it (connections refused together do not all retry together)."""
+    monkeypatch.setattr(_maintenance.random, "random", lambda: draw)
+    schedule = Schedule()
+    assert schedule.refill_due()  # nothing failed yet
+    backoffs = []
+    for _ in range(12):
+        before = time.monotonic()
+        schedule.refill_failed("fake", OSError("refused"))
+        after = time.monotonic()
+        pause = schedule.backoff * (0.5 + draw / 2)
+        assert before + pause <= schedule.retry_at <= after + pause
+        backoffs.append(schedule.backoff)
+    assert backoffs == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0])
+    assert not schedule.refill_due()
+    schedule.refill_ok()
+    schedule.refill_failed("fake", OSError("refused again"))
+    assert schedule.backoff == pytest.approx(0.1)  # counted from the start again
