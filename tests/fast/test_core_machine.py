@@ -103,6 +103,10 @@ class KillError(Exception):
     """The side connection of a kill could not be opened (retryable)."""
 
 
+class TooManySessions(Exception):
+    """The side connection of a kill was refused: the account has no session to spare (1040, 1226)."""
+
+
 class KillRefused(Exception):
     """The server answered the KILL with an error (not the owner)."""
 
@@ -188,7 +192,7 @@ class FakeDriver:
 
     @staticmethod
     def too_many_sessions(exc: BaseException) -> bool:
-        return False  # the fallback to an idle connection is tested on a real server
+        return isinstance(exc, TooManySessions)  # the kill then goes over an idle connection
 
 
 class RecordingWaiter(Waiter):
@@ -506,10 +510,14 @@ class Shell:
             assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else core_module._BACKOFF_CAP), (run.kind, request)
         elif op == KILL:
             assert run.kind == "kill" and 0 < b <= KILL_BOUND + 1e-6, request
-            session, age = a
+            session, age, *over = a
             (slot,) = [s for s in self.core._slots if s.session == session]
             assert age == self.clock.now - slot.created
             assert slot.state == KILLING and slot.raw.closed, "a KILL for a session the pool does not hold closed"
+            if over:  # sent over an idle connection of the pool's, held by this kill
+                (raw,) = over
+                assert isinstance(raw, FakeRaw) and not raw.closed and raw.slot is not None
+                assert raw.slot.state == HELD and all(p._slot is not raw.slot for p in self.lent), request
         else:
             self.check_io(run, request, [other for other in self.plans if other is not run])
 
@@ -576,6 +584,8 @@ class Shell:
                     self.clock.now += b
             elif outcome == "fatal":
                 error = KillRefused("not the owner")
+            elif outcome == "too many":
+                error = TooManySessions("too many connections")
             else:  # refused at once, or (odd flavors) black-holed: its whole budget spent
                 self.clock.now += b * (flavor % 2)
                 error = KillError("unreachable")
@@ -1476,6 +1486,70 @@ def test_a_kill_retries_with_doubling_pauses_and_a_late_refusal_waits_out_the_re
     assert kill not in shell.plans and slot.state == GONE and clock.now == pytest.approx(reach_end)
     assert core._stats.kills == 0 and core._stats.kill_failures == 1
     assert f"session {slot.session}, closed in the middle of an answer, was not proved gone" in caplog.text
+    shell.check_books()
+
+
+def abandoned_beside_idle(clock: Clock, idle: int) -> Tuple[Shell, Slot, Running, List[Slot]]:
+    """Three connections: ``idle`` of them given back (idle, oldest first),
+    the last abandoned mid-answer; its kill suspended at its first KILL."""
+    shell = Shell(make_core(clock, 3, timeout=30.0), clock)
+    proxies = borrowed(shell, 3)
+    parked = []
+    for proxy in proxies[:idle]:
+        parked.append(proxy._slot)
+        assert shell.give_back(proxy) is None  # clean: straight back to idle
+    victim = proxies[-1]
+    slot = victim._slot
+    assert slot is not None
+    victim._raw.mid = True
+    back = shell.give_back(victim, failed=True)
+    assert back is not None and back.request[0] == CLOSE
+    shell.answer(back, "ok")
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    assert kill.request[0] == KILL and len(kill.request[1]) == 2  # a side connection first
+    assert slot.state == KILLING
+    return shell, slot, kill, parked
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail", "interrupt"])
+def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(clock: Clock, outcome: str) -> None:
+    """The account has no session to spare (1040, 1226): the KILL goes over
+    the pool's most recently used idle connection, held meanwhile (no
+    borrower gets it), then given back through the return's rules: parked as
+    it was after a KILL answered, reset after one that failed, dropped when
+    interrupted (its state unknown)."""
+    shell, slot, kill, parked = abandoned_beside_idle(clock, idle=2)
+    core = shell.core
+    oldest, newest = parked
+    shell.answer(kill, "too many")
+    assert kill.request[0] == KILL and kill.request[1] == (slot.session, clock.now - slot.created, newest.raw)
+    assert newest.state == HELD and oldest.state == IDLE
+    shell.check_books()
+    shell.answer(kill, outcome)
+    if outcome == "ok":
+        assert kill not in shell.plans  # no reset: the KILL left the connection clean
+        assert newest.state == IDLE and (core._stats.kills, core._stats.kill_failures) == (1, 0)
+    elif outcome == "fail":
+        assert kill.request[0] == RESET and kill.request[1] is newest.raw  # what the KILL left is unknown
+        shell.answer(kill, "ok")
+        assert kill not in shell.plans and newest.state == IDLE
+        assert (core._stats.kills, core._stats.kill_failures) == (0, 1)
+    else:
+        assert newest.state == GONE and newest.raw.closed and core._stats.closes["closed_broken"] == 1
+        assert slot.state == KILLING  # the reconcile frees it after its bound
+        shell.reap_kills()
+    assert slot.state == GONE and oldest.state == IDLE
+    shell.check_books()
+
+
+def test_a_kill_refused_a_side_connection_with_nothing_idle_backs_off(clock: Clock) -> None:
+    shell, slot, kill, _ = abandoned_beside_idle(clock, idle=0)
+    shell.answer(kill, "too many")
+    assert kill.request == (SLEEP, core_module._BACKOFF_FIRST, None)  # tried again after a pause
+    shell.answer(kill, "ok")
+    assert kill.request[0] == KILL and len(kill.request[1]) == 2
+    shell.answer(kill, "ok")
+    assert slot.state == GONE and shell.core._stats.kills == 1
     shell.check_books()
 
 
