@@ -1512,12 +1512,15 @@ def abandoned_beside_idle(clock: Clock, idle: int) -> Tuple[Shell, Slot, Running
 
 
 @pytest.mark.parametrize("outcome", ["ok", "fail", "interrupt"])
-def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(clock: Clock, outcome: str) -> None:
+def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(
+    clock: Clock, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The account has no session to spare (1040, 1226): the KILL goes over
     the pool's most recently used idle connection, held meanwhile (no
     borrower gets it), then given back through the return's rules: parked as
     it was after a KILL answered, reset after one that failed, dropped when
     interrupted (its state unknown)."""
+    caplog.set_level("INFO", logger="pymysqlpool")
     shell, slot, kill, parked = abandoned_beside_idle(clock, idle=2)
     core = shell.core
     oldest, newest = parked
@@ -1531,6 +1534,7 @@ def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(c
         assert newest.state == IDLE and (core._stats.kills, core._stats.kill_failures) == (1, 0)
     elif outcome == "fail":
         assert kill.request[0] == RESET and kill.request[1] is newest.raw  # what the KILL left is unknown
+        assert f"could not kill session {slot.session} over an idle connection" in caplog.text
         shell.answer(kill, "ok")
         assert kill not in shell.plans and newest.state == IDLE
         assert (core._stats.kills, core._stats.kill_failures) == (0, 1)
@@ -1540,6 +1544,21 @@ def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(c
         shell.reap_kills()
     assert slot.state == GONE and oldest.state == IDLE
     shell.check_books()
+
+
+def test_kills_lost_with_their_event_loop_are_renewed_with_a_new_bound(clock: Clock) -> None:
+    """The asyncio pool's loop ended with kills in flight: the KILLING slots
+    are handed back, each bound reset to a whole kill from now (the shell
+    kills them again; close(timeout) waits on the new bound)."""
+    shell, slot, kill, _ = abandoned_beside_idle(clock, idle=1)
+    core = shell.core
+    shell.plans.remove(kill)  # the loop that ran it is gone
+    kill.gen.close()  # (as the loop's end does: the slot stays KILLING)
+    clock.now += 7.0
+    assert slot.state == KILLING and slot.kill_by < clock.now + KILL_BOUND
+    assert core._renew_kills() == [slot]
+    assert slot.kill_by == clock.now + KILL_BOUND and slot.state == KILLING
+    assert core._kills_end() == slot.kill_by + core_module._TICK
 
 
 def test_a_kill_refused_a_side_connection_with_nothing_idle_backs_off(clock: Clock) -> None:
