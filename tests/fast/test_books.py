@@ -314,7 +314,7 @@ def mutilated(change: Any) -> Books:
         (lambda b: b.idle.append(b.idle[0]), "queued idle twice"),
         (lambda b: setattr(b.idle[0], "state", OUT), "not IDLE or not open"),
         (lambda b: b.slots.discard(b.idle[0]), "open=2 but 1 slots"),
-        (lambda b: setattr(b, "killing", 1), "killing=1"),
+        (lambda b: setattr(b, "killing", 1), "killing=1 but 0 slots KILLING"),
         (lambda b: setattr(b, "held", 1), "held=1"),
         (lambda b: b.dialing.add(DialToken(0.0)), "over maxsize"),
         (lambda b: setattr(b, "maxsize", 1), "over maxsize"),
@@ -390,6 +390,8 @@ def test_surplus_allows_resize_extras() -> None:
     books.check_invariants(surplus=1)
     books.idle[0].doom("closed_resized")
     books.check_invariants()
+    books.maxsize = 0  # one doomed slot excuses one extra, not two
+    broken(books, "over maxsize")
 
 
 def test_constant_groups_do_not_share_values() -> None:
