@@ -79,3 +79,37 @@ def test_readme_signature_lists_every_pool_parameter() -> None:
     shown = {part.split("=")[0].strip() for part in signature.group(1).replace("\n", " ").split(",")}
     wanted = set(inspect.signature(ConnectionPool.__init__).parameters) - {"self", "connect_kwargs"}
     assert wanted <= shown, f"README's signature omits {sorted(wanted - shown)}"
+
+
+def test_parameter_reference_gives_the_signature_s_defaults() -> None:
+    """docs/parameters.md's signature, and each table's default, are the
+    constructor's: a default changed in the code alone is a silent change of
+    behaviour for everyone who relies on the reference."""
+    import inspect
+    import re
+
+    from pymysqlpool import ConnectionPool
+
+    text = (ROOT / "docs" / "parameters.md").read_text()
+    block = re.search(r"```text\nConnectionPool\((.*?)\)\n```", text, re.S)
+    assert block is not None, "the reference lost its signature block"
+    documented = {}
+    for part in block.group(1).replace("\n", " ").split(","):
+        name, _, value = part.strip().partition("=")
+        if value:
+            documented[name] = value
+    parameters = inspect.signature(ConnectionPool.__init__).parameters
+    actual = {name: repr(p.default) for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    assert documented == actual
+    # Each table row's default, where the row gives a literal (not "min(10, maxsize)").
+    tables = text.split("## PyMySQL arguments")[0]  # the pool's own tables, not the later ones
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", tables, re.M))
+    literal = {name: rows[name] for name in actual if name in rows and not rows[name].startswith("min(")}
+    assert len(literal) >= 15, sorted(literal)
+    for name, default in literal.items():
+        value = parameters[name].default
+        shown = None if default == "None" else (default == "True" if default in ("True", "False") else default)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert float(default) == value, (name, default, value)
+        else:
+            assert shown == value, (name, default, value)

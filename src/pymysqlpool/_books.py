@@ -328,6 +328,7 @@ class Books:
         slot.expires = fresh.expires
         slot.probe = fresh.probe
         slot.keepalive = fresh.keepalive
+        slot.session = fresh.session  # a KILL of an abandoned statement must reach the new session
 
     def forget_all(self) -> List[Slot]:
         """After a fork: forget every slot (the parent's); returns them."""

@@ -241,10 +241,14 @@ def test_swap_counts_one_closed_one_made() -> None:
     token = books.new_token()
     slot = new_slot("dead")
     books.book_lent(slot, token)
+    slot.session = 41
     fresh = Slot("fresh", 120.0, 500.0, 0, 3.0)
+    fresh.probe = lambda timeout: []
+    fresh.session = 42  # a kill of the slot's session must reach the new one
     books.swap(slot, fresh)
     assert fresh.state == GONE and slot.raw == "fresh" and slot.created == 120.0
     assert slot.expires == 500.0 and slot.keepalive == 3.0
+    assert slot.probe is fresh.probe and slot.session == 42
     assert books.stats.connections_made == 2 and books.stats.closes["closed_broken"] == 1
     books.check_invariants()
 
@@ -261,6 +265,27 @@ def test_reset_stats_and_forget_all_keep_made_balanced() -> None:
     assert not books.idle and not books.slots and not books.waiters and not books.dialing
     books.check_invariants()
     idle_slots(books, 1)
+    books.check_invariants()
+
+
+def test_forget_all_forgets_the_parent_s_waiters_and_dials() -> None:
+    """After a fork the parent's borrowers and dials are not the child's: a
+    waiter left queued would be handed the child's next return, a right to
+    dial left counted would take a place for ever."""
+    books = make_books(maxsize=3)
+    slot = new_slot()
+    books.book_lent(slot, books.new_token())
+    books.new_token()  # a dial in flight
+    idle_slots(books, 1)
+    assert books.lend_newest() is not None
+    queued = waiter(books)  # full: 2 open + 1 dialing
+    books.check_invariants()
+    books.forget_all()
+    assert not books.waiters and not books.dialing and books.connecting == 0 and books.has_room()
+    books.check_invariants()
+    child = new_slot("child's")
+    assert books.book_idle(child, books.new_token(), 1.0)
+    assert child.state == IDLE and queued.grant is None  # parked, not handed to the parent's borrower
     books.check_invariants()
 
 
@@ -289,7 +314,7 @@ def mutilated(change: Any) -> Books:
         (lambda b: b.idle.append(b.idle[0]), "queued idle twice"),
         (lambda b: setattr(b.idle[0], "state", OUT), "not IDLE or not open"),
         (lambda b: b.slots.discard(b.idle[0]), "open=2 but 1 slots"),
-        (lambda b: setattr(b, "killing", 1), "killing=1"),
+        (lambda b: setattr(b, "killing", 1), "killing=1 but 0 slots KILLING"),
         (lambda b: setattr(b, "held", 1), "held=1"),
         (lambda b: b.dialing.add(DialToken(0.0)), "over maxsize"),
         (lambda b: setattr(b, "maxsize", 1), "over maxsize"),
@@ -365,6 +390,8 @@ def test_surplus_allows_resize_extras() -> None:
     books.check_invariants(surplus=1)
     books.idle[0].doom("closed_resized")
     books.check_invariants()
+    books.maxsize = 0  # one doomed slot excuses one extra, not two
+    broken(books, "over maxsize")
 
 
 def test_constant_groups_do_not_share_values() -> None:

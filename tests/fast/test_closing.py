@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from pymysqlpool import ConnectionPool, PoolTimeout
+from pymysqlpool import ConnectionPool, PoolClosed, PoolTimeout
 
 from .fakes import FakeServer
 
@@ -60,7 +60,13 @@ def test_wait_wakes_when_the_warm_up_is_done_and_raises_once_the_pool_closes(
     pool = make_pool(maxsize=2, pre_create_num=2, open=False)
     pool.open(wait=True, timeout=30)
     assert pool.get_stats()["open"] >= 2
-    other = make_pool(maxsize=2, pre_create_num=2, open=False)
+
+    def refuse(**kwargs: Any) -> Any:
+        raise OSError("refused by the test")
+
+    # Open, and never warm: wait() must sleep (a pool never opened raises at once).
+    other = make_pool(maxsize=2, pre_create_num=2, open=False, connection_factory=refuse)
+    other.open()
     failed: list[BaseException] = []
 
     def waiter() -> None:
@@ -72,9 +78,10 @@ def test_wait_wakes_when_the_warm_up_is_done_and_raises_once_the_pool_closes(
     thread = threading.Thread(target=waiter, daemon=True)
     thread.start()
     assert _until(lambda: bool(other._waiters.watchers) or bool(failed))
+    assert not failed, failed  # asleep on the pool's counts
     other.close()  # wakes the watcher: a closed pool cannot warm up
-    thread.join(10)
-    assert not thread.is_alive() and failed and not isinstance(failed[0], PoolTimeout), failed
+    thread.join(10)  # the 60 s bound is not what ends it
+    assert not thread.is_alive() and len(failed) == 1 and isinstance(failed[0], PoolClosed), failed
 
 
 def test_wait_times_out_at_its_bound_naming_the_connect_error(make_pool: Callable[..., ConnectionPool]) -> None:

@@ -92,6 +92,10 @@ class KillError(Exception):
     """The side connection of a kill could not be opened (retryable)."""
 
 
+class TooManySessions(Exception):
+    """The side connection of a kill was refused: the account has no session to spare (1040, 1226)."""
+
+
 class KillRefused(Exception):
     """The server answered the KILL with an error (not the owner)."""
 
@@ -177,7 +181,7 @@ class FakeDriver:
 
     @staticmethod
     def too_many_sessions(exc: BaseException) -> bool:
-        return False  # the fallback to an idle connection is tested on a real server
+        return isinstance(exc, TooManySessions)  # the kill then goes over an idle connection
 
     @staticmethod
     def unfinished(exc: BaseException) -> Optional[FakeRaw]:
@@ -350,6 +354,7 @@ def make_core(
     reset_session: bool = False,
     max_waiting: Optional[int] = None,
     kill_on_abandon: bool = True,
+    events: Any = None,
 ) -> CoreUnderTest:
     config = build(
         size=size,
@@ -373,7 +378,7 @@ def make_core(
     core = CoreUnderTest(
         config,
         NoLock(),
-        events=None,
+        events=events,
         reset=None,
         open=True,
         max_waiting=max_waiting,
@@ -506,10 +511,14 @@ class Shell:
             assert 0 < a <= (IO_TIMEOUT + 1e-6 if run.kind == "kill" else plans.BACKOFF_CAP), (run.kind, request)
         elif op == KILL:
             assert run.kind == "kill" and 0 < b <= KILL_BOUND + 1e-6, request
-            session, age = a
+            session, age, *over = a
             (slot,) = [s for s in self.core._slots if s.session == session]
             assert age == self.clock.now - slot.created
             assert slot.state == KILLING and slot.raw.closed, "a KILL for a session the pool does not hold closed"
+            if over:  # sent over an idle connection of the pool's, held by this kill
+                (raw,) = over
+                assert isinstance(raw, FakeRaw) and not raw.closed and raw.slot is not None
+                assert raw.slot.state == HELD and all(p._slot is not raw.slot for p in self.lent), request
         else:
             self.check_io(run, request, [other for other in self.plans if other is not run])
 
@@ -581,6 +590,8 @@ class Shell:
                     self.clock.now += b
             elif outcome == "fatal":
                 error = KillRefused("not the owner")
+            elif outcome == "too many":
+                error = TooManySessions("too many connections")
             else:  # refused at once, or (odd flavors) black-holed: its whole budget spent
                 self.clock.now += b * (flavor % 2)
                 error = KillError("unreachable")
@@ -1463,6 +1474,141 @@ def test_a_failed_kill_frees_the_slot_at_its_bound(clock: Clock, answer: str) ->
     assert core._stats.kills == 0 and core._stats.kill_failures == 1
     shell.check_books()
     assert len(borrowed(shell, 1)) == 1  # its room was given back
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["interrupted", "socket dropped"])
+def test_a_killed_session_is_reported_closed_once_its_kill_ended_under_its_reason(
+    clock: Clock, broken: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_close tells of an abandoned connection when its kill ended (not
+    when its socket was closed: the slot is still counted then), under the
+    reason it was closed for."""
+    closes: List[Tuple[Any, str]] = []
+
+    class Recorder:
+        def on_close(self, raw: Any, reason: str) -> None:
+            closes.append((raw, reason))
+
+    shell = Shell(make_core(clock, 1, timeout=30.0, events=Recorder()), clock)
+    slot, kill = abandon_one(shell, broken)
+    assert closes == []
+    shell.answer(kill, "ok")
+    assert closes == [(slot.raw, "closed_broken" if broken else "closed_unread")]
+    assert "not proved gone" not in caplog.text  # the warning is for a kill that failed
+    shell.check_books()
+
+
+def test_a_kill_retries_with_doubling_pauses_and_a_late_refusal_waits_out_the_reach(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A side connection that fails is tried again after a pause that
+    doubles each time; a KILL refused with less than a second of the reach
+    bound left still holds the slot until that bound (freeing it sooner
+    would let a new session start beside a statement still running)."""
+    shell = Shell(make_core(clock, 1, timeout=3 * IO_TIMEOUT), clock)
+    core = shell.core
+    slot, kill = abandon_one(shell)
+    reach_end = slot.kill_by - KILL_WATCH
+    pauses = []
+    for _ in range(3):
+        shell.answer(kill, "fail")
+        assert kill.request[0] == SLEEP
+        pauses.append(kill.request[1])
+        shell.answer(kill, "ok")
+        assert kill.request[0] == KILL and slot.state == KILLING
+    first = plans.BACKOFF_FIRST
+    assert pauses == pytest.approx([first, 2 * first, 4 * first])
+    clock.now = reach_end - 0.5
+    shell.answer(kill, "fatal")  # refused, half a second of the reach left
+    assert kill.request == (SLEEP, pytest.approx(0.5), None) and slot.state == KILLING
+    shell.answer(kill, "ok")
+    assert kill not in shell.plans and slot.state == GONE and clock.now == pytest.approx(reach_end)
+    assert core._stats.kills == 0 and core._stats.kill_failures == 1
+    assert f"session {slot.session}, closed in the middle of an answer, was not proved gone" in caplog.text
+    shell.check_books()
+
+
+def abandoned_beside_idle(clock: Clock, idle: int) -> Tuple[Shell, Slot, Running, List[Slot]]:
+    """Three connections: ``idle`` of them given back (idle, oldest first),
+    the last abandoned mid-answer; its kill suspended at its first KILL."""
+    shell = Shell(make_core(clock, 3, timeout=30.0), clock)
+    proxies = borrowed(shell, 3)
+    parked = []
+    for proxy in proxies[:idle]:
+        parked.append(proxy._slot)
+        assert shell.give_back(proxy) is None  # clean: straight back to idle
+    victim = proxies[-1]
+    slot = victim._slot
+    assert slot is not None
+    victim._raw.mid = True
+    back = shell.give_back(victim, failed=True)
+    assert back is not None and back.request[0] == CLOSE
+    shell.answer(back, "ok")
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    assert kill.request[0] == KILL and len(kill.request[1]) == 2  # a side connection first
+    assert slot.state == KILLING
+    return shell, slot, kill, parked
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail", "interrupt"])
+def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(
+    clock: Clock, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The account has no session to spare (1040, 1226): the KILL goes over
+    the pool's most recently used idle connection, held meanwhile (no
+    borrower gets it), then given back through the return's rules: parked as
+    it was after a KILL answered, reset after one that failed, dropped when
+    interrupted (its state unknown)."""
+    caplog.set_level("INFO", logger="pymysqlpool")
+    shell, slot, kill, parked = abandoned_beside_idle(clock, idle=2)
+    core = shell.core
+    oldest, newest = parked
+    shell.answer(kill, "too many")
+    assert kill.request[0] == KILL and kill.request[1] == (slot.session, clock.now - slot.created, newest.raw)
+    assert newest.state == HELD and oldest.state == IDLE
+    shell.check_books()
+    shell.answer(kill, outcome)
+    if outcome == "ok":
+        assert kill not in shell.plans  # no reset: the KILL left the connection clean
+        assert newest.state == IDLE and (core._stats.kills, core._stats.kill_failures) == (1, 0)
+    elif outcome == "fail":
+        assert kill.request[0] == RESET and kill.request[1] is newest.raw  # what the KILL left is unknown
+        assert f"could not kill session {slot.session} over an idle connection" in caplog.text
+        shell.answer(kill, "ok")
+        assert kill not in shell.plans and newest.state == IDLE
+        assert (core._stats.kills, core._stats.kill_failures) == (0, 1)
+    else:
+        assert newest.state == GONE and newest.raw.closed and core._stats.closes["closed_broken"] == 1
+        assert slot.state == KILLING  # the reconcile frees it after its bound
+        shell.reap_kills()
+    assert slot.state == GONE and oldest.state == IDLE
+    shell.check_books()
+
+
+def test_kills_lost_with_their_event_loop_are_renewed_with_a_new_bound(clock: Clock) -> None:
+    """The asyncio pool's loop ended with kills in flight: the KILLING slots
+    are handed back, each bound reset to a whole kill from now (the shell
+    kills them again; close(timeout) waits on the new bound)."""
+    shell, slot, kill, _ = abandoned_beside_idle(clock, idle=1)
+    core = shell.core
+    shell.plans.remove(kill)  # the loop that ran it is gone
+    kill.gen.close()  # (as the loop's end does: the slot stays KILLING)
+    clock.now += 7.0
+    assert slot.state == KILLING and slot.kill_by < clock.now + KILL_BOUND
+    assert core._renew_kills() == [slot]
+    assert slot.kill_by == clock.now + KILL_BOUND and slot.state == KILLING
+    assert core._kills_end() == slot.kill_by + plans.TICK
+
+
+def test_a_kill_refused_a_side_connection_with_nothing_idle_backs_off(clock: Clock) -> None:
+    shell, slot, kill, _ = abandoned_beside_idle(clock, idle=0)
+    shell.answer(kill, "too many")
+    assert kill.request == (SLEEP, plans.BACKOFF_FIRST, None)  # tried again after a pause
+    shell.answer(kill, "ok")
+    assert kill.request[0] == KILL and len(kill.request[1]) == 2
+    shell.answer(kill, "ok")
+    assert slot.state == GONE and shell.core._stats.kills == 1
+    shell.check_books()
 
 
 @pytest.mark.parametrize("where", ["KILL", "SLEEP", "spawn", "no thread"])

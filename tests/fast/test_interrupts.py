@@ -12,7 +12,7 @@ import pytest
 
 import pymysqlpool._waiting
 from pymysqlpool import ConnectionPool, PoolTimeout
-from pymysqlpool._slot import OUT
+from pymysqlpool._slot import HELD, OUT
 from support.leaks import LeakWarnings
 from support.waiting import wait_until
 
@@ -283,6 +283,42 @@ def test_interrupt_during_the_return_closes_the_connection_it_was_cleaning(
     assert stats["returns"] == 1 and stats["closed_broken"] == 1
     with pool.connection(timeout=0) as again:
         assert again.raw is not fake
+
+
+def test_interrupt_as_a_warmed_connection_is_parked_loses_no_place(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt at the call that parks a connection the warm-up just
+    booked: the slot is counted open and held, not yet idle. The warm-up's
+    clean-up closes it and stops counting it, so the pool can still open all
+    ``maxsize`` connections (a slot left NEW would have been counted open
+    for ever: unbooking a NEW slot counts a dial, not an open)."""
+    from pymysqlpool._books import Books
+
+    pool = make_pool(maxsize=2, pre_create_num=2, open=False)
+    assert pool.start()
+    real_park = Books.park
+    parks: List[Any] = []
+
+    def park(books: Books, slot: Any, now: float) -> None:
+        parks.append(slot.state)
+        if len(parks) == 1:
+            raise Interrupt
+        real_park(books, slot, now)
+
+    monkeypatch.setattr(Books, "park", park)
+    with pytest.raises(Interrupt):
+        pool.prefill()
+    monkeypatch.undo()
+    assert parks == [HELD]  # interrupted at the first park, before any store of its own
+    stats = pool.get_stats()
+    assert stats["open"] == stats["idle"] == stats["borrowed"] == pool.total_num == server.open_count == 0
+    assert stats["closed_on_pool_close"] == stats["connections_made"] == 2  # both warmed, both closed
+    assert conserved(pool)
+    with pool._lock:
+        pool._books.check_invariants()
+    all_slots_usable(pool)
+    books_exact(pool, server)
 
 
 # -- asynchronous exceptions: the storm ---------------------------------------------

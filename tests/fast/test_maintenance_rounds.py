@@ -5,11 +5,14 @@ it keeps no pool alive across a pause."""
 from __future__ import annotations
 
 import gc
+import threading
+import time
 import weakref
 from typing import Any, List
 
 import pytest
 
+from pymysqlpool import _maintenance
 from pymysqlpool._maintenance import PAUSE, REFILL, ROUND, Schedule, rounds
 
 
@@ -85,3 +88,65 @@ def test_it_ends_when_the_pool_is_closed_or_collected() -> None:
     closed = FakePool()
     closed._closed = True
     assert list(rounds(weakref.ref(closed), Schedule(), Exception)) == []
+
+
+@pytest.mark.parametrize("draw", [0.0, 1.0])
+def test_the_refill_back_off_doubles_up_to_its_cap_with_jitter_and_a_success_resets_it(
+    monkeypatch: pytest.MonkeyPatch, draw: float
+) -> None:
+    """0.1, 0.2, 0.4 ... 30 s; each pause drawn between half the back-off and
+    all of it (connections refused together do not all retry together)."""
+    monkeypatch.setattr(_maintenance.random, "random", lambda: draw)
+    schedule = Schedule()
+    assert schedule.refill_due()  # nothing failed yet
+    backoffs = []
+    for _ in range(12):
+        before = time.monotonic()
+        schedule.refill_failed("fake", OSError("refused"))
+        after = time.monotonic()
+        pause = schedule.backoff * (0.5 + draw / 2)
+        assert before + pause <= schedule.retry_at <= after + pause
+        backoffs.append(schedule.backoff)
+    assert backoffs == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0])
+    assert not schedule.refill_due()
+    schedule.refill_ok()
+    schedule.refill_failed("fake", OSError("refused again"))
+    assert schedule.backoff == pytest.approx(0.1)  # counted from the start again
+
+
+def test_a_refill_that_succeeds_starts_the_back_off_again() -> None:
+    pool = FakePool(wanted=1)
+    schedule = Schedule()
+    steps = rounds(weakref.ref(pool), schedule, Exception)
+    next(steps)
+    assert next(steps)[0] == REFILL
+    steps.throw(OSError("refused"))
+    schedule.retry_at = 0.0  # the pause is over
+    next(steps)
+    assert next(steps)[0] == REFILL
+    steps.throw(OSError("refused again"))
+    assert schedule.backoff == pytest.approx(0.2)  # failures in a row double it
+    schedule.retry_at = 0.0
+    next(steps)
+    assert next(steps)[0] == REFILL
+    assert next(steps)[0] == PAUSE  # this refill worked
+    next(steps)
+    assert next(steps)[0] == REFILL
+    steps.throw(OSError("refused once more"))
+    assert schedule.backoff == pytest.approx(0.1)
+
+
+def test_a_driver_is_told_to_end_once_the_loop_ended() -> None:
+    closed = FakePool()
+    closed._closed = True
+    steps = rounds(weakref.ref(closed), Schedule(), Exception)
+    assert _maintenance._advance(steps, None) == (_maintenance.END, None, None)
+
+
+def test_the_maintenance_thread_is_a_daemon_and_ends_with_its_pool(make_pool: Any) -> None:
+    """A daemon: a pool never closed does not keep the interpreter from exiting."""
+    pool = make_pool(maxsize=2, pre_create_num=1, pool_name="daemon-check")
+    (thread,) = [t for t in threading.enumerate() if t.name == "pymysqlpool-maintenance-daemon-check"]
+    assert thread.daemon and thread.is_alive()
+    pool.close()
+    assert not thread.is_alive()

@@ -66,3 +66,22 @@ def test_both_pools_take_one_signature(async_pool_class: Any) -> None:
     assert params[-1] == "connect_kwargs" and len(params) == 25
     with pytest.raises(TypeError, match="connection_factory"):
         async_pool_class(connection_factory=lambda **kwargs: None)
+
+
+def test_the_generated_init_is_named_and_documented_as_its_own() -> None:
+    """_options.takes gives a pool an ``__init__`` that tracebacks, profilers
+    and help() name as the class's own (``ConnectionPool.__init__`` in
+    ``pymysqlpool.pool``), with the decorated function's docstring, not as
+    a closure inside _options."""
+    init = ConnectionPool.__init__
+    assert (init.__qualname__, init.__module__) == ("ConnectionPool.__init__", "pymysqlpool.pool")
+
+    class Documented:
+        @_options.takes(_options.options)
+        def __init__(self, opts: _options.Options) -> None:
+            """Documented's own words."""
+            self.opts = opts
+
+    assert Documented.__init__.__doc__ == "Documented's own words."
+    assert Documented.__init__.__qualname__.endswith("Documented.__init__")
+    assert Documented(None, 7, timeout=2.5).opts.build["maxsize"] == 7

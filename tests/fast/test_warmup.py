@@ -3,6 +3,7 @@ and keep the books exact when a dial fails or the constructor is interrupted."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -175,3 +176,186 @@ def test_an_interrupt_while_waiting_for_the_others_stops_them_after_their_step()
     killer.join(5)
     assert wait_until(lambda: not set(threading.enumerate()) - before, 5)  # the workers ended
     assert len(after_interrupt) <= 2, len(after_interrupt)  # at most the step each was in
+
+
+# -- _warmup.run's own rules, step by step -----------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+class Interrupt(BaseException):
+    """Stands for KeyboardInterrupt without upsetting pytest."""
+
+
+def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
+    """Every threading.Event made from now on (run's ``stop`` among them)."""
+    made: list[threading.Event] = []
+
+    class Recorded(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(threading, "Event", Recorded)
+    return made
+
+
+def _helpers(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-")]
+
+
+def test_run_starts_no_thread_when_the_first_step_finds_nothing_to_do() -> None:
+    callers: list[str] = []
+
+    def step() -> bool:
+        callers.append(threading.current_thread().name)
+        return False
+
+    _warmup.run(step, 8, "unit-warmup-idle")
+    assert callers == [threading.current_thread().name]
+
+
+def test_run_steps_on_exactly_workers_threads_the_helpers_daemons() -> None:
+    """Four workers: the caller and three daemon helpers (a helper stuck in a
+    connect must not keep the interpreter from exiting), all at once."""
+    together = threading.Barrier(4, timeout=10)  # broken (raised) if fewer than four arrive
+    lock = threading.Lock()
+    seen: dict[str, bool] = {}
+    first = [True]
+
+    def step() -> bool:
+        me = threading.current_thread()
+        with lock:
+            if first[0]:
+                first[0] = False
+                return True  # the first step runs alone
+            if me.name in seen:
+                return False
+            seen[me.name] = me.daemon
+        together.wait()
+        return True
+
+    _warmup.run(step, 4, "unit-warmup-four")
+    caller = threading.current_thread().name
+    assert len(seen) == 4 and caller in seen
+    assert all(daemon for name, daemon in seen.items() if name != caller)
+    assert wait_until(lambda: not _helpers("unit-warmup-four"))
+
+
+def test_an_error_on_a_helper_stops_the_caller_and_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = _record_events(monkeypatch)
+    caller = threading.current_thread()
+    calls = {"caller": 0}
+    caller_in_step = threading.Event()
+
+    def step() -> bool:
+        if threading.current_thread() is not caller:
+            assert caller_in_step.wait(10)
+            raise Boom("the helper's connect failed")
+        calls["caller"] += 1
+        if calls["caller"] == 1:
+            events.clear()  # run's stop is the next Event made
+            return True
+        if calls["caller"] == 2:
+            caller_in_step.set()
+            stopped.append(events[0].wait(10))  # not an assert: run would take its error for the step's
+            return True
+        return False  # a step started after the error
+
+    stopped: list[bool] = []
+    with pytest.raises(Boom):
+        _warmup.run(step, 2, "unit-warmup-helper-fails")
+    assert stopped == [True], "the helper's error did not stop the others"
+    assert calls["caller"] == 2
+
+
+@pytest.mark.parametrize("error", [Boom, Interrupt])
+def test_an_error_on_the_caller_stops_the_helpers_and_is_raised(
+    monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    """An Exception is raised once the helpers stopped; an interrupt at once,
+    the helpers stopping after the step they are in."""
+    events = _record_events(monkeypatch)
+    caller = threading.current_thread()
+    calls = {"caller": 0, "helper": 0}
+    helper_in_step = threading.Event()
+
+    def step() -> bool:
+        if threading.current_thread() is caller:
+            calls["caller"] += 1
+            if calls["caller"] == 1:
+                events.clear()
+                return True
+            assert helper_in_step.wait(10)
+            raise error("the caller's connect failed")
+        calls["helper"] += 1
+        if calls["helper"] == 1:
+            helper_in_step.set()
+            stopped.append(events[0].wait(10))
+            return True
+        return False  # a step started after the error
+
+    stopped: list[bool] = []
+    with pytest.raises(error):
+        _warmup.run(step, 2, "unit-warmup-caller-fails")
+    for helper in _helpers("unit-warmup-caller-fails"):
+        helper.join(15)
+    assert stopped == [True], "the caller's error did not stop the helper"
+    assert calls == {"caller": 2, "helper": 1}
+
+
+# -- the same rules for tasks (_warmup.run_tasks, the asyncio pool's) ----------------
+
+
+def test_run_tasks_runs_the_first_step_alone_then_workers_tasks_until_each_is_told_no() -> None:
+    state = {"calls": 0, "running": 0, "peak": 0}
+    first_alone: list[bool] = []
+
+    async def step() -> bool:
+        state["calls"] += 1
+        number = state["calls"]
+        state["running"] += 1
+        state["peak"] = max(state["peak"], state["running"])
+        for _ in range(3 if number == 1 else 1):
+            await asyncio.sleep(0)
+            if number == 1:
+                first_alone.append(state["running"] == 1)
+        state["running"] -= 1
+        return number <= 10  # ten steps with something to do
+
+    asyncio.run(_warmup.run_tasks(step, 4))
+    assert first_alone == [True, True, True]
+    # Ten that opened something, then one "nothing left" for each of the four tasks.
+    assert state["calls"] == 14 and state["peak"] == 4, state
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_run_tasks_with_nothing_to_do_steps_once_or_never(workers: int) -> None:
+    calls: list[int] = []
+
+    async def step() -> bool:
+        calls.append(1)
+        return False
+
+    asyncio.run(_warmup.run_tasks(step, workers))
+    assert len(calls) == min(workers, 1)
+
+
+def test_run_tasks_raises_the_first_error_and_starts_no_step_after_it() -> None:
+    calls = {"n": 0}
+
+    async def step() -> bool:
+        calls["n"] += 1
+        number = calls["n"]
+        await asyncio.sleep(0)
+        if number == 3:
+            raise Boom("a connect failed")
+        return number < 50
+
+    with pytest.raises(Boom):
+        asyncio.run(_warmup.run_tasks(step, 3))
+    # The first alone, two more before the error, and at most the other two
+    # tasks' steps under way when it came.
+    assert calls["n"] <= 5, calls

@@ -18,6 +18,7 @@ from pymysqlpool import (
     ReturnConnectionToPoolError,
 )
 from support.sessions import kill_sessions
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -220,3 +221,39 @@ def test_ping_with_reconnect_replaces_a_killed_connection_in_place(
         assert again.thread_id() == fresh  # the replacement went back to the pool
     assert (pool.available_num, pool.total_num) == (1, 1)
     assert server_view.thread_ids(admin) == {fresh}
+
+
+def _statement_runs(admin: Any, session: int) -> bool:
+    rows = query(
+        admin,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE 'SELECT SLEEP%%'",
+        (session,),
+    )
+    return bool(rows[0][0])
+
+
+@pytest.mark.threads_only("0.5.0's ping(reconnect=True); the asyncio ping never reconnects")
+def test_a_statement_abandoned_on_a_reconnected_session_is_killed_on_that_session(
+    make_pool: Callable[..., ConnectionPool], admin: Any
+) -> None:
+    """ping(reconnect=True) puts a new session in the slot; a statement then
+    cut by read_timeout is killed on the new session, not on the dead one's
+    id (that KILL answers 'no such thread', which proves nothing: the
+    statement would run on, and after a restart the id may be another
+    client's)."""
+    pool = make_pool(maxsize=1, pool_name="reconnected-kill", read_timeout=0.5)
+    conn = pool.get_conn()
+    dead = conn.thread_id()
+    kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)
+    conn.ping()  # 0.5.0's default: reconnect=True
+    fresh = conn.thread_id()
+    assert fresh != dead
+    with pytest.raises(pymysql.err.OperationalError):
+        conn.cursor().execute("SELECT SLEEP(10)")
+    assert _statement_runs(admin, fresh)
+    pool.release(conn)
+    # MariaDB notices a client that hung up only every 5 s: gone before that, it was killed.
+    assert wait_until(lambda: not _statement_runs(admin, fresh), timeout=3.0), "the abandoned statement ran on"
+    assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=5.0)
+    stats = pool.get_stats()
+    assert stats["kills"] == 1 and stats["kill_failures"] == 0 and stats["killing"] == 0, stats
