@@ -303,6 +303,9 @@ async def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float) -> Con
         force_close(raw)
         raise
     raw.wrote = False  # the handshake's own settings were flagged as changes
+    # On the instance, not only the class: the cluster's return reads both, and
+    # CPython reads an instance's own attribute faster than a class attribute.
+    raw.sync_wait_on = False
     return raw
 
 

@@ -388,6 +388,9 @@ def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float, tls: Optiona
         raise
     # The handshake's own settings (autocommit, charset) were flagged as changes.
     raw.wrote = False  # type: ignore[attr-defined]  # connect() is typed for the base class
+    # On the instance, not only the class: the cluster's return reads both, and
+    # CPython reads an instance's own attribute faster than a class attribute.
+    raw.sync_wait_on = False  # type: ignore[attr-defined]
     return raw
 
 
