@@ -258,6 +258,7 @@ class WriteTrackingConnection(Connection):
     wrote = False
     sync_wait_on = False
     gtid_hook: Optional[Callable[[str], bool]] = None
+    node_pool: Any = None  # a cluster node pool that opened it (its clean return is found from here)
     _wrote = _driver.WriteTrackingConnection._wrote
 
     async def query(self, sql: Any, unbuffered: bool = False) -> int:

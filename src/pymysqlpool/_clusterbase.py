@@ -16,7 +16,7 @@ from typing import Any, Dict, Generator, Generic, List, Optional, Sequence, Tupl
 import pymysql
 
 from . import _driver
-from ._steering import Attempt, ClusterSettings, NodeState, P, Steering
+from ._steering import Attempt, ClusterSettings, NodeState, P, Steering, check_borrow
 
 __all__ = ["NodeEvents", "Statement", "SteeredCluster", "Steps"]
 
@@ -140,6 +140,21 @@ class SteeredCluster(Generic[P]):
         wake = self._wake
         if wake is not None:
             wake.set()
+
+    def _routed(self, read_only: Any, causal: Any) -> Optional[Tuple[P, ...]]:
+        """A borrow's flags checked (``check_borrow``) and routed: the node
+        pools to ask (readers or writers), or None for a causal read (the
+        steering's ``Attempt`` does it). get_conn's own path is a write with
+        the default flags; everything else comes here."""
+        if (read_only is not False and read_only is not True) or (
+            causal is not None and causal is not True and causal is not False
+        ):
+            check_borrow(read_only, causal)  # raises
+        if not read_only:
+            return self._steering.writers
+        if causal or (causal is None and self._settings.causal):
+            return None
+        return self._steering.readers
 
     def _first_failed(self, pool: Any, exc: BaseException) -> None:
         """The common case's borrow failed: a wrong account or database is

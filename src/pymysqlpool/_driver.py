@@ -296,6 +296,7 @@ class WriteTrackingConnection(Connection):
     wrote = False
     sync_wait_on = False  # a session setting the borrower's pool must undo on return
     gtid_hook: Optional[Callable[[str], bool]] = None  # True if it took the GTID
+    node_pool: Any = None  # a cluster node pool that opened it (its clean return is found from here)
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         # Connection.query reads its answer without _read_query_result.

@@ -195,6 +195,7 @@ class Steering(Generic[P]):
         # The routing, published whole and read without a lock.
         self.routing = _topology.Routing(_topology.UNKNOWN, (), (), "not probed yet")
         self.writers: Tuple[P, ...] = ()
+        self.writer: Optional[P] = None  # the only writer (None: none, or several): a write's one read
         self.readers: Tuple[P, ...] = ()
         self.version = 0
         self.closed = False
@@ -319,7 +320,9 @@ class Steering(Generic[P]):
             return False
         old = self.routing
         self.routing = routing
-        self.writers = tuple(self.nodes[i].pool for i in routing.writers)
+        writers = tuple(self.nodes[i].pool for i in routing.writers)
+        self.writer = writers[0] if len(writers) == 1 else None
+        self.writers = writers
         self.readers = tuple(self.nodes[i].pool for i in routing.readers)
         self.version += 1
         if routing.writers != old.writers or routing.problem != old.problem:

@@ -55,7 +55,7 @@ from . import _adriver, _topology
 from ._clusterbase import SteeredCluster, Steps
 from ._config import resolve
 from ._core import NoLock
-from ._steering import NodeState, check_borrow
+from ._steering import NodeState
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -89,6 +89,7 @@ class _AsyncNodePool(AsyncConnectionPool):
         raw = await _adriver.connect_tracking_writes(kwargs, limit)
         if isinstance(raw, _TRACKED):
             raw.gtid_hook = self._gtid_hook  # the position is known at the COMMIT
+            raw.node_pool = self  # the cluster's clean return finds the pool here
         return raw
 
     def _probe_kwargs(self, limit: float) -> Dict[str, Any]:
@@ -236,21 +237,18 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``)."""
         if self._loop is not _running_loop():
             self._bind()
-        # Identity tests: the flags' rule (check_borrow) at the cost of two compares.
-        if (read_only is not False and read_only is not True) or (
-            causal is not None and causal is not True and causal is not False
-        ):
-            check_borrow(read_only, causal)  # raises
         steering = self._steering
-        if not read_only:
-            pools = steering.writers
-        elif causal or (causal is None and self._settings.causal):
-            return await self._borrow(True, True, timeout, _monotonic())
-        else:
-            pools = steering.readers
+        if causal is not None or read_only is not False:
+            pools = self._routed(read_only, causal)
+            if pools is None:
+                return await self._borrow(True, True, timeout, _monotonic())
+            pool = pools[0] if len(pools) == 1 else steering.pick(pools) if pools else None
+        else:  # a write with the defaults: no other test on the way to the node pool
+            pool = steering.writer  # the only writer; None: none, or several
+            if pool is None and steering.writers:
+                pool = steering.pick(steering.writers)
         started = _monotonic()
-        if timeout is None and pools:
-            pool = pools[0] if len(pools) == 1 else steering.pick(pools)
+        if timeout is None and pool is not None:
             try:
                 # The node pool's core borrow: get_conn's coroutine less (the
                 # node pools are bound to this loop by _bind).
@@ -315,9 +313,24 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
 
     def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
         """``await cluster.release(conn)``: give a borrowed connection back to its node's pool."""
-        # A plain function giving the coroutine to await: a clean return costs
-        # no frame of its own over the node pool's release (which comes here
-        # too): the lender's test and the clean-return test inline.
+        # A plain function giving the coroutine to await. The common case in
+        # one frame over the node pool's own return: a clean borrow on a
+        # connection that reports its writes, whose node pool (stamped on it
+        # at connect) is this cluster's. A plain attribute of the connection is
+        # read faster than the proxy's lender and than a set of pools.
+        try:
+            raw = conn.lent_raw  # None once given back
+            pool = raw.node_pool  # only tracking connections carry it
+            clean = pool._cluster is self and not (failed or raw.wrote or raw.sync_wait_on)
+        except AttributeError:  # not a proxy, given back already, not tracking its writes
+            clean = False
+        if clean:
+            return _base_release(pool, conn, failed)
+        return self._release_checked(conn, failed)
+
+    def _release_checked(self, conn: AsyncPooledConnection, failed: bool) -> Coroutine[Any, Any, None]:
+        """Every return but the clean one: the lender is checked, and a return
+        after a write, an error or a Galera sync wait does its statements."""
         try:
             pool: Any = conn.lender
             raw = conn.lent_raw  # None once given back
@@ -325,7 +338,6 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
             pool = raw = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
-        # One test in the common case: a clean borrow on a connection that reports its writes.
         if (failed or type(raw) is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
             return self._release_after(pool, conn, raw, failed)
         return _base_release(pool, conn, failed)

@@ -21,7 +21,7 @@ import pymysql
 
 from . import _driver, _forking, _topology
 from ._clusterbase import SteeredCluster, Steps
-from ._steering import NodeState, check_borrow, parse_cluster_url
+from ._steering import NodeState, parse_cluster_url
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -56,6 +56,7 @@ class _NodePool(ConnectionPool):
         raw = _driver.connect_tracking_writes(kwargs, limit, self._tls)
         if isinstance(raw, _TRACKED):
             raw.gtid_hook = self._gtid_hook  # the position is known at the COMMIT
+            raw.node_pool = self  # the cluster's clean return finds the pool here
         return raw
 
     def _probe_connect(self, kwargs: Any, limit: float) -> Any:
@@ -150,21 +151,18 @@ class ClusterPool(SteeredCluster[_NodePool]):
         every write committed through this cluster before the borrow began.
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``).
         """
-        # Identity tests: the flags' rule (check_borrow) at the cost of two compares.
-        if (read_only is not False and read_only is not True) or (
-            causal is not None and causal is not True and causal is not False
-        ):
-            check_borrow(read_only, causal)  # raises
         steering = self._steering
-        if not read_only:
-            pools = steering.writers
-        elif causal or (causal is None and self._settings.causal):
-            return self._borrow(True, True, timeout, _monotonic())
-        else:
-            pools = steering.readers
+        if causal is not None or read_only is not False:
+            pools = self._routed(read_only, causal)
+            if pools is None:
+                return self._borrow(True, True, timeout, _monotonic())
+            pool = pools[0] if len(pools) == 1 else steering.pick(pools) if pools else None
+        else:  # a write with the defaults: no other test on the way to the node pool
+            pool = steering.writer  # the only writer; None: none, or several
+            if pool is None and steering.writers:
+                pool = steering.pick(steering.writers)
         started = _monotonic()
-        if timeout is None and pools:
-            pool = pools[0] if len(pools) == 1 else steering.pick(pools)
+        if timeout is None and pool is not None:
             try:
                 return pool.get_conn()
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
@@ -213,8 +211,25 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         """Give a borrowed connection back to its node's pool."""
-        # One frame over the node pool's own return (the node pool's release
-        # comes here too): the lender's test and the clean-return test inline.
+        # The common case in one frame over the node pool's own return: a
+        # clean borrow on a connection that reports its writes, whose node pool
+        # (stamped on it at connect) is this cluster's. A plain attribute of
+        # the connection is read faster than the proxy's lender and than a
+        # set of pools. Everything else: _release_checked.
+        try:
+            raw = conn.lent_raw  # None once given back
+            pool = raw.node_pool  # only tracking connections carry it
+            clean = pool._cluster is self and not (failed or raw.wrote or raw.sync_wait_on)
+        except AttributeError:  # not a proxy, given back already, not tracking its writes
+            clean = False
+        if clean:
+            _base_release(pool, conn, failed)
+        else:
+            self._release_checked(conn, failed)
+
+    def _release_checked(self, conn: PooledConnection, failed: bool) -> None:
+        """Every return but the clean one: the lender is checked, and a return
+        after a write, an error or a Galera sync wait does its statements."""
         try:
             pool: Any = conn.lender
             raw = conn.lent_raw  # None once given back
@@ -222,7 +237,6 @@ class ClusterPool(SteeredCluster[_NodePool]):
             pool = raw = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
-        # One test in the common case: a clean borrow on a connection that reports its writes.
         if (failed or type(raw) is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
             try:
                 self._on_return(pool._node, raw, failed)
