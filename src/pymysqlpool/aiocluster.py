@@ -18,7 +18,11 @@ statements of a return after a write and of a causal read) is in
 # their answers mean (_return_steps, _causal_steps).
 # - get_conn's common case and release: the same lines, awaited here. They are
 #   the routed hot path: a shared step would be one more frame per borrow and
-#   per return (~+500 instructions each), which the cluster rows cannot afford.
+#   per return (~+300-500 instructions each), which the write rows (<= +3,000
+#   over the plain pool) cannot afford.
+# - _release_checked: the same lender and clean-return tests; the statements
+#   after a write run in a try/finally there and in a coroutine handed back
+#   to the caller here (release is a plain function returning an awaitable).
 # - _borrow: the same Attempt loop; waiting for a new routing is a Condition
 #   there and an Event replaced on each change here, and each node pool call
 #   blocks there and is awaited here.
