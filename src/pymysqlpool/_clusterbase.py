@@ -3,8 +3,11 @@
 ``ClusterPool`` (threads) and ``AsyncClusterPool`` (asyncio) are this class
 plus their I/O: how they open, probe, wait, borrow and return. The rules are
 ``_steering``'s; here is what asks them the same way for both shells (a
-failed borrow, a node that did not answer at opening, a reprobe). It touches
-its node pools only through their public seams.
+failed borrow, a node that did not answer at opening, a reprobe, the
+cluster's own statements as plans). It touches its node pools through their
+public seams and the shells' node pool subclasses' ``_node``; it never waits
+on a socket (the plans' statements are run by the shells; a broken connection
+is dropped with the shell's ``_force_close``, without a word to the server).
 """
 
 from __future__ import annotations
