@@ -267,6 +267,7 @@ class WriteTrackingConnection(Connection):
     wrote = False
     sync_wait_on = False
     gtid_hook: Optional[Callable[[str], bool]] = None
+    node_pool: Any = None  # a cluster node pool that opened it (its clean return is found from here)
     _wrote = _driver.WriteTrackingConnection._wrote
 
     async def query(self, sql: Any, unbuffered: bool = False) -> int:
@@ -312,6 +313,9 @@ async def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float) -> Con
         drop_unfinished(raw, exc)
         raise
     raw.wrote = False  # the handshake's own settings were flagged as changes
+    # On the instance, not only the class: the cluster's return reads both, and
+    # CPython reads an instance's own attribute faster than a class attribute.
+    raw.sync_wait_on = False
     return raw
 
 

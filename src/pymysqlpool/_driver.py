@@ -323,6 +323,7 @@ class WriteTrackingConnection(Connection):
     wrote = False
     sync_wait_on = False  # a session setting the borrower's pool must undo on return
     gtid_hook: Optional[Callable[[str], bool]] = None  # True if it took the GTID
+    node_pool: Any = None  # a cluster node pool that opened it (its clean return is found from here)
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         # Connection.query reads its answer without _read_query_result.
@@ -416,6 +417,9 @@ def connect_tracking_writes(kwargs: Dict[str, Any], timeout: float, tls: Optiona
         raise
     # The handshake's own settings (autocommit, charset) were flagged as changes.
     raw.wrote = False  # type: ignore[attr-defined]  # connect() is typed for the base class
+    # On the instance, not only the class: the cluster's return reads both, and
+    # CPython reads an instance's own attribute faster than a class attribute.
+    raw.sync_wait_on = False  # type: ignore[attr-defined]
     return raw
 
 

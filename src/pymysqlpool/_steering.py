@@ -21,7 +21,7 @@ from ._core import PoolCore
 from ._validators import seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
-__all__ = ["ClusterSettings", "NodeEvents", "NodeState", "SteeredCluster", "Steering", "parse_cluster_url"]
+__all__ = ["Attempt", "ClusterSettings", "NodeState", "Steering", "parse_cluster_url"]
 
 logger = logging.getLogger("pymysqlpool")
 
@@ -195,6 +195,7 @@ class Steering(Generic[P]):
         # The routing, published whole and read without a lock.
         self.routing = _topology.Routing(_topology.UNKNOWN, (), (), "not probed yet")
         self.writers: Tuple[P, ...] = ()
+        self.writer: Optional[P] = None  # the only writer (None: none, or several): a write's one read
         self.readers: Tuple[P, ...] = ()
         self.version = 0
         self.closed = False
@@ -319,7 +320,9 @@ class Steering(Generic[P]):
             return False
         old = self.routing
         self.routing = routing
-        self.writers = tuple(self.nodes[i].pool for i in routing.writers)
+        writers = tuple(self.nodes[i].pool for i in routing.writers)
+        self.writer = writers[0] if len(writers) == 1 else None
+        self.writers = writers
         self.readers = tuple(self.nodes[i].pool for i in routing.readers)
         self.version += 1
         if routing.writers != old.writers or routing.problem != old.problem:
@@ -570,128 +573,3 @@ class Attempt(Generic[P]):
             stats["causal_fallbacks"] += 1
         if self.waited and not self.read_only:
             stats["write_waits"] += 1
-
-
-def is_connect_error(exc: BaseException) -> bool:
-    return isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError))
-
-
-class NodeEvents:
-    """Pool events of one node: a connection closed for a wrong-node error
-    (1290 read-only, 1047 not in the primary component) means the node's
-    role changed, whoever borrowed it and however it was given back."""
-
-    def __init__(self, cluster: Any, node: NodeState) -> None:
-        self._cluster = cluster
-        self._node = node
-
-    def on_close(self, raw: Any, reason: str) -> None:
-        if reason == "closed_wrong_node":
-            self._node.wrong_node_errors += 1
-            self._cluster.reprobe(self._node.index)
-
-
-class SteeredCluster(Generic[P]):
-    """What both cluster shells share: the steering, the node pools (built
-    closed: nothing connects here) and what they show alike."""
-
-    name: str
-    _steering: Steering[P]
-    _settings: ClusterSettings
-    _timeout: float
-    _connect_timeout: float
-    _pools: frozenset[P]
-
-    def _steer(self, settings: ClusterSettings, lock: Any, pool_class: Any) -> None:
-        """Take ``settings``; one ``pool_class(node, cluster, **keywords)`` per
-        node, built with ``open=False`` so that every node's keywords are
-        checked before any node connects."""
-        self._settings = settings
-        self.name = settings.name
-        self._steering = Steering(settings, lock)
-        for node in self._steering.nodes:
-            pool = pool_class(
-                node,
-                self,
-                pool_name=f"{settings.name}/{node.address}",
-                host=node.host,
-                port=node.port,
-                **{**settings.pool_kwargs, "open": False},
-            )
-            pool.add_events(NodeEvents(self, node))
-            node.pool = pool
-        self._pools = frozenset(n.pool for n in self._steering.nodes)
-        first = self._steering.nodes[0].pool
-        self._timeout = first.timeout
-        self._connect_timeout = first.connect_timeout
-
-    @property
-    def maxsize(self) -> int:
-        """The most connections open at once, per node."""
-        return int(self._pool0.maxsize)
-
-    @property
-    def size(self) -> int:
-        return int(self._pool0.size)
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def available_num(self) -> int:
-        """Idle connections ready to lend now, over every node."""
-        return sum(n.pool.available_num for n in self._steering.nodes)
-
-    @property
-    def total_num(self) -> int:
-        """Connections open now, over every node."""
-        return sum(n.pool.total_num for n in self._steering.nodes)
-
-    @property
-    def closed(self) -> bool:
-        return self._steering.closed
-
-    @property
-    def topology(self) -> str:
-        """``replication``, ``galera`` or ``unknown`` (nothing answered yet)."""
-        return self._steering.routing.topology
-
-    def __repr__(self) -> str:
-        nodes = ",".join(n.address for n in self._steering.nodes)
-        return f"<{type(self).__name__} {self.name!r} {self.topology} [{nodes}]{' closed' if self.closed else ''}>"
-
-    def node_pools(self) -> List[P]:
-        """Each node's pool (a ``ConnectionPool``, or an ``AsyncConnectionPool``
-        for ``AsyncClusterPool``), in the order the nodes were given, named
-        ``<cluster name>/<host>:<port>``: for metrics and checks per node."""
-        return [node.pool for node in self._steering.nodes]
-
-    def get_stats(self) -> Dict[str, Any]:
-        """Summed pool counters, the topology, and per node its role, state, lag and counters."""
-        return self._steering.stats_of([node.pool.get_stats() for node in self._steering.nodes])
-
-    # The steering's state under the names tests and tools read.
-    @property
-    def _pool0(self) -> Any:
-        return self._steering.nodes[0].pool
-
-    @property
-    def _nodes(self) -> List[NodeState]:
-        return self._steering.nodes
-
-    @property
-    def _writers(self) -> Tuple[P, ...]:
-        return self._steering.writers
-
-    @property
-    def _readers(self) -> Tuple[P, ...]:
-        return self._steering.readers
-
-    @property
-    def _causal_text(self) -> str:
-        return self._steering.causal_text
-
-    @property
-    def _closed(self) -> bool:
-        return self._steering.closed

@@ -47,7 +47,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Awaitable, Dict, List, NoReturn, Optional, Tuple, Type, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Dict, List, NoReturn, Optional, Tuple, Type, Union, cast
 
 from . import _adriver, _closing, _options, _warmup
 from ._config import build, describe, resolve
@@ -354,6 +354,17 @@ class AsyncConnectionPool(PoolCore):
             if slot is not None:
                 self._abandon(slot)
             raise
+
+    # A seam for a caller that bound the pool to its running loop already
+    # (AsyncClusterPool's common case): the core's borrow itself, without
+    # get_conn's coroutine -- a connection, or an awaitable of one.
+    if TYPE_CHECKING:
+
+        def lend_or_wait(self) -> Union[AsyncPooledConnection, Awaitable[AsyncPooledConnection]]:
+            """``get_conn()`` on the pool's own loop: the connection, or what to await for it."""
+
+    else:
+        lend_or_wait = PoolCore._get_conn
 
     # -- returning ----------------------------------------------------------
 

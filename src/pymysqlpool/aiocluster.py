@@ -4,8 +4,45 @@ One ``AsyncConnectionPool`` per server; one task per node probes it and a
 monitor task publishes the routing, so a frozen node delays neither the others'
 probes nor the routing. Every rule (roles, split-brain memory, causal
 positions, fallback, deadlines) is the thread cluster's, in ``_steering``;
-this module only awaits.
+what both shells ask of it alike (the constructor, a failed borrow, the
+statements of a return after a write and of a causal read) is in
+``_clusterbase``; this module only awaits.
 """
+
+# What is still twin with cluster.py, and why. Shared once elsewhere: the
+# constructor and its checks, the node pools' construction, the properties,
+# stats and repr (_clusterbase.SteeredCluster); every routing, probe-schedule,
+# borrow-step and causal decision (_steering); what a failed borrow or an
+# unanswering node at opening does (_first_failed, _attempt_failed,
+# _did_not_answer); the statements of a return and of a causal read and what
+# their answers mean (_return_steps, _causal_steps).
+# - get_conn's common case and release: the same lines, awaited here. They are
+#   the routed hot path: a shared step would be one more frame per borrow and
+#   per return (~+300-500 instructions each), which the write rows (<= +3,000
+#   over the plain pool) cannot afford.
+# - _release_checked: the same lender and clean-return tests; the statements
+#   after a write run in a try/finally there and in a coroutine handed back
+#   to the caller here (release is a plain function returning an awaitable).
+# - _borrow: the same Attempt loop; waiting for a new routing is a Condition
+#   there and an Event replaced on each change here, and each node pool call
+#   blocks there and is awaited here.
+# - _run: the same send/throw loop over a plan's statements; each statement
+#   blocks there and is awaited here (as aio.py's _run beside pool.py's).
+# - _make_causal: the connection goes back (blocking or awaited) inside the
+#   except clause, so that the return sees the wait's error; interrupted,
+#   the thread shell drops the socket itself, here the node pool's return
+#   kills the statement of a connection left mid-answer.
+# - the node pool subclasses: their drivers differ (PyMySQL with the pool's
+#   TLS contexts, aiomysql), and the async release returns an awaitable.
+# - opening, the monitor and the probes: threads and a ThreadPoolExecutor
+#   started by the constructor there; tasks on the loop that first uses the
+#   cluster here, with a probe's queries awaited within probe_timeout.
+# - close, wait_probed, wait_ready: join threads / cancel tasks, a Condition /
+#   an Event; the decisions they take are the steering's (closed, writers).
+# - _ClusterBorrowing beside aio.py's _Borrowing (duplicates D2): the same
+#   async context manager with the cluster's three borrow arguments and the
+#   cluster's message for a plain 'with'; aio.py's is the plain pool's own
+#   'async with' path, left alone rather than slowed by a generalisation.
 
 from __future__ import annotations
 
@@ -14,14 +51,15 @@ import logging
 import sys
 import time
 from types import TracebackType
-from typing import Any, Coroutine, Dict, List, NoReturn, Optional, Sequence, Set, Tuple, Type, Union
+from typing import Any, Awaitable, Callable, Coroutine, Dict, List, NoReturn, Optional, Set, Tuple, Type, cast
 
 import pymysql
 
-from . import _adriver, _driver, _topology
+from . import _adriver, _topology
+from ._clusterbase import SteeredCluster, Steps
 from ._config import resolve
 from ._core import NoLock
-from ._steering import ClusterSettings, NodeState, SteeredCluster, check_borrow, is_connect_error
+from ._steering import NodeState
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -41,17 +79,21 @@ class _AsyncNodePool(AsyncConnectionPool):
     """A node's pool: connections that report their writes; on return it
     notices that the borrow wrote (causal reads) or met an error."""
 
-    def __init__(self, node: NodeState, cluster: AsyncClusterPool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # built closed (open=False): nothing dials before the two below are set
+    def __init__(
+        self, node: NodeState, cluster: AsyncClusterPool, gtid_hook: Callable[[str], bool], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)  # built closed (open=False): nothing dials before those below are set
         # Set last: an instance keeps its first 30 attributes in the class's
         # shared keys, and the pool's own hot ones must stay among them.
         self._node = node
         self._cluster = cluster
+        self._gtid_hook = gtid_hook  # the steering's: merges a COMMIT's GTID into what causal reads wait for
 
     async def _dial(self, kwargs: Dict[str, Any], limit: float) -> Any:
         raw = await _adriver.connect_tracking_writes(kwargs, limit)
         if isinstance(raw, _TRACKED):
-            raw.gtid_hook = self._cluster._took_gtid  # the position is known at the COMMIT
+            raw.gtid_hook = self._gtid_hook  # the position is known at the COMMIT
+            raw.node_pool = self  # the cluster's clean return finds the pool here
         return raw
 
     def _probe_kwargs(self, limit: float) -> Dict[str, Any]:
@@ -64,24 +106,15 @@ class _AsyncNodePool(AsyncConnectionPool):
         }
 
     def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
-        # A plain function giving the coroutine to await: a clean return costs
-        # no frame of its own. One test in the common case: a clean borrow on a
-        # connection that reports its writes.
+        # ``await conn.close()`` and ``async with conn`` come here: the
+        # cluster's return (the rules of a return after a write are there, once).
         try:
-            raw = conn.lent_raw  # None once given back
+            mine = conn.lender is self
         except AttributeError:  # not a proxy: the pool says so
-            raw = None
-        if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and (
-            raw is not None and conn.lender is self
-        ):
-            return self._release_after(conn, raw, failed)
+            mine = False
+        if mine:
+            return self._cluster.release(conn, failed)
         return _base_release(self, conn, failed)
-
-    async def _release_after(self, conn: AsyncPooledConnection, raw: Any, failed: bool) -> None:
-        try:
-            await self._cluster._on_return(self._node, raw, failed)
-        finally:  # cancelled or not, the connection goes back (a broken one is discarded)
-            await _base_release(self, conn, failed)
 
 
 _ASYNC_CLUSTER_IN_WITH = (
@@ -101,43 +134,15 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
     starts them. Bound to the event loop that first uses it.
     """
 
-    def __init__(
-        self,
-        url: Optional[str] = None,
-        *,
-        hosts: Optional[Sequence[Union[Host, str]]] = None,
-        max_lag: float = 5.0,
-        causal: bool = False,
-        probe_interval: float = 0.5,
-        probe_timeout: float = 1.0,
-        read_fallback_to_primary: bool = True,
-        galera_writer: str = "single",
-        balance: str = "least_borrowed",
-        require_all_nodes: bool = False,
-        **pool_kwargs: Any,
-    ) -> None:
-        settings = ClusterSettings.build(
-            "AsyncClusterPool",
-            url,
-            hosts,
-            max_lag,
-            causal,
-            probe_interval,
-            probe_timeout,
-            read_fallback_to_primary,
-            galera_writer,
-            balance,
-            require_all_nodes,
-            pool_kwargs,
-            _driver.CONNECT_PARAMETERS,
-        )
-        # One loop and no await inside the causal merge: no lock needed.
-        self._steer(settings, NoLock(), _AsyncNodePool)
+    _node_pool_class = _AsyncNodePool
+    _new_lock = NoLock  # one loop and no await inside the causal merge: no lock needed
+    _force_close = staticmethod(_adriver.force_close)
+
+    def _begin(self) -> None:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._opened = False
         self._monitor: Optional[asyncio.Task[None]] = None
         self._probes: Set[asyncio.Task[None]] = set()
-        self._wake: Optional[asyncio.Event] = None
         self._changed: Optional[asyncio.Event] = None  # set (and replaced) when the routing changes
         self._first_round: Optional[asyncio.Event] = None
 
@@ -203,10 +208,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
             try:
                 await pool.prefill()
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
-                if self._settings.require_all_nodes or _driver.is_fatal_connect_error(exc):
-                    raise
-                node.last_error = str(exc)
-                logger.warning("cluster %r: %s does not answer (%s); starting without it", self.name, node.address, exc)
+                self._did_not_answer(node, exc)
         pool.start_maintenance()  # warms the node up in the background once it answers
 
     async def __aenter__(self) -> AsyncClusterPool:
@@ -239,30 +241,30 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``)."""
         if self._loop is not _running_loop():
             self._bind()
-        if read_only.__class__ is not bool or (causal is not None and causal.__class__ is not bool):
-            check_borrow(read_only, causal)  # raises; the test is inlined for the hot path
         steering = self._steering
-        if not read_only:
-            pools = steering.writers
-        elif causal or (causal is None and self._settings.causal):
-            return await self._borrow(True, True, timeout, _monotonic())
-        else:
-            pools = steering.readers
+        if causal is not None or read_only is not False:
+            pools = self._routed(read_only, causal)
+            if pools is None:
+                return await self._borrow(True, True, timeout, _monotonic())
+            pool = pools[0] if len(pools) == 1 else steering.pick(pools) if pools else None
+        else:  # a write with the defaults: no other test on the way to the node pool
+            pool = steering.writer  # the only writer; None: none, or several
+            if pool is None and steering.writers:
+                pool = steering.pick(steering.writers)
         started = _monotonic()
-        failure: Optional[BaseException] = None
-        if timeout is None and pools:
-            pool = pools[0] if len(pools) == 1 else steering.pick(pools)
+        if timeout is None and pool is not None:
             try:
-                return await pool.get_conn()
-            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
-                if _driver.is_fatal_connect_error(exc):
-                    raise
-                self._node_failed(pool._node, exc)
-                failure = exc
-            except PoolTimeout as exc:
-                failure = exc
-        # The quick path's time and failure count: no second full wait after it.
-        return await self._borrow(read_only, False, timeout, started, failure)
+                # The node pool's core borrow: get_conn's coroutine less (the
+                # node pools are bound to this loop by _bind).
+                got = pool.lend_or_wait()
+                if type(got) is AsyncPooledConnection:
+                    return got
+                return await cast("Awaitable[AsyncPooledConnection]", got)
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
+                self._first_failed(pool, exc)
+                # The quick path's time and failure count: no second full wait after it.
+                return await self._borrow(read_only, False, None, started, exc)
+        return await self._borrow(read_only, False, timeout, started)
 
     def connection(
         self, read_only: bool = False, causal: Optional[bool] = None, timeout: Optional[float] = None
@@ -305,11 +307,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
             try:
                 conn = await pool.get_conn(attempt.remaining)
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
-                if is_connect_error(exc):
-                    if _driver.is_fatal_connect_error(exc):
-                        raise  # wrong password, unknown database: no other node will do better
-                    self.reprobe(pool._node.index)
-                attempt.pool_failed(pool, pool._node, exc)
+                self._attempt_failed(attempt, pool, exc)
                 continue
             if attempt.causal and not await self._make_causal(pool, conn, attempt.deadline):
                 attempt.not_caught_up(pool, pool._node)
@@ -319,66 +317,51 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
 
     def release(self, conn: AsyncPooledConnection, failed: bool = False) -> Coroutine[Any, Any, None]:
         """``await cluster.release(conn)``: give a borrowed connection back to its node's pool."""
+        # A plain function giving the coroutine to await. The common case in
+        # one frame over the node pool's own return: a clean borrow on a
+        # connection that reports its writes, whose node pool (stamped on it
+        # at connect) is this cluster's. A plain attribute of the connection is
+        # read faster than the proxy's lender and than a set of pools.
+        try:
+            raw = conn.lent_raw  # None once given back
+            pool = raw.node_pool  # only tracking connections carry it
+            clean = pool._cluster is self and not (failed or raw.wrote or raw.sync_wait_on)
+        except AttributeError:  # not a proxy, given back already, not tracking its writes
+            clean = False
+        if clean:
+            return _base_release(pool, conn, failed)
+        return self._release_checked(conn, failed)
+
+    def _release_checked(self, conn: AsyncPooledConnection, failed: bool) -> Coroutine[Any, Any, None]:
+        """Every return but the clean one: the lender is checked, and a return
+        after a write, an error or a Galera sync wait does its statements."""
         try:
             pool: Any = conn.lender
-        except AttributeError:
-            pool = None
+            raw = conn.lent_raw  # None once given back
+        except AttributeError:  # not a proxy
+            pool = raw = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
-        return pool.release(conn, failed)  # type: ignore[no-any-return]
+        if (failed or type(raw) is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
+            return self._release_after(pool, conn, raw, failed)
+        return _base_release(pool, conn, failed)
 
-    # -- causal reads ---------------------------------------------------------------------
-
-    def _took_gtid(self, gtid: str) -> bool:
-        """A tracked connection's hook: the GTID its COMMIT reported."""
-        return self._steering.took_gtid(gtid)
+    async def _release_after(self, pool: Any, conn: AsyncPooledConnection, raw: Any, failed: bool) -> None:
+        try:
+            await self._on_return(pool._node, raw, failed)
+        finally:  # cancelled or not, the connection goes back (a broken one is discarded)
+            await _base_release(pool, conn, failed)
 
     async def _on_return(self, node: NodeState, raw: Any, failed: bool) -> None:
         """What a return needs beyond the node pool's own work (rare path)."""
-        if failed:
-            exc = sys.exc_info()[1]  # inside ``async with``'s __aexit__: the block's exception
-            if exc is not None and self._steering.borrower_error(node, exc):
-                self.reprobe(node.index)
-        if getattr(raw, "wrote", True) is not False:
-            await self._after_write(node, raw)
-        if getattr(raw, "sync_wait_on", False):
-            await self._end_sync_wait(raw)
-
-    async def _after_write(self, node: NodeState, raw: Any) -> None:
-        """A borrow wrote and its connection could not report the position: read it within connect_timeout."""
-        tracked = getattr(raw, "wrote", None) is not None
-        if tracked:
-            raw.wrote = False
-        steering = self._steering
-        if not steering.reads_gtid_after_write(node, tracked):
-            return
-        try:
-            row = await _adriver.fetch_one(raw, "SELECT @@gtid_binlog_pos", timeout=self._connect_timeout)
-        except BaseException as exc:
-            steering.causal_unknown = True  # causal reads go to the primary until a position is known again
-            _adriver.force_close(raw)  # frozen or cancelled mid-answer: the pool discards it as broken
-            if not isinstance(exc, Exception):
-                raise
-            logger.info("cluster %r: could not read the GTID after a write on %s: %s", self.name, node.address, exc)
-            return
-        if not steering.took_gtid(str(row[0] or "") if row else ""):
-            steering.causal_unknown = True
+        # Inside ``async with``'s __aexit__ the block's exception is the one being handled.
+        await self._run(self._return_steps(node, raw, failed, sys.exc_info()[1] if failed else None))
 
     async def _make_causal(self, pool: _AsyncNodePool, conn: AsyncPooledConnection, deadline: float) -> bool:
         """Wait until the borrowed node holds every write seen so far. False
         (connection given back) when it cannot in time."""
-        raw = conn.raw
-        remaining = max(deadline - _monotonic(), 0.0)
         try:
-            kind, args, limit = self._steering.causal_plan(pool, pool._node, remaining)
-            if kind == "sync_wait":
-                await _adriver.fetch_one(raw, "SET SESSION wsrep_sync_wait=1", timeout=limit)
-                raw.sync_wait_on = True
-                return True
-            if kind == "none":
-                return True
-            row = await _adriver.fetch_one(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", args, limit)
-            if row is not None and row[0] == 0:
+            if await self._run(self._causal_steps(pool, conn.raw, deadline)):
                 return True
         except BaseException as exc:
             # Cancelled mid-wait, the connection is mid-answer: the node pool's
@@ -391,25 +374,25 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         await pool.release(conn)
         return False
 
-    async def _end_sync_wait(self, raw: Any) -> None:
-        raw.sync_wait_on = False
+    @staticmethod
+    async def _run(steps: Steps) -> Any:
+        """Run a plan's statements (``_clusterbase.Steps``), awaiting each; its result."""
+        reply: Any = None
+        error: Optional[BaseException] = None
         try:
-            await _adriver.fetch_one(raw, "SET SESSION wsrep_sync_wait=0", timeout=self._connect_timeout)
-        except Exception:
-            _adriver.force_close(raw)  # the pool discards it as broken
-
-    # -- errors that move the traffic ---------------------------------------------------
-
-    def _node_failed(self, node: NodeState, exc: BaseException) -> None:
-        self._steering.node_failed(node, exc)
-        self.reprobe(node.index)
-
-    def reprobe(self, index: int) -> None:
-        """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
-        node = self._steering.reprobe(index)
-        node.pool.suspect_idle()  # one bad connection: check the idle others before use
-        if self._wake is not None:
-            self._wake.set()
+            while True:
+                try:
+                    raw, (sql, args, limit) = steps.send(reply) if error is None else steps.throw(error)
+                except StopIteration as done:
+                    return done.value
+                reply = error = None
+                try:
+                    reply = await _adriver.fetch_one(raw, sql, args, limit)
+                except BaseException as exc:  # cancellation too: the plan decides
+                    error = exc
+        except BaseException:
+            steps.close()  # cancelled between two steps: not left to the garbage collector
+            raise
 
     # -- the monitor: one task, and one probe task per node -----------------------------
 

@@ -15,12 +15,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import AbstractSet, Any, List, Optional, Sequence, Set, Tuple, Type, Union
+from typing import AbstractSet, Any, Callable, List, Optional, Set, Tuple, Type
 
 import pymysql
 
 from . import _driver, _forking, _topology
-from ._steering import ClusterSettings, NodeState, SteeredCluster, check_borrow, is_connect_error, parse_cluster_url
+from ._clusterbase import SteeredCluster, Steps
+from ._steering import NodeState, parse_cluster_url
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -41,19 +42,21 @@ class _NodePool(ConnectionPool):
     """A node's pool. On return it notices, from what the borrower already
     saw, that the borrow wrote (for causal reads) or met an error."""
 
-    def __init__(self, node: NodeState, cluster: ClusterPool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # built closed (open=False): nothing dials before the two below are set
+    def __init__(self, node: NodeState, cluster: ClusterPool, gtid_hook: Callable[[str], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # built closed (open=False): nothing dials before those below are set
         # Set last: an instance keeps its first 30 attributes in the class's
         # shared keys, and the pool's own hot ones must stay among them.
         self._node = node
         self._cluster = cluster
+        self._gtid_hook = gtid_hook  # the steering's: merges a COMMIT's GTID into what causal reads wait for
 
     def _dial(self, kwargs: Any, limit: float) -> Any:
         # Connections that report their writes (causal reads), with the
         # pool's TLS contexts and its keep-alive below the node's wait_timeout.
         raw = _driver.connect_tracking_writes(kwargs, limit, self._tls)
         if isinstance(raw, _TRACKED):
-            raw.gtid_hook = self._cluster._took_gtid  # the position is known at the COMMIT
+            raw.gtid_hook = self._gtid_hook  # the position is known at the COMMIT
+            raw.node_pool = self  # the cluster's clean return finds the pool here
         return raw
 
     def _probe_connect(self, kwargs: Any, limit: float) -> Any:
@@ -61,18 +64,16 @@ class _NodePool(ConnectionPool):
         return _driver.connect(kwargs, limit, self._tls)
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
+        # The proxy's close() and ``with conn`` come here: the cluster's return
+        # (the rules of a return after a write are there, once).
         try:
-            raw = conn.lent_raw  # None once given back
+            mine = conn.lender is self
         except AttributeError:  # not a proxy: the pool says so
-            raw = None
-        # One test in the common case: a clean borrow on a connection that reports its writes.
-        if (failed or raw.__class__ is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
-            try:
-                self._cluster._on_return(self._node, raw, failed)
-            finally:  # interrupted or not, the connection goes back (a broken one is discarded)
-                _base_release(self, conn, failed)
-            return
-        _base_release(self, conn, failed)
+            mine = False
+        if mine:
+            self._cluster.release(conn, failed)
+        else:
+            _base_release(self, conn, failed)
 
 
 class ClusterPool(SteeredCluster[_NodePool]):
@@ -86,66 +87,33 @@ class ClusterPool(SteeredCluster[_NodePool]):
     shell probes on threads and borrows from ``ConnectionPool`` nodes.
     """
 
-    def __init__(
-        self,
-        url: Optional[str] = None,
-        *,
-        hosts: Optional[Sequence[Union[Host, str]]] = None,
-        max_lag: float = 5.0,
-        causal: bool = False,
-        probe_interval: float = 0.5,
-        probe_timeout: float = 1.0,
-        read_fallback_to_primary: bool = True,
-        galera_writer: str = "single",
-        balance: str = "least_borrowed",
-        require_all_nodes: bool = False,
-        **pool_kwargs: Any,
-    ) -> None:
-        # Every argument is checked before any connection is opened.
-        settings = ClusterSettings.build(
-            "ClusterPool",
-            url,
-            hosts,
-            max_lag,
-            causal,
-            probe_interval,
-            probe_timeout,
-            read_fallback_to_primary,
-            galera_writer,
-            balance,
-            require_all_nodes,
-            pool_kwargs,
-            _driver.CONNECT_PARAMETERS,
-        )
+    _node_pool_class = _NodePool
+    _new_lock = threading.Lock
+    _force_close = staticmethod(_driver.force_close)
+
+    def _begin(self) -> None:
         self._changed = threading.Condition(threading.Lock())
-        self._steer(settings, threading.Lock(), _NodePool)
+        self._wake = threading.Event()
         try:
             for node in self._steering.nodes:
-                self._open_node(node, require_all_nodes)
+                self._open_node(node)
         except BaseException:
             for node in self._steering.nodes:
                 node.pool.close()
             raise
-        self._wake = threading.Event()
         self._first_round = threading.Event()
         self._probe_workers: AbstractSet[threading.Thread] = frozenset()
         self._monitor = self._start_monitor()
         _forking.register(self, ClusterPool._after_fork_in_child)
 
-    def _open_node(self, node: NodeState, required: bool) -> None:
-        """Open a node's pool and its ``pre_create_num`` connections. A node
-        that does not answer leaves the cluster degraded, not unusable: its
-        pool warms up in the background once the server answers (unless
-        ``require_all_nodes``). Wrong credentials or database raise."""
+    def _open_node(self, node: NodeState) -> None:
+        """Open a node's pool and its ``pre_create_num`` connections (see ``_did_not_answer``)."""
         pool = node.pool
         pool.start()
         try:
             pool.prefill()
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
-            if required or _driver.is_fatal_connect_error(exc):
-                raise
-            node.last_error = str(exc)
-            logger.warning("cluster %r: %s does not answer (%s); starting without it", self.name, node.address, exc)
+            self._did_not_answer(node, exc)
             pool.start_maintenance()  # warms the node up in the background once it answers
 
     def _start_monitor(self) -> threading.Thread:
@@ -183,30 +151,25 @@ class ClusterPool(SteeredCluster[_NodePool]):
         every write committed through this cluster before the borrow began.
         Waits up to ``timeout`` seconds (default: the pools' ``timeout``).
         """
-        if read_only.__class__ is not bool or (causal is not None and causal.__class__ is not bool):
-            check_borrow(read_only, causal)  # raises; the test is inlined for the hot path
         steering = self._steering
-        if not read_only:
-            pools = steering.writers
-        elif causal or (causal is None and self._settings.causal):
-            return self._borrow(True, True, timeout, _monotonic())
-        else:
-            pools = steering.readers
+        if causal is not None or read_only is not False:
+            pools = self._routed(read_only, causal)
+            if pools is None:
+                return self._borrow(True, True, timeout, _monotonic())
+            pool = pools[0] if len(pools) == 1 else steering.pick(pools) if pools else None
+        else:  # a write with the defaults: no other test on the way to the node pool
+            pool = steering.writer  # the only writer; None: none, or several
+            if pool is None and steering.writers:
+                pool = steering.pick(steering.writers)
         started = _monotonic()
-        failure: Optional[BaseException] = None
-        if timeout is None and pools:
-            pool = pools[0] if len(pools) == 1 else steering.pick(pools)
+        if timeout is None and pool is not None:
             try:
                 return pool.get_conn()
-            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
-                if _driver.is_fatal_connect_error(exc):
-                    raise
-                self._node_failed(pool._node, exc)
-                failure = exc
-            except PoolTimeout as exc:
-                failure = exc
-        # The quick path's time and failure count: no second full wait after it.
-        return self._borrow(read_only, False, timeout, started, failure)
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
+                self._first_failed(pool, exc)
+                # The quick path's time and failure count: no second full wait after it.
+                return self._borrow(read_only, False, None, started, exc)
+        return self._borrow(read_only, False, timeout, started)
 
     connection = get_conn
 
@@ -238,11 +201,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
             try:
                 conn = pool.get_conn(attempt.remaining)
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError, PoolTimeout) as exc:
-                if is_connect_error(exc):
-                    if _driver.is_fatal_connect_error(exc):
-                        raise  # wrong password, unknown database: no other node will do better
-                    self.reprobe(pool._node.index)
-                attempt.pool_failed(pool, pool._node, exc)
+                self._attempt_failed(attempt, pool, exc)
                 continue
             if attempt.causal and not self._make_causal(pool, conn, attempt.deadline):
                 attempt.not_caught_up(pool, pool._node)
@@ -252,73 +211,57 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def release(self, conn: PooledConnection, failed: bool = False) -> None:
         """Give a borrowed connection back to its node's pool."""
+        # The common case in one frame over the node pool's own return: a
+        # clean borrow on a connection that reports its writes, whose node pool
+        # (stamped on it at connect) is this cluster's. A plain attribute of
+        # the connection is read faster than the proxy's lender and than a
+        # set of pools. Everything else: _release_checked.
+        try:
+            raw = conn.lent_raw  # None once given back
+            pool = raw.node_pool  # only tracking connections carry it
+            clean = pool._cluster is self and not (failed or raw.wrote or raw.sync_wait_on)
+        except AttributeError:  # not a proxy, given back already, not tracking its writes
+            clean = False
+        if clean:
+            _base_release(pool, conn, failed)
+        else:
+            self._release_checked(conn, failed)
+
+    def _release_checked(self, conn: PooledConnection, failed: bool) -> None:
+        """Every return but the clean one: the lender is checked, and a return
+        after a write, an error or a Galera sync wait does its statements."""
         try:
             pool: Any = conn.lender
-        except AttributeError:
-            pool = None
+            raw = conn.lent_raw  # None once given back
+        except AttributeError:  # not a proxy
+            pool = raw = None
         if pool not in self._pools:
             raise ReturnConnectionToPoolError(f"this connection was not lent by cluster {self.name!r}")
-        pool.release(conn, failed)
+        if (failed or type(raw) is not _TRACKED or raw.wrote or raw.sync_wait_on) and raw is not None:
+            try:
+                self._on_return(pool._node, raw, failed)
+            finally:  # interrupted or not, the connection goes back (a broken one is discarded)
+                _base_release(pool, conn, failed)
+            return
+        _base_release(pool, conn, failed)
 
     # -- causal reads ---------------------------------------------------------
 
-    def _took_gtid(self, gtid: str) -> bool:
-        """A tracked connection's hook: the GTID its COMMIT reported."""
-        return self._steering.took_gtid(gtid)
-
     def _on_return(self, node: NodeState, raw: Any, failed: bool) -> None:
         """What a return needs beyond the node pool's own work (rare path)."""
-        if failed:
-            # Inside ``with``'s __exit__ the block's exception is the one being handled.
-            exc = sys.exc_info()[1]
-            if exc is not None and self._steering.borrower_error(node, exc):
-                self.reprobe(node.index)
-        if getattr(raw, "wrote", True) is not False:
-            self._after_write(node, raw)
-        if getattr(raw, "sync_wait_on", False):
-            self._end_sync_wait(raw)
-
-    def _after_write(self, node: NodeState, raw: Any) -> None:
-        """A borrow wrote, and its connection could not report the position
-        (no ``last_gtid`` tracking): read it, within connect_timeout."""
-        tracked = getattr(raw, "wrote", None) is not None
-        if tracked:
-            raw.wrote = False
-        steering = self._steering
-        if not steering.reads_gtid_after_write(node, tracked):
-            return
-        try:
-            row = _driver.fetch_one(raw, "SELECT @@gtid_binlog_pos", timeout=self._connect_timeout)
-        except BaseException as exc:
-            steering.causal_unknown = True  # causal reads go to the primary until a position is known again
-            _driver.force_close(raw)  # frozen or interrupted mid-answer: the pool discards it as broken
-            if not isinstance(exc, Exception):
-                raise
-            logger.info("cluster %r: could not read the GTID after a write on %s: %s", self.name, node.address, exc)
-            return
-        if not steering.took_gtid(str(row[0] or "") if row else ""):
-            steering.causal_unknown = True
+        # Inside ``with``'s __exit__ the block's exception is the one being handled.
+        self._run(self._return_steps(node, raw, failed, sys.exc_info()[1] if failed else None))
 
     def _make_causal(self, pool: _NodePool, conn: PooledConnection, deadline: float) -> bool:
         """Wait until the borrowed node holds every write seen so far. False
         (connection given back) when it cannot in time."""
-        raw = conn.raw
-        remaining = max(deadline - _monotonic(), 0.0)
         try:
-            kind, args, limit = self._steering.causal_plan(pool, pool._node, remaining)
-            if kind == "sync_wait":
-                _driver.fetch_one(raw, "SET SESSION wsrep_sync_wait=1", timeout=limit)
-                raw.sync_wait_on = True
-                return True
-            if kind == "none":
-                return True
-            row = _driver.fetch_one(raw, "SELECT MASTER_GTID_WAIT(%s, %s)", args, limit)
-            if row is not None and row[0] == 0:
+            if self._run(self._causal_steps(pool, conn.raw, deadline)):
                 return True
         except BaseException as exc:
             interrupted = not isinstance(exc, Exception)
             if interrupted:
-                _driver.force_close(raw)  # stopped mid-wait: the session cannot be reused
+                _driver.force_close(conn.raw)  # stopped mid-wait: the session cannot be reused
             else:
                 logger.info("cluster %r: causal wait on %s failed: %s", self.name, pool._node.address, exc)
             pool.release(conn, True)
@@ -328,25 +271,25 @@ class ClusterPool(SteeredCluster[_NodePool]):
         pool.release(conn)
         return False
 
-    def _end_sync_wait(self, raw: Any) -> None:
-        raw.sync_wait_on = False
+    @staticmethod
+    def _run(steps: Steps) -> Any:
+        """Run a plan's statements (``_clusterbase.Steps``), blocking on each; its result."""
+        reply: Any = None
+        error: Optional[BaseException] = None
         try:
-            _driver.fetch_one(raw, "SET SESSION wsrep_sync_wait=0", timeout=self._connect_timeout)
-        except Exception:
-            _driver.force_close(raw)  # the pool discards it as broken
-
-    # -- errors that move the traffic ----------------------------------------
-
-    def _node_failed(self, node: NodeState, exc: BaseException) -> None:
-        """A borrow from ``node`` failed: probe it now, route around it meanwhile."""
-        self._steering.node_failed(node, exc)
-        self.reprobe(node.index)
-
-    def reprobe(self, index: int) -> None:
-        """Probe node ``index`` now instead of at its next turn (an error said it changed)."""
-        node = self._steering.reprobe(index)
-        node.pool.suspect_idle()  # one bad connection: check the idle others before use
-        self._wake.set()
+            while True:
+                try:
+                    raw, (sql, args, limit) = steps.send(reply) if error is None else steps.throw(error)
+                except StopIteration as done:
+                    return done.value
+                reply = error = None
+                try:
+                    reply = _driver.fetch_one(raw, sql, args, limit)
+                except BaseException as exc:  # an interrupt too: the plan decides
+                    error = exc
+        except BaseException:
+            steps.close()  # an interrupt between two steps: not left to the garbage collector
+            raise
 
     # -- the monitor -----------------------------------------------------------
 

@@ -50,8 +50,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "pip install 'pymysql-pool[opentelemetry]'"
     ) from exc
 
+from ._clusterbase import SteeredCluster
 from ._reporting import ReportedPools
-from ._steering import SteeredCluster
 from ._version import __version__
 from .stats import COUNTERS, GAUGES, MAXIMA
 

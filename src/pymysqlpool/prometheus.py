@@ -43,9 +43,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "pymysqlpool.prometheus needs prometheus_client: install the extra with pip install 'pymysql-pool[prometheus]'"
     ) from exc
 
+from ._clusterbase import SteeredCluster
 from ._core import PoolCore
 from ._reporting import ReportedPools
-from ._steering import SteeredCluster
 from .stats import COUNTERS, GAUGES, MAXIMA
 
 __all__ = ["PREFIX", "PoolCollector", "register", "unregister"]

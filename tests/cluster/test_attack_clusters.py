@@ -531,6 +531,21 @@ def test_open_cancelled_at_any_point_with_a_frozen_replica_leaves_nothing(
     assert sessions == {s.port: [] for s in alive}
 
 
+def write_behind_stopped_replicas(cluster: Any, replication: ReplicationCluster, stop: str, value: int) -> str:
+    """A new table, replicated everywhere; then every replica stopped with
+    ``stop`` and one row (``value``) written through the cluster, which only
+    the primary holds. Returns the table's name."""
+    table = f"atk_{uuid.uuid4().hex[:8]}"
+    with cluster.connection() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (v INT)")
+    replication.wait_caught_up()
+    for replica in replication.replicas:
+        replica.admin_query(stop)
+    with cluster.connection() as conn, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} VALUES ({value})")
+    return table
+
+
 # -- causal reads without a primary -------------------------------------------------------------
 
 
@@ -544,14 +559,7 @@ def test_causal_read_is_never_stale_while_no_primary_exists(restore: Replication
     cluster = cluster_cls(replication.url(), **KW)
     try:
         assert cluster.wait_ready(20, read_only=True)
-        table = f"atk_{uuid.uuid4().hex[:8]}"
-        with cluster.connection() as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE {table} (v INT)")
-        replication.wait_caught_up()
-        for replica in replication.replicas:
-            replica.admin_query("STOP SLAVE SQL_THREAD")
-        with cluster.connection() as conn, conn.cursor() as cur:
-            cur.execute(f"INSERT INTO {table} VALUES (42)")
+        table = write_behind_stopped_replicas(cluster, replication, "STOP SLAVE SQL_THREAD", 42)
         replication.primary.admin_query("SET GLOBAL read_only=1")
         deadline = time.monotonic() + 10
         while cluster.get_stats()["problem"] == "" and time.monotonic() < deadline:
@@ -695,14 +703,8 @@ def test_a_promoted_replica_lacking_an_acknowledged_write_takes_no_writes(cluste
         cluster = cluster_cls(replication.url(), **KW)
         try:
             assert cluster.wait_ready(20, read_only=True)
-            table = f"atk_{uuid.uuid4().hex[:8]}"
-            with cluster.connection() as conn, conn.cursor() as cur:
-                cur.execute(f"CREATE TABLE {table} (v INT)")
-            replication.wait_caught_up()
-            for replica in replication.replicas:
-                replica.admin_query("STOP SLAVE")
-            with cluster.connection() as conn, conn.cursor() as cur:
-                cur.execute(f"INSERT INTO {table} VALUES (1)")  # acknowledged by the primary alone
+            # Acknowledged by the primary alone.
+            table = write_behind_stopped_replicas(cluster, replication, "STOP SLAVE", 1)
             node = f"127.0.0.1:{primary.port}"
             want = replication.gtid(primary)
             deadline = time.monotonic() + 10

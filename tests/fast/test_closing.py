@@ -24,6 +24,23 @@ def _until(test: Callable[[], bool], seconds: float = 5.0) -> bool:
     return True
 
 
+def _raising_in_thread(
+    call: Callable[[], Any], catch: type[BaseException] = BaseException
+) -> tuple[threading.Thread, list[BaseException]]:
+    """``call`` on a daemon thread, started now; what it raises (of ``catch``) lands in the list."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except catch as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, raised
+
+
 def test_close_with_a_timeout_wakes_when_the_last_borrowed_connection_comes_back(
     make_pool: Callable[..., ConnectionPool],
 ) -> None:
@@ -67,16 +84,7 @@ def test_wait_wakes_when_the_warm_up_is_done_and_raises_once_the_pool_closes(
     # Open, and never warm: wait() must sleep (a pool never opened raises at once).
     other = make_pool(maxsize=2, pre_create_num=2, open=False, connection_factory=refuse)
     other.open()
-    failed: list[BaseException] = []
-
-    def waiter() -> None:
-        try:
-            other.wait(60)
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=waiter, daemon=True)
-    thread.start()
+    thread, failed = _raising_in_thread(lambda: other.wait(60))
     assert _until(lambda: bool(other._waiters.watchers) or bool(failed))
     assert not failed, failed  # asleep on the pool's counts
     other.close()  # wakes the watcher: a closed pool cannot warm up
@@ -127,16 +135,7 @@ def test_wait_and_close_end_in_real_time_when_the_core_s_clock_stands_still(
     pool = make_pool(maxsize=2, pre_create_num=1, open=False, connection_factory=refuse)
     pool._use_clock(lambda: 1000.0)
     pool.open()
-    outcome: list[BaseException] = []
-
-    def waiting() -> None:
-        try:
-            pool.wait(0.2)
-        except PoolTimeout as exc:
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=waiting, daemon=True)
-    waiter.start()
+    waiter, outcome = _raising_in_thread(lambda: pool.wait(0.2), PoolTimeout)
     waiter.join(10)
     assert not waiter.is_alive() and outcome, "wait() never ended"
 

@@ -216,6 +216,7 @@ PENDING = {
     # Shells <-> core and the upkeep (item 3, "twins").
     ("aio.py", "conn._raw"),
     ("aio.py", "raw._echo"),  # aiomysql's internals outside the driver module
+    ("aio.py", "PoolCore._get_conn"),  # lend_or_wait: the core's borrow as the cluster's seam
     ("pool.py", "PoolCore._get_conn"),
     ("pool.py", "PoolCore._give_back"),
     ("pool.py", "conn._raw"),

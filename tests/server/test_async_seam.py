@@ -5,13 +5,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pymysql
 import pytest
 
 from pymysqlpool import AsyncConnectionPool
-from pymysqlpool.errors import WrongEventLoop
+from pymysqlpool.aio import AsyncPooledConnection
+from pymysqlpool.errors import PoolClosed, WrongEventLoop
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
@@ -72,5 +74,39 @@ def test_start_maintenance_warms_up_and_prefill_raises_the_connect_error(server_
         finally:
             await warm.close()
             await dead.close()
+
+    asyncio.run(asyncio.wait_for(main(), LIMIT))
+
+
+def test_lend_or_wait_lends_an_idle_connection_at_once_and_else_gives_what_to_await(
+    server_kwargs: dict[str, Any],
+) -> None:
+    """``lend_or_wait()``: ``get_conn()`` on the pool's own loop without its
+    coroutine (AsyncClusterPool's common case): an idle connection is the
+    result itself; with every connection lent it is an awaitable that waits
+    for one, in the pool's FIFO, like ``get_conn()``."""
+
+    async def main() -> None:
+        pool = AsyncConnectionPool(**server_kwargs, pre_create_num=1, maxsize=1, timeout=5, pool_name="seam-lend")
+        async with pool:
+            first = pool.lend_or_wait()
+            assert type(first) is AsyncPooledConnection and pool.borrowed == 1
+            pending = pool.lend_or_wait()
+            assert inspect.isawaitable(pending) and not isinstance(pending, AsyncPooledConnection)
+            waiter = asyncio.ensure_future(pending)
+            await asyncio.sleep(0.05)
+            assert not waiter.done()  # every connection is lent: it waits
+            raw = first.raw
+            await pool.release(first)
+            second = await asyncio.wait_for(waiter, 5)
+            assert second.raw is raw and pool.borrowed == 1  # the one given back, handed on
+            async with second.cursor() as cur:
+                await cur.execute("SELECT 1")
+                assert await cur.fetchall() == ((1,),)
+            await pool.release(second)
+            assert pool.borrowed == 0
+        late = pool.lend_or_wait()  # closed: the awaitable raises as get_conn() would
+        with pytest.raises(PoolClosed):
+            await late
 
     asyncio.run(asyncio.wait_for(main(), LIMIT))
