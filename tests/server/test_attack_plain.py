@@ -269,3 +269,56 @@ def test_every_method_refuses_a_second_loop_and_close_works_on_a_third(server_vi
     assert (stats["open"], stats["idle"], stats["borrowed"], stats["pool_max"]) == (1, 1, 0, 2)
     assert asyncio.run(pool.close()) == 0
     assert server_view.settles_at(admin, 0, timeout=5.0)
+
+
+# -- reset_session=True re-applies the pool's own settings ---------------------
+#
+# docs/parameters.md, reset_session: "then re-apply character set,
+# `sql_mode`, `init_command` and autocommit"; docs/asyncio.md: `sql_mode`
+# (any value, `""` too), `collation`, `init_command` and `autocommit` are
+# applied again after COM_RESET_CONNECTION.
+
+
+def test_reset_session_re_applies_the_pools_settings(make_pool: Callable[..., Any]) -> None:
+    pool = make_pool(
+        maxsize=1,
+        reset_session=True,
+        autocommit=False,
+        charset="latin1",
+        collation="latin1_bin",
+        sql_mode="",
+        init_command="SET @a2_from_init = 5",
+    )
+    ask = "SELECT @@autocommit, @@character_set_client, @@collation_connection, @@sql_mode, @a2_from_init"
+    answers = []
+    for _ in range(2):
+        with pool.connection() as conn:
+            answers.append(_row(conn, ask))
+            conn.cursor().execute("SET NAMES utf8mb4 COLLATE utf8mb4_general_ci")
+            conn.cursor().execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+            conn.cursor().execute("SET @a2_from_init = 6")
+            conn.autocommit(True)
+    assert answers == [(0, "latin1", "latin1_bin", "", 5)] * 2
+    assert pool.get_stats()["connections_made"] == 1
+
+
+def _row(conn: Any, sql: str) -> tuple[Any, ...]:
+    cur = conn.cursor()
+    cur.execute(sql)
+    return tuple(cur.fetchall()[0])
+
+
+def test_a_session_timeout_a_borrower_shortened_is_never_seen_by_the_next(make_pool: Callable[..., Any]) -> None:
+    """A borrower sets wait_timeout = 1 s and returns (reset_session=False keeps
+    it); the server hangs up on the idle session. docs/failure-handling.md:
+    "a dead one is closed and the borrower silently gets another"."""
+    pool = make_pool(maxsize=1, keepalive_interval=0)
+    with pool.connection() as conn:
+        first = one_value(conn, "SELECT CONNECTION_ID()")
+        conn.cursor().execute("SET SESSION wait_timeout = 1")
+    threading.Event().wait(3)  # the server drops it after 1 s (checks each second)
+    with pool.connection() as conn:
+        assert one_value(conn, "SELECT CONNECTION_ID()") != first
+        assert one_value(conn, "SELECT 1") == 1
+    stats = pool.get_stats()
+    assert stats["connections_made"] == 2 and stats["closed_failed_check"] == 1
