@@ -10,6 +10,7 @@ it fails (and must lose its mark) once the code keeps it.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ import pymysql
 import pytest
 
 from pymysqlpool import AsyncConnectionPool, PoolClosed, WrongEventLoop
+from support.waiting import settle
 
 pytestmark = pytest.mark.server
 
@@ -322,3 +324,68 @@ def test_a_session_timeout_a_borrower_shortened_is_never_seen_by_the_next(make_p
         assert one_value(conn, "SELECT 1") == 1
     stats = pool.get_stats()
     assert stats["connections_made"] == 2 and stats["closed_failed_check"] == 1
+
+
+# -- asyncio: cancellation of the control methods ------------------------------
+#
+# docs/asyncio.md: "A task cancelled while it waits in the queue, while its
+# connection is being dialed, pinged, rolled back or closed, leaves the books
+# exact ... and no slot is lost"; docs/stats.md: once the pool is quiet,
+# `connections_made` = closes + `open` - `killing`.
+
+
+def test_cancelled_check_drain_resize_and_borrows_lose_no_slot(server_view: Any, admin: Any) -> None:
+    rounds, maxsize = 60, 8
+    chooser = random.Random(7)
+
+    async def storm() -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(
+            maxsize=maxsize, size=maxsize, pre_create_num=2, validation_interval=0, **server_view.connect_kwargs
+        )
+        async with pool:
+
+            async def borrow() -> None:
+                async with pool.connection() as conn, conn.cursor() as cur:
+                    await cur.execute("SELECT SLEEP(0.01)")
+
+            steps: dict[str, Callable[[], Any]] = {
+                "check": pool.check,
+                "drain": pool.drain,
+                "resize": lambda: pool.resize(maxsize=chooser.choice([maxsize, 4, 2]), size=2),
+                "borrow": borrow,
+            }
+            for _ in range(rounds):
+                tasks = [asyncio.ensure_future(steps[chooser.choice(sorted(steps))]()) for _ in range(4)]
+                await asyncio.sleep(chooser.random() * 0.004)
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+            await pool.resize(maxsize=maxsize, size=maxsize)
+
+            def quiet() -> bool:
+                stats = pool.get_stats()
+                return (
+                    stats["killing"] == stats["connecting"] == stats["borrowed"] == 0
+                    and stats["open"] == stats["idle"]
+                    and stats["open"] >= 2  # pre_create_num, refilled by maintenance
+                )
+
+            assert await settle(quiet, timeout=15.0), pool.get_stats()
+            stats = pool.get_stats()
+            closes = sum(value for key, value in stats.items() if key.startswith("closed_"))
+            assert stats["connections_made"] == closes + stats["open"], stats
+            # Every slot is usable: maxsize borrows at once, each a live session.
+            conns = [await pool.get_conn(timeout=10) for _ in range(maxsize)]
+            for conn in conns:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT 1")
+                await pool.release(conn)
+        return pool
+
+    final = asyncio.run(storm()).get_stats()
+    assert final["open"] == 0 and final["kill_failures"] == 0
+    assert server_view.settles_at(admin, 0, timeout=5.0)
