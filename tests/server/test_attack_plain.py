@@ -389,3 +389,30 @@ def test_cancelled_check_drain_resize_and_borrows_lose_no_slot(server_view: Any,
     final = asyncio.run(storm()).get_stats()
     assert final["open"] == 0 and final["kill_failures"] == 0
     assert server_view.settles_at(admin, 0, timeout=5.0)
+
+
+# -- absurd but accepted arguments ---------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "a con_lifetime below the maintenance tick (accepted: any seconds >= 0) makes an idle pool "
+        "with pre_create_num=0 dial without end, 100+ connects a second with no borrower: each "
+        "connection retired for age books a successor (_disposal.py:257), which refill_plan "
+        "(_upkeep.py:359) opens and the next round retires for age again (retire_plan, _upkeep.py:308)"
+    ),
+)
+def test_an_idle_pool_with_a_tiny_con_lifetime_does_not_dial_without_end(make_pool: Callable[..., Any]) -> None:
+    """docs/guide.md: "A pool opens connections as borrowers need them";
+    docs/parameters.md, con_lifetime: an expired connection "is closed" (when
+    returned, when it would be lent, or by the maintenance thread while idle)."""
+    pool = make_pool(maxsize=2, con_lifetime=0.001)
+    for _ in range(3):  # one borrow alone gets one successor per round; a few build up more
+        with pool.connection() as conn:
+            assert one_value(conn, "SELECT 1") == 1
+    before = pool.get_stats()["connections_made"]
+    threading.Event().wait(2.0)  # nobody borrows meanwhile
+    grown = pool.get_stats()["connections_made"] - before
+    # One successor per maintenance round would be a handful; the loop is dozens to hundreds.
+    assert grown <= 10, f"{grown} connections opened in 2 s with no borrower"
