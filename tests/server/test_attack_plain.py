@@ -397,10 +397,11 @@ def test_cancelled_check_drain_resize_and_borrows_lose_no_slot(server_view: Any,
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "a con_lifetime below the maintenance tick (accepted: any seconds >= 0) makes an idle pool "
-        "with pre_create_num=0 dial without end, 100+ connects a second with no borrower: each "
-        "connection retired for age books a successor (_disposal.py:257), which refill_plan "
-        "(_upkeep.py:359) opens and the next round retires for age again (retire_plan, _upkeep.py:308)"
+        "a con_lifetime far below the maintenance tick (0.001 s; accepted: any seconds >= 0) makes an "
+        "idle pool with pre_create_num=0 dial in bursts, 40-150 connects a second with no borrower: "
+        "each connection retired for age books a successor (_REPLACED, _disposal.py:58 and :257), "
+        "which refill_plan (_upkeep.py:359) opens with its lifetime already over, so it is retired "
+        "and succeeded again; the exact chain was not traced further"
     ),
 )
 def test_an_idle_pool_with_a_tiny_con_lifetime_does_not_dial_without_end(make_pool: Callable[..., Any]) -> None:
@@ -408,11 +409,14 @@ def test_an_idle_pool_with_a_tiny_con_lifetime_does_not_dial_without_end(make_po
     docs/parameters.md, con_lifetime: an expired connection "is closed" (when
     returned, when it would be lent, or by the maintenance thread while idle)."""
     pool = make_pool(maxsize=2, con_lifetime=0.001)
-    for _ in range(3):  # one borrow alone gets one successor per round; a few build up more
-        with pool.connection() as conn:
-            assert one_value(conn, "SELECT 1") == 1
-    before = pool.get_stats()["connections_made"]
-    threading.Event().wait(2.0)  # nobody borrows meanwhile
-    grown = pool.get_stats()["connections_made"] - before
-    # One successor per maintenance round would be a handful; the loop is dozens to hundreds.
-    assert grown <= 10, f"{grown} connections opened in 2 s with no borrower"
+    # Whether the loop starts depends on timing (seen not to once in a loaded
+    # run): a few tries, each a few borrows and then 1.5 s with none.
+    for _ in range(4):
+        for _ in range(3):
+            with pool.connection() as conn:
+                assert one_value(conn, "SELECT 1") == 1
+        before = pool.get_stats()["connections_made"]
+        threading.Event().wait(1.5)  # nobody borrows meanwhile
+        grown = pool.get_stats()["connections_made"] - before
+        # One successor per maintenance round would be a handful; the loop is dozens to hundreds.
+        assert grown <= 10, f"{grown} connections opened in 1.5 s with no borrower"
