@@ -420,3 +420,37 @@ def test_an_idle_pool_with_a_tiny_con_lifetime_does_not_dial_without_end(make_po
         grown = pool.get_stats()["connections_made"] - before
         # One successor per maintenance round would be a handful; the loop is dozens to hundreds.
         assert grown <= 10, f"{grown} connections opened in 1.5 s with no borrower"
+
+
+def test_a_cancelled_reset_on_return_never_lends_the_borrowers_state(server_view: Any, admin: Any) -> None:
+    """docs/asyncio.md: a task cancelled while its connection is being reset
+    leaves the books exact and "never leaves a half-reset connection to the
+    next borrower" (README); with reset_session=True the next borrower never
+    sees the user variable the cancelled one set."""
+    chooser = random.Random(3)
+
+    async def storm() -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(maxsize=2, reset_session=True, **server_view.connect_kwargs)
+        async with pool:
+            for number in range(150):
+                conn = await pool.get_conn()
+                async with conn.cursor() as cur:
+                    await cur.execute("SET @a2_left = %s", (number,))
+                returning = asyncio.ensure_future(pool.release(conn))
+                await asyncio.sleep(chooser.random() * 0.002)
+                returning.cancel()
+                try:
+                    await returning
+                except asyncio.CancelledError:
+                    pass
+                async with pool.connection() as again, again.cursor() as cur:
+                    await cur.execute("SELECT @a2_left")
+                    assert (await cur.fetchone())[0] is None, f"round {number}: the variable reached the next borrower"
+            stats = pool.get_stats()
+            assert stats["borrowed"] == stats["killing"] == 0 and stats["returns"] == 300
+            closes = sum(value for key, value in stats.items() if key.startswith("closed_"))
+            assert stats["connections_made"] == closes + stats["open"], stats
+        return pool
+
+    assert asyncio.run(storm()).get_stats()["open"] == 0
+    assert server_view.settles_at(admin, 0, timeout=5.0)
