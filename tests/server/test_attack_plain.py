@@ -107,7 +107,7 @@ def test_reset_session_drops_what_a_borrower_made(
         "reset_session=True re-applies charset, sql_mode, init_command and autocommit after "
         "COM_RESET_CONNECTION, but not the pool's database: COM_RESET_CONNECTION keeps the "
         "current schema, so a borrower's USE reaches every later borrower of that session "
-        "(_reset_session in _driver.py:642 and _adriver.py:638 re-select no database)"
+        "(_reset_session in _driver.py:642 and _adriver.py:639 re-select no database)"
     ),
 )
 def test_reset_session_restores_the_pools_database_after_use(make_pool: Callable[..., Any]) -> None:
@@ -125,7 +125,7 @@ def test_reset_session_restores_the_pools_database_after_use(make_pool: Callable
         "configure= is documented for SET SESSION and time zones and runs once per new "
         "connection, but reset_session=True's COM_RESET_CONNECTION wipes what it set on the "
         "first return and nothing re-applies it: from the second borrow of a session on, "
-        "borrowers get the server's defaults (_reset_session in _driver.py:642 and _adriver.py:638 "
+        "borrowers get the server's defaults (_reset_session in _driver.py:642 and _adriver.py:639 "
         "never call configure)"
     ),
 )
