@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 from ._lifecycle import POOL_CLOSED, POOL_OPEN
 from ._plans import Plan
 from ._slot import KILLING, Slot
-from ._validators import count
+from ._validators import _named, count
 from .errors import PoolClosed, PoolTimeout
 
 if TYPE_CHECKING:
@@ -114,14 +114,15 @@ def resize_plan(self: PoolCore, maxsize: Optional[int], size: Optional[int]) -> 
     """resize(): new limits; queued borrowers served, extras closed."""
     with self._lock:
         cfg = self._config
-        new_max = cfg.maxsize if maxsize is None else count("maxsize", maxsize, owner=self.name)
+        new_max = cfg.maxsize if maxsize is None else count("maxsize", maxsize, low=1, owner=self.name)
         new_size = cfg.size if size is None else count("size", size, owner=self.name)
-        if new_max < 1:
-            raise ValueError("maxsize must be >= 1")
+        # The limits' relations are refused naming the pool, as each value is.
         if new_size > new_max:
-            raise ValueError(f"size ({new_size}) must not exceed maxsize ({new_max})")
+            raise ValueError(f"{_named('size', self.name)} ({new_size}) must not exceed maxsize ({new_max})")
         if cfg.pre_create_num > new_max:
-            raise ValueError(f"maxsize ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})")
+            raise ValueError(
+                f"{_named('maxsize', self.name)} ({new_max}) must not be below pre_create_num ({cfg.pre_create_num})"
+            )
         self._config = dataclasses.replace(cfg, maxsize=new_max, size=new_size)
         books = self._books
         books.maxsize = new_max
