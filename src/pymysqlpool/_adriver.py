@@ -643,6 +643,8 @@ async def reset_session(raw: Any, autocommit: bool, timeout: Optional[float]) ->
 async def _reset_session(raw: Any, autocommit: bool) -> None:
     await raw._execute_command(_COM_RESET_CONNECTION, b"")
     await raw._read_ok_packet()
+    if raw.db:  # the reset keeps the current schema: a borrower's USE would stay
+        await raw.select_db(raw.db)
     await raw.set_charset(raw.charset)
     if raw.sql_mode is not None:
         await _execute(raw, "SET sql_mode=%s", (raw.sql_mode,))

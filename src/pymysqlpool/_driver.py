@@ -637,7 +637,9 @@ def reset_session(raw: Any, autocommit: bool, timeout: Optional[float]) -> None:
     The reset clears user variables, temporary tables, prepared statements and
     session settings, and restores the session character set and autocommit
     to server defaults, so charset, init_command and autocommit are applied
-    again as PyMySQL does after connecting.
+    again as PyMySQL does after connecting. It keeps the current database,
+    so the connection's own is selected again. (The pool's ``configure``
+    runs after this, in the shell.)
     """
     with _bounded(raw, timeout):
         _reset_session(raw, autocommit)
@@ -646,6 +648,8 @@ def reset_session(raw: Any, autocommit: bool, timeout: Optional[float]) -> None:
 def _reset_session(raw: Any, autocommit: bool) -> None:
     raw._execute_command(_COM_RESET_CONNECTION, b"")
     raw._read_ok_packet()
+    if raw.db:  # the reset keeps the current schema: a borrower's USE would stay
+        raw.select_db(raw.db)
     raw.set_character_set(raw.charset, raw.collation)
     if raw.sql_mode is not None:
         with raw.cursor(pymysql.cursors.Cursor) as cur:

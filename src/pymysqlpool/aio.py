@@ -180,8 +180,11 @@ class AsyncConnectionPool(PoolCore):
                 elif op == CLOSE:
                     await _adriver.close(a, self._config.io_timeout)
                 elif op == RESET:
-                    reset = _adriver.reset_session if b else _adriver.reset
-                    reply = await reset(a, self._autocommit, self._config.io_timeout)
+                    if b:
+                        await _adriver.reset_session(a, self._autocommit, self._config.io_timeout)
+                        await self._configure(a)  # the session reset wiped what it set
+                    else:
+                        reply = await _adriver.reset(a, self._autocommit, self._config.io_timeout)
                 elif op == CHECK:
                     await self._check_alive(a, b)
                 elif op == PING:
@@ -277,12 +280,17 @@ class AsyncConnectionPool(PoolCore):
         """The driver's connect (a subclass may open another connection class)."""
         return await _adriver.connect(kwargs, limit)
 
-    async def _set_up(self, raw: Any) -> float:
-        cfg = self._config
-        if cfg.configure is not None:
-            await _maybe_await(cfg.configure(raw))
+    async def _configure(self, raw: Any) -> None:
+        """The pool's ``configure`` on a new or session-reset connection."""
+        configure = self._config.configure
+        if configure is not None:
+            await _maybe_await(configure(raw))
             if raw.server_status & 1:  # configure() left a transaction open
                 await raw.commit()
+
+    async def _set_up(self, raw: Any) -> float:
+        cfg = self._config
+        await self._configure(raw)
         keepalive = cfg.keepalive_interval
         if keepalive:
             server_idle = await _adriver.session_wait_timeout(raw)

@@ -103,9 +103,11 @@ class ConnectionPool(PoolCore):
                     elif op == CLOSE:
                         _driver.close(a)
                     elif op == RESET:
-                        reply = (_driver.reset_session if b else _driver.reset)(
-                            a, self._autocommit, self._config.io_timeout
-                        )
+                        if b:
+                            _driver.reset_session(a, self._autocommit, self._config.io_timeout)
+                            self._configure(a)  # the session reset wiped what it set
+                        else:
+                            reply = _driver.reset(a, self._autocommit, self._config.io_timeout)
                     elif op == CHECK:
                         self._check_alive(a, b)
                     elif op == PING:
@@ -152,6 +154,14 @@ class ConnectionPool(PoolCore):
         finally:
             _driver.close(raw)
 
+    def _configure(self, raw: Any) -> None:
+        """The pool's ``configure`` on a new or session-reset connection."""
+        configure = self._config.configure
+        if configure is not None:
+            configure(raw)
+            if raw.server_status & 1:  # configure() left a transaction open
+                raw.commit()
+
     def _connect(self, limit: float) -> Any:
         """Open one connection (no lock held); every wait of the connect is
         bounded by ``limit``, never by the borrow's timeout alone."""
@@ -163,10 +173,7 @@ class ConnectionPool(PoolCore):
             factory = cfg.connection_factory
             raw = self._dial(kwargs, limit) if factory is None else factory(**kwargs)
             _driver.adopt(raw)
-            if cfg.configure is not None:
-                cfg.configure(raw)
-                if raw.server_status & 1:  # configure() left a transaction open
-                    raw.commit()
+            self._configure(raw)
             keepalive = cfg.keepalive_interval
             if keepalive and cfg.connection_factory is None:
                 server_idle = _driver.session_wait_timeout(raw, end - _monotonic())

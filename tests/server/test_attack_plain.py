@@ -101,15 +101,6 @@ def test_reset_session_drops_what_a_borrower_made(
         assert caught.value.args[0] == code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "reset_session=True re-applies charset, sql_mode, init_command and autocommit after "
-        "COM_RESET_CONNECTION, but not the pool's database: COM_RESET_CONNECTION keeps the "
-        "current schema, so a borrower's USE reaches every later borrower of that session "
-        "(_reset_session in _driver.py:642 and _adriver.py:639 re-select no database)"
-    ),
-)
 def test_reset_session_restores_the_pools_database_after_use(make_pool: Callable[..., Any]) -> None:
     pool = make_pool(maxsize=1, reset_session=True)
     with pool.connection() as conn:
@@ -119,16 +110,6 @@ def test_reset_session_restores_the_pools_database_after_use(make_pool: Callable
         assert one_value(conn, "SELECT DATABASE()") == home
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "configure= is documented for SET SESSION and time zones and runs once per new "
-        "connection, but reset_session=True's COM_RESET_CONNECTION wipes what it set on the "
-        "first return and nothing re-applies it: from the second borrow of a session on, "
-        "borrowers get the server's defaults (_reset_session in _driver.py:642 and _adriver.py:639 "
-        "never call configure)"
-    ),
-)
 def test_configure_settings_survive_reset_session(make_pool: Callable[..., Any], shell: str) -> None:
     statement = "SET SESSION time_zone = '+03:00'"
     if shell == "thread":
