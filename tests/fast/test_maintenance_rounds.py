@@ -14,6 +14,7 @@ import pytest
 
 from pymysqlpool import _maintenance
 from pymysqlpool._maintenance import PAUSE, REFILL, ROUND, Schedule, rounds
+from support.waiting import wait_until
 
 
 class FakePool:
@@ -150,3 +151,16 @@ def test_the_maintenance_thread_is_a_daemon_and_ends_with_its_pool(make_pool: An
     assert thread.daemon and thread.is_alive()
     pool.close()
     assert not thread.is_alive()
+
+
+def test_the_thread_hands_a_failed_refill_back_to_the_loop(make_pool: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The maintenance thread throws a step's error back into the loop: a
+    refill that could not connect is logged and backs off."""
+
+    def refuse(**kwargs: Any) -> Any:
+        raise OSError("refused by the test")
+
+    pool = make_pool(maxsize=2, pre_create_num=1, open=False, connection_factory=refuse)
+    pool.open()
+    assert wait_until(lambda: "could not open a connection (refused by the test)" in caplog.text, timeout=10)
+    pool.close()
