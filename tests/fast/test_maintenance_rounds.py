@@ -14,6 +14,7 @@ import pytest
 
 from pymysqlpool import _maintenance
 from pymysqlpool._maintenance import PAUSE, REFILL, ROUND, Schedule, rounds
+from support.waiting import wait_until
 
 
 class FakePool:
@@ -150,3 +151,39 @@ def test_the_maintenance_thread_is_a_daemon_and_ends_with_its_pool(make_pool: An
     assert thread.daemon and thread.is_alive()
     pool.close()
     assert not thread.is_alive()
+
+
+def test_the_thread_hands_a_failed_refill_back_to_the_loop(make_pool: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The maintenance thread throws a step's error back into the loop: a
+    refill that could not connect is logged and backs off."""
+
+    def refuse(**kwargs: Any) -> Any:
+        raise OSError("refused by the test")
+
+    pool = make_pool(maxsize=2, pre_create_num=1, open=False, connection_factory=refuse)
+    pool.open()
+    assert wait_until(lambda: "could not open a connection (refused by the test)" in caplog.text, timeout=10)
+    pool.close()
+
+
+def test_the_asyncio_maintenance_task_reopens_what_was_lost(async_pool_class: Any) -> None:
+    """The task driver runs the refill: a connection closed broken is replaced
+    in the background, back to pre_create_num."""
+    import asyncio
+
+    async def main() -> dict:
+        pool = async_pool_class(maxsize=3, pre_create_num=2, host="127.0.0.1")
+        async with pool:
+            await pool.wait(5)
+            conn = await pool.get_conn()
+            conn._raw.break_()
+            await pool.release(conn)  # closed: nothing to reuse
+            for _ in range(500):  # bounded: 5 s
+                stats = pool.get_stats()
+                if stats["closed_broken"] == 1 and stats["open"] == 2:
+                    break
+                await asyncio.sleep(0.01)
+            return dict(pool.get_stats())
+
+    stats = asyncio.run(main())
+    assert stats["closed_broken"] == 1 and stats["open"] == 2 and stats["connections_made"] == 3, stats
