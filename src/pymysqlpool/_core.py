@@ -380,7 +380,7 @@ class PoolCore:
                 and (self._probe_window >= 0.0 or not self._hung_up(slot))
             ):
                 slot.borrowed_at = now
-                return lend(self._proxy, self, slot)
+                return lend(self, slot)
             return self._borrow(slot, None, False)
         except BaseException:
             if slot is not None:
@@ -714,6 +714,7 @@ class PoolCore:
             expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
             slot = Slot(raw, now, expires, self._generation, keepalive)
             slot.probe = drv.make_probe(raw)
+            slot.lend_as = self._proxy.proxy_for(raw)
             slot.session = drv.session_id(raw)
             self._watch(slot)
         except BaseException as exc:
