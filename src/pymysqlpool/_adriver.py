@@ -63,6 +63,7 @@ from ._driver import (
 )
 
 __all__ = [
+    "INSTANCE_ATTRIBUTES",
     "Connection",
     "abandon",
     "connect",
@@ -95,6 +96,21 @@ _aio_read_query_result = aiomysql.Connection._read_query_result
 _aio_read_ok_packet = aiomysql.Connection._read_ok_packet
 _COM_QUERY = COMMAND.COM_QUERY
 _LONG_PACKET = 4 + MAX_PACKET_LEN  # a packet this long continues in the next one
+
+
+# What aiomysql's Connection sets on each instance beside what its class
+# defines: the asyncio proxy forwards these by name (connection.forward_all).
+# tests/server/test_async_pool.py checks the list against a used connection.
+INSTANCE_ATTRIBUTES = (
+    "_affected_rows", "_auth_plugin_used", "_charset", "_client_auth_plugin", "_close_reason",
+    "_collation", "_connect_attrs", "_db", "_echo", "_encoding", "_host", "_last_usage",
+    "_local_infile", "_loop", "_next_seq_id", "_password", "_port", "_read_timeout", "_reader",
+    "_result", "_secure", "_server_auth_plugin", "_ssl_context", "_unix_socket", "_user",
+    "_writer", "autocommit_mode", "client_flag", "connect_timeout", "connected_time", "cursorclass",
+    "decoders", "encoders", "host_info", "init_command", "protocol_version", "salt",
+    "server_capabilities", "server_charset", "server_language", "server_public_key",
+    "server_status", "server_thread_id", "server_version", "sql_mode", "use_unicode",
+)  # fmt: skip
 
 
 class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships no type hints

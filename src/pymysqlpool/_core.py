@@ -332,7 +332,7 @@ class PoolCore:
                 and (self._probe_window >= 0.0 or not self._hung_up(slot))
             ):
                 slot.borrowed_at = now
-                return lend(self._proxy, self, slot)
+                return lend(self, slot)
             return self._borrow(slot, None, False)
         except BaseException:
             if slot is not None:

@@ -106,6 +106,7 @@ def book_new(self: PoolCore, raw: Any, keepalive: float, started: float, epoch: 
         expires = now + lifetime * (1.0 - random.random() * _LIFETIME_JITTER) if lifetime else _INF
         slot = Slot(raw, now, expires, self._generation, keepalive)
         slot.probe = drv.make_probe(raw)
+        slot.lend_as = self._proxy.proxy_for(raw)
         slot.session = drv.session_id(raw)
         self._watch(slot)
     except BaseException as exc:

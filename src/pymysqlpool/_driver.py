@@ -25,7 +25,7 @@ from pymysql.constants import CLIENT, COMMAND, CR, ER, SERVER_STATUS
 from ._tls import TlsContexts
 from .cursors import Cursor, DictCursor, SSCursor, SSDictCursor
 
-__all__ = ["STATE_CHANGED", "TRACK_LAST_GTID", "Connection"]
+__all__ = ["INSTANCE_ATTRIBUTES", "STATE_CHANGED", "TRACK_LAST_GTID", "Connection"]
 
 _IN_TRANS = SERVER_STATUS.SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
@@ -302,6 +302,22 @@ def connect(
             raise
     raw.connect_timeout = kwargs.get("connect_timeout", 10)
     return raw
+
+
+# What PyMySQL's Connection sets on each instance (its __init__, connect()
+# and the handshake), beside what its class defines: the proxy forwards these
+# by name (connection.forward_all). tests/server/test_basics.py checks the
+# list against a connection that was used.
+INSTANCE_ATTRIBUTES = (
+    "_affected_rows", "_auth_plugin_map", "_auth_plugin_name", "_closed", "_connect_attrs",
+    "_current_timeout", "_local_infile", "_next_seq_id", "_read_timeout", "_result", "_rfile",
+    "_secure", "_sock", "_ssl_required", "_write_timeout", "autocommit_mode", "bind_address",
+    "charset", "client_flag", "collation", "connect_timeout", "ctx", "cursorclass", "db",
+    "decoders", "encoders", "encoding", "host", "host_info", "init_command", "max_allowed_packet",
+    "password", "port", "protocol_version", "salt", "server_capabilities", "server_charset",
+    "server_language", "server_public_key", "server_status", "server_thread_id", "server_version",
+    "sql_mode", "ssl", "unix_socket", "use_unicode", "user",
+)  # fmt: skip
 
 
 STATE_CHANGED = 0x4000  # SERVER_SESSION_STATE_CHANGED (not in PyMySQL's constants)

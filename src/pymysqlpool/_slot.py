@@ -51,6 +51,7 @@ class Slot:
         "kill_by",
         "last_used",
         "leak_reported",
+        "lend_as",
         "probe",
         "proxied",
         "raw",
@@ -74,6 +75,9 @@ class Slot:
         # poll(0) of the socket: non-empty means the server hung up on it.
         self.probe: Optional[Callable[[int], List[Any]]] = None
         self.state = NEW
+        # The proxy class a borrow of it gets (set when the pool books it):
+        # chosen once for the driver connection's class, see Borrowed.proxy_for.
+        self.lend_as: Any = None
         # A proxy holds it (set by the proxy, cleared on return): a slot lent
         # with no proxy was orphaned by an interrupt (see _reconcile_plan).
         # A proxy that dies reports itself (__del__), so no reference is kept.

@@ -58,7 +58,7 @@ from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from ._slot import HELD, Slot
 from ._validators import count, seconds
 from ._waiting import Waiter
-from .connection import Borrowed, lend
+from .connection import PROXY_TYPES, Borrowed, forward_all, lend
 from .errors import DriverError, WrongEventLoop, connect_failed
 
 __all__ = ["AsyncConnectionPool", "AsyncPooledConnection"]
@@ -314,8 +314,9 @@ class AsyncConnectionPool(PoolCore):
         if _running_loop() is not self._loop:
             self._bind(_running_loop())
         got = self._get_conn(timeout)
-        if type(got) is AsyncPooledConnection:
-            return got
+        if type(got) in PROXY_TYPES:  # lent at once (the class chosen by Borrowed.proxy_for)
+            conn: AsyncPooledConnection = got
+            return conn
         return await cast("Awaitable[AsyncPooledConnection]", got)
 
     async def get_connection(
@@ -355,7 +356,8 @@ class AsyncConnectionPool(PoolCore):
         try:
             slot = await self._run(self._borrow_plan(first, timeout, force))
             assert slot is not None
-            return lend(AsyncPooledConnection, self, slot)
+            conn: AsyncPooledConnection = lend(self, slot)
+            return conn
         except DriverError as exc:  # the connect failed: say where, without the plan machinery
             raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:
@@ -382,7 +384,7 @@ class AsyncConnectionPool(PoolCore):
         was left in the middle of an answer. ``ReturnConnectionToPoolError``
         if it was returned already or is not this pool's."""
         if _running_loop() is not self._loop:
-            if type(conn) is not AsyncPooledConnection or conn._pool is not self:
+            if type(conn) not in PROXY_TYPES or conn._pool is not self:
                 raise AsyncPooledConnection.refusal(self, conn)  # before binding: a stranger's object binds nothing
             self._bind(_running_loop())
         # _give_back checks conn itself: every read through a proxy costs (its
@@ -700,4 +702,7 @@ class AsyncPooledConnection(Borrowed):
         await self.raw.ping(reconnect=False)
 
 
+forward_all(
+    AsyncPooledConnection, (_adriver.Connection, _adriver.WriteTrackingConnection), _adriver.INSTANCE_ATTRIBUTES
+)
 AsyncConnectionPool._proxy = AsyncPooledConnection

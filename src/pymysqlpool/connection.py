@@ -8,11 +8,10 @@ Everything PyMySQL's connection offers is forwarded; ``close()`` and
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Set, Type, TypeVar
+from types import FunctionType, TracebackType
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, Optional, Set, Type
 
-import pymysql.connections
-
+from . import _driver
 from ._driver import CURSOR_MAP
 from .cursors import BOUND_CURSORS
 from .errors import ConnectionReturnedError, ReturnConnectionToPoolError
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from ._slot import Slot
     from .pool import ConnectionPool
 
-__all__ = ["PROXY_TYPES", "Borrowed", "PooledConnection", "lend"]
+__all__ = ["PROXY_TYPES", "Borrowed", "PooledConnection", "forward_all", "lend"]
 
 THREAD_POOL_IN_ASYNC_WITH = (
     "ConnectionPool is the thread pool: use 'with', not 'async with'"
@@ -33,22 +32,33 @@ _new = object.__new__
 # The bound class cursor() makes for PyMySQL's cursor classes and for ours:
 # one lookup.
 _BOUND: Dict[Any, Any] = {**CURSOR_MAP, **{cls: cls for cls in BOUND_CURSORS}}
-B = TypeVar("B", bound="Borrowed")
 
 
-def lend(cls: Type[B], pool: Any, slot: Slot) -> B:
-    """A new proxy of class ``cls`` for ``slot``, lent by ``pool``.
+def lend(pool: Any, slot: Slot) -> Any:
+    """A new proxy for ``slot``, lent by ``pool``, of the class chosen for
+    the slot's connection when it was booked (``slot.lend_as``).
 
     Built without a Python ``__init__`` (a third of a borrow's cost went to
     the type call's machinery). An interrupt after ``_new`` leaves a proxy
     without ``_slot``, which ``__del__`` ignores: the borrow gives the slot up."""
-    conn = _new(cls)
+    conn = _new(slot.lend_as)
     conn._pool = pool
     conn._slot = slot
     conn._raw = slot.raw
     # Lets the pool tell a lent slot from one an interrupt orphaned.
     slot.proxied = True
     return conn
+
+
+_HOOKS = frozenset({"__getattr__", "__getattribute__"})  # a class whose names cannot be listed
+
+
+def _names_of(kind: type) -> FrozenSet[str]:
+    """What ``kind``'s class hierarchy defines (object's excepted), dunders
+    only where they change attribute lookup."""
+    return frozenset(
+        name for klass in kind.__mro__[:-1] for name in vars(klass) if not name.startswith("__") or name in _HOOKS
+    )
 
 
 # Every proxy class (each subclass of Borrowed): what a pool takes back.
@@ -71,6 +81,36 @@ class Borrowed:
     # driver's connection, None once given back; the pool that lent it.
     lent_raw: Any
     lender: object
+    # Set by forward_all: the driver connection classes whose every attribute
+    # this class forwards by a member of its own, and the subclass that lends
+    # a connection of any other class.
+    _forwards: FrozenSet[type] = frozenset()
+    _any_class: type
+    _members: FrozenSet[str] = frozenset()  # every name the class defines or inherits
+
+    @classmethod
+    def proxy_for(cls, raw: Any) -> type:
+        """The proxy class that lends ``raw``: ``cls`` when its members cover
+        every attribute ``raw`` has (the driver's own connections; another
+        class's whose names are all PyMySQL's), else its subclass that
+        forwards the rest through ``__getattr__``.
+
+        Not ``__getattr__`` on every proxy: on CPython 3.11 a class that
+        defines it has none of its attribute reads specialized, and the pool
+        and the cursors read the proxy on every borrow, query and return
+        (~1,300 instructions per borrow + return, ~3,600 per query cycle)."""
+        kind = type(raw)
+        if kind in cls._forwards:
+            return cls
+        names = getattr(raw, "__dict__", None)
+        covered = names is not None and cls._members.issuperset(n for n in names if not n.startswith("__"))
+        if covered and cls._members.issuperset(_names_of(kind)) and not _names_of(kind) & _HOOKS:
+            return cls
+        return cls._any_class
+
+    if TYPE_CHECKING:  # the driver's attributes, as members made by forward_all or through __getattr__
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def _returned_error(self) -> ConnectionReturnedError:
         return ConnectionReturnedError(
@@ -114,16 +154,17 @@ class Borrowed:
         if slot is not None:
             self._pool._leaked(slot)
 
-    def __getattr__(self, name: str) -> Any:
-        # Only called for names not defined here: forward to the driver.
-        raw = object.__getattribute__(self, "_raw")
-        if raw is None:
-            raise object.__getattribute__(self, "_returned_error")()
-        return getattr(raw, name)
-
     def __repr__(self) -> str:
         state = "returned" if self._raw is None else "borrowed"
         return f"<{type(self).__name__} {state} from pool {self._pool.name!r}>"
+
+
+def _forward_missing(self: Borrowed, name: str) -> Any:
+    # Only called for names the proxy does not define: forward to the driver.
+    raw = object.__getattribute__(self, "_raw")
+    if raw is None:
+        raise object.__getattribute__(self, "_returned_error")()
+    return getattr(raw, name)
 
 
 class PooledConnection(Borrowed):
@@ -233,30 +274,11 @@ class PooledConnection(Borrowed):
         return bool(self.raw.open)
 
 
-# PyMySQL's public methods the proxy does not define itself, forwarded by
-# methods made below rather than through __getattr__ (which runs only after
-# a failed lookup has raised and caught an AttributeError). Other names --
-# data attributes, the rest -- still go through __getattr__.
-FORWARDED = (
-    "affected_rows",
-    "character_set_name",
-    "connect",
-    "escape",
-    "get_host_info",
-    "get_proto_info",
-    "get_server_info",
-    "insert_id",
-    "kill",
-    "literal",
-    "next_result",
-    "set_character_set",
-    "set_charset",
-    "show_warnings",
-    "thread_id",
-    "write_packet",
-)
-
-_FORWARDER = """
+# The driver's own attributes that the proxy does not define itself are
+# members of the proxy class, made below (a method per method, a read-only
+# property per other name), rather than reached through __getattr__ (see
+# Borrowed.proxy_for).
+_METHOD = """
 def {name}(self, *args, **kwargs):
     raw = self._raw
     if raw is None:
@@ -264,23 +286,54 @@ def {name}(self, *args, **kwargs):
     return raw.{name}(*args, **kwargs)
 """
 
+_VALUE = """
+def {name}(self):
+    raw = self._raw
+    if raw is None:
+        raise self._returned_error()
+    return raw.{name}
+"""
 
-def forward(cls: type, names: Iterable[str], driver: type) -> None:
-    """Give ``cls`` one method per name in ``names``, each calling the
-    driver connection's method of that name (documented as ``driver``'s)."""
-    for name in names:
-        if not name.isidentifier() or name.startswith("_"):
-            raise ValueError(f"not a public method name: {name!r}")
+
+def forward_all(cls: Type[Borrowed], drivers: Iterable[type], instance_names: Iterable[str]) -> None:
+    """Make ``cls`` forward every attribute of the driver connection classes
+    ``drivers`` (their class members and ``instance_names``, what each
+    instance sets) that it does not define itself, and make its subclass
+    for connections of other classes (``cls._any_class``)."""
+    drivers = tuple(drivers)
+    found: Dict[str, Any] = {name: None for name in instance_names}
+    for driver in drivers:
+        for klass in reversed(driver.__mro__[:-1]):
+            found.update(vars(klass))
+    for name, value in sorted(found.items()):
+        if name.startswith("__") or hasattr(cls, name):
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"not an attribute name: {name!r}")
+        is_method = isinstance(value, (FunctionType, classmethod, staticmethod))
         namespace: Dict[str, Any] = {}
-        exec(_FORWARDER.format(name=name), namespace)  # a fixed template, checked names
-        method = namespace[name]
-        method.__qualname__ = f"{cls.__name__}.{name}"
-        method.__module__ = cls.__module__
-        method.__doc__ = getattr(driver, name).__doc__
-        setattr(cls, name, method)
+        exec((_METHOD if is_method else _VALUE).format(name=name), namespace)  # a fixed template, checked names
+        function = namespace[name]
+        function.__qualname__ = f"{cls.__name__}.{name}"
+        function.__module__ = cls.__module__
+        function.__doc__ = getattr(value, "__doc__", None) if is_method else None
+        setattr(cls, name, function if is_method else property(function))
+    cls._forwards = frozenset(drivers)
+    cls._members = frozenset(name for klass in cls.__mro__ for name in vars(klass))
+    # Named as cls: reprs and messages read the same whichever lends.
+    cls._any_class = type(
+        cls.__name__,
+        (cls,),
+        {
+            "__slots__": (),
+            "__getattr__": _forward_missing,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+        },
+    )
 
 
-forward(PooledConnection, FORWARDED, pymysql.connections.Connection)
+forward_all(PooledConnection, (_driver.Connection, _driver.WriteTrackingConnection), _driver.INSTANCE_ATTRIBUTES)
 
 # -- Public seam: a proxy's state for code that wraps a pool's return --------
 # (the cluster's node pools look at every return). Aliases of the proxy's own

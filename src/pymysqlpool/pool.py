@@ -258,7 +258,8 @@ class ConnectionPool(PoolCore):
             assert slot is not None
             if self._maintenance is None:
                 self._ensure_maintenance()  # the first connection a borrower dialed
-            return lend(PooledConnection, self, slot)
+            conn: PooledConnection = lend(self, slot)
+            return conn
         except DriverError as exc:  # the connect failed: say where, without the plan machinery
             raise connect_failed(exc, self.name, describe(self._config)) from exc
         except BaseException:

@@ -270,6 +270,10 @@ class Proxy:
     def _returned_twice(self) -> ReturnConnectionToPoolError:
         return ReturnConnectionToPoolError("returned twice")
 
+    @classmethod
+    def proxy_for(cls, raw: Any) -> type:  # the class the core books each slot to lend as
+        return cls
+
 
 CoreUnderTest._proxy = Proxy
 PROXY_TYPES.add(Proxy)  # what the core takes back (Borrowed's subclasses add themselves)
