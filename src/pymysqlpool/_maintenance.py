@@ -134,7 +134,13 @@ class Maintenance:
 
     def __init__(self, pool: Maintained) -> None:
         self._pool_ref: Callable[[], Any] = weakref.ref(pool)
-        self._event = threading.Event()
+        # A bare lock, held while no round is asked for: wake() releases it.
+        # Not an Event: wake() runs on borrowers' threads (a return that closed
+        # a connection), and an asynchronous exception landing inside an
+        # Event's Condition (Python code) can leave its lock held for good,
+        # hanging every later wake and stop (seen in the interrupt storm test).
+        self._wakeup = threading.Lock()
+        self._wakeup.acquire()
         self._stopping = False
         self._schedule = Schedule()
         self._thread = threading.Thread(target=self._loop, name=f"pymysqlpool-maintenance-{pool.name}", daemon=True)
@@ -143,11 +149,14 @@ class Maintenance:
         self._thread.start()
 
     def wake(self) -> None:
-        self._event.set()
+        try:
+            self._wakeup.release()
+        except RuntimeError:  # woken already
+            pass
 
     def stop(self) -> None:
         self._stopping = True
-        self._event.set()
+        self.wake()
         if self._thread is not threading.current_thread() and self._thread.is_alive():
             self._thread.join(timeout=5.0)
 
@@ -164,8 +173,7 @@ class Maintenance:
                     refill = functools.partial(_refill_step, pool)
                     _warmup.run(refill, arg, f"pymysqlpool-refill-{pool.name}")
                 elif step == PAUSE:
-                    self._event.wait(arg)
-                    self._event.clear()
+                    self._wakeup.acquire(timeout=arg)  # woken or not, it is held again after
                 else:
                     return
             except BaseException as exc:  # even an injected exception: rounds() logs it
