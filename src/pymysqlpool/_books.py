@@ -328,6 +328,8 @@ class Books:
         slot.expires = fresh.expires
         slot.probe = fresh.probe
         slot.keepalive = fresh.keepalive
+        slot.session = fresh.session  # a kill of this slot must reach the new session
+        slot.announced = fresh.announced
 
     def forget_all(self) -> List[Slot]:
         """After a fork: forget every slot (the parent's); returns them."""
