@@ -214,6 +214,30 @@ def test_a_cancelled_connect_is_killed_and_its_place_kept(admin: Any, make_accou
     events.assert_paired()
 
 
+def borrow_watched(pool: ConnectionPool, admin: Any, account: Account) -> tuple[Any, list[set[int]]]:
+    """Borrow from ``pool`` while a thread samples the account's sessions in
+    the test database every ~20 ms (bounded: 400 samples); the connection
+    and the server's views, the last taken once it was lent."""
+    seen: list[set[int]] = []
+    served = threading.Event()
+
+    def sample() -> None:
+        for _ in range(400):
+            seen.append(pool_sessions_of(admin, account))
+            if served.wait(0.02):
+                return
+
+    sampler = threading.Thread(target=sample, name="test-session-sampler", daemon=True)
+    sampler.start()
+    try:
+        conn = pool.get_conn(10)
+    finally:
+        served.set()
+        sampler.join(15)
+    seen.append(pool_sessions_of(admin, account))
+    return conn, seen
+
+
 def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_account: Callable[..., Account]) -> None:
     """The thread pool's twin: KeyboardInterrupt while the new connection runs
     configure()'s statement; the next borrow waits for the kill instead of
@@ -228,23 +252,7 @@ def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_ac
     try:
         with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
             pool.get_conn(10)
-        seen: list[set[int]] = []
-        done = threading.Event()
-
-        def sample() -> None:
-            for _ in range(400):  # bounded: about 10 s
-                seen.append(pool_sessions_of(admin, account))
-                if done.wait(0.02):
-                    return
-
-        sampler = threading.Thread(target=sample, name="test-session-sampler", daemon=True)
-        sampler.start()
-        try:
-            conn = pool.get_conn(10)
-        finally:
-            done.set()
-            sampler.join(15)
-        seen.append(pool_sessions_of(admin, account))
+        conn, seen = borrow_watched(pool, admin, account)
         stats = pool.get_stats()
         conn.close()
     finally:
@@ -289,15 +297,6 @@ def reset_running(admin: Any, account: Account) -> bool:
     return any("IS_USED_LOCK" in str(row[0]) for row in rows)
 
 
-def sessions_until(admin: Any, account: Account, served: Callable[[], bool], seen: list[set[int]]) -> None:
-    """Sample the pool's sessions every ~20 ms until ``served()`` (bounded: 400 samples)."""
-    for _ in range(400):
-        seen.append(pool_sessions_of(admin, account))
-        if served():
-            return
-        time.sleep(0.02)
-
-
 def assert_one_session_and_killed(seen: list[set[int]], first: int, stats: dict[str, Any]) -> None:
     assert seen and max(len(view) for view in seen) == 1, seen  # never two sessions of a maxsize=1 pool
     assert first not in seen[-1], (seen, first)  # the reset one is gone
@@ -329,37 +328,10 @@ def test_a_return_cut_in_its_reset_is_killed_and_its_place_kept(
         else:
             conn.close()  # the reset times out: the connection is closed, the return succeeds
         assert reset_running(admin, account) or pool.get_stats()["kills"] == 1
-        print(
-            "BEFORE",
-            query(
-                admin,
-                "SELECT ID, DB, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST WHERE USER = %s",
-                (account.user,),
-            ),
-        )
         slow_reset(False)
-        print(
-            "AFTER",
-            query(
-                admin,
-                "SELECT ID, DB, COMMAND, TIME, INFO FROM information_schema.PROCESSLIST WHERE USER = %s",
-                (account.user,),
-            ),
-        )
-        seen: list[set[int]] = []
-        got: list[Any] = []
-        sampler = threading.Thread(
-            target=sessions_until, args=(admin, account, lambda: bool(got), seen), name="test-sampler", daemon=True
-        )
-        sampler.start()
-        try:
-            got.append(pool.get_conn(10))
-        finally:
-            got.append(None)
-            sampler.join(15)
-        seen.append(pool_sessions_of(admin, account))
+        again, seen = borrow_watched(pool, admin, account)
         stats = pool.get_stats()
-        got[0].close()
+        again.close()
     finally:
         pool.close()
     assert_one_session_and_killed(seen, first, stats)
@@ -467,20 +439,9 @@ def test_a_reconnect_cut_in_its_set_up_is_killed_on_return(admin: Any, make_acco
             conn.ping()  # reconnects: the new session's configure() sleeps
         assert len(calls) == 2 and set_up_running(admin, account)
         conn.close()
-        seen: list[set[int]] = []
-        got: list[Any] = []
-        sampler = threading.Thread(
-            target=sessions_until, args=(admin, account, lambda: bool(got), seen), name="test-sampler", daemon=True
-        )
-        sampler.start()
-        try:
-            got.append(pool.get_conn(10))
-        finally:
-            got.append(None)
-            sampler.join(15)
-        seen.append(pool_sessions_of(admin, account))
+        again, seen = borrow_watched(pool, admin, account)
         stats = pool.get_stats()
-        got[0].close()
+        again.close()
     finally:
         pool.close()
     assert seen and max(len(view) for view in seen) == 1, seen
