@@ -451,37 +451,139 @@ def test_a_reconnect_cut_in_its_set_up_is_killed_on_return(admin: Any, make_acco
     assert [raw for raw, _ in events.closed] == events.connected and len(events.connected) == 2, events.closed
 
 
-def test_a_warm_up_cut_in_its_set_up_is_killed(admin: Any, make_account: Callable[..., Account]) -> None:
-    """The constructor's warm-up interrupted while its connection's
-    configure() waits for a row lock: the pool is never made, but the session
-    must not linger on the server waiting -- it is killed (before: its socket
-    was closed and the wait ran on to its 30 s timeout; a lock wait, unlike a
-    SLEEP, never notices the closed socket)."""
-    account = make_account()
-    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
-    table = f"warm_up_lock_{random.randrange(1 << 30):x}"
+@pytest.fixture
+def held_row(admin: Any) -> Iterator[str]:
+    """A table whose row 1 another connection holds locked (FOR UPDATE) for
+    the test: a statement that locks it waits -- up to its
+    innodb_lock_wait_timeout, and unlike a SLEEP it never notices that its
+    client's socket closed. Yields the table's name."""
+    table = f"held_row_{random.randrange(1 << 30):x}"
     query(admin, f"CREATE TABLE `{table}` (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
     query(admin, f"INSERT INTO `{table}` VALUES (1, 1)")
     holder = raw_connect()
-    calls: list[int] = []
-
-    def configure(raw: Any) -> None:
-        calls.append(raw.server_thread_id[0])
-        raw.query("SET SESSION innodb_lock_wait_timeout = 30")
-        raw.query(f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
-
     try:
         holder.begin()
         query(holder, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
-        with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
-            ConnectionPool(maxsize=1, pre_create_num=1, connect_timeout=40, configure=configure, **kw)
-        assert len(calls) == 1
-        for _ in range(200):  # until the kill ended (bounded: 10 s)
-            if calls[0] not in pool_sessions_of(admin, account):
-                break
-            time.sleep(0.05)
-        assert calls[0] not in pool_sessions_of(admin, account)
+        yield table
     finally:
         holder.rollback()
         holder.close()
         query(admin, f"DROP TABLE IF EXISTS `{table}`")
+
+
+LOCK_WAIT = "SET SESSION innodb_lock_wait_timeout = 30"
+
+
+def waiting_for(admin: Any, session: int) -> bool:
+    rows = query(admin, "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (session,))
+    return any("FOR UPDATE" in str(row[0]) for row in rows)
+
+
+def test_a_warm_up_cut_in_its_set_up_is_killed(admin: Any, make_account: Callable[..., Account], held_row: str) -> None:
+    """The constructor's warm-up interrupted while its connection's
+    configure() waits for a row lock: the pool is never made, but the session
+    must not linger on the server waiting -- it is killed (before: its socket
+    was closed and the wait ran on to its 30 s timeout)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    calls: list[int] = []
+
+    def configure(raw: Any) -> None:
+        calls.append(raw.server_thread_id[0])
+        raw.query(LOCK_WAIT)
+        raw.query(f"SELECT v FROM `{held_row}` WHERE id = 1 FOR UPDATE")
+
+    with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
+        ConnectionPool(maxsize=1, pre_create_num=1, connect_timeout=40, configure=configure, **kw)
+    assert len(calls) == 1
+    for _ in range(200):  # until the kill ended (bounded: 10 s)
+        if calls[0] not in pool_sessions_of(admin, account):
+            break
+        time.sleep(0.05)
+    assert calls[0] not in pool_sessions_of(admin, account)
+
+
+def test_a_statement_shut_down_by_close_timeout_is_killed(
+    admin: Any, make_account: Callable[..., Account], held_row: str
+) -> None:
+    """close(timeout) shuts down the socket of a connection still borrowed;
+    the borrower's statement -- a row-lock wait of up to 30 s -- runs on on
+    the server, so its return kills it (before: the end of stream the pool
+    itself caused was taken for the server hanging up, and nothing was
+    killed: the session still waited 2 s later)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    pool = ConnectionPool(maxsize=1, **kw)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def borrower() -> None:
+        conn = pool.get_conn(10)
+        ids.append(conn.thread_id())
+        try:
+            query(conn, LOCK_WAIT)
+            query(conn, f"SELECT v FROM `{held_row}` WHERE id = 1 FOR UPDATE")
+        except pymysql.err.OperationalError as exc:
+            errors.append(exc)
+        conn.close()
+
+    worker = threading.Thread(target=borrower, name="test-borrower", daemon=True)
+    worker.start()
+    for _ in range(200):  # until the borrower waits for the lock (bounded: 10 s)
+        if ids and waiting_for(admin, ids[0]):
+            break
+        time.sleep(0.05)
+    assert pool.close(timeout=0.2) == 1
+    worker.join(10)
+    assert len(errors) == 1, errors
+    assert_killed_soon(admin, account, ids[0], pool.get_stats)
+
+
+def test_a_statement_shut_down_by_async_close_timeout_is_killed(
+    admin: Any, make_account: Callable[..., Account], held_row: str
+) -> None:
+    """The asyncio twin: close(timeout) aborts the transport under a borrower
+    waiting for a row lock; its return kills the session."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    async def scenario() -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(maxsize=1, **kw)
+        await pool.open()
+
+        async def borrower() -> None:
+            async with pool.connection() as conn, conn.cursor() as cur:
+                ids.append(conn.thread_id())
+                try:
+                    await cur.execute(LOCK_WAIT)
+                    await cur.execute(f"SELECT v FROM `{held_row}` WHERE id = 1 FOR UPDATE")
+                except pymysql.err.OperationalError as exc:
+                    errors.append(exc)
+
+        task = asyncio.ensure_future(borrower())
+        for _ in range(200):  # until the borrower waits for the lock (bounded: 10 s)
+            if ids and await asyncio.to_thread(waiting_for, admin, ids[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.close(timeout=0.2) == 1
+        await asyncio.wait_for(task, 10)
+        for _ in range(200):  # the kill's task runs on this loop: until it ended (bounded: 10 s)
+            if pool.get_stats()["killing"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        return pool
+
+    pool = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert len(errors) == 1, errors
+    assert_killed_soon(admin, account, ids[0], pool.get_stats)
+
+
+def assert_killed_soon(admin: Any, account: Account, session: int, stats: Callable[[], dict[str, Any]]) -> None:
+    for _ in range(200):  # until the kill ended (bounded: 10 s)
+        if stats()["killing"] == 0 and session not in pool_sessions_of(admin, account):
+            break
+        time.sleep(0.05)
+    assert session not in pool_sessions_of(admin, account)
+    assert (stats()["kills"], stats()["kill_failures"]) == (1, 0), stats()
