@@ -121,6 +121,7 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql ships n
 
     _exchanging = False
     _hung_up = False  # the server ended the connection (see _driver.note_lost)
+    _shut_by_pool = False  # the pool cut it under the borrower (see interrupt)
     _logged_in = False  # the server made the session ours (see _driver.note_unfinished)
     wrong_node_hook: Optional[Callable[[], Any]] = None
     _collation: Optional[str] = None
@@ -456,7 +457,9 @@ def force_close(raw: Any) -> None:
 
 def interrupt(raw: Any) -> None:
     """Cut the connection under a borrower still using it: its current or
-    next read fails at once. Never raises."""
+    next read fails at once (not the server hanging up: see
+    _driver.interrupt). Never raises."""
+    raw._shut_by_pool = True
     writer = raw._writer
     if writer is not None:
         _abort(writer.transport, raw._loop)

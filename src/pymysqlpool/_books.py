@@ -329,6 +329,8 @@ class Books:
         slot.probe = fresh.probe
         slot.keepalive = fresh.keepalive
         slot.session = fresh.session  # a KILL of an abandoned statement must reach the new session
+        slot.announced = fresh.announced
+        slot.lend_as = fresh.lend_as  # the proxy class that covers the new connection
 
     def forget_all(self) -> List[Slot]:
         """After a fork: forget every slot (the parent's); returns them."""

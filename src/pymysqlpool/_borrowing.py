@@ -249,14 +249,15 @@ def withdraw(self: PoolCore, waiter: Waiter) -> None:
 def give_up(self: PoolCore, grant: Grant) -> None:
     """Let go of a grant a borrower holds but will not get: an interrupted
     borrow. Idempotent. Assuming a slot was not used yet would be unsafe,
-    so it is dropped: its state is unknown."""
+    so it is dropped: its state is unknown (cut: killed if its validation
+    ping was cut mid-answer)."""
     if isinstance(grant, DialToken):
         self._unreserve(grant, None, served=True)
         return
     with self._lock:
         if not self._books.unlend(grant) and grant.state != HELD:  # parked again, or already closed
             return
-    self._drop(grant, "closed_broken")
+    self._cut(grant, "closed_broken")
 
 
 def validate_plan(self: PoolCore, slot: Slot, force: bool, budget: float) -> Plan:

@@ -493,6 +493,7 @@ class PoolCore:
     # _dialing.py: opening connections and booking them
     _dial_plan = _dialing.dial_plan
     _keep_unfinished = _dialing.keep_unfinished
+    _unfinished_slot = _dialing.unfinished_slot
     _book_new = _dialing.book_new
     _over_maxsize = _dialing.over_maxsize
     _watch = _dialing.watch
@@ -512,6 +513,7 @@ class PoolCore:
     _close_plan = _disposal.close_plan
     _close_all_plan = _disposal.close_all_plan
     _drop = _disposal.drop
+    _cut = _disposal.cut
     _unbook = _disposal.unbook
     _abandoned = _disposal.abandoned
     _start_kill = _disposal.start_kill

@@ -27,6 +27,7 @@ import random
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._config import describe
+from ._events import fire_logged
 from ._lifecycle import POOL_OPEN
 from ._plans import DIAL, Plan
 from ._slot import Slot
@@ -49,6 +50,7 @@ __all__ = [
     "over_maxsize",
     "pass_capacity",
     "swap_in",
+    "unfinished_slot",
     "unreserve",
     "watch",
 ]
@@ -86,13 +88,22 @@ def keep_unfinished(self: PoolCore, exc: BaseException, token: DialToken) -> Non
     closed socket does not stop it. Its slot rides on ``token``, to be
     killed in the token's place when that is given back (_unreserve), so
     the dial that follows never makes the server hold one session too many."""
+    slot = self._unfinished_slot(exc)
+    if slot is not None:
+        token.unfinished = slot
+
+
+def unfinished_slot(self: PoolCore, exc: BaseException) -> Optional[Slot]:
+    """A NEW slot for the connection of a dial ``exc`` cut after the server
+    made its session (see keep_unfinished), for the caller to have killed;
+    None if there is none or nothing is killed (kill_on_abandon off)."""
     raw = self._drv.unfinished(exc)
     if raw is None or not self._config.kill_on_abandon:
-        return
+        return None
     slot = Slot(raw, self._clock(), _INF, self._generation, 0.0)  # its age: no more than the session's
     slot.session = self._drv.session_id(raw)
-    if slot.session:
-        token.unfinished = slot
+    slot.announced = False  # never reached on_connect: no on_close either
+    return slot if slot.session else None
 
 
 def book_new(self: PoolCore, raw: Any, keepalive: float, started: float, epoch: int) -> Slot:
@@ -222,7 +233,11 @@ def book_idle(self: PoolCore, slot: Slot, token: Optional[DialToken] = None) -> 
 
 
 def swap_in(self: PoolCore, slot: Slot, fresh: Slot) -> None:
-    """0.5.0 ``ping(reconnect=True)``: a new session takes a dead one's place."""
+    """0.5.0 ``ping(reconnect=True)``: a new session takes a dead one's place
+    (or a dial cut in its set-up does, for the return to kill it)."""
+    dead, announced = slot.raw, slot.announced
     with self._lock:
         self._books.swap(slot, fresh)
     self._watch(slot)
+    if announced and self._events.on_close:  # the dead one's close, paired with its on_connect
+        fire_logged(self._events.on_close, self.name, dead, "closed_broken")

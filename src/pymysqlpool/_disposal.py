@@ -3,7 +3,8 @@ closing vocabulary -- doom, close, drop, reject, give up, kill, unbook,
 shut -- is ``_books.py``'s).
 
 ``close_plan``/``close_all_plan`` close politely, ``drop`` without a word
-to the server; ``unbook`` (``unbook_locked`` under the lock,
+to the server, ``cut`` likewise but killing a session that may still run
+what was cut (the borrower's statement or the pool's own reset or ping); ``unbook`` (``unbook_locked`` under the lock,
 ``after_close`` outside it) stops counting a slot. A session abandoned in
 the middle of an answer is killed: closing a socket does not stop the
 server (a statement left mid-answer runs to its end, keeps its locks, and
@@ -43,6 +44,7 @@ __all__ = [
     "after_close",
     "close_all_plan",
     "close_plan",
+    "cut",
     "drop",
     "kill_over_idle_plan",
     "killed",
@@ -89,6 +91,17 @@ def drop(self: PoolCore, slot: Slot, reason: str) -> None:
     self._unbook(slot, reason)
 
 
+def cut(self: PoolCore, slot: Slot, reason: str) -> None:
+    """Drop a HELD slot whose exchange was cut -- the borrower's, or the
+    pool's own reset or ping: a session reset re-running a slow
+    init_command, a long ROLLBACK. If the server may still be running it,
+    its session is killed and the slot stays counted (KILLING) until the
+    session is gone, as for an abandoned statement; else a plain drop."""
+    kill = self._abandoned(slot)  # asked first: the close forgets a half-read result
+    self._drv.force_close(slot.raw)
+    self._unbook(slot, reason, kill)
+
+
 def unbook(self: PoolCore, slot: Slot, reason: str, kill: bool = False) -> None:
     """Stop counting a slot whose connection is closed; idempotent.
 
@@ -115,7 +128,8 @@ def abandoned(self: PoolCore, slot: Slot) -> bool:
     """A returned (or reclaimed) slot's session may still be running the borrower's
     statement: a command not answered to its end (cancelled, interrupted,
     read_timeout), or an unbuffered result not read to its end. The
-    pool's own steps (ping, reset) are not killed: they run nothing long."""
+    pool's own steps count too (see ``cut``): a ROLLBACK or a session
+    reset's init_command can run long."""
     return self._config.kill_on_abandon and bool(slot.session) and self._drv.left_running(slot.raw)
 
 
@@ -261,10 +275,11 @@ def unbook_locked(self: PoolCore, slot: Slot, reason: str, killed: bool = False)
 
 def after_close(self: PoolCore, slot: Slot, reason: str) -> None:
     """What follows a slot's unbooking, outside the lock: log, wake the
-    maintenance (a successor may be due), tell the on_close hooks."""
+    maintenance (a successor may be due), tell the on_close hooks -- for a
+    connection they heard of through on_connect only."""
     logger.debug("pool %r: closed a connection (%s)", self.name, reason)
     maintenance = self._maintenance
     if maintenance is not None:
         maintenance.wake()
-    if self._events.on_close:
+    if self._events.on_close and slot.announced:  # paired with on_connect
         fire_logged(self._events.on_close, self.name, slot.raw, reason)

@@ -71,6 +71,7 @@ class Connection(pymysql.connections.Connection):
 
     _exchanging = False
     _hung_up = False  # the server ended the connection (see note_lost)
+    _shut_by_pool = False  # the pool shut its socket down under the borrower (see interrupt)
     _logged_in = False  # the server made the session ours (see note_unfinished)
     # Called (no argument) the first time this connection sees a wrong-node
     # error; the pool sets it to doom the connection's slot.
@@ -191,7 +192,11 @@ def note_lost(raw: Any, exc: BaseException) -> None:
     broken pipe) rather than the client giving up on it (a read timeout):
     its session is over, there is nothing to kill (and after a restart the
     id may be another session's)."""
-    if error_code(exc) in _LOST and not isinstance(exc.__cause__ or exc.__context__, _TIMEOUTS):
+    if (
+        error_code(exc) in _LOST
+        and not isinstance(exc.__cause__ or exc.__context__, _TIMEOUTS)
+        and not getattr(raw, "_shut_by_pool", False)  # interrupt()'s end of stream is ours, not the server's
+    ):
         raw._hung_up = True
 
 
@@ -721,9 +726,12 @@ def force_close(raw: Any) -> None:
 
 def interrupt(raw: Any) -> None:
     """Shut the socket down under a borrower still using it: its next (or
-    current) read or write fails at once and the server ends the session.
-    The borrower's thread still owns the object and closes it; never raises."""
+    current) read or write fails at once. The borrower's thread still owns
+    the object and closes it; never raises. The end of stream it reads is
+    not the server hanging up (see note_lost): a statement the server runs
+    goes on (a lock wait for its whole timeout), so it is killed on return."""
     try:
+        raw._shut_by_pool = True
         sock = raw._sock
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)

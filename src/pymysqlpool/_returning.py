@@ -69,6 +69,12 @@ def return_plan(self: PoolCore, slot: Slot, failed: bool) -> Plan:
         except Exception as exc:
             logger.info("pool %r: reset on return failed (%s); closing the connection", self.name, exc)
             reason = "closed_broken"
+            kill = self._abandoned(slot)  # a reset cut by io_timeout (a long ROLLBACK) runs on
+        except BaseException:
+            # Interrupted or cancelled mid-reset: the server runs it on, so
+            # the slot stays counted until its session is gone.
+            self._cut(slot, "closed_broken")
+            raise
     if reason is None and self._events.on_checkin and not self._checked_in(slot):
         reason = "closed_broken"
     if reason is None:

@@ -42,6 +42,7 @@ class Slot:
     """
 
     __slots__ = (
+        "announced",
         "borrow_stack",
         "borrowed_at",
         "created",
@@ -63,6 +64,9 @@ class Slot:
     def __init__(self, raw: Any, created: float, expires: float, generation: int, keepalive: float) -> None:
         self.raw = raw
         self.created = created
+        # on_connect fired for it, so on_close will: False only for a dial cut
+        # in its set-up, killed in its right's place (see keep_unfinished).
+        self.announced = True
         # Already jittered: connections made together must not expire together.
         self.expires = expires
         self.last_used = created

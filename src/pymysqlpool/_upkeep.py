@@ -17,7 +17,8 @@ method (bound by name in its class body, so a call costs what a method's
 does) and reads the core's private state as a method does.
 
 May touch: the Books verbs ``hold_idle``, ``hold``, ``spend``,
-``new_token``, ``in_state`` and the slot set, counts and dial tokens it
+``new_token``, ``in_state``, ``book_killing`` (a warm-up dial cut in its
+set-up, killed) and the slot set, counts and dial tokens it
 reads; the core's ``_reclaim`` queue, ``_replacements``, leak and
 keep-alive counters.
 """
@@ -144,7 +145,7 @@ def check_plan(self: PoolCore) -> Plan:
         # the ones already parked: they may be another caller's (HELD) by now.
         for slot in slots[done:]:
             if slot.state == HELD:
-                self._drop(slot, "closed_failed_check")
+                self._cut(slot, "closed_failed_check")  # the one cut mid-ping: killed
 
 
 def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
@@ -343,7 +344,7 @@ def keepalive_plan(self: PoolCore, now: float) -> Plan:
         # already parked: they may be another caller's (HELD) by now.
         for slot in taken[done:]:
             if slot.state == HELD:
-                self._drop(slot, "closed_broken")
+                self._cut(slot, "closed_broken")  # the one cut mid-ping: killed
 
 
 def refill_wanted(self: PoolCore) -> int:
@@ -395,7 +396,18 @@ def prefill_plan(self: PoolCore, books: Any, dials: List[int], made: List[Slot])
         if dials[0] >= self._config.pre_create_num or dials[1]:
             return False
         dials[0] += 1
-    slot = yield from self._dial_plan()
+    try:
+        slot = yield from self._dial_plan()
+    except BaseException as exc:
+        cut = self._unfinished_slot(exc)
+        if cut is not None:
+            # The warm-up cut in a set-up (the constructor interrupted): no
+            # right to dial to count it in, so it is counted now, KILLING,
+            # and killed rather than left running on the server.
+            with self._lock:
+                self._books.book_killing(cut, "closed_broken", self._clock() + self._config.kill_bound)
+            self._start_kill(cut)
+        raise
     with books:
         if not dials[1]:
             made.append(slot)

@@ -287,7 +287,14 @@ class ConnectionPool(PoolCore):
         if slot is None:
             raise conn._returned_error()
         _driver.force_close(slot.raw)
-        fresh = self._run(self._dial_plan())  # on failure the dead one stays, dropped on return
+        try:
+            fresh = self._run(self._dial_plan())  # on failure the dead one stays, dropped on return
+        except BaseException as exc:
+            cut = self._unfinished_slot(exc)
+            if cut is not None:  # cut in its set-up, which may run on: the slot's, killed on return
+                self._swap_in(slot, cut)
+                conn._raw = cut.raw
+            raise
         self._swap_in(slot, fresh)
         conn._raw = fresh.raw
 

@@ -1773,3 +1773,46 @@ def test_a_killing_slot_is_neither_a_leak_nor_late_nor_the_forked_childs(
     core._after_fork(NoLock())
     stats = core.get_stats()
     assert stats["killing"] == 0 and stats["open"] == 0 and stats["borrowed"] == 0, stats
+
+
+@pytest.mark.parametrize("kind", ["validation ping", "reset on return", "check()", "keep-alive ping"])
+def test_a_pool_exchange_cut_mid_answer_is_killed_in_its_place(clock: Clock, kind: str) -> None:
+    """The pool's own exchange -- a borrow's validation ping, a return's reset
+    (a long ROLLBACK, a session reset re-running init_command) -- interrupted
+    after its command was sent: the server runs it on, so the slot is not
+    freed but killed in place, and a borrower waits rather than dialing a
+    session beside it (before: dropped and freed at once)."""
+    shell = Shell(make_core(clock, 1, timeout=30.0, keepalive=3.0), clock)
+    core = shell.core
+    (proxy,) = borrowed(shell, 1)
+    slot = proxy._slot
+    assert slot is not None
+    op = {"reset on return": RESET, "keep-alive ping": PING}.get(kind, CHECK)
+    if kind == "reset on return":
+        proxy._raw.dirty = True  # a transaction open: the return rolls back
+        run = shell.give_back(proxy)
+    else:
+        shell.give_back(proxy)
+        clock.now += 1.0  # past the validation window: the next borrow pings
+        if kind == "validation ping":
+            run = shell.borrow()
+        elif kind == "check()":
+            run = shell.start("check", core._check_plan())
+        else:
+            clock.now += 3.0  # past the keep-alive interval too
+            run = shell.start("round", core._round_plan(shell.seen))
+    assert run is not None and run.request[0] == op and run.request[1] is slot.raw
+    slot.raw.mid = True  # sent, its answer not read (the real driver's mark)
+    shell.answer(run, "interrupt")
+    assert shell.results[-1] == (run.kind, KeyboardInterrupt)
+    assert slot.state == KILLING and slot.raw.closed
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    assert kill.request[0] == KILL and kill.request[1][0] == slot.raw.session
+    waiting = shell.borrow()
+    assert waiting is not None and waiting.request[0] == WAIT, "dialed beside a session still running"
+    shell.check_books()
+    shell.answer(kill, "ok")
+    assert slot.state == GONE and isinstance(waiting.request[1].grant, DialToken)
+    assert core._stats.kills == 1 and sum(core._stats.closes.values()) == 1, core._stats.closes
+    shell.finish_all()
+    shell.check_books()

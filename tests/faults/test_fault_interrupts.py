@@ -41,7 +41,13 @@ def test_keyboard_interrupt_during_rollback_on_return_loses_no_slot(
     finally:
         proxy.heal(drop_stalled=True)
     assert time.monotonic() - started < 3, "the ROLLBACK was not interrupted"
+    # Its place is kept until the kill of the cut ROLLBACK ended (bounded: 15 s).
+    for _ in range(300):
+        if not pool.get_stats()["killing"]:
+            break
+        time.sleep(0.05)
     stats = pool.get_stats()
+    assert stats["kills"] + stats["kill_failures"] == 1, stats
     assert stats["open"] == stats["idle"] == stats["borrowed"] == stats["connecting"] == 0, stats
     assert stats["returns"] == 1 and stats["closed_broken"] == 1
     # The one slot is free again: the next borrow connects anew and works.

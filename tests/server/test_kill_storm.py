@@ -16,15 +16,16 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, mysql_kwargs, pool_sessions_of, query
+from server_helpers import Account, mysql_kwargs, pool_sessions_of, query, raw_connect
 
 from pymysqlpool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from support.interrupts import raise_after
+from support.sessions import kill_sessions
 
 pytestmark = pytest.mark.server
 
@@ -129,17 +130,37 @@ def test_cancel_storm_kills_every_abandoned_statement(make_account: Callable[...
 SET_UP_SLEEP = 5.0  # the first connection's configure() runs this long on the server
 
 
-def slow_first_set_up(calls: list[int]) -> Callable[[Any], Any]:
-    """A ``configure`` that notes each new session's id in ``calls``; the first
-    runs DO SLEEP there (the borrow is cut meanwhile), the later ones nothing."""
+def slow_first_set_up(calls: list[int], nth: int = 1, secs: float = SET_UP_SLEEP) -> Callable[[Any], Any]:
+    """A ``configure`` that notes each new session's id in ``calls``; the
+    ``nth`` runs DO SLEEP there (the borrow is cut meanwhile), the others nothing."""
 
     def configure(raw: Any) -> Any:
         calls.append(raw.server_thread_id[0])
-        if len(calls) == 1:
-            return raw.query(f"DO SLEEP({SET_UP_SLEEP})")  # a coroutine on aiomysql, run at once on PyMySQL
+        if len(calls) == nth:
+            return raw.query(f"DO SLEEP({secs})")  # a coroutine on aiomysql, run at once on PyMySQL
         return None
 
     return configure
+
+
+class Pairing:
+    """Events that note which connections on_connect and on_close saw."""
+
+    def __init__(self) -> None:
+        self.connected: list[Any] = []
+        self.closed: list[tuple[Any, str]] = []
+
+    def on_connect(self, raw: Any, seconds: float) -> None:
+        self.connected.append(raw)
+
+    def on_close(self, raw: Any, reason: str) -> None:
+        self.closed.append((raw, reason))
+
+    def assert_paired(self) -> None:
+        """Every close was of a connection on_connect announced, and once:
+        the cut dial (killed, counted in closed_broken) fires neither."""
+        assert len(self.connected) == 1, self.connected  # the second borrow's; the cut one never connected
+        assert [raw for raw, _ in self.closed] == self.connected, (self.closed, self.connected)
 
 
 def set_up_running(admin: Any, account: Account) -> bool:
@@ -158,10 +179,11 @@ def test_a_cancelled_connect_is_killed_and_its_place_kept(admin: Any, make_accou
     kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
     calls: list[int] = []
     seen: list[set[int]] = []
+    events = Pairing()
 
     async def scenario() -> dict[str, Any]:
         pool = AsyncConnectionPool(
-            maxsize=1, connect_timeout=SET_UP_SLEEP + 5, configure=slow_first_set_up(calls), **kw
+            maxsize=1, connect_timeout=SET_UP_SLEEP + 5, configure=slow_first_set_up(calls), events=events, **kw
         )
         async with pool:
             first = asyncio.ensure_future(pool.get_conn(10))
@@ -189,6 +211,31 @@ def test_a_cancelled_connect_is_killed_and_its_place_kept(admin: Any, make_accou
     assert seen[-1] == {calls[1]}, (seen, calls)  # the borrow's new session; the cut one is gone
     assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
     assert stats["connections_made"] == 2 and stats["closed_broken"] == 1, stats  # the cut one counted closed
+    events.assert_paired()
+
+
+def borrow_watched(pool: ConnectionPool, admin: Any, account: Account) -> tuple[Any, list[set[int]]]:
+    """Borrow from ``pool`` while a thread samples the account's sessions in
+    the test database every ~20 ms (bounded: 400 samples); the connection
+    and the server's views, the last taken once it was lent."""
+    seen: list[set[int]] = []
+    served = threading.Event()
+
+    def sample() -> None:
+        for _ in range(400):
+            seen.append(pool_sessions_of(admin, account))
+            if served.wait(0.02):
+                return
+
+    sampler = threading.Thread(target=sample, name="test-session-sampler", daemon=True)
+    sampler.start()
+    try:
+        conn = pool.get_conn(10)
+    finally:
+        served.set()
+        sampler.join(15)
+    seen.append(pool_sessions_of(admin, account))
+    return conn, seen
 
 
 def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_account: Callable[..., Account]) -> None:
@@ -198,27 +245,14 @@ def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_ac
     account = make_account()
     kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
     calls: list[int] = []
-    pool = ConnectionPool(maxsize=1, connect_timeout=SET_UP_SLEEP + 5, configure=slow_first_set_up(calls), **kw)
+    events = Pairing()
+    pool = ConnectionPool(
+        maxsize=1, connect_timeout=SET_UP_SLEEP + 5, configure=slow_first_set_up(calls), events=events, **kw
+    )
     try:
         with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
             pool.get_conn(10)
-        seen: list[set[int]] = []
-        done = threading.Event()
-
-        def sample() -> None:
-            for _ in range(400):  # bounded: about 10 s
-                seen.append(pool_sessions_of(admin, account))
-                if done.wait(0.02):
-                    return
-
-        sampler = threading.Thread(target=sample, name="test-session-sampler", daemon=True)
-        sampler.start()
-        try:
-            conn = pool.get_conn(10)
-        finally:
-            done.set()
-            sampler.join(15)
-        seen.append(pool_sessions_of(admin, account))
+        conn, seen = borrow_watched(pool, admin, account)
         stats = pool.get_stats()
         conn.close()
     finally:
@@ -228,3 +262,328 @@ def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_ac
     assert seen[-1] == {calls[1]}, (seen, calls)
     assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
     assert stats["connections_made"] == 2 and stats["closed_broken"] == 1, stats
+    events.assert_paired()
+
+
+# -- the pool's own reset cut -------------------------------------------------------------
+
+RESET_SLEEP = 5.0  # the return's session reset runs this long on the server once armed
+
+
+@pytest.fixture
+def slow_reset(admin: Any) -> Iterator[Callable[[bool], None]]:
+    """An ``init_command`` (re-run by ``reset_session=True`` on every return)
+    that sleeps RESET_SLEEP while ``admin`` holds a user lock: ``arm(True)``
+    makes the next reset slow, ``arm(False)`` the connects after it quick
+    again (a lock, not a table: an UPDATE of a table the sleeping statement
+    read ended that statement). The command is on ``arm.init_command``."""
+    lock = f"pymysqlpool_slow_reset_{random.randrange(1 << 30):x}"
+
+    def arm(on: bool) -> None:
+        if on:
+            assert query(admin, "SELECT GET_LOCK(%s, 0)", (lock,)) == ((1,),)
+        else:
+            query(admin, "DO RELEASE_LOCK(%s)", (lock,))
+
+    arm.init_command = f"DO IF(IS_USED_LOCK('{lock}') IS NULL, 0, SLEEP({RESET_SLEEP}))"  # type: ignore[attr-defined]
+    try:
+        yield arm
+    finally:
+        arm(False)
+
+
+def reset_running(admin: Any, account: Account) -> bool:
+    rows = query(admin, "SELECT INFO FROM information_schema.PROCESSLIST WHERE USER = %s", (account.user,))
+    return any("IS_USED_LOCK" in str(row[0]) for row in rows)
+
+
+def assert_one_session_and_killed(seen: list[set[int]], first: int, stats: dict[str, Any]) -> None:
+    assert seen and max(len(view) for view in seen) == 1, seen  # never two sessions of a maxsize=1 pool
+    assert first not in seen[-1], (seen, first)  # the reset one is gone
+    assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
+    assert stats["connections_made"] == 2 and stats["closed_broken"] == 1, stats
+
+
+@pytest.mark.parametrize("cut", ["interrupt", "io_timeout"])
+def test_a_return_cut_in_its_reset_is_killed_and_its_place_kept(
+    admin: Any, make_account: Callable[..., Account], slow_reset: Any, cut: str
+) -> None:
+    """ConnectionPool(maxsize=1, reset_session=True): the return's reset is
+    cut while the server runs it -- by a KeyboardInterrupt, or by io_timeout
+    (a long ROLLBACK is the same). Closing the socket does not stop it: the
+    session is killed and its place kept, so the next borrow never makes the
+    server hold two of the pool's sessions (before: the slot was freed at
+    once and a second session dialed beside the first)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password, "init_command": slow_reset.init_command}
+    timeout = 1.0 if cut == "io_timeout" else RESET_SLEEP + 5
+    pool = ConnectionPool(maxsize=1, reset_session=True, connect_timeout=timeout, **kw)
+    try:
+        conn = pool.get_conn(10)
+        first = conn.thread_id()
+        slow_reset(True)
+        if cut == "interrupt":
+            with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
+                conn.close()
+        else:
+            conn.close()  # the reset times out: the connection is closed, the return succeeds
+        assert reset_running(admin, account) or pool.get_stats()["kills"] == 1
+        slow_reset(False)
+        again, seen = borrow_watched(pool, admin, account)
+        stats = pool.get_stats()
+        again.close()
+    finally:
+        pool.close()
+    assert_one_session_and_killed(seen, first, stats)
+
+
+def test_a_release_cancelled_in_its_reset_is_killed_and_its_place_kept(
+    admin: Any, make_account: Callable[..., Account], slow_reset: Any
+) -> None:
+    """The asyncio twin: the release's reset cancelled while the server runs it."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password, "init_command": slow_reset.init_command}
+    seen: list[set[int]] = []
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        pool = AsyncConnectionPool(
+            maxsize=1,
+            reset_session=True,
+            connect_timeout=RESET_SLEEP + 5,
+            **kw,
+        )
+        async with pool:
+            conn = await pool.get_conn(10)
+            first = conn.thread_id()
+            await asyncio.to_thread(slow_reset, True)
+            release = asyncio.ensure_future(pool.release(conn))
+            for _ in range(200):  # until the reset's statement runs on the server (bounded: 10 s)
+                if await asyncio.to_thread(reset_running, admin, account) or release.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert not release.done()
+            release.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await release
+            await asyncio.to_thread(slow_reset, False)
+            second = asyncio.ensure_future(pool.get_conn(10))
+            for _ in range(400):  # the server's view until the second borrow is served (bounded)
+                seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
+                if second.done():
+                    break
+                await asyncio.sleep(0.02)
+            again = await second
+            seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
+            stats = pool.get_stats()
+            await pool.release(again)
+        return first, stats
+
+    first, stats = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert_one_session_and_killed(seen, first, stats)
+
+
+# -- a connection reconnected in place ----------------------------------------------------
+
+
+def test_a_connection_reconnected_in_place_is_killed_under_its_new_session(
+    admin: Any, make_account: Callable[..., Account]
+) -> None:
+    """0.5.0 ``ping(reconnect=True)`` swaps a dead session for a new one in the
+    borrowed slot; a statement then abandoned on it must be killed under the
+    new session's id (before: the slot kept the dead one's, the KILL found
+    nothing, and the statement ran on, its slot freed)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    events = Pairing()
+    pool = ConnectionPool(maxsize=1, events=events, **kw)
+    try:
+        conn = pool.get_conn(10)
+        dead = conn.thread_id()
+        kill_sessions(lambda sql: query(admin, sql), {dead}, gone_within=10.0)
+        conn.ping()  # 0.5.0's default: reconnect=True
+        fresh = conn.thread_id()
+        assert fresh != dead
+        with pytest.raises(KeyboardInterrupt), raise_after(0.5, KeyboardInterrupt):
+            query(conn, "DO SLEEP(10)")
+        conn.close()
+        for _ in range(200):  # until the kill ended (bounded: 10 s)
+            if pool.get_stats()["killing"] == 0:
+                break
+            time.sleep(0.05)
+        stats = pool.get_stats()
+        assert fresh not in pool_sessions_of(admin, account)  # the abandoned statement stopped
+        assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
+    finally:
+        pool.close()
+    # Each connection on_connect announced closed once, the dead one included (swapped out).
+    assert [raw for raw, _ in events.closed] == events.connected and len(events.connected) == 2, events.closed
+
+
+def test_a_reconnect_cut_in_its_set_up_is_killed_on_return(admin: Any, make_account: Callable[..., Account]) -> None:
+    """``ping(reconnect=True)`` interrupted while its new connection runs
+    configure()'s statement: the cut connection takes the slot's place, so
+    its return kills it and keeps the place until it is gone (before: the
+    return dropped the dead one, and the next borrow dialed beside the
+    statement still running)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    calls: list[int] = []
+    events = Pairing()
+    pool = ConnectionPool(
+        maxsize=1, connect_timeout=SET_UP_SLEEP + 5, configure=slow_first_set_up(calls, 2), events=events, **kw
+    )
+    try:
+        conn = pool.get_conn(10)
+        kill_sessions(lambda sql: query(admin, sql), {conn.thread_id()}, gone_within=10.0)
+        with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
+            conn.ping()  # reconnects: the new session's configure() sleeps
+        assert len(calls) == 2 and set_up_running(admin, account)
+        conn.close()
+        again, seen = borrow_watched(pool, admin, account)
+        stats = pool.get_stats()
+        again.close()
+    finally:
+        pool.close()
+    assert seen and max(len(view) for view in seen) == 1, seen
+    assert seen[-1] == {calls[2]}, (seen, calls)
+    assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
+    # The dead one and the last one announced and closed; the cut one neither.
+    assert [raw for raw, _ in events.closed] == events.connected and len(events.connected) == 2, events.closed
+
+
+@pytest.fixture
+def held_row(admin: Any) -> Iterator[str]:
+    """A table whose row 1 another connection holds locked (FOR UPDATE) for
+    the test: a statement that locks it waits -- up to its
+    innodb_lock_wait_timeout, and unlike a SLEEP it never notices that its
+    client's socket closed. Yields the table's name."""
+    table = f"held_row_{random.randrange(1 << 30):x}"
+    query(admin, f"CREATE TABLE `{table}` (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+    query(admin, f"INSERT INTO `{table}` VALUES (1, 1)")
+    holder = raw_connect()
+    try:
+        holder.begin()
+        query(holder, f"SELECT v FROM `{table}` WHERE id = 1 FOR UPDATE")
+        yield table
+    finally:
+        holder.rollback()
+        holder.close()
+        query(admin, f"DROP TABLE IF EXISTS `{table}`")
+
+
+LOCK_WAIT = "SET SESSION innodb_lock_wait_timeout = 30"
+
+
+def waiting_for(admin: Any, session: int) -> bool:
+    rows = query(admin, "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (session,))
+    return any("FOR UPDATE" in str(row[0]) for row in rows)
+
+
+def test_a_warm_up_cut_in_its_set_up_is_killed(admin: Any, make_account: Callable[..., Account], held_row: str) -> None:
+    """The constructor's warm-up interrupted while its connection's
+    configure() waits for a row lock: the pool is never made, but the session
+    must not linger on the server waiting -- it is killed (before: its socket
+    was closed and the wait ran on to its 30 s timeout)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    calls: list[int] = []
+
+    def configure(raw: Any) -> None:
+        calls.append(raw.server_thread_id[0])
+        raw.query(LOCK_WAIT)
+        raw.query(f"SELECT v FROM `{held_row}` WHERE id = 1 FOR UPDATE")
+
+    with pytest.raises(KeyboardInterrupt), raise_after(1.0, KeyboardInterrupt):
+        ConnectionPool(maxsize=1, pre_create_num=1, connect_timeout=40, configure=configure, **kw)
+    assert len(calls) == 1
+    for _ in range(200):  # until the kill ended (bounded: 10 s)
+        if calls[0] not in pool_sessions_of(admin, account):
+            break
+        time.sleep(0.05)
+    assert calls[0] not in pool_sessions_of(admin, account)
+
+
+def test_a_statement_shut_down_by_close_timeout_is_killed(
+    admin: Any, make_account: Callable[..., Account], held_row: str
+) -> None:
+    """close(timeout) shuts down the socket of a connection still borrowed;
+    the borrower's statement -- a row-lock wait of up to 30 s -- runs on on
+    the server, so its return kills it (before: the end of stream the pool
+    itself caused was taken for the server hanging up, and nothing was
+    killed: the session still waited 2 s later)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    pool = ConnectionPool(maxsize=1, **kw)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def borrower() -> None:
+        conn = pool.get_conn(10)
+        ids.append(conn.thread_id())
+        try:
+            query(conn, LOCK_WAIT)
+            query(conn, f"SELECT v FROM `{held_row}` WHERE id = 1 FOR UPDATE")
+        except pymysql.err.OperationalError as exc:
+            errors.append(exc)
+        conn.close()
+
+    worker = threading.Thread(target=borrower, name="test-borrower", daemon=True)
+    worker.start()
+    for _ in range(200):  # until the borrower waits for the lock (bounded: 10 s)
+        if ids and waiting_for(admin, ids[0]):
+            break
+        time.sleep(0.05)
+    assert pool.close(timeout=0.2) == 1
+    worker.join(10)
+    assert len(errors) == 1, errors
+    assert_killed_soon(admin, account, ids[0], pool.get_stats)
+
+
+def test_a_statement_shut_down_by_async_close_timeout_is_killed(
+    admin: Any, make_account: Callable[..., Account], held_row: str
+) -> None:
+    """The asyncio twin: close(timeout) aborts the transport under a borrower
+    waiting for a row lock; its return kills the session."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    async def scenario() -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(maxsize=1, **kw)
+        await pool.open()
+
+        async def borrower() -> None:
+            async with pool.connection() as conn, conn.cursor() as cur:
+                ids.append(conn.thread_id())
+                try:
+                    await cur.execute(LOCK_WAIT)
+                    await cur.execute(f"SELECT v FROM `{held_row}` WHERE id = 1 FOR UPDATE")
+                except pymysql.err.OperationalError as exc:
+                    errors.append(exc)
+
+        task = asyncio.ensure_future(borrower())
+        for _ in range(200):  # until the borrower waits for the lock (bounded: 10 s)
+            if ids and await asyncio.to_thread(waiting_for, admin, ids[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.close(timeout=0.2) == 1
+        await asyncio.wait_for(task, 10)
+        for _ in range(200):  # the kill's task runs on this loop: until it ended (bounded: 10 s)
+            if pool.get_stats()["killing"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        return pool
+
+    pool = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert len(errors) == 1, errors
+    assert_killed_soon(admin, account, ids[0], pool.get_stats)
+
+
+def assert_killed_soon(admin: Any, account: Account, session: int, stats: Callable[[], dict[str, Any]]) -> None:
+    for _ in range(200):  # until the kill ended (bounded: 10 s)
+        if stats()["killing"] == 0 and session not in pool_sessions_of(admin, account):
+            break
+        time.sleep(0.05)
+    assert session not in pool_sessions_of(admin, account)
+    assert (stats()["kills"], stats()["kill_failures"]) == (1, 0), stats()
