@@ -1,15 +1,18 @@
 """Hot paths counted in instructions (valgrind's callgrind), beside their floors and peers.
 
 Wall-clock figures on a shared 2-core machine swing by 10-20 %; the number of
-instructions a path executes does not. Each path is a small script run twice
-under ``valgrind --tool=callgrind`` with N1 and N2 cycles; the difference of
-the two totals divided by N2 - N1 is the cost of one cycle, start-up and
-tear-down cancelling out. Only the main thread is counted (valgrind's thread
-1): a pool's maintenance thread and a cluster's probes work on the clock, and
-under valgrind's ~50-fold slowdown that work added thousands of instructions
-per cycle that no borrow costs (an asyncio cluster probes on the main
-thread's loop: its snippet pushes the next probe out once the cluster is
-ready, so probes are not counted either).
+instructions a path executes does not. Each path is a small script that runs
+its N cycles inside ``sys.call_tracing`` (the snippets' ``measured``), and
+callgrind counts only what runs there (``--collect-atstart=no
+--toggle-collect=sys_call_tracing``), on the main thread, with a fixed hash
+seed. Counting whole programs, as this did before, took in the set-up's and
+tear-down's waits (a cluster getting ready, a pool warming up), which grow
+with wall time: runs of the same code differed by hundreds of instructions
+per cycle, by ~2,000 on the cluster paths. The script runs twice, with N1
+and N2 cycles, and the difference divided by N2 - N1 is one cycle's cost
+(the first cycles' specialization cancels out). During the count no pool
+runs maintenance and no cluster probes: that work runs on the clock, not per
+borrow.
 
     python benchmarks/instructions.py [--path NAME ...] [--n1 N --n2 N] [--host H --port P ...]
 
@@ -37,11 +40,33 @@ if __name__ == "__main__" and not __package__:
 from benchmarks.common import Check, Table
 
 # Each snippet reads N (cycles) and KW (server keyword arguments) and runs
-# N cycles of one path; set-up and tear-down cost the same for N1 and N2.
+# N cycles of one path inside measured(): callgrind counts only what runs
+# there (--toggle-collect=sys_call_tracing), so neither the set-up's waits (a
+# cluster getting ready, a pool warming up: they grow with wall time) nor the
+# tear-down come into the count, and the same code gives the same count.
 _PRELUDE = """
-import json, os, sys
+import gc, json, os, sys
 N = int(sys.argv[1])
 KW = json.loads(os.environ["PYMYSQLPOOL_CG_KW"])
+
+def measured(fn, *args):
+    gc.collect()
+    return sys.call_tracing(fn, args)
+
+def cycles_here(source):
+    # The N cycles as module-level code, as the floor and the rows measured before
+    # the count was toggled were: names read from the module's dict, like a pool's attributes.
+    measured(exec, compile(source, "<cycles>", "exec"), globals())
+
+def still(pool):
+    # No maintenance round during the count: its work runs on the clock, not per borrow.
+    if pool._maintenance is not None:
+        return pool._maintenance.stop()
+
+def quiet(cluster):
+    # No probe during the count either (set twice: a probe in flight sets its node's again).
+    for node in cluster._steering.nodes:
+        node.next_probe = 1e9
 """
 
 _FAKE_POOL = """
@@ -50,52 +75,73 @@ from benchmarks.fake import fake_connect
 from pymysqlpool import ConnectionPool
 pool = ConnectionPool(maxsize=4, pre_create_num=1, connection_factory=fake_connect,
                       validation_interval=1e9, keepalive_interval=0)
+still(pool)
 """
 
+_SERVER_POOL = """
+from pymysqlpool import ConnectionPool
+pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+still(pool)
+"""
+
+# An asyncio pool on a loop of the snippet's own, opened and stilled before the count.
+_ASYNC_POOL = """
+import asyncio
+from pymysqlpool import AsyncConnectionPool
+loop = asyncio.new_event_loop()
+pool = AsyncConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+async def set_up():
+    await pool.open(wait=True)
+    await still(pool)
+loop.run_until_complete(set_up())
+"""
+
+_ASYNC_END = """
+loop.run_until_complete(pool.close())
+loop.close()
+"""
 
 # A one-node ClusterPool's borrow + return, beside the plain pool on the same
-# server. Probes run on the clock (every probe_interval <= 1 s), and valgrind
-# runs a program ~50 times slower: probing during the count added ~2-4k per
-# cycle that is no borrow's cost. So once ready, no node is due again (the
-# steering's schedule, set twice: a probe in flight sets its node's again).
-_QUIET = """
-def quiet(cluster):
-    for node in cluster._steering.nodes:
-        node.next_probe = 1e9
-"""
-_CLUSTER = (
-    _QUIET
-    + """
+# server; once ready, no probe is due and no node pool runs maintenance.
+_CLUSTER = """
 import time
 from pymysqlpool import ClusterPool
 cluster = ClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
                       validation_interval=1e9, keepalive_interval=0, **KW)
 cluster.wait_ready(10)
 quiet(cluster); time.sleep(1.1); quiet(cluster)
+for node in cluster._steering.nodes:
+    still(node.pool)
 get, release = cluster.get_conn, cluster.release
+cycles_here('''
 for _ in range(N):
     release({borrow})
+''')
 cluster.close()
 """
-)
 
 # The same for AsyncClusterPool, beside the plain asyncio pool.
-_ACLUSTER = (
-    _QUIET
-    + """
+_ACLUSTER = """
 import asyncio
 from pymysqlpool import AsyncClusterPool
-async def main():
-    async with AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
-                                validation_interval=1e9, keepalive_interval=0, **KW) as cluster:
-        await cluster.wait_ready(10)
-        quiet(cluster); await asyncio.sleep(1.1); quiet(cluster)
-        get, release = cluster.get_conn, cluster.release
-        for _ in range(N):
-            await release(await {borrow})
-asyncio.run(main())
+loop = asyncio.new_event_loop()
+cluster = AsyncClusterPool(hosts=[(KW.pop("host"), KW.pop("port"))], maxsize=1, pre_create_num=1,
+                           validation_interval=1e9, keepalive_interval=0, **KW)
+async def set_up():
+    await cluster.open()
+    await cluster.wait_ready(10)
+    quiet(cluster); await asyncio.sleep(1.1); quiet(cluster)
+    for node in cluster._steering.nodes:
+        await still(node.pool)
+loop.run_until_complete(set_up())
+get, release = cluster.get_conn, cluster.release
+async def cycles():
+    for _ in range(N):
+        await release(await {borrow})
+measured(loop.run_until_complete, cycles())
+loop.run_until_complete(cluster.close())
+loop.close()
 """
-)
 
 
 @dataclass(frozen=True)
@@ -118,12 +164,14 @@ class Proxy:
     def __init__(self, pool, raw):
         self.pool = pool; self.raw = raw
 lock = threading.Lock(); idle = deque([object()])
+cycles_here('''
 for _ in range(N):
     with lock:
         raw = idle.pop()
     p = Proxy(idle, raw)
     with lock:
         idle.append(p.raw)
+''')
 """,
     ),
     Path_(
@@ -132,8 +180,10 @@ for _ in range(N):
         _FAKE_POOL
         + """
 get, release = pool.get_conn, pool.release
+cycles_here('''
 for _ in range(N):
     release(get())
+''')
 pool.close()
 """,
     ),
@@ -143,38 +193,39 @@ pool.close()
         """
 import pymysql
 conn = pymysql.connect(**KW)
+cycles_here('''
 for _ in range(N):
     cur = conn.cursor(); cur.execute("SELECT 1"); cur.fetchall(); cur.close()
+''')
 conn.close()
 """,
     ),
     Path_(
         "query",
         "ConnectionPool: borrow, cursor, SELECT 1, fetchall, close, return",
-        """
-from pymysqlpool import ConnectionPool
-pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+        _SERVER_POOL
+        + """
+cycles_here('''
 for _ in range(N):
     c = pool.get_conn()
     cur = c.cursor(); cur.execute("SELECT 1"); cur.fetchall(); cur.close()
     pool.release(c)
+''')
 pool.close()
 """,
     ),
     Path_(
         "async",
         "AsyncConnectionPool get_conn + release",
-        """
-import asyncio
-from pymysqlpool import AsyncConnectionPool
-async def main():
-    async with AsyncConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9,
-                                   keepalive_interval=0, **KW) as pool:
-        get, release = pool.get_conn, pool.release
-        for _ in range(N):
-            await release(await get())
-asyncio.run(main())
-""",
+        _ASYNC_POOL
+        + """
+get, release = pool.get_conn, pool.release
+async def cycles():
+    for _ in range(N):
+        await release(await get())
+measured(loop.run_until_complete, cycles())
+"""
+        + _ASYNC_END,
         needs="aiomysql",
     ),
     Path_(
@@ -183,12 +234,15 @@ asyncio.run(main())
         """
 import asyncio, aiomysql
 KW["db"] = KW.pop("database")
-async def main():
-    pool = await aiomysql.create_pool(minsize=1, maxsize=1, **KW)
+loop = asyncio.new_event_loop()
+async def set_up():
+    return await aiomysql.create_pool(minsize=1, maxsize=1, **KW)
+pool = loop.run_until_complete(set_up())
+async def cycles():
     for _ in range(N):
         conn = await pool.acquire(); pool.release(conn)
-    pool.close(); await pool.wait_closed()
-asyncio.run(main())
+measured(loop.run_until_complete, cycles())
+pool.close(); loop.run_until_complete(pool.wait_closed()); loop.close()
 """,
         needs="aiomysql",
     ),
@@ -197,12 +251,15 @@ asyncio.run(main())
         "asyncmy's pool acquire + release",
         """
 import asyncio, asyncmy
-async def main():
-    pool = await asyncmy.create_pool(minsize=1, maxsize=1, **KW)
+loop = asyncio.new_event_loop()
+async def set_up():
+    return await asyncmy.create_pool(minsize=1, maxsize=1, **KW)
+pool = loop.run_until_complete(set_up())
+async def cycles():
     for _ in range(N):
         conn = await pool.acquire(); pool.release(conn)
-    pool.close(); await pool.wait_closed()
-asyncio.run(main())
+measured(loop.run_until_complete, cycles())
+pool.close(); loop.run_until_complete(pool.wait_closed()); loop.close()
 """,
         needs="asyncmy",
     ),
@@ -212,41 +269,43 @@ asyncio.run(main())
         """
 import asyncio, aiomysql
 KW["db"] = KW.pop("database")
-async def main():
-    conn = await aiomysql.connect(**KW)
+loop = asyncio.new_event_loop()
+async def set_up():
+    return await aiomysql.connect(**KW)
+conn = loop.run_until_complete(set_up())
+async def cycles():
     for _ in range(N):
         cur = await conn.cursor(); await cur.execute("SELECT 1"); await cur.fetchall(); await cur.close()
-    conn.close()
-asyncio.run(main())
+measured(loop.run_until_complete, cycles())
+conn.close(); loop.close()
 """,
         needs="aiomysql",
     ),
     Path_(
         "aquery",
         "AsyncConnectionPool: borrow, cursor, SELECT 1, fetchall, close, return",
-        """
-import asyncio
-from pymysqlpool import AsyncConnectionPool
-async def main():
-    async with AsyncConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9,
-                                   keepalive_interval=0, **KW) as pool:
-        for _ in range(N):
-            c = await pool.get_conn()
-            cur = await c.cursor(); await cur.execute("SELECT 1"); await cur.fetchall(); await cur.close()
-            await pool.release(c)
-asyncio.run(main())
-""",
+        _ASYNC_POOL
+        + """
+async def cycles():
+    for _ in range(N):
+        c = await pool.get_conn()
+        cur = await c.cursor(); await cur.execute("SELECT 1"); await cur.fetchall(); await cur.close()
+        await pool.release(c)
+measured(loop.run_until_complete, cycles())
+"""
+        + _ASYNC_END,
         needs="aiomysql",
     ),
     Path_(
         "plain_server",
         "ConnectionPool get_conn + release (server connection)",
-        """
-from pymysqlpool import ConnectionPool
-pool = ConnectionPool(maxsize=1, pre_create_num=1, validation_interval=1e9, keepalive_interval=0, **KW)
+        _SERVER_POOL
+        + """
 get, release = pool.get_conn, pool.release  # as the cluster rows do: the same loop around both
+cycles_here('''
 for _ in range(N):
     release(get())
+''')
 pool.close()
 """,
     ),
@@ -292,6 +351,20 @@ def _total(out: str) -> int:
     raise RuntimeError(f"no totals in {out}")
 
 
+def script(path: Path_) -> str:
+    """The program that runs ``path``: argv[1] cycles, set-up and tear-down outside the count."""
+    return _PRELUDE + textwrap.dedent(path.code)
+
+
+def environment(kwargs: dict[str, Any]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONHASHSEED": "0",  # set and dict layouts, and so their costs, the same in every run
+        "PYMYSQLPOOL_CG_KW": json.dumps(kwargs),
+        "PYMYSQLPOOL_CG_ROOT": str(Path(__file__).resolve().parent.parent),
+    }
+
+
 def count(path: Path_, kwargs: dict[str, Any], n1: int, n2: int, python: str = sys.executable) -> int | None:
     """Instructions per cycle of ``path``; None if a module it needs is missing."""
     if path.needs:
@@ -299,18 +372,14 @@ def count(path: Path_, kwargs: dict[str, Any], n1: int, n2: int, python: str = s
             __import__(path.needs)
         except ImportError:
             return None
-    code = _PRELUDE + textwrap.dedent(path.code)
-    env = {
-        **os.environ,
-        "PYMYSQLPOOL_CG_KW": json.dumps(kwargs),
-        "PYMYSQLPOOL_CG_ROOT": str(Path(__file__).resolve().parent.parent),
-    }
+    code, env = script(path), environment(kwargs)
     totals = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (n1, n2):
             out = os.path.join(tmp, f"cg.{n}")
             subprocess.run(
-                ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
+                ["valgrind", "--tool=callgrind", "--separate-threads=yes", "--collect-atstart=no",
+                 "--toggle-collect=sys_call_tracing", f"--callgrind-out-file={out}",
                  python, "-c", code, str(n)],
                 env=env, check=True, capture_output=True, timeout=900,
             )  # fmt: skip
