@@ -193,14 +193,7 @@ def test_a_cancelled_connect_is_killed_and_its_place_kept(admin: Any, make_accou
                 await asyncio.sleep(0.05)
             assert not first.done() and await asyncio.to_thread(set_up_running, admin, account)
             first.cancel()
-            second = asyncio.ensure_future(pool.get_conn(10))
-            for _ in range(400):  # the server's view until the second borrow is served (bounded)
-                seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
-                if second.done():
-                    break
-                await asyncio.sleep(0.02)
-            conn = await second
-            seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
+            conn = await aborrow_watched(pool, admin, account, seen)
             stats = pool.get_stats()
             await pool.release(conn)
         return stats
@@ -212,6 +205,20 @@ def test_a_cancelled_connect_is_killed_and_its_place_kept(admin: Any, make_accou
     assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
     assert stats["connections_made"] == 2 and stats["closed_broken"] == 1, stats  # the cut one counted closed
     events.assert_paired()
+
+
+async def aborrow_watched(pool: AsyncConnectionPool, admin: Any, account: Account, seen: list[set[int]]) -> Any:
+    """:func:`borrow_watched` on the loop: the server's views go to ``seen``
+    every ~20 ms until the borrow is served (bounded: 400 samples)."""
+    borrow = asyncio.ensure_future(pool.get_conn(10))
+    for _ in range(400):
+        seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
+        if borrow.done():
+            break
+        await asyncio.sleep(0.02)
+    conn = await borrow
+    seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
+    return conn
 
 
 def borrow_watched(pool: ConnectionPool, admin: Any, account: Account) -> tuple[Any, list[set[int]]]:
@@ -366,14 +373,7 @@ def test_a_release_cancelled_in_its_reset_is_killed_and_its_place_kept(
             with pytest.raises(asyncio.CancelledError):
                 await release
             await asyncio.to_thread(slow_reset, False)
-            second = asyncio.ensure_future(pool.get_conn(10))
-            for _ in range(400):  # the server's view until the second borrow is served (bounded)
-                seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
-                if second.done():
-                    break
-                await asyncio.sleep(0.02)
-            again = await second
-            seen.append(await asyncio.to_thread(pool_sessions_of, admin, account))
+            again = await aborrow_watched(pool, admin, account, seen)
             stats = pool.get_stats()
             await pool.release(again)
         return first, stats
