@@ -149,6 +149,8 @@ class Maintenance:
         self._thread.start()
 
     def wake(self) -> None:
+        if threading.current_thread() is self._thread:
+            return  # asked by its own round (it closed a connection): the refill that follows sees to it
         try:
             self._wakeup.release()
         except RuntimeError:  # woken already
@@ -205,6 +207,8 @@ class TaskMaintenance:
         if self._loop.is_closed():  # nothing to wake; close() from another loop cleans up
             return
         if threading.get_ident() == self._thread:
+            if asyncio.current_task(self._loop) is self._task:
+                return  # asked by its own round: the refill that follows sees to it
             self._event.set()
         else:
             self._loop.call_soon_threadsafe(self._event.set)

@@ -375,16 +375,6 @@ def test_cancelled_check_drain_resize_and_borrows_lose_no_slot(server_view: Any,
 # -- absurd but accepted arguments ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a con_lifetime far below the maintenance tick (0.001 s; accepted: any seconds >= 0) makes an "
-        "idle pool with pre_create_num=0 dial in bursts, 40-150 connects a second with no borrower: "
-        "each connection retired for age books a successor (_REPLACED, _disposal.py:58 and :257), "
-        "which refill_plan (_upkeep.py:359) opens with its lifetime already over, so it is retired "
-        "and succeeded again; the exact chain was not traced further"
-    ),
-)
 def test_an_idle_pool_with_a_tiny_con_lifetime_does_not_dial_without_end(make_pool: Callable[..., Any]) -> None:
     """docs/guide.md: "A pool opens connections as borrowers need them";
     docs/parameters.md, con_lifetime: an expired connection "is closed" (when
