@@ -445,8 +445,8 @@ def table(r: dict[str, int | None], n1: int, n2: int, targets: list[Check] | Non
         "Hot paths in instructions (callgrind; lower is better)",
         ["path", "instructions per cycle", "target", "measured", "result"],
         rows,
-        [f"(total at {n2} cycles - total at {n1}) / {n2 - n1}, the main thread counted (the"
-         " maintenance thread's and the probes' work on the clock is not a borrow's cost)."],
+        [f"(count of {n2} cycles - count of {n1}) / {n2 - n1}: only the cycles are counted (not set-up"
+         " and tear-down), on the main thread, with no maintenance round or probe meanwhile."],
     )  # fmt: skip
 
 
