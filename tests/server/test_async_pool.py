@@ -42,6 +42,7 @@ from pymysqlpool.errors import (
     WrongEventLoop,
 )
 from support.leaks import LeakWarnings
+from support.server_env import mysql_kwargs
 from support.waiting import settle
 
 pytestmark = pytest.mark.server
@@ -1014,13 +1015,13 @@ REFUSED_ARGUMENTS = [
 @pytest.mark.parametrize(("name", "value"), REFUSED_ARGUMENTS, ids=[name for name, _ in REFUSED_ARGUMENTS])
 def test_arguments_aiomysql_cannot_honour_are_refused_naming_them(name: str, value: Any) -> None:
     with pytest.raises(TypeError, match=name):
-        AsyncConnectionPool(host="127.0.0.1", **{name: value})
+        AsyncConnectionPool(host=mysql_kwargs()["host"], **{name: value})
 
 
 @pytest.mark.parametrize("name", ["compress", "named_pipe"])
 def test_arguments_pymysql_refuses_are_refused_as_in_the_thread_pool(name: str) -> None:
     with pytest.raises(ValueError, match=name):
-        AsyncConnectionPool(host="127.0.0.1", **{name: True})
+        AsyncConnectionPool(host=mysql_kwargs()["host"], **{name: True})
 
 
 DEFERRED_WRONG_TYPES = [
