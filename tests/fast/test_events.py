@@ -111,6 +111,8 @@ def test_an_object_with_no_event_method_is_refused(make_pool: Callable[..., Conn
     pool = make_pool(maxsize=1)
     with pytest.raises(TypeError, match="not an events object"):
         pool.add_events(object())
+    with pytest.raises(TypeError, match=r"^events: int has none of the event methods"):  # names the argument
+        make_pool(events=1)
 
 
 def test_checkout_hook_error_closes_the_connection_and_lends_another(
