@@ -20,7 +20,7 @@ from typing import Any, Dict, List
 import pymysql
 import pymysql.cursors
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pymysql.constants import CLIENT
 
@@ -387,6 +387,7 @@ METHODS = {
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.sampled_from(sorted(METHODS)), METHOD_VALUES)
+@example("connection", 10**400)  # forever, as inf: was an OverflowError
 def test_any_method_argument(method: str, value: Any) -> None:
     """A method's argument is refused naming it and the pool, changing
     nothing; or the call does what it says. Nothing hangs: every wait here
@@ -435,3 +436,48 @@ def test_the_singleton_refuses_what_the_pool_refuses_and_keeps_nothing(kwargs: D
             pool.close()
         ConnectionPoolSingleton._instances.clear()
     assert server.open_count == 0
+
+
+ASYNC_METHODS = {
+    "get_conn": lambda pool, v: _borrow_and_return(pool, pool.get_conn(timeout=v)),
+    "wait": lambda pool, v: pool.wait(v),
+    "close": lambda pool, v: pool.close(timeout=v),
+    "resize maxsize": lambda pool, v: pool.resize(maxsize=v),
+    "resize size": lambda pool, v: pool.resize(size=v),
+    "get_connection retry_num": lambda pool, v: _borrow_and_return(pool, pool.get_connection(retry_num=v)),
+    "get_connection retry_interval": lambda pool, v: _borrow_and_return(pool, pool.get_connection(retry_interval=v)),
+}
+
+
+async def _borrow_and_return(pool: Any, borrow: Any) -> None:
+    await pool.release(await borrow)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # the fixture patches a class, once
+)
+@given(method=st.sampled_from(sorted(ASYNC_METHODS)), value=METHOD_VALUES)
+@example(method="get_conn", value=10**400)  # forever, as inf: was an OverflowError
+def test_any_asyncio_method_argument(async_pool_class: Any, method: str, value: Any) -> None:
+    """The asyncio pool's methods, as the thread pool's above."""
+
+    async def main() -> None:
+        async with async_pool_class(maxsize=2, pre_create_num=1, pool_name="fz", host="127.0.0.1") as pool:
+            await pool.wait(10)
+            before = pool.get_stats()
+            try:
+                await ASYNC_METHODS[method](pool, value)
+            except (TypeError, ValueError) as exc:
+                name = method.split()[-1] if " " in method else "timeout"
+                assert str(exc).startswith(f"pool 'fz': {name} "), exc
+                after = pool.get_stats()
+                assert not pool.closed
+                assert (after["borrows"], after["pool_max"]) == (before["borrows"], before["pool_max"])
+            else:
+                assert pool.get_stats()["borrowed"] == 0
+
+    asyncio.run(asyncio.wait_for(main(), 30))
