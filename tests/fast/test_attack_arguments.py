@@ -46,6 +46,18 @@ def test_a_refused_argument_names_the_class_it_was_given_to(kind: str) -> None:
         cls(pool_size=3, open=False)
     with pytest.raises(TypeError, match=rf"^{kind}\(\) takes no URL"):
         cls("mysql://root@127.0.0.1/test", open=False)
+    # Python's own binding errors named options(), a private function.
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) takes from 0 to 6 positional arguments but 7 were given"):
+        cls(1, 2, 3, 4, 5, 6, 7)
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) got multiple values for argument 'size'"):
+        cls(1, size=2)
+
+
+def test_the_singleton_names_itself_in_a_binding_error() -> None:
+    before = dict(pymysqlpool.ConnectionPoolSingleton._instances)
+    with pytest.raises(TypeError, match=r"^ConnectionPoolSingleton\(\): too many positional arguments"):
+        pymysqlpool.ConnectionPoolSingleton(1, 2, 3, 4, 5, 6, 7)
+    assert pymysqlpool.ConnectionPoolSingleton._instances == before
 
 
 def _any(kind: str, **kwargs: Any) -> Any:
