@@ -11,7 +11,7 @@ of non-blocking predicates, and runs its *plans*.
 A plan is a generator: it makes the decisions and keeps the books, and yields
 a request whenever something must wait on the network or the clock --
 ``(DIAL, budget, None)``, ``(CHECK, raw, budget)``, ``(PING, raw, timeout)``,
-``(CLOSE, raw, None)``, ``(RESET, raw, full)``, ``(WAIT, waiter, timeout)``,
+``(CLOSE, raw, None)``, ``(RESET, raw, how)``, ``(WAIT, waiter, timeout)``,
 ``(SLEEP, seconds, None)``, ``(KILL, session id, budget)``. The shell performs the request (blocking, or with
 ``await``) and sends the result back, or throws the error in; an interrupt
 (KeyboardInterrupt, task cancellation) is thrown in too, and the plan gives
