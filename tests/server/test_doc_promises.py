@@ -7,11 +7,15 @@ Both shells unless the promise is one pool's alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pymysql
 import pytest
-from server_helpers import query
+from server_helpers import Account, mysql_kwargs, query
+
+from pymysqlpool import PoolTimeout
 
 pytestmark = pytest.mark.server
 
@@ -64,3 +68,83 @@ def test_failed_release_rolls_back_whatever_the_status_bits_say(make_pool: Calla
     stats = pool.get_stats()
     assert stats["rollbacks_on_return"] == 2
     assert stats["returns"] == stats["uses"] == stats["borrows"] == 4  # docs/stats.md: uses equals returns
+
+
+# -- docs/failure-handling.md "Retrying a connection" ---------------------------
+# "Errors that retrying cannot fix are raised at once: access denied (1044,
+# 1045, 1698), unknown database (1049), unknown host ..., and any error
+# before the pool's first successful connection."
+# tests/faults/test_fault_bad_config.py shows them on first contact, where any
+# error is raised at once anyway. The adversary here: a pool that has
+# connected before (so that a failure could be an outage), then its database
+# dropped, its grant revoked, its password changed, its host name gone.
+
+
+@pytest.fixture
+def own_database(admin: Any, prefix: str) -> Iterator[str]:
+    name = f"{prefix}_db"
+    query(admin, f"CREATE DATABASE `{name}`")
+    yield name
+    query(admin, f"DROP DATABASE IF EXISTS `{name}`")
+
+
+#: what changes on the server (or in the name the pool connects to), and the error code that follows
+CHANGES = {
+    "database dropped": 1049,
+    "grant revoked": 1044,
+    "password changed": 1045,
+    # PyMySQL (and aiomysql) report a name the resolver does not know as 2003
+    # caused by the resolver's error (socket.gaierror).
+    "host name gone": 2003,
+}
+
+
+def apply_change(change: str, admin: Any, account: Account, database: str, host: dict[str, str]) -> None:
+    if change == "database dropped":
+        query(admin, f"DROP DATABASE `{database}`")
+    elif change == "grant revoked":
+        query(admin, f"REVOKE ALL PRIVILEGES ON `{database}`.* FROM %s@'%%'", (account.user,))
+    elif change == "password changed":
+        query(admin, "ALTER USER %s@'%%' IDENTIFIED BY 'not-the-old-one'", (account.user,))
+    else:
+        host["name"] = "no-such-host.invalid"
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_unfixable_connect_error_is_raised_at_once_after_the_pool_connected(
+    change: str,
+    make_pool: Callable[..., Any],
+    make_account: Callable[..., Account],
+    own_database: str,
+    admin: Any,
+) -> None:
+    code = CHANGES[change]
+    account = make_account()
+    query(admin, f"GRANT ALL PRIVILEGES ON `{own_database}`.* TO %s@'%%'", (account.user,))
+    host = {"name": mysql_kwargs()["host"]}
+    pool = make_pool(
+        maxsize=2,
+        timeout=10,
+        connect_timeout=3,
+        user=account.user,
+        password=account.password,
+        database=own_database,
+        host=lambda: host["name"],  # a callable keyword is called at each connect
+    )
+    held = pool.get_conn()  # the pool has connected: a later failure could be an outage
+    try:
+        assert pool.ever_connected
+        apply_change(change, admin, account, own_database, host)
+        started = time.monotonic()
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            pool.get_conn()  # the idle slot is taken: this borrow dials
+        took = time.monotonic() - started
+    finally:
+        pool.release(held, failed=True)
+    assert info.value.args[0] == code, info.value
+    assert not isinstance(info.value, PoolTimeout)
+    assert took < 10, f"raised after {took:.1f} s: retried until the borrow's timeout"
+    stats = pool.get_stats()
+    assert stats["connect_errors"] == 1, stats  # one attempt, no retries
+    assert stats["borrow_errors"] == 1 and stats["borrow_timeouts"] == 0
+    assert stats["open"] == stats["idle"] + stats["borrowed"]
