@@ -7,13 +7,14 @@ Both shells unless the promise is one pool's alone.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, mysql_kwargs, query
+from server_helpers import Account, ServerView, mysql_kwargs, query
 
 from pymysqlpool import PoolTimeout
 
@@ -68,6 +69,91 @@ def test_failed_release_rolls_back_whatever_the_status_bits_say(make_pool: Calla
     stats = pool.get_stats()
     assert stats["rollbacks_on_return"] == 2
     assert stats["returns"] == stats["uses"] == stats["borrows"] == 4  # docs/stats.md: uses equals returns
+
+
+# -- docs/parameters.md `configure` ---------------------------------------------
+# "`configure(raw)` is called once for every new connection, before it is
+# lent ... A transaction it leaves open is committed. If it raises, the
+# connection is closed and the attempt is a failed connect: before the pool's
+# first successful connection the error goes to the borrower at once;
+# afterwards the borrow retries ... and its `PoolTimeout` has the last error
+# as `__cause__`."
+# The adversary: a configure that writes inside a transaction it never
+# commits (the write must be committed, the borrower must not be lent an open
+# transaction), and one that fails on every connect, first and later: each
+# failed session closed on the server, the borrow bounded.
+
+
+def _configure(shell: str, statements: Callable[[], list[str]]) -> Callable[[Any], Any]:
+    """A configure= for ``shell`` that runs ``statements()`` on the new connection."""
+    if shell == "thread":
+
+        def configure(raw: Any) -> None:
+            with raw.cursor() as cur:
+                for sql in statements():
+                    cur.execute(sql)
+
+        return configure
+
+    async def aconfigure(raw: Any) -> None:
+        async with raw.cursor() as cur:
+            for sql in statements():
+                await cur.execute(sql)
+
+    return aconfigure
+
+
+REFUSE = "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'configure refused'"
+
+
+def test_configure_transaction_is_committed_and_its_error_fails_the_connect(
+    make_pool: Callable[..., Any], make_table: Callable[..., str], server_view: ServerView, admin: Any, shell: str
+) -> None:
+    table = make_table("configured", "id BIGINT PRIMARY KEY")
+    failing = threading.Event()
+
+    def statements() -> list[str]:
+        if failing.is_set():
+            return [REFUSE]
+        return ["BEGIN", f"INSERT INTO `{table}` VALUES (CONNECTION_ID())"]  # never committed by configure
+
+    pool = make_pool(maxsize=2, timeout=1, connect_timeout=3, configure=_configure(shell, statements))
+    with pool.connection() as conn:
+        session = conn.thread_id()
+        assert query(conn, "SELECT @@in_transaction") == ((0,),)  # not lent inside configure's transaction
+        # another session sees the row: committed, not left to the return's rollback
+        assert query(admin, f"SELECT id FROM `{table}`") == ((session,),)
+    assert pool.get_stats()["rollbacks_on_return"] == 0
+
+    failing.set()
+    held = pool.get_conn()  # the idle one: configure does not run again
+    assert held.thread_id() == session
+    try:
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout) as info:
+            pool.get_conn()  # dials: configure raises, again and again
+        took = time.monotonic() - started
+    finally:
+        pool.release(held)
+    cause = info.value.__cause__
+    assert isinstance(cause, pymysql.err.OperationalError) and cause.args[0] == 1644, repr(cause)
+    assert took < 1 + 3 + SLACK, f"the borrow took {took:.1f} s, beyond timeout + connect_timeout"
+    stats = pool.get_stats()
+    assert stats["connect_errors"] >= 1 and stats["borrow_timeouts"] == 1 and stats["connections_made"] == 1
+    assert stats["open"] == 1 and stats["connecting"] == 0
+    assert server_view.settles_at(admin, 1, timeout=10)  # every refused session closed on the server
+    assert query(admin, f"SELECT COUNT(*) FROM `{table}`") == ((1,),)
+
+    # Before the first successful connect the same error is the borrower's, at once.
+    fresh = make_pool(maxsize=2, timeout=10, configure=_configure(shell, lambda: [REFUSE]))
+    started = time.monotonic()
+    with pytest.raises(pymysql.err.OperationalError) as first:
+        fresh.get_conn()
+    took = time.monotonic() - started
+    assert first.value.args[0] == 1644 and not isinstance(first.value, PoolTimeout)
+    assert took < 10, f"raised after {took:.1f} s: retried until the borrow's timeout"
+    assert fresh.get_stats()["connect_errors"] == 1
+    assert server_view.settles_at(admin, 1, timeout=10)
 
 
 # -- docs/failure-handling.md "Retrying a connection" ---------------------------
