@@ -16,7 +16,7 @@ import pymysql
 import pytest
 from server_helpers import Account, ServerView, mysql_kwargs, query
 
-from pymysqlpool import PoolTimeout
+from pymysqlpool import GetConnectionFromPoolError, PoolTimeout
 
 pytestmark = pytest.mark.server
 
@@ -234,3 +234,70 @@ def test_unfixable_connect_error_is_raised_at_once_after_the_pool_connected(
     assert stats["connect_errors"] == 1, stats  # one attempt, no retries
     assert stats["borrow_errors"] == 1 and stats["borrow_timeouts"] == 0
     assert stats["open"] == stats["idle"] + stats["borrowed"]
+
+
+# -- docs/migration.md row 4, README "Migrating from pymysql-pool 0.5.0" 4 ------
+# "`get_connection(retry_num, retry_interval)` waits up to `retry_num x
+# retry_interval` seconds (`retry_num` still capped at 10)". The adversary: an
+# absurd retry_num (uncapped it would wait 300 s here), and a connection given
+# back during the wait (0.5.0's sleep-and-retry would only see it at its next
+# retry; a queue hands it over).
+
+
+def test_get_connection_waits_retry_num_times_retry_interval_capped_at_ten(make_pool: Callable[..., Any]) -> None:
+    pool = make_pool(maxsize=1, timeout=60)
+    held = pool.get_connection()
+    try:
+        started = time.monotonic()
+        with pytest.raises(GetConnectionFromPoolError) as info:
+            pool.get_connection(retry_num=1000, retry_interval=0.3)
+        took = time.monotonic() - started
+        assert isinstance(info.value, PoolTimeout)
+        # Capped: 10 x 0.3 s. The slack stays below one more retry_interval x 10
+        # (a cap of 20 would wait 6 s), far below the 300 s of no cap.
+        assert 2.95 <= took < 3.0 + 2.5, f"gave up after {took:.2f} s; capped, the wait is 10 x 0.3 s"
+
+        session = held.thread_id()
+        timer = threading.Timer(0.3, held.close)  # given back while the next borrower waits
+        timer.start()
+        try:
+            conn = pool.get_connection(retry_num=10, retry_interval=1.0)
+        finally:
+            timer.join(10)
+        try:
+            assert conn.thread_id() == session
+            assert pool.get_stats()["borrows_waited"] == 2
+        finally:
+            conn.close()
+    finally:
+        if not held.returned:
+            held.close()
+
+
+# -- docs/migration.md row 9 --------------------------------------------------
+# "`with conn:` after an error other than ProgrammingError/IntegrityError/
+# NotSupportedError [0.5.0] closed the connection | The transaction is rolled
+# back and a healthy connection is kept; a broken one is dropped". The
+# adversary: a real server error (SIGNAL: OperationalError 1644) inside a
+# transaction with a write, on a pool lending in autocommit mode.
+
+
+@pytest.mark.threads_only("`with conn:` on the proxy is the 0.5.0 API, the thread pool's")
+def test_with_conn_after_a_server_error_rolls_back_and_keeps_the_session(
+    make_pool: Callable[..., Any], make_table: Callable[..., str], admin: Any
+) -> None:
+    table = make_table("with_conn", "id INT PRIMARY KEY")
+    pool = make_pool(maxsize=1, validation_interval=3600)
+    with pytest.raises(pymysql.err.OperationalError) as info, pool.get_connection() as conn:
+        session = conn.thread_id()
+        conn.begin()
+        conn.cursor().execute(f"INSERT INTO `{table}` VALUES (1)")
+        conn.cursor().execute("SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'borrower failed'")
+    assert info.value.args[0] == 1644
+    assert conn.returned
+    assert query(admin, f"SELECT COUNT(*) FROM `{table}`") == ((0,),)  # rolled back, not committed
+    with pool.get_connection() as again:
+        assert again.thread_id() == session  # the healthy session was kept
+        assert query(again, "SELECT @@in_transaction, @@autocommit") == ((0, 1),)
+    stats = pool.get_stats()
+    assert stats["connections_made"] == 1 and stats["rollbacks_on_return"] == 1
