@@ -14,9 +14,10 @@ from typing import Any
 
 import pymysql
 import pytest
-from server_helpers import Account, ServerView, mysql_kwargs, query
+from server_helpers import Account, ServerView, mysql_kwargs, query, sessions_of
 
 from pymysqlpool import GetConnectionFromPoolError, PoolTimeout
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -301,3 +302,46 @@ def test_with_conn_after_a_server_error_rolls_back_and_keeps_the_session(
         assert query(again, "SELECT @@in_transaction, @@autocommit") == ((0, 1),)
     stats = pool.get_stats()
     assert stats["connections_made"] == 1 and stats["rollbacks_on_return"] == 1
+
+
+# -- docs/parameters.md `pre_create_num`, docs/asyncio.md `async with pool` -----
+# "Opened in the constructor, up to 8 at a time; if one cannot be opened, those
+# already open are closed and the error is raised from the constructor";
+# asyncio: "`async with pool` ... makes `pre_create_num` connections (up to 8
+# at a time; the first connect error is raised, as the thread pool's
+# constructor raises it)". server/test_warmup.py shows it on the thread pool
+# with a patched connect. The adversary here: the real server refusing the
+# fourth session of the account (max_user_connections), on both shells.
+
+
+def test_a_warm_up_the_server_refuses_half_way_raises_and_leaves_no_session(
+    make_pool: Callable[..., Any], make_account: Callable[..., Account], admin: Any
+) -> None:
+    account = make_account()
+    query(admin, "ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS 3", (account.user,))
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        make_pool(maxsize=6, pre_create_num=6, user=account.user, password=account.password)
+    assert info.value.args[0] == 1226, info.value  # the server's own error, from the constructor / `async with`
+    assert wait_until(lambda: not sessions_of(admin, account), timeout=10), sorted(sessions_of(admin, account))
+
+
+# -- docs/parameters.md `reset_session` ------------------------------------------
+# "user variables, temporary tables, prepared statements and `SET SESSION`
+# changes never reach the next borrower". Every kind but prepared statements
+# has its test (server/test_attack_plain.py, test_leakproof.py); the adversary
+# here: a borrower's SQL-level PREPARE, executed by the next borrower of the
+# same session.
+
+
+def test_reset_session_drops_a_borrowers_prepared_statement(make_pool: Callable[..., Any]) -> None:
+    pool = make_pool(maxsize=1, reset_session=True)
+    with pool.connection() as conn:
+        session = conn.thread_id()
+        query(conn, "PREPARE pt_left_behind FROM 'SELECT 42'")
+        assert query(conn, "EXECUTE pt_left_behind") == ((42,),)
+    with pool.connection() as conn:
+        assert conn.thread_id() == session  # the same server session, reset
+        with pytest.raises(pymysql.err.MySQLError) as info:
+            query(conn, "EXECUTE pt_left_behind")
+    assert info.value.args[0] == 1243  # unknown prepared statement handler
+    assert pool.get_stats()["session_resets"] == 2
