@@ -345,3 +345,39 @@ def test_reset_session_drops_a_borrowers_prepared_statement(make_pool: Callable[
             query(conn, "EXECUTE pt_left_behind")
     assert info.value.args[0] == 1243  # unknown prepared statement handler
     assert pool.get_stats()["session_resets"] == 2
+
+
+# -- docs/parameters.md `reset_session`: its cost --------------------------------
+# "Costs four round trips per return (three without `database=`), one more
+# each for `sql_mode` and `init_command` when given, plus what `configure`
+# sends." The server cannot count them (COM_RESET_CONNECTION resets the
+# session's status counters), so the commands the driver sends during the
+# return are counted at the client, on the class of the pool's connection
+# (each is one round trip).
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"database": None}, {"sql_mode": "ANSI_QUOTES"}],
+    ids=["database", "no database", "sql_mode"],
+)
+def test_reset_session_round_trips_per_return(
+    make_pool: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
+) -> None:
+    # The doc's count; the test server's arguments always carry an init_command (its session limits).
+    round_trips = (3 if "database" in settings else 4) + ("sql_mode" in settings) + 1
+    pool = make_pool(maxsize=1, reset_session=True, validation_interval=3600, keepalive_interval=0, **settings)
+    conn = pool.get_conn()
+    commands: list[int] = []
+    cls = type(conn.raw)
+    sent = cls._execute_command
+
+    def counted(raw: Any, command: int, sql: Any) -> Any:
+        commands.append(command)
+        return sent(raw, command, sql)
+
+    monkeypatch.setattr(cls, "_execute_command", counted)
+    pool.release(conn)
+    monkeypatch.undo()
+    assert commands[0] == 0x1F  # COM_RESET_CONNECTION
+    assert len(commands) == round_trips, commands
