@@ -14,6 +14,7 @@ than the borrow's timeout, after the pool had connected.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +34,14 @@ SLACK = 5.0  # scheduling noise on a loaded machine: far below what a broken bou
 
 
 def test_a_borrow_during_an_outage_retries_until_its_timeout_and_names_the_cause(
-    throwaway_server: ThrowawayMariaDB, tcp_proxy: TCPProxy, make_pool: Callable[..., Any]
+    throwaway_server: ThrowawayMariaDB,
+    tcp_proxy: TCPProxy,
+    make_pool: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # docs/guide.md, "Logging": "Connection failures and leaks are warnings;
+    # opening, closing and replacing connections is debug."
+    caplog.set_level(logging.DEBUG, logger="pymysqlpool")
     pool = make_pool(
         maxsize=2,
         timeout=TIMEOUT,
@@ -57,6 +64,10 @@ def test_a_borrow_during_an_outage_retries_until_its_timeout_and_names_the_cause
         assert stats["borrow_timeouts"] == 1 and stats["borrow_errors"] == 0
         assert stats["connecting"] == 0 and stats["open"] == 1
 
+        failures = [r for r in caplog.records if r.name == "pymysqlpool" and "cannot connect" in r.getMessage()]
+        assert failures and all(r.levelno == logging.WARNING for r in failures), failures
+        caplog.clear()
+
         tcp_proxy.heal()
         with pool.connection(timeout=10) as conn, conn.cursor() as cur:  # the server is back: served
             cur.execute("SELECT 1")
@@ -65,3 +76,5 @@ def test_a_borrow_during_an_outage_retries_until_its_timeout_and_names_the_cause
         pool.release(held)
     stats = pool.get_stats()
     assert stats["open"] == stats["idle"] == 2
+    opened = [r for r in caplog.records if r.name == "pymysqlpool" and "opened a connection" in r.getMessage()]
+    assert opened and all(r.levelno == logging.DEBUG for r in opened), opened
