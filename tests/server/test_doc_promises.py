@@ -381,3 +381,42 @@ def test_reset_session_round_trips_per_return(
     monkeypatch.undo()
     assert commands[0] == 0x1F  # COM_RESET_CONNECTION
     assert len(commands) == round_trips, commands
+
+
+# -- docs/parameters.md, "PyMySQL arguments" ------------------------------------
+# "... an error your own code raises (`configure`, an `on_connect` hook,
+# `connection_factory`, a callable argument): at once before the pool's first
+# successful connection, afterwards as the `__cause__` of the `PoolTimeout`
+# that ends the borrow's retries. Every other borrow failure is a
+# `PoolError`." The adversary: a rotating-password callable that fails (a
+# secret store down), before and after the pool connected.
+
+
+def test_a_failing_password_callable_reaches_the_borrower(
+    make_pool: Callable[..., Any], server_view: ServerView
+) -> None:
+    store = {"down": True}
+    secret = server_view.connect_kwargs.get("password") or ""
+
+    def password() -> str:
+        if store["down"]:
+            raise RuntimeError("secret store down")
+        return str(secret)
+
+    pool = make_pool(maxsize=2, timeout=10, password=password)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="secret store down"):
+        pool.get_conn()  # never connected: raised as it is, at once
+    assert time.monotonic() - started < 10
+
+    store["down"] = False
+    held = pool.get_conn()
+    try:
+        store["down"] = True
+        with pytest.raises(PoolTimeout) as info:
+            pool.get_conn(timeout=0.5)  # connected before: retried until the timeout
+        assert isinstance(info.value.__cause__, RuntimeError), repr(info.value.__cause__)
+    finally:
+        pool.release(held)
+    stats = pool.get_stats()
+    assert stats["open"] == 1 and stats["connecting"] == 0 and stats["borrow_errors"] == 1
