@@ -633,18 +633,17 @@ async def ping(raw: Any, timeout: Optional[float]) -> None:
     await bounded(raw.ping(reconnect=False), timeout)
 
 
-async def reset(raw: Any, autocommit: bool, timeout: Optional[float], rollback: bool = False) -> bool:
-    """Bring a connection back to the pool's clean state (``rollback``: the
-    ROLLBACK whatever the status bits say); True if a ROLLBACK was sent.
-    Raises on I/O errors: the caller then closes it."""
-    return await bounded(_reset(raw, autocommit, rollback), timeout)
+async def reset(raw: Any, autocommit: bool, timeout: Optional[float]) -> bool:
+    """Bring a connection back to the pool's clean state; True if a ROLLBACK
+    was sent. Raises on I/O errors: the caller then closes it."""
+    return await bounded(_reset(raw, autocommit), timeout)
 
 
-async def _reset(raw: Any, autocommit: bool, rollback: bool) -> bool:
+async def _reset(raw: Any, autocommit: bool) -> bool:
     while results_pending(raw):  # further result sets of a fully read first one
         await raw.next_result()
     rolled_back = False
-    if rollback or needs_reset(raw, True):  # results drained above: an open transaction or autocommit off
+    if needs_reset(raw, True):  # results drained above: an open transaction or autocommit off
         await raw.rollback()
         rolled_back = True
     # Sent unless the server already reports the pool's mode (no round trip then).

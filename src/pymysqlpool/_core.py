@@ -11,7 +11,7 @@ of non-blocking predicates, and runs its *plans*.
 A plan is a generator: it makes the decisions and keeps the books, and yields
 a request whenever something must wait on the network or the clock --
 ``(DIAL, budget, None)``, ``(CHECK, raw, budget)``, ``(PING, raw, timeout)``,
-``(CLOSE, raw, None)``, ``(RESET, raw, how)``, ``(WAIT, waiter, timeout)``,
+``(CLOSE, raw, None)``, ``(RESET, raw, full)``, ``(WAIT, waiter, timeout)``,
 ``(SLEEP, seconds, None)``, ``(KILL, session id, budget)``. The shell performs the request (blocking, or with
 ``await``) and sends the result back, or throws the error in; an interrupt
 (KeyboardInterrupt, task cancellation) is thrown in too, and the plan gives
@@ -396,7 +396,8 @@ class PoolCore:
 
         Rolls back an open transaction and restores autocommit first, so the
         next borrower never sees this one's work; ``failed=True`` (what a
-        ``with`` block that raised passes) rolls back in any case. A
+        ``with`` block that raised passes) takes the full return, judged by
+        the same status bits (no transaction open: nothing sent). A
         connection returned with an answer not fully read (an interrupted
         fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
         if ``conn`` was already given back or is not this pool's.

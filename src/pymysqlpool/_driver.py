@@ -628,25 +628,24 @@ def results_pending(raw: Any) -> bool:
     return result is not None and bool(result.has_next)
 
 
-def reset(raw: Any, autocommit: bool, timeout: Optional[float], rollback: bool = False) -> bool:
-    """Bring a connection back to the pool's clean state; ``rollback``: send
-    the ROLLBACK whatever the status bits say (a failed return).
+def reset(raw: Any, autocommit: bool, timeout: Optional[float]) -> bool:
+    """Bring a connection back to the pool's clean state.
 
     Returns True if a ROLLBACK was sent. Raises on I/O errors: the caller
     then discards the connection.
     """
     with _bounded(raw, timeout):
-        return _reset(raw, autocommit, rollback)
+        return _reset(raw, autocommit)
 
 
-def _reset(raw: Any, autocommit: bool, rollback: bool) -> bool:
+def _reset(raw: Any, autocommit: bool) -> bool:
     # Further result sets of a multi-result answer whose first sets were read
     # in full (mid_answer() was False): the stream is at a packet boundary,
     # so reading them to the end is safe.
     while results_pending(raw):
         raw.next_result()
     rolled_back = False
-    if rollback or needs_reset(raw, True):  # results drained above: an open transaction or autocommit off
+    if needs_reset(raw, True):  # results drained above: an open transaction or autocommit off
         raw.rollback()
         rolled_back = True
     raw.autocommit(autocommit)

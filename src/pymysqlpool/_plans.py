@@ -27,18 +27,10 @@ class Op:
     CHECK = 1  # validate an idle connection (check= or a ping) within budget -> None, raises if dead
     PING = 2  # keep-alive ping -> None, raises if dead
     CLOSE = 3  # close politely (COM_QUIT), never raises
-    RESET = 4  # clean a returned connection as far as its ResetHow says -> True if a ROLLBACK was sent
+    RESET = 4  # clean a returned connection (see _reset_plan); full: the session reset -> True if a ROLLBACK was sent
     WAIT = 5  # wait on a waiter up to timeout -> True if woken
     SLEEP = 6  # pause -> None
     KILL = 7  # end a session ((id, age s)) from a side connection within budget -> True once gone; raises if not sent
-
-
-class ResetHow:
-    """How far a RESET goes (its request's argument)."""
-
-    CLEAN = 0  # further results read, ROLLBACK if a transaction is open or autocommit is off, autocommit restored
-    ROLLBACK = 1  # the same, ROLLBACK in any case: the borrower said its work failed
-    SESSION = 2  # COM_RESET_CONNECTION and what it wiped re-applied (reset_session=True)
 
 
 class Verdict:
@@ -62,7 +54,6 @@ DIAL, CHECK, PING, CLOSE, RESET, WAIT, SLEEP, KILL = (
     Op.KILL,
 )
 LEND, VALIDATE, EXPIRED = Verdict.LEND, Verdict.VALIDATE, Verdict.EXPIRED
-RESET_CLEAN, RESET_ROLLBACK, RESET_SESSION = ResetHow.CLEAN, ResetHow.ROLLBACK, ResetHow.SESSION
 
 Request = Tuple[int, Any, Any]
 Plan = Generator[Request, Any, Any]

@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._lifecycle import POOL_OPEN
-from ._plans import RESET, RESET_CLEAN, RESET_ROLLBACK, RESET_SESSION, Plan
+from ._plans import RESET, Plan
 from ._slot import HELD, Slot
 
 if TYPE_CHECKING:
@@ -98,15 +98,14 @@ def reset_plan(self: PoolCore, raw: Any, failed: bool) -> Plan:
     nothing of this borrow's can show (no transaction, autocommit as the
     pool's, no result left); ``reset_session=True``: the full session
     reset, always; otherwise the driver's reset (further result sets
-    read, ROLLBACK if a transaction is open or ``failed`` -- whatever the
-    status bits say --, autocommit restored). True if a ROLLBACK was sent."""
+    read, ROLLBACK if the status bits say a transaction is open or
+    autocommit is off, autocommit restored), also for a clean-looking
+    ``failed`` return. True if a ROLLBACK was sent."""
     if self._config.reset_session:
-        yield (RESET, raw, RESET_SESSION)
+        yield (RESET, raw, True)
         return False
-    if failed:
-        return bool((yield (RESET, raw, RESET_ROLLBACK)))
-    if self._drv.needs_reset(raw, self._autocommit):
-        return bool((yield (RESET, raw, RESET_CLEAN)))
+    if failed or self._drv.needs_reset(raw, self._autocommit):
+        return bool((yield (RESET, raw, False)))
     return False
 
 

@@ -54,7 +54,7 @@ from ._config import build, describe, resolve
 from ._core import NoLock, PoolCore
 from ._lifecycle import POOL_PENDING
 from ._maintenance import TaskMaintenance
-from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, RESET_ROLLBACK, RESET_SESSION, SLEEP, WAIT, Plan
+from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from ._slot import HELD, Slot
 from ._validators import count, seconds
 from ._waiting import Waiter
@@ -180,11 +180,11 @@ class AsyncConnectionPool(PoolCore):
                 elif op == CLOSE:
                     await _adriver.close(a, self._config.io_timeout)
                 elif op == RESET:
-                    if b == RESET_SESSION:
+                    if b:
                         await _adriver.reset_session(a, self._autocommit, self._config.io_timeout)
                         await self._configure(a)  # the session reset wiped what it set
                     else:
-                        reply = await _adriver.reset(a, self._autocommit, self._config.io_timeout, b == RESET_ROLLBACK)
+                        reply = await _adriver.reset(a, self._autocommit, self._config.io_timeout)
                 elif op == CHECK:
                     await self._check_alive(a, b)
                 elif op == PING:

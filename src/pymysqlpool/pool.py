@@ -23,7 +23,7 @@ from ._config import build, describe, resolve
 from ._core import PoolCore
 from ._driving import Driver
 from ._maintenance import Maintenance
-from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, RESET_ROLLBACK, RESET_SESSION, SLEEP, WAIT, Plan
+from ._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from ._slot import Slot
 from ._validators import count, seconds
 from ._waiting import ThreadWaiter
@@ -103,11 +103,11 @@ class ConnectionPool(PoolCore):
                     elif op == CLOSE:
                         _driver.close(a)
                     elif op == RESET:
-                        if b == RESET_SESSION:
+                        if b:
                             _driver.reset_session(a, self._autocommit, self._config.io_timeout)
                             self._configure(a)  # the session reset wiped what it set
                         else:
-                            reply = _driver.reset(a, self._autocommit, self._config.io_timeout, b == RESET_ROLLBACK)
+                            reply = _driver.reset(a, self._autocommit, self._config.io_timeout)
                     elif op == CHECK:
                         self._check_alive(a, b)
                     elif op == PING:

@@ -310,7 +310,7 @@ class PoolMachine(RuleBasedStateMachine):
         if expired:
             self.expect["closed_lifetime"] += 1
             return "closed"
-        self.expect["rollbacks_on_return"] += failed or in_trans or not ac_bit  # failed: whatever the bits say
+        self.expect["rollbacks_on_return"] += in_trans or not ac_bit
         self.idle.append(Idle(fake, now, lent.created))
         return "idle"
 

@@ -31,41 +31,55 @@ def com_rollback(conn: Any) -> int:
 
 # -- docs/guide.md "Borrowing and giving back" ---------------------------------
 # "`release(conn, failed=True)` says that the borrower's work went wrong: the
-# connection is rolled back before anyone else gets it, whatever its status
-# bits say (a `with` block that raises passes `failed=True` itself)."
-# The adversary: status bits that say "clean" (no transaction, autocommit as
-# lent), the case where a normal return sends nothing.
+# connection takes the full return before anyone else gets it -- an open
+# transaction rolled back ... -- judged, as every return is, from the status
+# the server sent with its last answer: with no transaction open nothing is
+# sent (a `with` block that raises passes `failed=True` itself)."
+# The adversary: the borrower's last answer is an error packet, which carries
+# no status (the bits are those of the INSERT before it), and the pool's own
+# connection() block (on asyncio the real `async with`, not the facade's).
 
 
-def test_failed_release_rolls_back_whatever_the_status_bits_say(make_pool: Callable[..., Any], shell: str) -> None:
+def test_failed_release_rolls_back_after_an_error_and_sends_nothing_when_clean(
+    make_pool: Callable[..., Any], make_table: Callable[..., str], admin: Any, shell: str
+) -> None:
+    table = make_table("failed", "id INT PRIMARY KEY")
     pool = make_pool(maxsize=1, validation_interval=3600, keepalive_interval=0)
     conn = pool.get_conn()
     session = conn.thread_id()
     before = com_rollback(conn)
-    assert not conn.server_status & 1  # SERVER_STATUS_IN_TRANS: the bits say clean
+    conn.begin()
+    query(conn, f"INSERT INTO `{table}` VALUES (1)")
+    with pytest.raises(pymysql.err.OperationalError):
+        query(conn, "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'work failed'")
     pool.release(conn, failed=True)
+    assert query(admin, f"SELECT COUNT(*) FROM `{table}`") == ((0,),)
 
     conn = pool.get_conn()
     assert conn.thread_id() == session
-    assert com_rollback(conn) == before + 1  # the server got the ROLLBACK
-    pool.release(conn)  # a clean return: nothing
+    assert com_rollback(conn) == before + 1  # the server got one ROLLBACK
+    assert query(conn, "SELECT @@in_transaction") == ((0,),)
+    pool.release(conn, failed=True)  # clean bits: nothing sent
 
-    # A with block that raises passes failed=True itself (the pool's own
-    # connection(): on asyncio the real `async with`, not the test facade's).
+    async def block() -> None:
+        async with pool._pool.connection() as aconn:
+            await aconn.begin()
+            async with aconn.cursor() as cur:
+                await cur.execute(f"INSERT INTO `{table}` VALUES (2)")
+            raise RuntimeError("halfway")
+
     with pytest.raises(RuntimeError, match="halfway"):
         if shell == "thread":
-            with pool.connection():
+            with pool.connection() as tconn:
+                tconn.begin()
+                query(tconn, f"INSERT INTO `{table}` VALUES (2)")
                 raise RuntimeError("halfway")
         else:
-
-            async def block() -> None:
-                async with pool._pool.connection():
-                    raise RuntimeError("halfway")
-
             pool._call(block())
+    assert query(admin, f"SELECT COUNT(*) FROM `{table}`") == ((0,),)
     conn = pool.get_conn()
     assert conn.thread_id() == session
-    assert com_rollback(conn) == before + 2
+    assert com_rollback(conn) == before + 2  # the failed clean return sent none, the block's one
     pool.release(conn)
     stats = pool.get_stats()
     assert stats["rollbacks_on_return"] == 2
