@@ -26,7 +26,6 @@ import logging
 import random
 from typing import TYPE_CHECKING, Optional, Union
 
-from ._dialing import warn_cannot_connect
 from ._events import fire_logged
 from ._lifecycle import POOL_OPEN
 from ._plans import BACKOFF_CAP, BACKOFF_FIRST, CHECK, EXPIRED, LEND, MIN_ATTEMPT, WAIT, Plan
@@ -85,7 +84,7 @@ def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float],
                 if retry and (budget < MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                     self._count("borrow_timeouts")
                     if last_error is not None:
-                        warn_cannot_connect(self, last_error)
+                        self._warn_cannot_connect(last_error)
                     why = f": {last_error}" if last_error is not None else ""
                     raise PoolTimeout(
                         f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"

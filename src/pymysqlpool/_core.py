@@ -501,6 +501,7 @@ class PoolCore:
     _connect_failed = _dialing.connect_failed
     _book_dialed = _dialing.book_dialed
     _dial_failed = _dialing.dial_failed
+    _warn_cannot_connect = _dialing.warn_cannot_connect
     _unreserve = _dialing.unreserve
     _pass_capacity = _dialing.pass_capacity
     _book_idle = _dialing.book_idle

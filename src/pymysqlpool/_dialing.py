@@ -195,7 +195,7 @@ def dial_failed(self: PoolCore, token: DialToken, exc: Exception, deadline: floa
         self._unreserve(token, None, served=True)
         logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
         return
-    warn_cannot_connect(self, exc)
+    self._warn_cannot_connect(exc)
     if fatal or self._state != POOL_OPEN:
         self._unreserve(token, "borrow_errors", served=True)
         raise exc
