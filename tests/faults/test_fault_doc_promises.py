@@ -1,5 +1,5 @@
 """Promises of docs/ about an outage that no other fault test showed as
-written (the audit: /work/notes/close/promises-audit.md at the time of writing).
+written (found by an audit of every promise of the docs against the tests).
 
 docs/guide.md, "Errors": "when a server that did answer before is
 unreachable, it retries with back-off until its timeout and then raises

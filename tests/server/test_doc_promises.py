@@ -1,6 +1,6 @@
 """Promises of README.md and docs/ that no other test showed against the real
-server, each with its adversary (the audit: /work/notes/close/promises-audit.md
-at the time of writing). The doc and its words are quoted above each test.
+server, each with its adversary (found by an audit of every promise of the
+docs against the tests). The doc and its words are quoted above each test.
 
 Both shells unless the promise is one pool's alone.
 """
