@@ -88,6 +88,8 @@ def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float],
             if grant is None:
                 if retry and (budget < MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                     self._count("borrow_timeouts")
+                    if last_error is not None:
+                        self._warn_cannot_connect(last_error)
                     why = f": {last_error}" if last_error is not None else ""
                     raise PoolTimeout(
                         f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"

@@ -396,7 +396,8 @@ class PoolCore:
 
         Rolls back an open transaction and restores autocommit first, so the
         next borrower never sees this one's work; ``failed=True`` (what a
-        ``with`` block that raised passes) rolls back in any case. A
+        ``with`` block that raised passes) takes the full return, judged by
+        the same status bits (no transaction open: nothing sent). A
         connection returned with an answer not fully read (an interrupted
         fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
         if ``conn`` was already given back or is not this pool's.
@@ -502,6 +503,7 @@ class PoolCore:
     _connect_failed = _dialing.connect_failed
     _book_dialed = _dialing.book_dialed
     _dial_failed = _dialing.dial_failed
+    _warn_cannot_connect = _dialing.warn_cannot_connect
     _unreserve = _dialing.unreserve
     _pass_capacity = _dialing.pass_capacity
     _book_idle = _dialing.book_idle
