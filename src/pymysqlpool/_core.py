@@ -56,7 +56,7 @@ from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycl
 from ._plans import EXPIRED, LEND, VALIDATE
 from ._slot import HELD, IDLE, OUT, Slot
 from ._tls import TlsContexts
-from ._validators import count, seconds
+from ._validators import count, flag, seconds
 from ._waiting import Waiter
 from .connection import PROXY_TYPES, lend
 from .errors import ReturnConnectionToPoolError
@@ -130,8 +130,7 @@ class PoolCore:
         kill_on_abandon: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(kill_on_abandon, bool):
-            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
+        flag("kill_on_abandon", kill_on_abandon)
         if kill_on_abandon != config.kill_on_abandon:
             config = dataclasses.replace(config, kill_on_abandon=kill_on_abandon)
         self._config = config
@@ -175,8 +174,7 @@ class PoolCore:
         self._reclaim: Deque[Slot] = deque()
         self._tls = TlsContexts()  # built once here, not by the driver on every connect
         self._maintenance: Any = None  # the shell's; has wake() and stop()
-        if not isinstance(open, bool):
-            raise TypeError(f"open must be True or False, got {open!r}")
+        flag("open", open)
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -382,7 +380,9 @@ class PoolCore:
                 hook(slot.raw, self._clock() - started)
         except Exception as exc:
             logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
-            return ValueError(f"on_checkout rejected a connection: {exc}")
+            refusal = ValueError(f"on_checkout rejected a connection: {exc}")
+            refusal.__cause__ = exc  # the hook's own traceback, for the borrower's error
+            return refusal
         return None
 
     def _count(self, counter: str, step: int = 1) -> None:
@@ -415,6 +415,8 @@ class PoolCore:
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
+        if failed is not False and failed is not True:  # "no" would mean True: refused before anything
+            flag("failed", failed, self.name)
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
