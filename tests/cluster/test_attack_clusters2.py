@@ -188,12 +188,6 @@ def test_a_frozen_node_delays_no_other_nodes_probe(restore: ReplicationCluster, 
         pool_threads_ended()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a read borrow whose only qualifying replica is frozen (its probe still in flight) "
-    "raises PoolTimeout 'every eligible node failed' after the failed connect, though the primary "
-    "answers and read_fallback_to_primary=True; the borrow does not move to the primary",
-)
 def test_a_read_whose_only_replica_is_frozen_falls_back_to_the_primary(
     restore: ReplicationCluster, cluster_cls: Any
 ) -> None:
@@ -202,7 +196,11 @@ def test_a_read_whose_only_replica_is_frozen_falls_back_to_the_primary(
     read_fallback_to_primary: reads go to the primary when no replica
     qualifies. One replica is out of rotation (replication stopped), the other
     frozen while its probe hangs (probe_timeout=5): a read borrow with
-    timeout=4 (connect_timeout 2) is served by the primary within its bound."""
+    timeout=4 (connect_timeout 2) is served by the primary within its bound.
+    Before the fix it raised PoolTimeout "every eligible node failed" (both
+    shells): the primary reads only when no replica is routed, the frozen
+    one stayed routed while its probe hung, and the reprobe its failed
+    connect asked for could not start beside that probe."""
     replication = restore
     frozen, stopped = replication.replicas
     cluster = cluster_cls(replication.url(), **{**KW, "probe_timeout": 5})
