@@ -114,7 +114,10 @@ class ClusterSettings:
             interval = 0.0
         if not 0 < interval <= 1.0:
             raise ValueError(f"probe_interval must be > 0 and <= 1 second, got {probe_interval!r}")
-        probe_limit = seconds("probe_timeout", probe_timeout)
+        try:
+            probe_limit = seconds("probe_timeout", probe_timeout)
+        except ValueError:  # as probe_interval's: one message, the rule's
+            probe_limit = 0.0
         if not 0 < probe_limit <= _PROBE_TIMEOUT_MAX:
             raise ValueError(f"probe_timeout must be > 0 and <= {_PROBE_TIMEOUT_MAX:g} seconds, got {probe_timeout!r}")
         if galera_writer not in ("single", "spread"):
