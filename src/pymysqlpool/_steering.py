@@ -295,6 +295,7 @@ class Steering(Generic[P]):
         self.probed_once = True
         current = self.routing.writers[0] if len(self.routing.writers) == 1 else None
         history = self.history
+        history.acknowledged = self.causal_pos  # replaced whole on each write, never changed in place
         facts = history.update([n.facts for n in self.nodes])
         s = self.settings
         routing = _topology.route(

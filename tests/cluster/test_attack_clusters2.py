@@ -374,6 +374,65 @@ def test_thread_storm_of_abandoned_statements_on_flapping_nodes(restore: Replica
     assert sessions_left(replication.servers) == {s.port: [] for s in replication.servers}
 
 
+# -- a probe missed at the moment of a failover ----------------------------------------------
+
+
+def test_a_promotion_lacking_a_write_acknowledged_after_the_last_probe_takes_no_writes() -> None:
+    """docs/cluster.md: a node becoming writable while the primary does not
+    answer "may hold acknowledged writes the new one lacks" and is a suspect;
+    DESIGN.md: a node is trusted for writes on evidence, a missed probe is
+    evidence of nothing. Here the replica stopped replicating, a write was
+    acknowledged through the cluster (its GTID came back in the OK packet),
+    and the primary froze at once, before its next probe (probe_interval=1)
+    could read the new position (retried, at most 3 times, if a probe saw it);
+    then the replica was promoted. The pool itself holds the acknowledged GTID
+    (the causal position), so a write borrow must not be lent the promoted
+    node, which lacks that write. (test_attack_clusters.py covers the case
+    where the primary's probe did see the write: refused.) Before the fix the
+    borrow was lent the promoted node, holding 0 of the acknowledged rows: the
+    evidence compared the last probed positions only."""
+    with ReplicationCluster(replicas=1) as replication:
+        primary, promoted = replication.servers
+        cluster = ClusterPool(replication.url(), **{**KW, "probe_interval": 1.0, "probe_timeout": 0.5})
+        lent_on: Optional[tuple[int, int]] = None
+        refusal: Optional[BaseException] = None
+        try:
+            assert cluster.wait_ready(20, read_only=True)
+            table = new_table(cluster, replication)
+            promoted.admin_query("STOP SLAVE")
+            stats = cluster.get_stats
+            missed = False
+            for _ in range(3):
+                before = replication.gtid(primary)
+                assert wait_until(lambda b=before: stats()["nodes"][node(primary)]["gtid"] == b, 5)
+                with cluster.connection() as conn, conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {table} (v) VALUES (1)")  # acknowledged: only the primary has it
+                primary.pause()
+                assert wait_until(lambda: stats()["nodes"][node(primary)]["role"] == "down", 10)
+                missed = stats()["nodes"][node(primary)]["gtid"] == before
+                if missed:
+                    break
+                primary.resume()  # a probe read the write's position: not the case tried here
+            assert missed, "every try, a probe saw the write before the freeze"
+            try:
+                promoted.admin_query("RESET SLAVE ALL")
+                promoted.admin_query("SET GLOBAL read_only=0")
+                try:
+                    with cluster.connection(timeout=3) as conn, conn.cursor() as cur:
+                        cur.execute(f"SELECT @@port, COUNT(*) FROM {table}")
+                        lent_on = tuple(cur.fetchone())
+                except (PoolError, pymysql.err.MySQLError) as exc:
+                    refusal = exc
+            finally:
+                primary.resume()
+        finally:
+            primary.resume()
+            cluster.close()
+            pool_threads_ended()
+    assert lent_on is None, f"a write borrow was lent port {lent_on[0]}, holding {lent_on[1]} acknowledged rows of 1+"
+    assert isinstance(refusal, SplitBrainError), refusal
+
+
 # -- close() in the middle of a cancel storm ------------------------------------------------
 
 
