@@ -406,12 +406,13 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def wait_probed(self, timeout: float = 10.0) -> bool:
         """Wait until every node was probed once (answered or not); True if so."""
-        return self._first_round.wait(timeout)
+        return self._first_round.wait(self._wait_limit(timeout))
 
     def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
         """Wait until a writer (or a reader) is known; True if one is.
         PoolClosed once the cluster is closed."""
-        deadline = _monotonic() + timeout
+        limit = self._wait_limit(timeout)
+        deadline = None if limit is None else _monotonic() + limit
         steering = self._steering
         with self._changed:
             while True:
@@ -419,8 +420,8 @@ class ClusterPool(SteeredCluster[_NodePool]):
                     raise steering.close_error()
                 if steering.readers if read_only else steering.writers:
                     break
-                remaining = deadline - _monotonic()
-                if remaining <= 0:
+                remaining = None if deadline is None else deadline - _monotonic()
+                if remaining is not None and remaining <= 0:
                     return False
                 self._changed.wait(remaining)
         return True

@@ -264,6 +264,21 @@ def test_a_failover_to_the_most_advanced_replica_is_followed_at_once() -> None:
     assert routing.writers == (1,) and not routing.split_brain and history.suspects == {}
 
 
+def test_a_promotion_needs_the_writes_acknowledged_after_the_last_probe() -> None:
+    """A probe is a sample: a write acknowledged through the cluster (its GTID
+    from the OK packet) after the primary's last probe is a known position
+    too. Without it the promoted replica looked complete."""
+    history = History(2)
+    assert routed(history, [writable("0-1-100", 1), following("0-1-100", 2)]).writers == (0,)
+    history.acknowledged = parse_gtid("0-1-101")  # acknowledged; n0 froze before its next probe
+    routing = routed(history, [None, writable("0-1-100", 2)])
+    assert routing.split_brain and routing.writers == ()
+    assert "the writes acknowledged through this cluster (0-1-101)" in routing.problem
+    # It pulled the missing transaction (and wrote on): the evidence is there.
+    routing = routed(history, [None, writable("0-2-102", 2)])
+    assert routing.writers == (1,) and history.suspects == {}
+
+
 def test_a_promotion_after_the_primary_was_seen_demoted_is_not_suspect() -> None:
     history = History(2)
     assert routed(history, [writable("0-1-100", 1), following("0-1-100", 2)]).writers == (0,)
