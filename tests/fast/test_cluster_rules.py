@@ -3,6 +3,7 @@ split-brain memory (History), and the GTID an OK packet carries."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any, Optional
 
@@ -224,6 +225,19 @@ def test_a_split_brain_is_not_forgotten_when_the_other_primary_stops_answering()
     routing = routed(history, [following("0-2-150", 1), writable("0-2-151", 2), following("0-2-151", 3)])
     assert routing.writers == (1,) and not routing.split_brain
     assert history.suspects == {}
+
+
+def test_a_writable_replica_that_still_replicates_is_no_split_brain() -> None:
+    """docs/cluster.md: a replica set read_only=0 while its threads run is still
+    a replica (reads, no writes); only once it stops replicating is it a
+    second primary."""
+    history = History(2)
+    loose = dataclasses.replace(following("0-1-100", 2), read_only=False)
+    routing = routed(history, [writable("0-1-100", 1), loose])
+    assert routing.writers == (0,) and routing.readers == (1,) and not routing.split_brain
+    stopped = dataclasses.replace(loose, replicating=False, sql_running=False)
+    routing = routed(history, [writable("0-1-100", 1), stopped])
+    assert routing.split_brain and routing.writers == ()
 
 
 def test_a_suspect_takes_writes_again_once_it_holds_every_known_position() -> None:
