@@ -608,7 +608,10 @@ def needs_reset(raw: Any, autocommit: bool) -> bool:
     if raw._sock is None or raw._exchanging:
         return True  # broken or mid-answer: the caller's slow path drops it
     result = raw._result
-    return result is not None and bool(result.unbuffered_active or result.has_next)
+    # Not bool(...): the call costs more than the branch (has_next is an int flag).
+    if result is not None and (result.unbuffered_active or result.has_next):  # noqa: SIM103
+        return True
+    return False
 
 
 def mid_answer(raw: Any) -> bool:
