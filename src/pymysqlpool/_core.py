@@ -429,13 +429,16 @@ class PoolCore:
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
         clock = self._clock  # called as a local: self._clock() would not specialize
         now = clock()
+        # Read before the lock, used under it: a slot lent anew since fails
+        # the _slot test there first.
+        used = now - slot.borrowed_at
         probe = slot.probe
         needs_reset = self._needs_reset  # a local too
         clean = (
             not failed
             and not self._always_reset
             and not needs_reset(slot.raw, self._autocommit)
-            and (now - slot.borrowed_at <= self._probe_window or probe is None or not probe(0))
+            and (used <= self._probe_window or probe is None or not probe(0))
         )
         try:
             with self._lock:
@@ -450,7 +453,6 @@ class PoolCore:
                 forked = slot.generation != self._generation
                 if not forked:
                     slot.proxied = False
-                    used = now - slot.borrowed_at
                     stats.use_s += used
                     if used > stats.use_max_s:
                         stats.use_max_s = used

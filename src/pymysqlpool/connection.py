@@ -94,10 +94,14 @@ class Borrowed:
 
     @classmethod
     def proxy_for(cls, raw: Any) -> type:
-        """The proxy class that lends ``raw``: ``cls`` when its members cover
-        every attribute ``raw`` has (the driver's own connections; another
-        class's whose names are all PyMySQL's), else its subclass that
-        forwards the rest through ``__getattr__``.
+        """The proxy class that lends ``raw``: ``cls`` for the driver's own
+        connections and for another class whose instances can never have a
+        name ``cls`` lacks (slotted, no ``__dict__``, every name it defines
+        covered), else its subclass that forwards the rest through
+        ``__getattr__``. An instance with a ``__dict__`` may gain attributes
+        after it was booked (set by its own methods, or by a ``configure``):
+        judged by the names it had then, its proxy would raise
+        AttributeError for the new ones.
 
         Not ``__getattr__`` on every proxy: on CPython 3.11 a class that
         defines it has none of its attribute reads specialized, and the pool
@@ -106,9 +110,8 @@ class Borrowed:
         kind = type(raw)
         if kind in cls._forwards:
             return cls
-        names = getattr(raw, "__dict__", None)
-        covered = names is not None and cls._members.issuperset(n for n in names if not n.startswith("__"))
-        if covered and cls._members.issuperset(_names_of(kind)) and not _names_of(kind) & _HOOKS:
+        names = _names_of(kind)
+        if not hasattr(raw, "__dict__") and cls._members.issuperset(names) and not names & _HOOKS:
             return cls
         return cls._any_class
 

@@ -112,3 +112,31 @@ def test_a_proxy_class_takes_no_init() -> None:
                 return object.__new__(cls)
 
     assert set(PROXY_TYPES) == before  # neither became a class the pools take back
+
+
+def test_the_proxy_class_for_connections_of_other_classes() -> None:
+    """The proxy class without __getattr__ lends the driver's connections and
+    slotted classes whose every name it forwards; a class whose instances
+    have a __dict__ (they may gain names later) or a name of its own gets
+    the subclass that forwards the rest through __getattr__."""
+    from pymysqlpool import _driver
+    from pymysqlpool.connection import PooledConnection
+
+    class Slotted:
+        __slots__ = ("host", "server_status")
+
+        def ping(self, reconnect: bool = True) -> None:
+            pass
+
+    class WithDict:  # the same names, but its instances may gain more
+        def ping(self, reconnect: bool = True) -> None:
+            pass
+
+    class OwnName:
+        __slots__ = ("mine",)
+
+    fast, forwarding = PooledConnection, PooledConnection._any_class
+    assert PooledConnection.proxy_for(_driver.Connection.__new__(_driver.Connection)) is fast
+    assert PooledConnection.proxy_for(Slotted()) is fast
+    assert PooledConnection.proxy_for(WithDict()) is forwarding
+    assert PooledConnection.proxy_for(OwnName()) is forwarding
