@@ -9,7 +9,7 @@ Everything PyMySQL's connection offers is forwarded; ``close()`` and
 from __future__ import annotations
 
 from types import FunctionType, TracebackType
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, Optional, Set, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, Optional, Set, Type
 
 from . import _driver
 from ._driver import CURSOR_MAP
@@ -85,6 +85,7 @@ class Borrowed:
     # driver's connection, None once given back; the pool that lent it.
     lent_raw: Any
     lender: object
+    returned_error: Callable[[Borrowed], ConnectionReturnedError]
     # Set by forward_all: the driver connection classes whose every attribute
     # this class forwards by a member of its own, and the subclass that lends
     # a connection of any other class.
@@ -255,7 +256,16 @@ class PooledConnection(Borrowed):
         try:
             raw.ping(reconnect=False)
         except Exception:
-            self._pool._reconnect_in_place(self)
+            slot = self._slot
+            if slot is None:  # given back meanwhile (by another thread)
+                raise self._returned_error() from None
+            try:
+                self._pool.replace_session(slot)
+            finally:
+                if self._slot is slot:
+                    # The new session; or, if the dial failed, the dead one;
+                    # or one cut in its set-up, put in its place to be killed.
+                    self._raw = slot.raw
 
     # What PyMySQL's cursors use on every execute, spelled out so the cursor
     # path does not pay for a failed lookup plus __getattr__ each time.
@@ -349,3 +359,5 @@ forward_all(PooledConnection, (_driver.Connection, _driver.WriteTrackingConnecti
 # read on it is specialized), a reader function a call (~225).
 Borrowed.lent_raw = Borrowed.__dict__["_raw"]
 Borrowed.lender = Borrowed.__dict__["_pool"]
+# The error a use after the return raises, for the cursors bound to a borrow.
+Borrowed.returned_error = Borrowed._returned_error

@@ -32,8 +32,8 @@ class BoundToBorrow:
 
     def _get_db(self) -> Any:
         borrow = self._borrow
-        if borrow is not None and borrow._raw is None:
-            raise borrow._returned_error()
+        if borrow is not None and borrow.lent_raw is None:
+            raise borrow.returned_error()
         connection = self.connection
         if not connection:
             raise pymysql.err.ProgrammingError("Cursor closed")
@@ -41,7 +41,7 @@ class BoundToBorrow:
 
     def close(self) -> None:
         borrow = self._borrow
-        if borrow is not None and borrow._raw is None:
+        if borrow is not None and borrow.lent_raw is None:
             self.connection = None
             return
         super().close()  # type: ignore[misc]
@@ -76,7 +76,7 @@ class Cursor(BoundToBorrow, pymysql.cursors.Cursor):
             return
         borrow = self._borrow
         try:
-            if borrow is None or borrow._raw is not None:
+            if borrow is None or borrow.lent_raw is not None:
                 result = self._result  # type: ignore[attr-defined]
                 if result is not None and result.has_next:  # else nextset() finds none
                     while self.nextset():
