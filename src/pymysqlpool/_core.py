@@ -56,7 +56,7 @@ from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycl
 from ._plans import EXPIRED, LEND, VALIDATE
 from ._slot import HELD, IDLE, OUT, Slot
 from ._tls import TlsContexts
-from ._validators import count, seconds
+from ._validators import count, flag, seconds
 from ._waiting import Waiter
 from .connection import PROXY_TYPES
 from .errors import ReturnConnectionToPoolError
@@ -130,8 +130,7 @@ class PoolCore:
         kill_on_abandon: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(kill_on_abandon, bool):
-            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
+        flag("kill_on_abandon", kill_on_abandon)
         if kill_on_abandon != config.kill_on_abandon:
             config = dataclasses.replace(config, kill_on_abandon=kill_on_abandon)
         self._config = config
@@ -179,8 +178,7 @@ class PoolCore:
         self._reclaim: Deque[Slot] = deque()
         self._tls = TlsContexts()  # built once here, not by the driver on every connect
         self._maintenance: Any = None  # the shell's; has wake() and stop()
-        if not isinstance(open, bool):
-            raise TypeError(f"open must be True or False, got {open!r}")
+        flag("open", open)
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -392,7 +390,9 @@ class PoolCore:
                 hook(slot.raw, self._clock() - started)
         except Exception as exc:
             logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
-            return ValueError(f"on_checkout rejected a connection: {exc}")
+            refusal = ValueError(f"on_checkout rejected a connection: {exc}")
+            refusal.__cause__ = exc  # the hook's own traceback, for the borrower's error
+            return refusal
         return None
 
     def _count(self, counter: str, step: int = 1) -> None:
@@ -406,7 +406,8 @@ class PoolCore:
 
         Rolls back an open transaction and restores autocommit first, so the
         next borrower never sees this one's work; ``failed=True`` (what a
-        ``with`` block that raised passes) rolls back in any case. A
+        ``with`` block that raised passes) takes the full return, judged by
+        the same status bits (no transaction open: nothing sent). A
         connection returned with an answer not fully read (an interrupted
         fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
         if ``conn`` was already given back or is not this pool's.
@@ -424,6 +425,8 @@ class PoolCore:
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
+        if failed is not False and failed is not True:  # "no" would mean True: refused before anything
+            flag("failed", failed, self.name)
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
@@ -513,6 +516,7 @@ class PoolCore:
     _connect_failed = _dialing.connect_failed
     _book_dialed = _dialing.book_dialed
     _dial_failed = _dialing.dial_failed
+    _warn_cannot_connect = _dialing.warn_cannot_connect
     _unreserve = _dialing.unreserve
     _pass_capacity = _dialing.pass_capacity
     _book_idle = _dialing.book_idle

@@ -788,7 +788,8 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
         if code in _FATAL_CONNECT_ERRORS:
             return True
         if code == CR.CR_CONN_HOST_ERROR:
-            original = getattr(exc, "original_exception", None)
+            # PyMySQL keeps the socket error as original_exception, aiomysql chains it.
+            original = getattr(exc, "original_exception", None) or exc.__cause__
             # socket.gaierror: the name does not resolve; retrying will not help.
             return original is not None and type(original).__name__ == "gaierror"
     return False

@@ -17,7 +17,9 @@ from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Set, T
 import pymysql
 
 from . import _driver, _topology, _urls
+from ._config import pool_label
 from ._core import PoolCore
+from ._validators import flag as check_flag
 from ._validators import seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
@@ -45,12 +47,6 @@ def parse_cluster_url(url: str) -> Tuple[Dict[str, Any], List[Host]]:
     connection and pool keywords, others are refused."""
     parsed = _urls.parse(url, query_keys=_URL_KEYS, what="cluster URL")
     return parsed.connect_kwargs(), parsed.hosts
-
-
-def check_flag(flag: str, value: Any) -> None:
-    """A switch is True or False (the constructor's and a borrow's rule)."""
-    if value is not True and value is not False:
-        raise TypeError(f"{flag} must be True or False, got {value!r}")
 
 
 def check_borrow(read_only: Any, causal: Any) -> None:
@@ -128,7 +124,8 @@ class ClusterSettings:
         ):
             check_flag(flag, value)
         kwargs = {**url_kwargs, **pool_kwargs}
-        name = str(kwargs.pop("pool_name", None) or kwargs.pop("name", None) or "cluster")
+        named = kwargs.pop("name", None), kwargs.pop("pool_name", None)
+        name = (pool_label(*named, {}) if named != (None, None) else "") or "cluster"  # a str, in the nodes' pool names
         return cls(
             nodes=tuple(nodes),
             name=name,

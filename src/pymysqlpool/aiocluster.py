@@ -60,6 +60,7 @@ from ._clusterbase import SteeredCluster, Steps
 from ._config import resolve
 from ._core import NoLock
 from ._steering import NodeState
+from ._validators import flag
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -335,6 +336,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
     def _release_checked(self, conn: AsyncPooledConnection, failed: bool) -> Coroutine[Any, Any, None]:
         """Every return but the clean one: the lender is checked, and a return
         after a write, an error or a Galera sync wait does its statements."""
+        flag("failed", failed, self.name)  # before the return's statements: a refused return does nothing
         try:
             pool: Any = conn.lender
             raw = conn.lent_raw  # None once given back

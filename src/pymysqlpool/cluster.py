@@ -22,6 +22,7 @@ import pymysql
 from . import _driver, _forking, _topology
 from ._clusterbase import SteeredCluster, Steps
 from ._steering import NodeState, parse_cluster_url
+from ._validators import flag
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -230,6 +231,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
     def _release_checked(self, conn: PooledConnection, failed: bool) -> None:
         """Every return but the clean one: the lender is checked, and a return
         after a write, an error or a Galera sync wait does its statements."""
+        flag("failed", failed, self.name)  # before the return's statements: a refused return does nothing
         try:
             pool: Any = conn.lender
             raw = conn.lent_raw  # None once given back

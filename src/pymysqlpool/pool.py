@@ -245,8 +245,8 @@ class ConnectionPool(PoolCore):
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> PooledConnection:
         """Every borrow that is not get_conn()'s direct common case."""
-        if timeout is not None:
-            seconds("timeout", timeout, self.name)
+        if timeout is not None:  # as a float: an int beyond any float (10**400) is forever, as inf
+            timeout = seconds("timeout", timeout, self.name)
         if self._reclaim:
             self._run(self._reclaim_plan())
         return self._borrow(None, timeout, force_check)

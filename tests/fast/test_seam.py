@@ -79,10 +79,10 @@ def test_reset_session_client_flag_and_connect_timeout_show_the_settings(
     assert (plain.reset_session, plain.client_flag, plain.connect_timeout) == (False, 0, 10.0)
     tuned = make_pool(pre_create_num=0, reset_session=True, client_flag=CLIENT.FOUND_ROWS, connect_timeout=3)
     assert (tuned.reset_session, tuned.client_flag, tuned.connect_timeout) == (True, CLIENT.FOUND_ROWS, 3.0)
-    # Given as a callable (evaluated at each connect), it is not known here:
-    # the pool's own waits take PyMySQL's default.
-    deferred = make_pool(pre_create_num=0, connect_timeout=lambda: 3)
-    assert deferred.connect_timeout == 10.0
+    # The pool's own waits are bounded by it: a callable (a value computed at
+    # each connect, for the other keywords) is refused, not read as the default.
+    with pytest.raises(TypeError, match="connect_timeout must be a number of seconds, not a callable"):
+        make_pool(pre_create_num=0, connect_timeout=lambda: 3)
 
 
 # -- lifecycle ----------------------------------------------------------------------
