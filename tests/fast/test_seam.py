@@ -14,7 +14,7 @@ from typing import Any, List
 import pytest
 from pymysql.constants import CLIENT
 
-from pymysqlpool import ConnectionPool, PoolClosed, _forking
+from pymysqlpool import ConnectionPool, ConnectionReturnedError, PoolClosed, _forking
 from pymysqlpool._core import PoolCore
 from support.waiting import wait_until
 
@@ -172,6 +172,30 @@ def test_lent_raw_and_lender_read_a_borrowed_connection(make_pool: Callable[...,
     assert conn.lent_raw is conn.raw and conn.lender is pool
     conn.close()
     assert conn.lent_raw is None and conn.lender is pool  # given back: no connection, same lender
+
+
+def test_returned_error_names_the_pool_of_a_given_back_connection(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(pre_create_num=0, pool_name="seam-returned")
+    conn = pool.get_conn()
+    conn.close()
+    error = conn.returned_error()
+    assert isinstance(error, ConnectionReturnedError) and "'seam-returned'" in str(error)
+
+
+def test_replace_session_puts_a_new_session_in_a_lent_slot(make_pool: Callable[..., ConnectionPool]) -> None:
+    """What the proxy's ping(reconnect=True) does with a dead connection:
+    the slot keeps its place, with a new session; the dead one is closed."""
+    pool = make_pool(maxsize=1, pre_create_num=0)
+    conn = pool.get_conn()
+    dead = conn.raw
+    dead.ping_fails = True
+    conn.ping()  # reconnect=True, 0.5.0's default: through replace_session
+    assert conn.raw is not dead and dead.disposed
+    assert conn.raw.ping(reconnect=False) is None
+    stats = pool.get_stats()
+    assert stats["open"] == 1 and stats["borrowed"] == 1 and stats["connections_made"] == 2
+    conn.close()
+    assert pool.get_stats()["idle"] == 1
 
 
 # -- one fork registry ---------------------------------------------------------------
