@@ -8,6 +8,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from support import run_tables
 from support.leaks import LeakWarnings, leak_guard
 from support.server_env import mysql_kwargs
 from support.shells import SHELLS
@@ -20,6 +21,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "shell" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("threads_only")
         metafunc.parametrize("shell", ["thread"] if only else list(SHELLS))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A pytest-xdist worker: its rows of the end-of-run tables go to the controller.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["run_tables"] = run_tables.ROWS
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    run_tables.merge(getattr(node, "workeroutput", {}).get("run_tables", {}))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    run_tables.write(terminalreporter)
 
 
 @pytest.fixture(autouse=True)
