@@ -39,6 +39,35 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     run_tables.write(terminalreporter)
 
 
+# Under pytest-xdist (./dev test runs ``-n 3 --dist loadfile``) each test file runs
+# whole on one worker, so a module's topology or private server starts once, and the
+# files that start a 3-node Galera cluster run one after the other on the same
+# worker: two such clusters at once on a 2-core machine miss their 2 s suspect
+# timeouts (seen: a drill's writes never resumed after a node was killed).
+SAME_WORKER = {
+    "tests/cluster/test_galera_drills.py": "galera",
+    "tests/cluster/test_attack_clusters.py": "galera",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    missing = [path for path in SAME_WORKER if not (config.rootpath / path).is_file()]
+    if missing:  # a file renamed: its tests would no longer keep to one worker
+        raise pytest.UsageError(f"tests/conftest.py SAME_WORKER names files that do not exist: {missing}")
+
+    class FilesWithGaleraTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SAME_WORKER.get(path, path)
+
+    return FilesWithGaleraTogether(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _leak_guard() -> Iterator[LeakWarnings]:
     """Fails a test that caused a ConnectionLeakWarning it did not expect (support/leaks.py)."""
