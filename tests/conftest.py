@@ -9,6 +9,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from support import run_tables
 from support.leaks import LeakWarnings, leak_guard
 from support.server_env import mysql_kwargs
 from support.shells import SHELLS
@@ -28,6 +29,51 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "shell" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("threads_only")
         metafunc.parametrize("shell", ["thread"] if only else list(SHELLS))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A pytest-xdist worker: its rows of the end-of-run tables go to the controller.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["run_tables"] = run_tables.ROWS
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    run_tables.merge(getattr(node, "workeroutput", {}).get("run_tables", {}))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    run_tables.write(terminalreporter)
+
+
+# Under pytest-xdist (./dev test runs ``-n 3 --dist loadfile``) each test file runs
+# whole on one worker, so a module's topology or private server starts once, and the
+# files that start a 3-node Galera cluster run one after the other on the same
+# worker: two such clusters at once on a 2-core machine miss their 2 s suspect
+# timeouts (seen: a drill's writes never resumed after a node was killed).
+SAME_WORKER = {
+    "tests/cluster/test_galera_drills.py": "galera",
+    "tests/cluster/test_attack_clusters.py": "galera",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    missing = [path for path in SAME_WORKER if not (config.rootpath / path).is_file()]
+    if missing:  # a file renamed: its tests would no longer keep to one worker
+        raise pytest.UsageError(f"tests/conftest.py SAME_WORKER names files that do not exist: {missing}")
+
+    class FilesWithGaleraTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SAME_WORKER.get(path, path)
+
+    return FilesWithGaleraTogether(config, log)
 
 
 @pytest.fixture(autouse=True)

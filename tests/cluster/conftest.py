@@ -2,7 +2,7 @@
 
 Each topology is started once per module and shared by its drills; a drill that
 changes the topology for good (failover, switchover) builds its own. Every
-drill adds its figures to a table printed at the end of the run.
+drill adds its figures to a table printed at the end of the run (support/run_tables.py).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 
 from pymysqlpool import ClusterPool
+from support import run_tables
 from support.mariadb_cluster import GaleraCluster, ReplicationCluster
 from support.shells import cluster_type
 
 # Probe often so the drills see changes quickly; connects fail fast on a dead node.
 POOL_DEFAULTS: dict[str, Any] = {"maxsize": 10, "probe_interval": 0.2, "connect_timeout": 2, "timeout": 10}
-
-DRILL_RESULTS: list[dict[str, Any]] = []
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +78,6 @@ def drill_report() -> Callable[..., None]:
     """``drill_report(drill, **figures)`` adds a row to the summary printed at the end."""
 
     def report(drill: str, **figures: Any) -> None:
-        DRILL_RESULTS.append({"drill": drill, **figures})
+        run_tables.add(run_tables.DRILLS, {"drill": drill, **figures})
 
     return report
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not DRILL_RESULTS:
-        return
-    terminalreporter.section("cluster drills: what clients saw")
-    for row in DRILL_RESULTS:
-        figures = ", ".join(_figure(k, v) for k, v in row.items() if k != "drill")
-        terminalreporter.write_line(f"{row['drill']}: {figures}")
-
-
-def _figure(name: str, value: Any) -> str:
-    return f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"

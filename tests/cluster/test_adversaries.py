@@ -386,7 +386,12 @@ def test_split_brain_drill_a_missed_probe_is_no_evidence(
         new_gtid = str(new.admin_query("SELECT @@gtid_binlog_pos")[0][0])
         new.pause()  # the new primary misses its probes
         try:
-            assert wait_until(lambda: role(pool, new) == "down", 10)
+            # A node's role is its latest probe; the routing that borrowers see is published by
+            # the monitor after it: wait for the routing that has the old primary alone (the
+            # problem with the evidence), not only for the probe, or a refusal may still quote
+            # the previous routing ("nodes ... all have read_only=0").
+            evidence = f"{old_gtid} does not include 127.0.0.1:{new.port}'s {new_gtid}"
+            assert wait_until(lambda: role(pool, new) == "down" and evidence in pool.get_stats()["problem"], 10)
             refused = acknowledged = 0
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
@@ -397,7 +402,7 @@ def test_split_brain_drill_a_missed_probe_is_no_evidence(
                 except SplitBrainError as exc:
                     refused += 1
                     # The evidence: the old primary's position does not include the new one's last known.
-                    assert f"{old_gtid} does not include 127.0.0.1:{new.port}'s {new_gtid}" in str(exc)
+                    assert evidence in str(exc)
                     time.sleep(0.01)
             assert acknowledged == 0 and refused > 0
             assert int(old.admin_query(f"SELECT COUNT(*) FROM {table}")[0][0]) == before

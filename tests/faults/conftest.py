@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support import run_tables
 from support.shells import pool_type
 
 try:
@@ -94,30 +95,17 @@ def tcp_proxy(throwaway_server: ThrowawayMariaDB, make_proxy: Callable[[int], TC
 
 # -- pools and the fault summary -------------------------------------------------
 
-# One row per fault scenario, filled by the tests through ``fault_report`` and
-# printed at the end of the run: how users fared while the fault lasted.
-FAULT_RESULTS: list[dict[str, Any]] = []
-
 
 @pytest.fixture
 def fault_report() -> Callable[..., None]:
-    """``fault_report(fault, errors, recovery_s, note="")`` adds a row to the summary table."""
+    """``fault_report(fault, errors, recovery_s, note="")`` adds a row to the table
+    printed at the end of the run (support/run_tables.py): how users fared while
+    the fault lasted."""
 
     def report(fault: str, errors: int, recovery_s: float | None, note: str = "") -> None:
-        FAULT_RESULTS.append({"fault": fault, "errors": errors, "recovery_s": recovery_s, "note": note})
+        run_tables.add(run_tables.FAULTS, {"fault": fault, "errors": errors, "recovery_s": recovery_s, "note": note})
 
     return report
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not FAULT_RESULTS:
-        return
-    width = max(len(row["fault"]) for row in FAULT_RESULTS)
-    terminalreporter.section("fault injection: what users saw")
-    terminalreporter.write_line(f"{'fault':<{width}} | user-visible errors | recovery s | note")
-    for row in FAULT_RESULTS:
-        recovery = "-" if row["recovery_s"] is None else f"{row['recovery_s']:.3f}"
-        terminalreporter.write_line(f"{row['fault']:<{width}} | {row['errors']:>19} | {recovery:>10} | {row['note']}")
 
 
 @pytest.fixture
