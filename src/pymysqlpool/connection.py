@@ -81,11 +81,14 @@ class Borrowed:
     _pool: Any
     _slot: Optional[Slot]
     _raw: Any
-    # Read-only views of _raw and _pool (aliases set below the classes): the
-    # driver's connection, None once given back; the pool that lent it.
+    # Views of _raw, _pool and _slot (aliases set below the classes): the
+    # driver's connection, None once given back; the pool that lent it; the
+    # slot it lends, None once given back (the asyncio pool's return clears
+    # lent_raw and lent_slot; nothing else writes them).
     lent_raw: Any
     lender: object
     returned_error: Callable[[Borrowed], ConnectionReturnedError]
+    lent_slot: Optional[Slot]
     # Set by forward_all: the driver connection classes whose every attribute
     # this class forwards by a member of its own, and the subclass that lends
     # a connection of any other class.
@@ -132,6 +135,8 @@ class Borrowed:
             return ReturnConnectionToPoolError(
                 f"pool {pool.name!r} can only take back the {cls.__name__} it lent, not {type(conn).__name__}"
             )
+        if conn._pool is pool:  # its own: given back already
+            return conn._returned_twice()
         return ReturnConnectionToPoolError(
             f"this connection belongs to pool {conn._pool.name!r}, not to pool {pool.name!r}"
         )
@@ -361,3 +366,4 @@ Borrowed.lent_raw = Borrowed.__dict__["_raw"]
 Borrowed.lender = Borrowed.__dict__["_pool"]
 # The error a use after the return raises, for the cursors bound to a borrow.
 Borrowed.returned_error = Borrowed._returned_error
+Borrowed.lent_slot = Borrowed.__dict__["_slot"]

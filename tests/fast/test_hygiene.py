@@ -200,9 +200,6 @@ PENDING = {
     # asyncio's own flag: a kill task stranded by an ended loop is closed on
     # purpose, without the "Task was destroyed but it is pending" report.
     ("aio.py", "task._log_destroy_pending"),
-    # The async driver's cursors check the proxy they were opened through (as cursors.py).
-    ("_adriver.py", "borrow._raw"),
-    ("_adriver.py", "borrow._returned_error"),
     # Core <-> proxy: the slot a proxy lends (item 1, "books"; the borrow/return hot path).
     ("_core.py", "conn._pool"),
     ("_core.py", "conn._raw"),
@@ -211,9 +208,6 @@ PENDING = {
     ("connection.py", "self._pool._leaked"),
     ("connection.py", "cur._borrow"),
     # Shells <-> core and the upkeep (item 3, "twins").
-    ("aio.py", "conn._raw"),
-    ("aio.py", "raw._echo"),  # aiomysql's internals outside the driver module
-    ("aio.py", "PoolCore._get_conn"),  # lend_or_wait: the core's borrow as the cluster's seam
     ("pool.py", "PoolCore._get_conn"),
     ("pool.py", "PoolCore._give_back"),
 }
