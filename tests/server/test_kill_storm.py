@@ -13,7 +13,9 @@ connect_timeout while the server still holds the session.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +27,8 @@ from server_helpers import Account, mysql_kwargs, pool_sessions_of, query, raw_c
 
 from pymysqlpool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from support.interrupts import raise_after
-from support.sessions import kill_sessions
+from support.sessions import kill_sessions, sessions_ended
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -270,6 +273,50 @@ def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_ac
     assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
     assert stats["connections_made"] == 2 and stats["closed_broken"] == 1, stats
     events.assert_paired()
+
+
+def test_a_connect_cut_after_its_right_to_dial_was_revoked_is_killed(
+    admin: Any, make_account: Callable[..., Account]
+) -> None:
+    """configure() is the caller's code: connect_timeout does not bound it,
+    so a set-up can outlast the reconcile's grace (2 x connect_timeout + 1 s),
+    which gives the dial's right back as orphaned. An interrupt that then cuts
+    the set-up still has its session killed and its place counted until it is
+    gone (before: closed without a kill, its statement ran on beside the next
+    borrow's new session: three sessions of a maxsize=2 pool)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    calls: list[int] = []
+    # The warm-up's connection starts the maintenance; the second dial sleeps.
+    pool = ConnectionPool(
+        maxsize=2, pre_create_num=1, connect_timeout=1, configure=slow_first_set_up(calls, 2, 30), **kw
+    )
+
+    def revoked() -> bool:
+        return pool.get_stats()["connecting"] == 0 and set_up_running(admin, account)
+
+    def interrupt_once_revoked() -> None:
+        if wait_until(revoked, timeout=20):
+            signal.setitimer(signal.ITIMER_REAL, 0.001)  # raise_after's handler, now
+
+    try:
+        with sessions_ended(functools.partial(query, admin), account.user):
+            lent = pool.get_conn(10)  # the warm one
+            watcher = threading.Thread(target=interrupt_once_revoked, name="test-revoke-watcher", daemon=True)
+            with pytest.raises(KeyboardInterrupt), raise_after(60, KeyboardInterrupt):
+                watcher.start()
+                pool.get_conn(40)  # dials: its configure() sleeps 30 s, cut once its right was revoked
+            watcher.join(5)
+            conn, seen = borrow_watched(pool, admin, account)
+            stats = pool.get_stats()
+            conn.close()
+            lent.close()
+    finally:
+        pool.close()
+    assert len(calls) == 3, calls
+    assert max(len(view) for view in seen) <= 2, seen  # never three sessions of a maxsize=2 pool
+    assert calls[1] not in seen[-1], (seen, calls)  # the cut one is gone
+    assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
 
 
 # -- the pool's own reset cut -------------------------------------------------------------
