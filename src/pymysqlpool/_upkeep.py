@@ -18,9 +18,9 @@ does) and reads the core's private state as a method does.
 
 May touch: the Books verbs ``hold_idle``, ``hold``, ``spend``,
 ``new_token``, ``in_state``, ``book_killing`` (a warm-up dial cut in its
-set-up, killed) and the slot set, counts and dial tokens it
-reads; the core's ``_reclaim`` queue, ``_replacements``, leak and
-keep-alive counters.
+set-up, killed), ``await_kill`` (an orphan left mid-answer, killed) and the
+slot set, counts and dial tokens it reads; the core's ``_reclaim`` queue,
+``_replacements``, leak and keep-alive counters.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, floa
         for item in set(seen).difference(candidates).union(stale):
             del seen[item]
         seized: List[Slot] = []
+        kills: List[Slot] = []
         for item in stale:
             if isinstance(item, DialToken):
                 # Its dial, if it still ends, books only if there is room.
@@ -191,23 +192,31 @@ def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, floa
                     self._pass_capacity()
             elif item.state == OUT:
                 unqueued.append(item)
+            elif item.state == HELD and self._abandoned(item):
+                # Left in the middle of an exchange (a return or ping whose
+                # clean-up an interrupt cut): its session may still run it,
+                # so it is killed, its place counted until it is gone.
+                books.await_kill(item, "closed_orphaned", now + self._config.kill_bound)
+                kills.append(item)
             elif self._unbook_locked(item, "closed_orphaned"):
                 # HELD: unbooked here, under the lock, so that a holder
-                # that was merely slow finds it gone and does not park it.
+                # that was merely slow finds it gone (or KILLING) and does not park it.
                 seized.append(item)
         for slot in unqueued:
             books.hold(slot)
     for slot in overdue:
         self._killed(slot, False)
+    for slot in kills:
+        self._drv.force_close(slot.raw)
+        self._start_kill(slot)
     for slot in seized:
         self._drv.force_close(slot.raw)
         self._after_close(slot, "closed_orphaned")
-    if unqueued or seized:
-        logger.warning(
-            "pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(unqueued) + len(seized)
-        )
+    closed = len(unqueued) + len(seized) + len(kills)
+    if closed:
+        logger.warning("pool %r: closing %d connection(s) orphaned by an interrupt", self.name, closed)
         yield from self._close_all_plan(unqueued, "closed_orphaned")
-    return len(unqueued) + len(seized)
+    return closed
 
 
 def leaked(self: PoolCore, slot: Slot) -> None:

@@ -319,6 +319,42 @@ def test_a_connect_cut_after_its_right_to_dial_was_revoked_is_killed(
     assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
 
 
+def test_reconcile_kills_an_orphan_left_in_the_middle_of_an_answer(
+    admin: Any, make_account: Callable[..., Account]
+) -> None:
+    """What an asynchronous exception inside a return's clean-up can leave:
+    a slot the pool holds (HELD) that nobody works on, its connection left
+    mid-statement. The reconcile closes it, and kills its session, counting
+    the place until it is gone (before: closed without a kill, the statement
+    ran on for its 30 s)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    pool = ConnectionPool(maxsize=1, connect_timeout=1, **kw)
+    try:
+        with sessions_ended(functools.partial(query, admin), account.user):
+            conn = pool.get_conn(10)
+            assert pool._maintenance is not None
+            pool._maintenance.stop()  # this test's reconcile call is the round
+            session = conn.thread_id()
+            with pytest.raises(KeyboardInterrupt), raise_after(0.5, KeyboardInterrupt):
+                query(conn, "DO SLEEP(30)")
+            slot = conn._slot
+            assert slot is not None
+            with pool._lock:  # a return interrupted after its stores, its clean-up lost
+                conn._slot = conn._raw = None
+                slot.proxied = False
+                pool._books.hold(slot)
+            assert pool._run(pool._reconcile_plan(0.0, {})) == 1
+            assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=15)
+            stats = pool.get_stats()
+            assert session not in pool_sessions_of(admin, account)
+            again = pool.get_conn(10)  # the place is free again
+            again.close()
+    finally:
+        pool.close()
+    assert (stats["kills"], stats["kill_failures"], stats["closed_orphaned"], stats["open"]) == (1, 0, 1, 0), stats
+
+
 # -- the pool's own reset cut -------------------------------------------------------------
 
 RESET_SLEEP = 5.0  # the return's session reset runs this long on the server once armed
