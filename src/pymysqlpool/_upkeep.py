@@ -141,11 +141,26 @@ def check_plan(self: PoolCore) -> Plan:
             done += 1
         return closed
     finally:
-        # Interrupted: what was not checked yet is closed, not lost. Not
-        # the ones already parked: they may be another caller's (HELD) by now.
-        for slot in slots[done:]:
-            if slot.state == HELD:
-                self._cut(slot, "closed_failed_check")  # the one cut mid-ping: killed
+        _cut_short(self, slots[done:])
+
+
+def _cut_short(self: PoolCore, rest: List[Slot]) -> None:
+    """An interrupted (or cancelled) check or keep-alive round: ``rest``,
+    what it had not finished. The first, the one it was probing, is cut
+    (killed if its probe was left mid-answer) under ``closed_broken``: an
+    interrupt is no failed check. The others were never touched: back to
+    idle. Only slots still HELD: one already parked may be another
+    caller's by now."""
+    if rest and rest[0].state == HELD:
+        self._cut(rest[0], "closed_broken")
+    for slot in rest[1:]:
+        with self._lock:
+            if slot.state != HELD:
+                continue
+            if self._state == POOL_OPEN:
+                self._park(slot, slot.last_used)
+                continue
+        self._drop(slot, "closed_on_pool_close")
 
 
 def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
@@ -349,11 +364,7 @@ def keepalive_plan(self: PoolCore, now: float) -> Plan:
                     self._stats.keepalive_pings += 1
             done += 1
     finally:
-        # Interrupted: what was not pinged yet is closed. Not the ones
-        # already parked: they may be another caller's (HELD) by now.
-        for slot in taken[done:]:
-            if slot.state == HELD:
-                self._cut(slot, "closed_broken")  # the one cut mid-ping: killed
+        _cut_short(self, taken[done:])
 
 
 def refill_wanted(self: PoolCore) -> int:

@@ -355,6 +355,83 @@ def test_reconcile_kills_an_orphan_left_in_the_middle_of_an_answer(
     assert (stats["kills"], stats["kill_failures"], stats["closed_orphaned"], stats["open"]) == (1, 0, 1, 0), stats
 
 
+# -- check() cut ------------------------------------------------------------------------
+
+
+def sleeping_check_once(session: list[int]) -> Callable[[Any], Any]:
+    """A ``check=`` whose first call runs DO SLEEP(30) on the server (noting
+    the session's id in ``session``); later calls pass at once."""
+
+    def check(raw: Any) -> Any:
+        if session:
+            return None
+        session.append(raw.server_thread_id[0])
+        return raw.query("DO SLEEP(30)")  # a coroutine on the asyncio pool's driver, run at once on PyMySQL
+
+    return check
+
+
+def assert_check_cut(stats: dict[str, Any], session: int, admin: Any, account: Account) -> None:
+    """A cut check() is no failed check: the connection it was checking is
+    closed as cut (killed: its statement ran on) and the other goes back to idle."""
+    assert (stats["closed_failed_check"], stats["closed_broken"]) == (0, 1), stats
+    assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
+    assert (stats["connections_made"], stats["idle"]) == (2, 1), stats  # nothing was dialed in its place yet
+    assert session not in pool_sessions_of(admin, account)
+
+
+def test_an_interrupted_check_is_no_failed_check(admin: Any, make_account: Callable[..., Account]) -> None:
+    """KeyboardInterrupt in check(): before, every connection not yet checked
+    was closed and all were counted under closed_failed_check."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    session: list[int] = []
+    pool = ConnectionPool(maxsize=2, pre_create_num=2, check=sleeping_check_once(session), **kw)
+    try:
+        with sessions_ended(functools.partial(query, admin), account.user):
+            assert pool._maintenance is not None
+            pool._maintenance.stop()  # no refill in the cut one's place while the test reads the stats
+            with pytest.raises(KeyboardInterrupt), raise_after(0.5, KeyboardInterrupt):
+                pool.check()
+            assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=15)
+            stats = pool.get_stats()
+    finally:
+        pool.close()
+    assert_check_cut(stats, session[0], admin, account)
+
+
+def test_a_cancelled_check_is_no_failed_check(admin: Any, make_account: Callable[..., Account]) -> None:
+    """The asyncio twin: check() cancelled while it checks the first connection."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    session: list[int] = []
+
+    async def scenario() -> dict[str, Any]:
+        pool = AsyncConnectionPool(maxsize=2, pre_create_num=2, check=sleeping_check_once(session), **kw)
+        async with pool:
+            await pool.wait(10)
+            assert pool._maintenance is not None
+            await pool._maintenance.stop()  # no refill in the cut one's place while the test reads the stats
+            checking = asyncio.ensure_future(pool.check())
+            for _ in range(200):  # until the check's statement runs (bounded: 10 s)
+                if session or checking.done():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            checking.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await checking
+            for _ in range(300):  # until the kill ended (bounded: 15 s)
+                if pool.get_stats()["killing"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            return pool.get_stats()
+
+    with sessions_ended(functools.partial(query, admin), account.user):
+        stats = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert_check_cut(stats, session[0], admin, account)
+
+
 # -- the pool's own reset cut -------------------------------------------------------------
 
 RESET_SLEEP = 5.0  # the return's session reset runs this long on the server once armed
