@@ -747,3 +747,107 @@ def assert_killed_soon(admin: Any, account: Account, session: int, stats: Callab
         time.sleep(0.05)
     assert session not in pool_sessions_of(admin, account)
     assert (stats()["kills"], stats()["kill_failures"]) == (1, 0), stats()
+
+
+# -- close(timeout): the stats right after it -------------------------------------------
+
+
+def sleep_running(admin: Any, session: int) -> bool:
+    rows = query(admin, "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (session,))
+    return bool(rows) and "DO SLEEP" in str(rows[0][0])
+
+
+def assert_let_go(stats: dict[str, Any]) -> None:
+    """Right after close(timeout) shut both borrowed connections down: neither
+    is counted open nor borrowed though neither proxy was given back; the one
+    mid-statement is killed (counted in killing until its kill ends)."""
+    assert (stats["borrowed"], stats["idle"], stats["closed_on_pool_close"]) == (0, 0, 2), stats
+    assert stats["open"] == stats["killing"] <= 1, stats
+
+
+def test_close_timeout_stops_counting_what_it_shut_down(admin: Any, make_account: Callable[..., Account]) -> None:
+    """get_stats() after close(timeout) is true before the borrowers give
+    their proxies back (before: both still counted open and borrowed until
+    they did, maybe never); the late returns change nothing but ``returns``."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    pool = ConnectionPool(maxsize=2, **kw)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+    give_back = threading.Event()
+
+    def borrower() -> None:
+        conn = pool.get_conn(10)
+        ids.append(conn.thread_id())
+        try:
+            query(conn, "DO SLEEP(30)")
+        except pymysql.err.OperationalError as exc:
+            errors.append(exc)
+        give_back.wait(20)
+        conn.close()
+
+    with sessions_ended(functools.partial(query, admin), account.user):
+        idle = pool.get_conn(10)  # lent, between statements
+        worker = threading.Thread(target=borrower, name="test-borrower", daemon=True)
+        worker.start()
+        assert wait_until(lambda: bool(ids) and sleep_running(admin, ids[0]), timeout=10)
+        assert pool.close(timeout=0.2) == 2
+        assert_let_go(pool.get_stats())
+        assert_killed_soon(admin, account, ids[0], pool.get_stats)  # before the borrower gave it back
+        give_back.set()
+        worker.join(10)
+        idle.close()
+        stats = pool.get_stats()
+    assert len(errors) == 1, errors
+    assert (stats["open"], stats["closed_on_pool_close"], stats["returns"]) == (0, 2, 2), stats
+
+
+def test_async_close_timeout_stops_counting_what_it_shut_down(admin: Any, make_account: Callable[..., Account]) -> None:
+    """The asyncio twin."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    ids: list[int] = []
+    errors: list[BaseException] = []
+    seen: list[dict[str, Any]] = []
+
+    async def scenario() -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(maxsize=2, **kw)
+        await pool.open()
+        give_back = asyncio.Event()
+
+        async def borrower() -> None:
+            conn = await pool.get_conn(10)
+            ids.append(conn.thread_id())
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("DO SLEEP(30)")
+            except pymysql.err.OperationalError as exc:
+                errors.append(exc)
+            await asyncio.wait_for(give_back.wait(), 20)
+            await pool.release(conn)
+
+        idle = await pool.get_conn(10)
+        task = asyncio.ensure_future(borrower())
+        for _ in range(200):  # until the borrower's statement runs (bounded: 10 s)
+            if ids and await asyncio.to_thread(sleep_running, admin, ids[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.close(timeout=0.2) == 2
+        seen.append(pool.get_stats())
+        for _ in range(200):  # the kill's task runs on this loop: until it ended (bounded: 10 s)
+            if pool.get_stats()["killing"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        seen.append(pool.get_stats())
+        give_back.set()
+        await asyncio.wait_for(task, 10)
+        await pool.release(idle)
+        return pool
+
+    with sessions_ended(functools.partial(query, admin), account.user):
+        pool = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert len(errors) == 1, errors
+    assert_let_go(seen[0])
+    assert (seen[1]["open"], seen[1]["kills"], seen[1]["kill_failures"]) == (0, 1, 0), seen[1]
+    stats = pool.get_stats()
+    assert (stats["open"], stats["closed_on_pool_close"], stats["returns"]) == (0, 2, 2), stats
