@@ -49,13 +49,32 @@ class FakeCursor:
 
 
 class FakeConnection:
-    """Enough of ``pymysql.connections.Connection`` for a pool to lend it out."""
+    """Enough of ``pymysql.connections.Connection`` for a pool to lend it out.
+
+    Slotted, as a connection class of a ``connection_factory`` must be for
+    the pool to lend it through the proxy class without ``__getattr__``
+    (``Borrowed.proxy_for``), the class that lends the driver's own
+    connections: the fake measures that path."""
+
+    __slots__ = (
+        "_closed",
+        "_read_timeout",
+        "_rfile",
+        "_sock",
+        "_write_timeout",
+        "autocommit_mode",
+        "db",
+        "host",
+        "open",
+        "port",
+        "server_status",
+        "server_thread_id",
+        "user",
+    )  # fmt: skip
 
     # Class attributes: read by pools, never per-connection memory.
     _result = None
-    _rfile = None
-    _read_timeout = None
-    _write_timeout = None
+    _exchanging = False  # the driver's mid-answer mark (see _driver.adopt)
     charset = "utf8mb4"
     collation = None
     sql_mode = None
@@ -73,6 +92,9 @@ class FakeConnection:
         self.server_status = SERVER_STATUS_AUTOCOMMIT
         self.autocommit_mode = True
         self.server_thread_id = (next(_ids),)
+        self._rfile = None
+        self._read_timeout = None  # set by the pool's bounded waits (_driver._bounded)
+        self._write_timeout = None
 
     # --- transaction and session state ---
     def get_autocommit(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,13 @@ import pytest
 from support.leaks import LeakWarnings, leak_guard
 from support.server_env import mysql_kwargs
 from support.shells import SHELLS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job (``./dev test &``) with SIGINT ignored;
+    # the interrupt tests send a real SIGINT and need Python's own handler.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -3,6 +3,7 @@ server (MYSQL_HOST/MYSQL_PORT), so the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,67 @@ import pytest
 
 from support.doc_blocks import CONNECTS, HOST, ROOT, blocks, localize
 
-BLOCKS = [pytest.param(code, id=f"{path.name}:{line}") for path, line, code in blocks()]
+BLOCKS = [pytest.param(path.name, code, id=f"{path.name}:{line}") for path, line, code in blocks()]
+
+# A ``print(...)  # what it prints`` line is a promise too (a count, a stats
+# key, a message): what each one prints, keyed by the doc and the line as
+# written. "=" the printed line exactly, "in" a part of it; one entry per
+# print (a print in a loop: one per turn). cluster.md is left to its own tests.
+PRINTED: dict[tuple[str, str], list[tuple[str, str]]] = {
+    ("README.md", "print(pool.available_num, pool.total_num)   # 1 idle, 1 open"): [("=", "1 1")],
+    ("README.md", "print(cur.fetchall())                          # ((2,),)"): [("=", "((2,),)")],
+    ("README.md", 'print(pool.get_stats()["borrowed"])   # 0: back in the pool'): [("=", "0")],
+    ("guide.md", "print(pool.get_stats()['rollbacks_on_return'])   # 1"): [("=", "1")],
+    ("guide.md", "print(pool.get_stats()['rollbacks_on_return'])   # 2"): [("=", "2")],
+    ("guide.md", "print(pool.get_stats()['borrow_timeouts'])   # 1"): [("=", "1")],
+    ("guide.md", "print(pool.check())                 # 0: every idle connection answered"): [("=", "0")],
+    ("guide.md", "print(pool.close(timeout=5))        # 0 borrowed connections had to be forced"): [("=", "0")],
+    ("guide.md", "print(stats['open'], stats['idle'], stats['connections_made'])   # 20 20 20"): [("=", "20 20 20")],
+    ("guide.md", "print(len(opened))   # 1"): [("=", "1")],
+    ("guide.md", "print(cur.db_query('SELECT v FROM guide_050 ORDER BY v'))   # [{'v': 1}, {'v': 2}]"): [
+        ("=", "[{'v': 1}, {'v': 2}]")
+    ],
+    ("guide.md", "print(stats['borrows'], stats['connections_made'], stats['open'])   # 10 1 1"): [("=", "10 1 1")],
+    ("migration.md", "print(pool.available_num, pool.total_num)                      # 3 3"): [("=", "3 3")],
+    ("parameters.md", "print(exc)      # port must be an int, got str / read_timeout must be > 0 ..."): [
+        ("in", "port must be an int, got str"),
+        ("in", "read_timeout must be > 0"),
+        ("in", "connect_timeout must be > 0"),
+    ],
+    ("parameters.md", "print(exc)          # ... use maxsize="): [("in", "use maxsize=")],
+    ("parameters.md", "print(exc)          # pre_create_num (3) must not exceed maxsize (2)"): [
+        ("in", "pre_create_num (3) must not exceed maxsize (2)")
+    ],
+    ("parameters.md", "print(exc)          # unexpected keyword argument(s) 'hots'"): [
+        ("in", "unexpected keyword argument(s) 'hots'")
+    ],
+}
+COMMENTED_PRINT = re.compile(r"^(?P<indent>\s*)print\((?P<args>.*)\)(?P<comment>\s+#.*)$")
+
+
+def tag_prints(doc: str, code: str) -> tuple[str, dict[str, list[tuple[str, str]]]]:
+    """``code`` with each listed print tagged ``@@n@@``, and what each tag must print."""
+    lines, wanted = [], {}
+    for n, line in enumerate(code.splitlines()):
+        match = COMMENTED_PRINT.match(line)
+        if match and (doc, line.strip()) in PRINTED:
+            wanted[f"@@{n}@@"] = PRINTED[(doc, line.strip())]
+            line = f"{match['indent']}print('@@{n}@@', {match['args']}){match['comment']}"
+        lines.append(line)
+    return "\n".join(lines) + "\n", wanted
+
+
+def test_every_commented_print_says_what_it_prints() -> None:
+    listed = {
+        (path.name, line.strip())
+        for path, _, code in blocks()
+        if path.name != "cluster.md"
+        for line in code.splitlines()
+        if COMMENTED_PRINT.match(line)
+    }
+    assert listed == set(PRINTED), (
+        f"not in PRINTED: {sorted(listed - set(PRINTED))}; no longer in the docs: {sorted(set(PRINTED) - listed)}"
+    )
 
 
 def test_docs_have_python_examples() -> None:
@@ -33,16 +94,24 @@ def test_localize_points_blocks_at_the_test_server() -> None:
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("code", BLOCKS)
-def test_doc_block_runs(code: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("doc", "code"), BLOCKS)
+def test_doc_block_runs(doc: str, code: str, tmp_path: Path) -> None:
+    tagged, wanted = tag_prints(doc, code)
     done = subprocess.run(
-        [sys.executable, "-c", localize(code)],
+        [sys.executable, "-c", localize(tagged)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, f"block failed:\n{code}\n--- stderr ---\n{done.stderr[-3000:]}"
+    for tag, expected in wanted.items():
+        printed = [line[len(tag) + 1 :] for line in done.stdout.splitlines() if line.startswith(tag + " ")]
+        assert len(printed) == len(expected), (tag, printed, expected)
+        for (how, text), line in zip(expected, printed):
+            assert (line == text) if how == "=" else (text in line), (
+                f"{doc}: printed {line!r}, the comment says {text!r}"
+            )
 
 
 def test_stats_reference_lists_every_key() -> None:

@@ -31,7 +31,7 @@ from ._lifecycle import POOL_OPEN
 from ._plans import BACKOFF_CAP, BACKOFF_FIRST, CHECK, EXPIRED, LEND, MIN_ATTEMPT, WAIT, Plan
 from ._slot import HELD, NEW, Slot
 from ._waiting import DialToken, Grant, Waiter
-from .errors import PoolClosed, PoolTimeout, TooManyRequests
+from .errors import GetConnectionFromPoolError, PoolClosed, PoolTimeout, TooManyRequests
 
 if TYPE_CHECKING:
     from ._core import PoolCore
@@ -52,6 +52,10 @@ __all__ = [
 ]
 
 _FLUSH_AFTER = 3  # validation failures in one borrow before the other suspects are closed unpinged
+# Check-out hook refusals in one borrow before the hook's error goes to the
+# borrower: a hook that always raises would otherwise have the borrow open
+# connection after connection (hundreds a second) until its timeout.
+_REFUSALS = 3
 
 
 def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float], force_check: bool) -> Plan:
@@ -72,6 +76,7 @@ def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float],
     grant: Optional[Grant] = first
     delay = BACKOFF_FIRST
     rejected = 0
+    refusals = 0
     queued = False
     last_error: Optional[BaseException] = None
     fresh: Optional[Slot] = None  # a connection dialed but not yet booked
@@ -83,6 +88,8 @@ def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float],
             if grant is None:
                 if retry and (budget < MIN_ATTEMPT or (last_error is not None and budget < io_timeout)):
                     self._count("borrow_timeouts")
+                    if last_error is not None:
+                        self._warn_cannot_connect(last_error)
                     why = f": {last_error}" if last_error is not None else ""
                     raise PoolTimeout(
                         f"pool {self.name!r}: no healthy connection within {deadline - started:.3g} s"
@@ -126,6 +133,14 @@ def borrow_plan(self: PoolCore, first: Optional[Slot], timeout: Optional[float],
                     return grant
                 last_error = refused
                 yield from self._reject_plan(grant, "closed_failed_check")
+                refusals += 1
+                if refusals == _REFUSALS:
+                    grant = None
+                    self._count("borrow_errors")
+                    hook_error = refused.__cause__
+                    raise GetConnectionFromPoolError(
+                        f"pool {self.name!r}: on_checkout rejected {refusals} connections in a row: {hook_error!r}"
+                    ) from hook_error
             grant = None
             rejected += 1
             if rejected == _FLUSH_AFTER:

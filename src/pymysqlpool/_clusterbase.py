@@ -20,6 +20,7 @@ import pymysql
 
 from . import _driver
 from ._steering import Attempt, ClusterSettings, NodeState, P, Steering, check_borrow
+from ._validators import seconds
 
 __all__ = ["NodeEvents", "Statement", "SteeredCluster", "Steps"]
 
@@ -143,6 +144,12 @@ class SteeredCluster(Generic[P]):
         wake = self._wake
         if wake is not None:
             wake.set()
+
+    def _wait_limit(self, timeout: Any) -> Optional[float]:
+        """The timeout of wait_ready() / wait_probed(), checked as get_conn()'s
+        (a NaN would never run out); None for inf: a thread's wait takes no inf."""
+        limit = seconds("timeout", timeout, self._steering.name)
+        return None if limit == float("inf") else limit
 
     def _routed(self, read_only: Any, causal: Any) -> Optional[Tuple[P, ...]]:
         """A borrow's flags checked (``check_borrow``) and routed: the node

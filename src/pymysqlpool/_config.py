@@ -15,7 +15,7 @@ import pymysql.charset
 import pymysql.cursors
 
 from . import _driver
-from ._validators import count, int_between, optional_seconds, seconds
+from ._validators import count, flag, int_between, optional_seconds, seconds
 from ._validators import host as _valid_host
 
 # Keywords the pool manages itself: passing them through would break it.
@@ -68,9 +68,9 @@ class PoolConfig:
 
     @property
     def io_timeout(self) -> float:
-        """Cap on any wait the pool itself starts (handshake, ping, reset)."""
-        value = self.connect_kwargs.get("connect_timeout", 10)
-        return float(value) if isinstance(value, (int, float)) and value else 10.0
+        """Cap on any wait the pool itself starts (handshake, ping, reset):
+        ``connect_timeout``, a number (check_connect_kwargs refuses a callable)."""
+        return float(self.connect_kwargs.get("connect_timeout", 10))
 
     @property
     def kill_timeout(self) -> float:
@@ -192,6 +192,12 @@ def _charset(name: str, value: Any) -> None:
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]+\Z")
 
 
+def _statement(name: str, value: Any) -> None:
+    _text(name, value)
+    if value is not None and not value.strip():  # the server answers 1065 (empty query) at every connect
+        raise ValueError(f"{name} must be an SQL statement or None, got {value!r}")
+
+
 def _collation(name: str, value: Any) -> None:
     _text(name, value)
     if value is not None and not _IDENTIFIER.match(value):  # PyMySQL pastes it into SET NAMES
@@ -237,7 +243,7 @@ _CONNECT_RULES: Dict[str, Callable[[str, Any], None]] = {
     "charset": _charset,
     "collation": _collation,
     "sql_mode": _text,
-    "init_command": _text,
+    "init_command": _statement,
     "read_default_file": _path,
     "read_default_group": _text,
     "conv": _mapping,
@@ -265,6 +271,10 @@ _CONNECT_RULES: Dict[str, Callable[[str, Any], None]] = {
     "named_pipe": _unsupported,
 }
 
+# Keywords the pool reads itself, so a callable cannot stand for them: the
+# pool bounds its own waits by connect_timeout (see PoolConfig.io_timeout).
+_VALUES_ONLY = frozenset({"connect_timeout"})
+
 # Spellings PyMySQL takes for one setting: giving both is ambiguous.
 _SAME_SETTING = (("database", "db"), ("password", "passwd"))
 
@@ -273,15 +283,22 @@ def check_connect_kwargs(kwargs: Dict[str, Any]) -> None:
     """Type- and range-check every PyMySQL keyword in ``kwargs``.
 
     A zero-argument callable (not a class) stands for a value computed at
-    each connect (credential rotation): it is checked when it is called.
-    A keyword without a rule (one a newer PyMySQL added) is passed as is.
+    each connect (credential rotation): it is checked when it is called,
+    except for ``_VALUES_ONLY``. A keyword without a rule (one a newer
+    PyMySQL added) is passed as is.
     """
     for first, second in _SAME_SETTING:
         if kwargs.get(first) is not None and kwargs.get(second) is not None:
             raise TypeError(f"give {first}= only: {second}= is PyMySQL's old spelling of the same argument")
     for key, value in kwargs.items():
         rule = _CONNECT_RULES.get(key)
-        if rule is None or deferred(value):
+        if rule is None:
+            continue
+        if deferred(value):
+            if key in _VALUES_ONLY:
+                raise TypeError(
+                    f"{key} must be a number of seconds, not a callable: the pool bounds its own waits by it"
+                )
             continue
         rule(key, value)
 
@@ -299,7 +316,8 @@ def pool_label(name: Optional[str], pool_name: Optional[str], connect_kwargs: Di
     label = pool_name if pool_name is not None else name
     if label is not None:
         if not isinstance(label, str):
-            raise TypeError(f"pool_name must be a str, got {type(label).__name__}")
+            given = "pool_name" if pool_name is not None else "name"
+            raise TypeError(f"{given} must be a str, got {type(label).__name__}")
         return label
     return "-".join(
         [
@@ -356,10 +374,8 @@ def build(
     pre_create_num = count("pre_create_num", pre_create_num)
     if pre_create_num > maxsize:
         raise ValueError(f"pre_create_num ({pre_create_num}) must not exceed maxsize ({maxsize})")
-    if not isinstance(autocommit, bool):
-        raise TypeError(f"autocommit must be True or False, got {autocommit!r}")
-    if not isinstance(reset_session, bool):
-        raise TypeError(f"reset_session must be True or False, got {reset_session!r}")
+    flag("autocommit", autocommit)
+    flag("reset_session", reset_session)
     label = pool_label(name, pool_name, connect_kwargs)
     check_connect_kwargs(connect_kwargs)
     keepalive = seconds("keepalive_interval", 60.0 if keepalive_interval is None else keepalive_interval)

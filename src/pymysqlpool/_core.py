@@ -56,9 +56,9 @@ from ._lifecycle import POOL_CLOSED, POOL_NEW, POOL_OPEN, POOL_PENDING, Lifecycl
 from ._plans import EXPIRED, LEND, VALIDATE
 from ._slot import HELD, IDLE, OUT, Slot
 from ._tls import TlsContexts
-from ._validators import count, seconds
+from ._validators import count, flag, seconds
 from ._waiting import Waiter
-from .connection import PROXY_TYPES, lend
+from .connection import PROXY_TYPES
 from .errors import ReturnConnectionToPoolError
 from .stats import Counters, Number
 
@@ -130,8 +130,7 @@ class PoolCore:
         kill_on_abandon: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(kill_on_abandon, bool):
-            raise TypeError(f"kill_on_abandon must be True or False, got {kill_on_abandon!r}")
+        flag("kill_on_abandon", kill_on_abandon)
         if kill_on_abandon != config.kill_on_abandon:
             config = dataclasses.replace(config, kill_on_abandon=kill_on_abandon)
         self._config = config
@@ -159,6 +158,10 @@ class PoolCore:
         # Monotonic seconds for every time the core keeps or compares (tests
         # pass a fake one); the shells keep their I/O bounds on the real clock.
         self._clock = clock
+        # The driver's, read on every return: an instance attribute is read
+        # faster than the class attribute _drv (CPython 3.11 does not
+        # specialize reads of class attributes through an instance).
+        self._needs_reset = self._drv.needs_reset
         self._stats = Counters()
         # The record of which slot is where: see _books.py. The hot paths
         # read its idle deque and waiter queue through these two names (the
@@ -175,8 +178,7 @@ class PoolCore:
         self._reclaim: Deque[Slot] = deque()
         self._tls = TlsContexts()  # built once here, not by the driver on every connect
         self._maintenance: Any = None  # the shell's; has wake() and stop()
-        if not isinstance(open, bool):
-            raise TypeError(f"open must be True or False, got {open!r}")
+        flag("open", open)
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise TypeError(f"reconnect_failed must be callable or None, got {type(reconnect_failed).__name__}")
         self._life = Lifecycle(
@@ -332,7 +334,13 @@ class PoolCore:
                 and (self._probe_window >= 0.0 or not self._hung_up(slot))
             ):
                 slot.borrowed_at = now
-                return lend(self, slot)
+                # connection.lend, written out for its speed (one frame less).
+                conn = slot.lend_as()
+                conn._pool = self
+                conn._slot = slot
+                conn._raw = slot.raw
+                slot.proxied = True
+                return conn
             return self._borrow(slot, None, False)
         except BaseException:
             if slot is not None:
@@ -382,7 +390,9 @@ class PoolCore:
                 hook(slot.raw, self._clock() - started)
         except Exception as exc:
             logger.warning("pool %r: on_checkout rejected a connection (%s); closing it", self.name, exc)
-            return ValueError(f"on_checkout rejected a connection: {exc}")
+            refusal = ValueError(f"on_checkout rejected a connection: {exc}")
+            refusal.__cause__ = exc  # the hook's own traceback, for the borrower's error
+            return refusal
         return None
 
     def _count(self, counter: str, step: int = 1) -> None:
@@ -396,7 +406,8 @@ class PoolCore:
 
         Rolls back an open transaction and restores autocommit first, so the
         next borrower never sees this one's work; ``failed=True`` (what a
-        ``with`` block that raised passes) rolls back in any case. A
+        ``with`` block that raised passes) takes the full return, judged by
+        the same status bits (no transaction open: nothing sent). A
         connection returned with an answer not fully read (an interrupted
         fetch) is closed, never lent again. Raises ``ReturnConnectionToPoolError``
         if ``conn`` was already given back or is not this pool's.
@@ -414,17 +425,23 @@ class PoolCore:
         slot = conn._slot
         if slot is None:
             raise conn._returned_twice()
+        if failed is not False and failed is not True:  # "no" would mean True: refused before anything
+            flag("failed", failed, self.name)
         # Judged before taking the lock. Clean means parked as it is, no round
         # trip: not failed, nothing to reset, and -- if it was lent longer than
         # _probe_window -- its socket not hung up on (KILL, restart) while lent.
         clock = self._clock  # called as a local: self._clock() would not specialize
         now = clock()
+        # Read before the lock, used under it: a slot lent anew since fails
+        # the _slot test there first.
+        used = now - slot.borrowed_at
         probe = slot.probe
+        needs_reset = self._needs_reset  # a local too
         clean = (
             not failed
             and not self._always_reset
-            and not self._drv.needs_reset(slot.raw, self._autocommit)
-            and (now - slot.borrowed_at <= self._probe_window or probe is None or not probe(0))
+            and not needs_reset(slot.raw, self._autocommit)
+            and (used <= self._probe_window or probe is None or not probe(0))
         )
         try:
             with self._lock:
@@ -439,7 +456,6 @@ class PoolCore:
                 forked = slot.generation != self._generation
                 if not forked:
                     slot.proxied = False
-                    used = now - slot.borrowed_at
                     stats.use_s += used
                     if used > stats.use_max_s:
                         stats.use_max_s = used
@@ -500,6 +516,7 @@ class PoolCore:
     _connect_failed = _dialing.connect_failed
     _book_dialed = _dialing.book_dialed
     _dial_failed = _dialing.dial_failed
+    _warn_cannot_connect = _dialing.warn_cannot_connect
     _unreserve = _dialing.unreserve
     _pass_capacity = _dialing.pass_capacity
     _book_idle = _dialing.book_idle

@@ -52,6 +52,7 @@ __all__ = [
     "swap_in",
     "unfinished_slot",
     "unreserve",
+    "warn_cannot_connect",
     "watch",
 ]
 
@@ -178,6 +179,12 @@ def book_dialed(self: PoolCore, token: DialToken, slot: Slot) -> bool:
         return self._state == POOL_OPEN and self._books.book_lent(slot, token)
 
 
+def warn_cannot_connect(self: PoolCore, exc: BaseException) -> None:
+    """A borrow ends on a connect error (raised, or the cause of its
+    PoolTimeout): a warning; the retries before it are info."""
+    logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
+
+
 def dial_failed(self: PoolCore, token: DialToken, exc: Exception, deadline: float) -> None:
     """A borrower's connect failed. Gives the right to dial back, then
     returns while the borrow has time left (it backs off and retries or
@@ -188,7 +195,7 @@ def dial_failed(self: PoolCore, token: DialToken, exc: Exception, deadline: floa
         self._unreserve(token, None, served=True)
         logger.info("pool %r: connecting failed (%s); retrying after a back-off", self.name, exc)
         return
-    logger.warning("pool %r: cannot connect to %s: %s", self.name, describe(self._config), exc)
+    self._warn_cannot_connect(exc)
     if fatal or self._state != POOL_OPEN:
         self._unreserve(token, "borrow_errors", served=True)
         raise exc

@@ -110,12 +110,20 @@ class Connection(pymysql.connections.Connection):
         # PyMySQL's query() with the answer read by PyMySQL's own reader
         # called directly: PyMySQL passes ``unbuffered`` by keyword through
         # the override below and its super(), the costliest step of a
-        # statement's client side. The mid-answer mark is set by our
-        # _execute_command (which reads the last answer's leftovers first)
-        # and cleared here, as _read_query_result does.
+        # statement's client side. The mid-answer mark is set as our
+        # _execute_command sets it (written out here: one frame less per
+        # statement) and cleared here, as _read_query_result does.
         if isinstance(sql, str):
             sql = sql.encode(self.encoding)
-        self._execute_command(_COM_QUERY, sql)
+        result = self._result  # type: ignore[attr-defined]  # not in the stubs
+        if result is not None and (result.has_next or result.unbuffered_active):
+            self._read_leftovers(result)
+        self._exchanging = True
+        try:
+            _execute_command(self, _COM_QUERY, sql)
+        except pymysql.err.MySQLError as exc:
+            note_lost(self, exc)
+            raise
         try:
             affected: int = _read_query_result(self, unbuffered)
         except pymysql.err.MySQLError as exc:
@@ -608,7 +616,10 @@ def needs_reset(raw: Any, autocommit: bool) -> bool:
     if raw._sock is None or raw._exchanging:
         return True  # broken or mid-answer: the caller's slow path drops it
     result = raw._result
-    return result is not None and bool(result.unbuffered_active or result.has_next)
+    # Not bool(...): the call costs more than the branch (has_next is an int flag).
+    if result is not None and (result.unbuffered_active or result.has_next):  # noqa: SIM103
+        return True
+    return False
 
 
 def mid_answer(raw: Any) -> bool:
@@ -777,7 +788,8 @@ def is_fatal_connect_error(exc: BaseException) -> bool:
         if code in _FATAL_CONNECT_ERRORS:
             return True
         if code == CR.CR_CONN_HOST_ERROR:
-            original = getattr(exc, "original_exception", None)
+            # PyMySQL keeps the socket error as original_exception, aiomysql chains it.
+            original = getattr(exc, "original_exception", None) or exc.__cause__
             # socket.gaierror: the name does not resolve; retrying will not help.
             return original is not None and type(original).__name__ == "gaierror"
     return False

@@ -52,7 +52,7 @@ class Events:
         methods = {name: getattr(obj, name) for name in EVENTS if callable(getattr(obj, name, None))}
         if not methods:
             raise TypeError(
-                f"{type(obj).__name__} has none of the event methods {', '.join(EVENTS)}: not an events object"
+                f"events: {type(obj).__name__} has none of the event methods {', '.join(EVENTS)}: not an events object"
             )
         self._bound.append((obj, methods))
         self._rebuild()

@@ -108,7 +108,11 @@ def takes(
 
     def decorate(init: Callable[[S, Options], None]) -> Callable[Concatenate[S, P], None]:
         def __init__(self: S, /, *args: P.args, **kwargs: P.kwargs) -> None:
-            init(self, parameters(*args, **kwargs))
+            try:
+                opts = parameters(*args, **kwargs)
+            except TypeError as exc:  # the binding (too many, twice): the class's name, not options()'s
+                raise TypeError(str(exc).replace(f"{parameters.__name__}()", f"{type(self).__name__}()", 1)) from None
+            init(self, opts)
 
         signature = inspect.signature(parameters)
         self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)

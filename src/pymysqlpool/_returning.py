@@ -98,8 +98,9 @@ def reset_plan(self: PoolCore, raw: Any, failed: bool) -> Plan:
     nothing of this borrow's can show (no transaction, autocommit as the
     pool's, no result left); ``reset_session=True``: the full session
     reset, always; otherwise the driver's reset (further result sets
-    read, ROLLBACK if a transaction is open or ``failed``, autocommit
-    restored). True if a ROLLBACK was sent."""
+    read, ROLLBACK if the status bits say a transaction is open or
+    autocommit is off, autocommit restored), also for a clean-looking
+    ``failed`` return. True if a ROLLBACK was sent."""
     if self._config.reset_session:
         yield (RESET, raw, True)
         return False

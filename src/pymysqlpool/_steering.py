@@ -17,7 +17,9 @@ from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Set, T
 import pymysql
 
 from . import _driver, _topology, _urls
+from ._config import pool_label
 from ._core import PoolCore
+from ._validators import flag as check_flag
 from ._validators import seconds
 from .errors import PoolClosed, PoolTimeout, SplitBrainError
 
@@ -45,12 +47,6 @@ def parse_cluster_url(url: str) -> Tuple[Dict[str, Any], List[Host]]:
     connection and pool keywords, others are refused."""
     parsed = _urls.parse(url, query_keys=_URL_KEYS, what="cluster URL")
     return parsed.connect_kwargs(), parsed.hosts
-
-
-def check_flag(flag: str, value: Any) -> None:
-    """A switch is True or False (the constructor's and a borrow's rule)."""
-    if value is not True and value is not False:
-        raise TypeError(f"{flag} must be True or False, got {value!r}")
 
 
 def check_borrow(read_only: Any, causal: Any) -> None:
@@ -114,7 +110,10 @@ class ClusterSettings:
             interval = 0.0
         if not 0 < interval <= 1.0:
             raise ValueError(f"probe_interval must be > 0 and <= 1 second, got {probe_interval!r}")
-        probe_limit = seconds("probe_timeout", probe_timeout)
+        try:
+            probe_limit = seconds("probe_timeout", probe_timeout)
+        except ValueError:  # as probe_interval's: one message, the rule's
+            probe_limit = 0.0
         if not 0 < probe_limit <= _PROBE_TIMEOUT_MAX:
             raise ValueError(f"probe_timeout must be > 0 and <= {_PROBE_TIMEOUT_MAX:g} seconds, got {probe_timeout!r}")
         if galera_writer not in ("single", "spread"):
@@ -128,7 +127,8 @@ class ClusterSettings:
         ):
             check_flag(flag, value)
         kwargs = {**url_kwargs, **pool_kwargs}
-        name = str(kwargs.pop("pool_name", None) or kwargs.pop("name", None) or "cluster")
+        named = kwargs.pop("name", None), kwargs.pop("pool_name", None)
+        name = (pool_label(*named, {}) if named != (None, None) else "") or "cluster"  # a str, in the nodes' pool names
         return cls(
             nodes=tuple(nodes),
             name=name,
@@ -292,6 +292,7 @@ class Steering(Generic[P]):
         self.probed_once = True
         current = self.routing.writers[0] if len(self.routing.writers) == 1 else None
         history = self.history
+        history.acknowledged = self.causal_pos  # replaced whole on each write, never changed in place
         facts = history.update([n.facts for n in self.nodes])
         s = self.settings
         routing = _topology.route(
@@ -502,6 +503,7 @@ class Attempt(Generic[P]):
         self.wait = default_timeout if timeout is None else seconds("timeout", timeout, steering.name)
         self.deadline = started + self.wait
         self.failed: Set[P] = set()
+        self.unreachable: Set[P] = set()  # failed with a connect error (not merely full)
         self.waited = False
         self.primary_only = False  # a causal read whose replica could not catch up in time
         self.last_error = last_error
@@ -522,6 +524,10 @@ class Attempt(Generic[P]):
         if self.causal and s.causal_unknown:
             pools = s.writers  # a write we could not place: only the primary is sure to have it
         candidates = tuple(p for p in pools if p not in self.failed)
+        if not candidates and self.read_only and s.settings.read_fallback_to_primary and self.unreachable >= set(pools):
+            # No routed replica could be reached: none qualifies, so the primary serves the
+            # read (a frozen replica stays routed until its probe ends, up to probe_timeout).
+            candidates = tuple(p for p in s.writers if p not in self.failed)
         self.remaining = remaining = self.deadline - now
         if candidates and (remaining > 0 or self.last_error is None):
             self.remaining = max(remaining, 0.0)
@@ -546,6 +552,7 @@ class Attempt(Generic[P]):
         """After the wait: True if the routing changed meanwhile (every node gets another chance)."""
         if self.s.version != self.version:
             self.failed.clear()
+            self.unreachable.clear()
             return True
         return False
 
@@ -557,6 +564,7 @@ class Attempt(Generic[P]):
         the shell) or its PoolTimeout."""
         if not isinstance(exc, PoolTimeout):
             self.s.node_failed(node, exc)
+            self.unreachable.add(pool)
         self.failed.add(pool)
         self.last_error = exc
 

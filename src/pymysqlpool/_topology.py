@@ -259,7 +259,8 @@ class History:
       suspect takes no writes until either
       (a) it is seen replicating (demoted and re-attached), or (b) its own
       ``@@gtid_binlog_pos`` includes (see :func:`includes`) the last known
-      position of every other node.
+      position of every other node and ``acknowledged``: the writes the
+      cluster saw committed (their GTIDs), which a probe may have missed.
     - Duplicates: two addresses that reach the same server (same
       ``@@hostname``, ``@@port``, ``@@datadir`` and ``@@server_id``); the
       later one is left out of the routing.
@@ -270,6 +271,7 @@ class History:
         self.suspects: Dict[int, str] = {}  # node -> why (as first seen)
         self.duplicates: Dict[int, int] = {}  # node -> the earlier node it is the same server as
         self.writer: Optional[int] = None  # the last node routing trusted with writes
+        self.acknowledged: Position = {}  # set by the steering before each update
         self._answered: List[bool] = [False] * count
         self._writable: List[bool] = [False] * count  # read_only=0 in the node's last answer
 
@@ -313,7 +315,7 @@ class History:
             f = kept[i]
             if f is not None and f.replicating:
                 del self.suspects[i]  # demoted and re-attached: it follows a primary now
-            elif roles[i] == PRIMARY and len(primaries) == 1 and not self._behind(i):
+            elif roles[i] == PRIMARY and len(primaries) == 1 and not self._behind(i) and not self._lacks_acked(i):
                 del self.suspects[i]
         self._answered = [f is not None for f in kept]
         self._writable = [r == PRIMARY if f is not None else w for f, r, w in zip(kept, roles, self._writable)]
@@ -326,10 +328,18 @@ class History:
             return [j for j, p in enumerate(self.positions) if p is not None and j != index]
         return [j for j, p in enumerate(self.positions) if j != index and p is not None and not includes(mine, p)]
 
+    def _lacks_acked(self, index: int) -> bool:
+        """``index``'s last known position lacks a write acknowledged through the cluster."""
+        mine = self.positions[index]
+        return bool(self.acknowledged) and (mine is None or not includes(mine, self.acknowledged))
+
     def evidence(self, index: int) -> str:
         """Why a suspect takes no writes, with the GTID positions compared."""
         mine = self.positions[index]
-        behind = ", ".join(f"#{j}'s {show_gtid(self.positions[j] or {})}" for j in self._behind(index))
+        lacking = [f"#{j}'s {show_gtid(self.positions[j] or {})}" for j in self._behind(index)]
+        if self._lacks_acked(index):
+            lacking.append(f"the writes acknowledged through this cluster ({show_gtid(self.acknowledged)})")
+        behind = ", ".join(lacking)
         return (
             f"{self.suspects[index]}; its @@gtid_binlog_pos {show_gtid(mine or {})} does not include"
             f" {behind or 'every other node'} (last known): writes are refused until it does, or until"

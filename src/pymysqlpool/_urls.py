@@ -75,6 +75,25 @@ CLUSTER_QUERY_KEYS = frozenset(
     {"max_lag", "causal", "probe_interval", "probe_timeout", "read_fallback_to_primary", "galera_writer", "balance"}
 )
 SOCKET_KEYS = {"socket": "unix_socket", "unix_socket": "unix_socket"}
+# Query parameters whose value is text as written: ``pool_name=2024`` is a
+# name and ``ssl_key_password=1234`` a password, not numbers.
+TEXT_QUERY_KEYS = frozenset(
+    {
+        "pool_name",
+        "init_command",
+        "sql_mode",
+        "program_name",
+        "bind_address",
+        "charset",
+        "collation",
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+        "ssl_key_password",
+        "ssl_verify_cert",
+        *SOCKET_KEYS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -141,7 +160,7 @@ def parse(url: str, *, query_keys: Collection[str], what: str = "URL") -> Parsed
                 raise ValueError(f"{what}: unknown query parameter {key!r} (known: {known})")
             if SOCKET_KEYS.get(key, key) in found:  # which one was meant cannot be told
                 raise ValueError(f"{what}: query parameter {key!r} given twice")
-            found[SOCKET_KEYS.get(key, key)] = value if key in SOCKET_KEYS else _scalar(value)
+            found[SOCKET_KEYS.get(key, key)] = value if key in TEXT_QUERY_KEYS else _scalar(value)
     return ParsedUrl(hosts, user, password, database, found, bool(items) and items[0][1] is not None)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-__all__ = ["count", "host", "int_between", "optional_seconds", "port", "port_text", "seconds"]
+__all__ = ["count", "flag", "host", "int_between", "optional_seconds", "port", "port_text", "seconds"]
 
 
 def _named(name: str, owner: Optional[str]) -> str:
@@ -36,6 +36,14 @@ def seconds(name: str, value: Any, owner: Optional[str] = None) -> float:
 def optional_seconds(name: str, value: Any, owner: Optional[str] = None) -> Optional[float]:
     """:func:`seconds`, or None."""
     return None if value is None else seconds(name, value, owner)
+
+
+def flag(name: str, value: Any, owner: Optional[str] = None) -> bool:
+    """A switch: True or False. Not any truthy value: ``"no"`` or ``"false"``
+    (a string from a config file) would silently mean True."""
+    if value is not True and value is not False:
+        raise TypeError(f"{_named(name, owner)} must be True or False, got {value!r}")
+    return value
 
 
 def count(name: str, value: Any, low: int = 0, owner: Optional[str] = None) -> int:

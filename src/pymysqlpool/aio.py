@@ -345,8 +345,8 @@ class AsyncConnectionPool(PoolCore):
             await conn.commit()
 
     async def _acquire(self, timeout: Optional[float], force_check: bool) -> AsyncPooledConnection:
-        if timeout is not None:
-            seconds("timeout", timeout, self.name)
+        if timeout is not None:  # as a float: an int beyond any float (10**400) is forever, as inf
+            timeout = seconds("timeout", timeout, self.name)
         if self._reclaim:
             await self._run(self._reclaim_plan())
         return await self._borrow(None, timeout, force_check)

@@ -60,6 +60,7 @@ from ._clusterbase import SteeredCluster, Steps
 from ._config import resolve
 from ._core import NoLock
 from ._steering import NodeState
+from ._validators import flag
 from .aio import AsyncConnectionPool, AsyncPooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError, WrongEventLoop
 
@@ -335,6 +336,7 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
     def _release_checked(self, conn: AsyncPooledConnection, failed: bool) -> Coroutine[Any, Any, None]:
         """Every return but the clean one: the lender is checked, and a return
         after a write, an error or a Galera sync wait does its statements."""
+        flag("failed", failed, self.name)  # before the return's statements: a refused return does nothing
         try:
             pool: Any = conn.lender
             raw = conn.lent_raw  # None once given back
@@ -486,8 +488,9 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         if self._loop is not _running_loop():
             self._bind()
         assert self._first_round is not None
+        limit = self._wait_limit(timeout)  # before the coroutine is made: a refusal leaves none unawaited
         try:
-            await asyncio.wait_for(self._first_round.wait(), timeout)
+            await asyncio.wait_for(self._first_round.wait(), limit)
         except asyncio.TimeoutError:
             return False
         return True
@@ -497,15 +500,16 @@ class AsyncClusterPool(SteeredCluster["_AsyncNodePool"]):
         PoolClosed once the cluster is closed."""
         if self._loop is not _running_loop():
             self._bind()
-        deadline = _monotonic() + timeout
+        limit = self._wait_limit(timeout)
+        deadline = None if limit is None else _monotonic() + limit
         steering = self._steering
         while True:
             if steering.closed:
                 raise steering.close_error()
             if steering.readers if read_only else steering.writers:
                 break
-            remaining = deadline - _monotonic()
-            if remaining <= 0:
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
                 return False
             changed = self._changed
             assert changed is not None

@@ -23,6 +23,7 @@ from . import _driver, _forking, _topology
 from ._clusterbase import SteeredCluster, Steps
 from ._signals import Latch, Wakeup, start_thread
 from ._steering import NodeState, parse_cluster_url
+from ._validators import flag
 from .connection import PooledConnection
 from .errors import PoolTimeout, ReturnConnectionToPoolError
 from .pool import ConnectionPool
@@ -232,6 +233,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
     def _release_checked(self, conn: PooledConnection, failed: bool) -> None:
         """Every return but the clean one: the lender is checked, and a return
         after a write, an error or a Galera sync wait does its statements."""
+        flag("failed", failed, self.name)  # before the return's statements: a refused return does nothing
         try:
             pool: Any = conn.lender
             raw = conn.lent_raw  # None once given back
@@ -403,12 +405,13 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def wait_probed(self, timeout: float = 10.0) -> bool:
         """Wait until every node was probed once (answered or not); True if so."""
-        return self._first_round.wait(timeout)
+        return self._first_round.wait(self._wait_limit(timeout))
 
     def wait_ready(self, timeout: float = 10.0, read_only: bool = False) -> bool:
         """Wait until a writer (or a reader) is known; True if one is.
         PoolClosed once the cluster is closed."""
-        deadline = _monotonic() + timeout
+        limit = self._wait_limit(timeout)
+        deadline = None if limit is None else _monotonic() + limit
         steering = self._steering
         while True:
             changed = self._changed  # taken before the look: a change after it sets this one
@@ -416,7 +419,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
                 raise steering.close_error()
             if steering.readers if read_only else steering.writers:
                 return True
-            remaining = deadline - _monotonic()
-            if remaining <= 0:
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
                 return False
             changed.wait(remaining)

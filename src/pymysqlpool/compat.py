@@ -21,7 +21,10 @@ _SIGNATURE = inspect.signature(ConnectionPool.__init__)
 
 
 def _arguments(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    bound = _SIGNATURE.bind(None, *args, **kwargs)
+    try:
+        bound = _SIGNATURE.bind(None, *args, **kwargs)
+    except TypeError as exc:  # "too many positional arguments": say whose
+        raise TypeError(f"ConnectionPoolSingleton(): {exc}") from None
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     arguments.pop("self")

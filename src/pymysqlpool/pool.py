@@ -245,8 +245,8 @@ class ConnectionPool(PoolCore):
 
     def _acquire(self, timeout: Optional[float], force_check: bool) -> PooledConnection:
         """Every borrow that is not get_conn()'s direct common case."""
-        if timeout is not None:
-            seconds("timeout", timeout, self.name)
+        if timeout is not None:  # as a float: an int beyond any float (10**400) is forever, as inf
+            timeout = seconds("timeout", timeout, self.name)
         if self._reclaim:
             self._run(self._reclaim_plan())
         return self._borrow(None, timeout, force_check)
@@ -281,22 +281,21 @@ class ConnectionPool(PoolCore):
     def _return_slow(self, slot: Slot, failed: bool) -> None:
         self._run(self._return_plan(slot, failed))
 
-    def _reconnect_in_place(self, conn: PooledConnection) -> None:
-        """0.5.0 ``ping(reconnect=True)``: swap a dead socket for a new session."""
-        slot = conn._slot
-        if slot is None:
-            raise conn._returned_error()
+    def replace_session(self, slot: Slot) -> None:
+        """Public seam (the proxy's ``ping(reconnect=True)``, 0.5.0's): close
+        the lent slot's dead connection and put a new session in its place
+        (``slot.raw``). On failure the dead one stays, dropped on return; a
+        dial cut in its set-up (which may run on) takes the place instead,
+        to be killed on return."""
         _driver.force_close(slot.raw)
         try:
-            fresh = self._run(self._dial_plan())  # on failure the dead one stays, dropped on return
+            fresh = self._run(self._dial_plan())
         except BaseException as exc:
             cut = self._unfinished_slot(exc)
-            if cut is not None:  # cut in its set-up, which may run on: the slot's, killed on return
+            if cut is not None:
                 self._swap_in(slot, cut)
-                conn._raw = cut.raw
             raise
         self._swap_in(slot, fresh)
-        conn._raw = fresh.raw
 
     # -- control ------------------------------------------------------------
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pymysqlpool.__main__ import main
 from pymysqlpool.cli import build_parser
@@ -204,3 +208,28 @@ def test_pool_flags_are_the_parameter_names_and_old_spellings_stay(
 def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "a command is required" in capsys.readouterr().err
+
+
+# -- fuzz: any value of a connection option ------------------------------------------
+
+OPTION_VALUES = st.one_of(
+    st.sampled_from(["0", "-1", "65536", "3306", "1e10", "nan", "inf", "-inf", "1e-300", "", " ", "\x00", "\udcff"]),
+    st.text(max_size=6),
+    st.builds(lambda tail: "mysql://" + tail, st.text(max_size=12)),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(["--port", "--connect-timeout", "--user", "--database", "--url"]), OPTION_VALUES)
+def test_any_option_value_ends_in_a_one_line_error_or_a_failed_connect(option: str, value: str) -> None:
+    """Exit status 2 with one line naming what is wrong, or 1 (the connect
+    to a socket that is not there failed): never a traceback, never a hang."""
+    err = io.StringIO()
+    argv = ["check", "--socket", "/nonexistent/pymysqlpool-fuzz.sock", f"{option}={value}"]
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main(argv)
+    lines = err.getvalue().strip().splitlines()
+    assert status in (1, 2), (argv, status, lines)
+    assert lines and "Traceback" not in err.getvalue(), (argv, lines)
+    if status == 2:
+        assert "error" in lines[-1], lines

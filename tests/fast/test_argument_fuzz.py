@@ -11,6 +11,7 @@ PyMySQL and the socket layer must accept too.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from decimal import Decimal
@@ -18,11 +19,12 @@ from typing import Any, Dict, List
 
 import pymysql
 import pymysql.cursors
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pymysql.constants import CLIENT
 
-from pymysqlpool import ConnectionPool, PoolError
+from pymysqlpool import ConnectionPool, ConnectionPoolSingleton, PoolError
 
 from .fakes import FakeConnection, FakeServer
 
@@ -210,3 +212,272 @@ def test_the_reproductions_of_issue_9() -> None:
         {"read_timeout": -1},
     ):
         check_arguments({**kwargs, "pre_create_num": 1})
+
+
+# -- the pools' own options beyond 0.5.0's, both shells, clusters, methods ---------------
+
+
+class OnClose:
+    def on_close(self, raw: Any, reason: str) -> None:
+        pass
+
+
+def _nothing(raw: Any) -> None:
+    return None
+
+
+# Values of the right type for the core's options (read by PoolCore, not _config).
+CORE_VALID: Dict[str, st.SearchStrategy[Any]] = {
+    "events": st.sampled_from([None, [], OnClose()]),
+    "reset": st.sampled_from([None, _nothing]),
+    "configure": st.sampled_from([None, _nothing]),
+    "check": st.sampled_from([None, _nothing]),
+    "reconnect_failed": st.sampled_from([None, _nothing]),
+    "open": st.booleans(),
+    "kill_on_abandon": st.booleans(),
+    "max_waiting": st.one_of(st.none(), st.integers(0, 10), st.integers(2**63, 2**70)),
+    "reconnect_timeout": SECONDS,
+}
+HOOKS = {"events", "reset", "configure", "check", "reconnect_failed"}
+# Garbage with callables (refused where a value is due). A hook is called
+# with the connection, so only non-callable garbage is garbage for it.
+CALLABLE_GARBAGE = st.one_of(GARBAGE, st.sampled_from([lambda: 1, print, math.isnan]))
+NOT_CALLABLE = GARBAGE.filter(lambda value: not callable(value))
+
+
+def pool_arguments(names: List[str]) -> st.SearchStrategy[Dict[str, Any]]:
+    """A few of the pool's own options, each a valid value or garbage."""
+    every = {**{name: VALID[name] for name in POOL_ONLY}, **CORE_VALID}
+
+    def garbage(name: str) -> st.SearchStrategy[Any]:
+        return NOT_CALLABLE if name in HOOKS else CALLABLE_GARBAGE
+
+    return st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True).flatmap(
+        lambda chosen: st.fixed_dictionaries({name: st.one_of(every[name], garbage(name)) for name in chosen})
+    )
+
+
+POOL_OPTIONS = sorted(POOL_ONLY | set(CORE_VALID))
+
+
+@FUZZ
+@given(pool_arguments(POOL_OPTIONS))
+def test_any_pool_option(kwargs: Dict[str, Any]) -> None:
+    """The core's options too (events, hooks, open, max_waiting, ...), with
+    callables among the garbage: refused naming one, or a working pool."""
+    check_arguments(kwargs)
+
+
+def _refusal(make: Any) -> Any:
+    try:
+        pool = make()
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+    return pool
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(pool_arguments(POOL_OPTIONS))
+def test_both_shells_refuse_and_accept_the_same_options(kwargs: Dict[str, Any]) -> None:
+    """One core, one set of rules: AsyncConnectionPool refuses exactly what
+    ConnectionPool refuses, with the same error (its class name aside)."""
+    pytest.importorskip("aiomysql")  # the fast tier also runs without the asyncio extra (Python 3.9)
+    from pymysqlpool.aio import AsyncConnectionPool
+
+    server = FakeServer()
+    thread = _refusal(lambda: ConnectionPool(connection_factory=server, **{**kwargs, "pre_create_num": 0}))
+    other = _refusal(lambda: AsyncConnectionPool(**{**kwargs, "pre_create_num": 0}))
+    if isinstance(thread, tuple):
+        assert isinstance(other, tuple), f"asyncio accepted what the thread pool refused: {thread}"
+        assert (other[0], other[1].replace("AsyncConnectionPool", "ConnectionPool")) == thread
+    else:
+        thread.close()
+        assert not isinstance(other, tuple), f"asyncio refused what the thread pool accepted: {other}"
+        asyncio.run(other.close())
+    assert server.connect_attempts == 0
+
+
+CLUSTER_VALID: Dict[str, st.SearchStrategy[Any]] = {
+    "max_lag": SECONDS,
+    "causal": st.booleans(),
+    "probe_interval": st.floats(1e-3, 1.0),
+    "probe_timeout": st.floats(1e-3, 60.0),
+    "read_fallback_to_primary": st.booleans(),
+    "galera_writer": st.sampled_from(["single", "spread"]),
+    "balance": st.sampled_from(["least_borrowed", "round_robin"]),
+    "require_all_nodes": st.booleans(),
+    "pool_name": TEXT,
+    "maxsize": st.integers(1, 4),
+    "timeout": st.one_of(st.none(), SECONDS),
+    "connect_timeout": SOCKET_SECONDS,
+    "init_command": st.sampled_from(["SET @x = 1", "", " "]),
+}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(st.sampled_from(sorted(CLUSTER_VALID)), min_size=1, max_size=2, unique=True).flatmap(
+        lambda chosen: st.fixed_dictionaries(
+            {name: st.one_of(CLUSTER_VALID[name], CALLABLE_GARBAGE) for name in chosen}
+        )
+    )
+)
+def test_any_cluster_argument(kwargs: Dict[str, Any]) -> None:
+    """Both clusters: refused at once naming an argument given, before any
+    node is dialed, and the same by both shells; or accepted. What a node
+    pool would refuse, the cluster refuses."""
+    pool_kwargs = {key: value for key, value in kwargs.items() if key in _NODE_POOL_KEYS}
+    by_pool = _refusal(lambda: ConnectionPool(connection_factory=FakeServer(), open=False, **pool_kwargs))
+    if not isinstance(by_pool, tuple):
+        by_pool.close()
+    dials: List[Any] = []
+    real = socket.create_connection
+
+    def count(*args: Any, **kw: Any) -> Any:
+        dials.append(args)
+        raise OSError("no dialing in the fast tier")
+
+    refused = []
+    socket.create_connection = count  # type: ignore[assignment]
+    try:
+        for kind in ("ClusterPool", "AsyncClusterPool"):
+            if kind == "AsyncClusterPool" and not _has_aiomysql():
+                continue
+            import pymysqlpool
+
+            try:
+                cluster = getattr(pymysqlpool, kind)(hosts=[("127.0.0.1", 1)], **kwargs)
+            except (TypeError, ValueError) as exc:
+                assert any(name in str(exc) for name in kwargs), f"{exc!r} names none of {sorted(kwargs)}"
+                assert dials == []
+                refused.append((type(exc), str(exc)))
+                continue
+            refused.append(None)
+            if kind == "ClusterPool":
+                cluster.close()
+            assert not isinstance(by_pool, tuple), f"{kind} accepted what a pool refuses: {by_pool}"
+    finally:
+        socket.create_connection = real  # type: ignore[assignment]
+    assert len(set(map(repr, refused))) == 1, f"the shells disagree: {refused}"
+
+
+_NODE_POOL_KEYS = {"pool_name", "maxsize", "timeout", "connect_timeout", "init_command"}
+
+
+def _has_aiomysql() -> bool:
+    try:
+        import aiomysql  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+METHOD_VALUES = st.one_of(SECONDS, st.just(None), st.just(10**400), CALLABLE_GARBAGE)
+METHODS = {
+    "get_conn": lambda pool, v: pool.release(pool.get_conn(timeout=v)),
+    "connection": lambda pool, v: pool.connection(timeout=v).close(),
+    "wait": lambda pool, v: pool.wait(v),
+    "close": lambda pool, v: pool.close(timeout=v),
+    "resize maxsize": lambda pool, v: pool.resize(maxsize=v),
+    "resize size": lambda pool, v: pool.resize(size=v),
+    "get_connection retry_num": lambda pool, v: pool.release(pool.get_connection(retry_num=v)),
+    "get_connection retry_interval": lambda pool, v: pool.release(pool.get_connection(retry_interval=v)),
+}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(sorted(METHODS)), METHOD_VALUES)
+@example("connection", 10**400)  # forever, as inf: was an OverflowError
+def test_any_method_argument(method: str, value: Any) -> None:
+    """A method's argument is refused naming it and the pool, changing
+    nothing; or the call does what it says. Nothing hangs: every wait here
+    has an idle connection or an open pool to end it at once."""
+    server = FakeServer()
+    with ConnectionPool(connection_factory=server, maxsize=2, pre_create_num=1, pool_name="fz") as pool:
+        before = pool.get_stats()
+        try:
+            METHODS[method](pool, value)
+        except (TypeError, ValueError) as exc:
+            name = method.split()[-1] if " " in method else "timeout"
+            assert str(exc).startswith(f"pool 'fz': {name} "), exc
+            after = pool.get_stats()
+            assert not pool.closed and (after["borrows"], after["open"], after["pool_max"]) == (
+                before["borrows"],
+                before["open"],
+                before["pool_max"],
+            )
+        else:
+            assert pool.get_stats()["borrowed"] == 0
+    assert server.open_count == 0
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(pool_arguments(POOL_OPTIONS))
+def test_the_singleton_refuses_what_the_pool_refuses_and_keeps_nothing(kwargs: Dict[str, Any]) -> None:
+    """0.5.0's ConnectionPoolSingleton: the pool's rules; a refused call
+    leaves no pool registered under the name."""
+    server = FakeServer()
+    kwargs = {**kwargs, "pre_create_num": 0, "connection_factory": server}
+    ConnectionPoolSingleton._instances.clear()
+    try:
+        plain = _refusal(lambda: ConnectionPool(**kwargs))
+        single = _refusal(lambda: ConnectionPoolSingleton(**kwargs))
+        if isinstance(plain, tuple):
+            # Refused too, naming a parameter (it reads the name first: maybe another one).
+            assert isinstance(single, tuple), "the singleton accepted what the pool refused"
+            assert any(name in single[1] for name in kwargs), single
+            assert ConnectionPoolSingleton._instances == {}
+        else:
+            plain.close()
+            assert not isinstance(single, tuple), single
+            assert list(ConnectionPoolSingleton._instances.values()) == [single]
+    finally:
+        for pool in list(ConnectionPoolSingleton._instances.values()):
+            pool.close()
+        ConnectionPoolSingleton._instances.clear()
+    assert server.open_count == 0
+
+
+ASYNC_METHODS = {
+    "get_conn": lambda pool, v: _borrow_and_return(pool, pool.get_conn(timeout=v)),
+    "wait": lambda pool, v: pool.wait(v),
+    "close": lambda pool, v: pool.close(timeout=v),
+    "resize maxsize": lambda pool, v: pool.resize(maxsize=v),
+    "resize size": lambda pool, v: pool.resize(size=v),
+    "get_connection retry_num": lambda pool, v: _borrow_and_return(pool, pool.get_connection(retry_num=v)),
+    "get_connection retry_interval": lambda pool, v: _borrow_and_return(pool, pool.get_connection(retry_interval=v)),
+}
+
+
+async def _borrow_and_return(pool: Any, borrow: Any) -> None:
+    await pool.release(await borrow)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # the fixture patches a class, once
+)
+@given(method=st.sampled_from(sorted(ASYNC_METHODS)), value=METHOD_VALUES)
+@example(method="get_conn", value=10**400)  # forever, as inf: was an OverflowError
+def test_any_asyncio_method_argument(async_pool_class: Any, method: str, value: Any) -> None:
+    """The asyncio pool's methods, as the thread pool's above."""
+
+    async def main() -> None:
+        async with async_pool_class(maxsize=2, pre_create_num=1, pool_name="fz", host="127.0.0.1") as pool:
+            await pool.wait(10)
+            before = pool.get_stats()
+            try:
+                await ASYNC_METHODS[method](pool, value)
+            except (TypeError, ValueError) as exc:
+                name = method.split()[-1] if " " in method else "timeout"
+                assert str(exc).startswith(f"pool 'fz': {name} "), exc
+                after = pool.get_stats()
+                assert not pool.closed
+                assert (after["borrows"], after["pool_max"]) == (before["borrows"], before["pool_max"])
+            else:
+                assert pool.get_stats()["borrowed"] == 0
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -46,3 +46,49 @@ def test_a_refused_argument_names_the_class_it_was_given_to(kind: str) -> None:
         cls(pool_size=3, open=False)
     with pytest.raises(TypeError, match=rf"^{kind}\(\) takes no URL"):
         cls("mysql://root@127.0.0.1/test", open=False)
+    # Python's own binding errors named options(), a private function.
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) takes from 0 to 6 positional arguments but 7 were given"):
+        cls(1, 2, 3, 4, 5, 6, 7)
+    with pytest.raises(TypeError, match=rf"^{kind}\(\) got multiple values for argument 'size'"):
+        cls(1, size=2)
+
+
+def test_the_singleton_names_itself_in_a_binding_error() -> None:
+    before = dict(pymysqlpool.ConnectionPoolSingleton._instances)
+    with pytest.raises(TypeError, match=r"^ConnectionPoolSingleton\(\): too many positional arguments"):
+        pymysqlpool.ConnectionPoolSingleton(1, 2, 3, 4, 5, 6, 7)
+    assert pymysqlpool.ConnectionPoolSingleton._instances == before
+
+
+def _any(kind: str, **kwargs: Any) -> Any:
+    """``kind`` built with ``kwargs``: a pool, a cluster, or a pool from a URL."""
+    if kind == "from_url":
+        query = "&".join(f"{key}={value}" for key, value in kwargs.items())
+        return pymysqlpool.ConnectionPool.from_url(f"mysql://root@127.0.0.1:1/db?{query}", open=False)
+    if kind in ("ClusterPool", "AsyncClusterPool"):
+        if kind == "AsyncClusterPool":
+            pytest.importorskip("aiomysql")
+        return getattr(pymysqlpool, kind)(hosts=[("127.0.0.1", 1)], **kwargs)
+    return _pool(kind)(host="127.0.0.1", port=1, user="root", open=False, **kwargs)
+
+
+EVERY_KIND = (*POOLS, "ClusterPool", "AsyncClusterPool", "from_url")
+
+
+@pytest.mark.parametrize("command", ["", "   ", "\n"], ids=repr)
+@pytest.mark.parametrize("kind", EVERY_KIND)
+def test_an_empty_init_command_is_refused_by_the_constructor(kind: str, command: str) -> None:
+    """PyMySQL sends it as it is and the server answers 1065 (empty query):
+    every borrow would fail. Refused at once instead of read as "none"."""
+    if kind == "from_url" and command.strip() != command:
+        command = command.replace(" ", "+").replace("\n", "%0A")
+    with pytest.raises(ValueError, match="init_command must be an SQL statement or None"):
+        _any(kind, init_command=command)
+
+
+@pytest.mark.parametrize("kind", [*POOLS, "ClusterPool", "AsyncClusterPool"])
+def test_a_callable_connect_timeout_is_refused_by_the_constructor(kind: str) -> None:
+    """The pool bounds its own waits by connect_timeout; a callable would
+    have left that bound a flat 10 s whatever it returned."""
+    with pytest.raises(TypeError, match="connect_timeout must be a number of seconds, not a callable"):
+        _any(kind, connect_timeout=lambda: 0.5)

@@ -12,10 +12,14 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pymysqlpool import ClusterPool, ConnectionPool
+from pymysqlpool._urls import CONNECT_QUERY_KEYS, POOL_QUERY_KEYS, TEXT_QUERY_KEYS
 
 
 def _from_url(url: str) -> Any:
@@ -118,3 +122,42 @@ def test_create_engine_refuses_a_bad_pymysqlpool_url_at_once(no_connect: None, u
     sa = pytest.importorskip("sqlalchemy")
     with pytest.raises((TypeError, ValueError), match=named):
         sa.create_engine(url).dispose()
+
+
+QUERY_VALUES = st.one_of(
+    st.sampled_from(["", "0", "-1", "1", "2024", "1e3", "1.5", "nan", "inf", "true", "False", "9" * 30, "utf8mb4"]),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    st.dictionaries(st.sampled_from(sorted(POOL_QUERY_KEYS | CONNECT_QUERY_KEYS)), QUERY_VALUES, min_size=1, max_size=3)
+)
+def test_any_query_value_is_refused_by_name_or_makes_a_pool(query: dict[str, str]) -> None:
+    """Whatever a query says, ``from_url`` refuses it at once naming a
+    parameter it holds (TypeError/ValueError), or makes a pool; never any
+    other error, never a connect. A text parameter keeps its text."""
+    url = "mysql://root@127.0.0.1:1/db?" + urlencode(query)
+    real = socket.create_connection
+    socket.create_connection = _refuse_connect  # type: ignore[assignment]
+    try:
+        try:
+            pool = ConnectionPool.from_url(url, open=False)
+        except (TypeError, ValueError) as exc:
+            assert any(key in str(exc) for key in query), f"{exc!r} names none of {sorted(query)}"
+            return
+        try:
+            kwargs = pool._config.connect_kwargs
+            for key in set(query) & TEXT_QUERY_KEYS - {"pool_name"}:
+                assert kwargs[key] == query[key]
+            if "pool_name" in query:
+                assert pool.name == query["pool_name"]
+        finally:
+            pool.close()
+    finally:
+        socket.create_connection = real  # type: ignore[assignment]
+
+
+def _refuse_connect(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"a connection was attempted to {args[0] if args else kwargs}")

@@ -3,6 +3,7 @@ split-brain memory (History), and the GTID an OK packet carries."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any, Optional
 
@@ -226,6 +227,19 @@ def test_a_split_brain_is_not_forgotten_when_the_other_primary_stops_answering()
     assert history.suspects == {}
 
 
+def test_a_writable_replica_that_still_replicates_is_no_split_brain() -> None:
+    """docs/cluster.md: a replica set read_only=0 while its threads run is still
+    a replica (reads, no writes); only once it stops replicating is it a
+    second primary."""
+    history = History(2)
+    loose = dataclasses.replace(following("0-1-100", 2), read_only=False)
+    routing = routed(history, [writable("0-1-100", 1), loose])
+    assert routing.writers == (0,) and routing.readers == (1,) and not routing.split_brain
+    stopped = dataclasses.replace(loose, replicating=False, sql_running=False)
+    routing = routed(history, [writable("0-1-100", 1), stopped])
+    assert routing.split_brain and routing.writers == ()
+
+
 def test_a_suspect_takes_writes_again_once_it_holds_every_known_position() -> None:
     history = History(2)
     routed(history, [writable("0-1-100", 1), writable("0-2-100", 2)])  # split brain
@@ -262,6 +276,21 @@ def test_a_failover_to_the_most_advanced_replica_is_followed_at_once() -> None:
     assert routed(history, [writable("0-1-100", 1), following("0-1-100", 2), following("0-1-98", 3)]).writers == (0,)
     routing = routed(history, [None, writable("0-1-100", 2), following("0-1-98", 3)])
     assert routing.writers == (1,) and not routing.split_brain and history.suspects == {}
+
+
+def test_a_promotion_needs_the_writes_acknowledged_after_the_last_probe() -> None:
+    """A probe is a sample: a write acknowledged through the cluster (its GTID
+    from the OK packet) after the primary's last probe is a known position
+    too. Without it the promoted replica looked complete."""
+    history = History(2)
+    assert routed(history, [writable("0-1-100", 1), following("0-1-100", 2)]).writers == (0,)
+    history.acknowledged = parse_gtid("0-1-101")  # acknowledged; n0 froze before its next probe
+    routing = routed(history, [None, writable("0-1-100", 2)])
+    assert routing.split_brain and routing.writers == ()
+    assert "the writes acknowledged through this cluster (0-1-101)" in routing.problem
+    # It pulled the missing transaction (and wrote on): the evidence is there.
+    routing = routed(history, [None, writable("0-2-102", 2)])
+    assert routing.writers == (1,) and history.suspects == {}
 
 
 def test_a_promotion_after_the_primary_was_seen_demoted_is_not_suspect() -> None:

@@ -60,6 +60,12 @@ BAD_ARGUMENTS = [
     ({"connect_timeout": 31536001}, ValueError, ["connect_timeout"]),
     ({"connect_timeout": None}, TypeError, ["connect_timeout"]),
     ({"connect_timeout": float("nan")}, ValueError, ["connect_timeout"]),
+    # The pool bounds its own waits by connect_timeout: a callable would leave it a flat 10 s.
+    ({"connect_timeout": lambda: 2}, TypeError, ["connect_timeout", "callable"]),
+    # The server answers an empty statement with 1065 at every connect.
+    ({"init_command": ""}, ValueError, ["init_command"]),
+    ({"init_command": " \n\t"}, ValueError, ["init_command"]),
+    ({"init_command": b"SET @a = 1"}, TypeError, ["init_command"]),
     # The reproductions of issue 9 item 4: each reached PyMySQL and failed at the first borrow.
     ({"port": "cz"}, TypeError, ["port"]),
     ({"port": -999999999999}, ValueError, ["port"]),
@@ -139,7 +145,7 @@ def test_every_pymysql_keyword_has_a_rule() -> None:
 
 def test_callables_stand_for_values_computed_at_connect() -> None:
     """Credential rotation: a zero-argument callable is checked when called, not here."""
-    for key in _config._CONNECT_RULES:
+    for key in set(_config._CONNECT_RULES) - {"connect_timeout"}:
         _config.check_connect_kwargs({key: lambda: "computed later"})
 
 

@@ -43,7 +43,7 @@ from pymysqlpool._core import NoLock, PoolCore
 from pymysqlpool._plans import CHECK, CLOSE, DIAL, KILL, PING, RESET, SLEEP, WAIT, Plan
 from pymysqlpool._slot import GONE, HELD, IDLE, KILLING, NEW, OUT, Slot
 from pymysqlpool._waiting import DialToken, Waiter
-from pymysqlpool.connection import PROXY_TYPES
+from pymysqlpool.connection import PROXY_TYPES, lend
 from pymysqlpool.errors import PoolClosed, PoolTimeout, ReturnConnectionToPoolError, TooManyRequests
 
 OP_NAMES = {
@@ -257,15 +257,14 @@ class CoreUnderTest(PoolCore):
 
 class Proxy:
     """What a shell hands a borrower: the core checks ``_slot`` on return, and
-    ``slot.proxied`` tells its reconcile a lent slot from an orphaned one."""
+    ``slot.proxied`` tells its reconcile a lent slot from an orphaned one.
+    Made as the core makes its proxies: called with no argument, its slots
+    set by the core (PoolCore._get_conn)."""
 
     __slots__ = ("_pool", "_raw", "_slot")
-
-    def __init__(self, pool: PoolCore, slot: Slot) -> None:
-        self._pool = pool
-        self._slot: Optional[Slot] = slot
-        self._raw: Any = slot.raw
-        slot.proxied = True
+    _pool: PoolCore
+    _slot: Optional[Slot]
+    _raw: Any
 
     def _returned_twice(self) -> ReturnConnectionToPoolError:
         return ReturnConnectionToPoolError("returned twice")
@@ -476,7 +475,7 @@ class Shell:
         assert not slot.raw.closed
         assert id(slot) not in self.gone
         assert all(p._slot is not slot for p in self.lent if p is not proxy), "a slot lent twice"
-        self.lent.append(Proxy(self.core, slot) if proxy is None else proxy)
+        self.lent.append(lend(self.core, slot) if proxy is None else proxy)  # the shells' lend
         self.borrows_done += 1
 
     # -- running ----------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pymysqlpool import ConnectionPool, PoolTimeout
+from pymysqlpool import ConnectionPool, GetConnectionFromPoolError, PoolTimeout
 
 from .fakes import FakeServer
 
@@ -111,6 +111,8 @@ def test_an_object_with_no_event_method_is_refused(make_pool: Callable[..., Conn
     pool = make_pool(maxsize=1)
     with pytest.raises(TypeError, match="not an events object"):
         pool.add_events(object())
+    with pytest.raises(TypeError, match=r"^events: int has none of the event methods"):  # names the argument
+        make_pool(events=1)
 
 
 def test_checkout_hook_error_closes_the_connection_and_lends_another(
@@ -133,11 +135,17 @@ def test_checkout_hook_error_closes_the_connection_and_lends_another(
     pool.release(conn)
 
 
-def test_checkout_hook_that_always_fails_ends_in_pool_timeout(make_pool: Callable[..., ConnectionPool]) -> None:
-    class Never:
-        def on_checkout(self, raw: Any, waited: float) -> None:
-            raise RuntimeError("never")
+class Never:
+    def on_checkout(self, raw: Any, waited: float) -> None:
+        raise RuntimeError("never")
 
+
+def test_checkout_hook_that_always_fails_ends_the_borrow_after_three_connections(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """Not a connect storm until the timeout: the third refusal in one
+    borrow raises, the hook's error chained, at once however long the
+    borrow could still wait."""
     timeouts: list[float] = []
 
     class Timeouts:
@@ -145,8 +153,32 @@ def test_checkout_hook_that_always_fails_ends_in_pool_timeout(make_pool: Callabl
             timeouts.append(waited)
 
     pool = make_pool(maxsize=2, events=[Never(), Timeouts()])
-    with pytest.raises(PoolTimeout, match="on_checkout rejected"):
-        pool.get_conn(timeout=0.1)
+    with pytest.raises(GetConnectionFromPoolError, match="on_checkout rejected 3 connections in a row") as raised:
+        pool.get_conn(timeout=5)
+    assert not isinstance(raised.value, PoolTimeout)
+    assert isinstance(raised.value.__cause__, RuntimeError) and str(raised.value.__cause__) == "never"
+    assert len(server.made) == 3 and server.open_count == 0
+    stats = pool.get_stats()
+    assert stats["open"] == 0 and stats["borrows"] == 0 and stats["borrow_errors"] == 1
+    assert stats["closed_failed_check"] == 3 and stats["borrow_timeouts"] == 0
+    assert timeouts == []  # not a timeout
+
+
+def test_checkout_hook_refusal_within_a_short_timeout_is_a_pool_timeout(
+    make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    timeouts: list[float] = []
+
+    class Timeouts:
+        def on_timeout(self, waited: float) -> None:
+            timeouts.append(waited)
+
+    pool = make_pool(maxsize=2, events=[Never(), Timeouts()])
+    with pytest.raises(PoolTimeout, match="on_checkout rejected") as raised:
+        pool.get_conn(timeout=0)
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert isinstance(raised.value.__cause__.__cause__, RuntimeError)  # the hook's own error and traceback
+    assert len(server.made) == 1
     stats = pool.get_stats()
     assert stats["open"] == 0 and stats["borrows"] == 0 and stats["borrow_timeouts"] == 1
     assert len(timeouts) == 1

@@ -209,19 +209,13 @@ PENDING = {
     ("_core.py", "conn._returned_twice"),
     ("_core.py", "conn._slot"),
     ("connection.py", "self._pool._leaked"),
-    ("connection.py", "self._pool._reconnect_in_place"),
     ("connection.py", "cur._borrow"),
-    ("cursors.py", "borrow._raw"),
-    ("cursors.py", "borrow._returned_error"),
     # Shells <-> core and the upkeep (item 3, "twins").
     ("aio.py", "conn._raw"),
     ("aio.py", "raw._echo"),  # aiomysql's internals outside the driver module
     ("aio.py", "PoolCore._get_conn"),  # lend_or_wait: the core's borrow as the cluster's seam
     ("pool.py", "PoolCore._get_conn"),
     ("pool.py", "PoolCore._give_back"),
-    ("pool.py", "conn._raw"),
-    ("pool.py", "conn._returned_error"),
-    ("pool.py", "conn._slot"),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any, List
 import pytest
 from pymysql.constants import CLIENT
 
-from pymysqlpool import ConnectionPool, PoolClosed, _forking
+from pymysqlpool import ConnectionPool, ConnectionReturnedError, PoolClosed, _forking
 from pymysqlpool._core import PoolCore
 from support.waiting import wait_until
 
@@ -79,10 +79,10 @@ def test_reset_session_client_flag_and_connect_timeout_show_the_settings(
     assert (plain.reset_session, plain.client_flag, plain.connect_timeout) == (False, 0, 10.0)
     tuned = make_pool(pre_create_num=0, reset_session=True, client_flag=CLIENT.FOUND_ROWS, connect_timeout=3)
     assert (tuned.reset_session, tuned.client_flag, tuned.connect_timeout) == (True, CLIENT.FOUND_ROWS, 3.0)
-    # Given as a callable (evaluated at each connect), it is not known here:
-    # the pool's own waits take PyMySQL's default.
-    deferred = make_pool(pre_create_num=0, connect_timeout=lambda: 3)
-    assert deferred.connect_timeout == 10.0
+    # The pool's own waits are bounded by it: a callable (a value computed at
+    # each connect, for the other keywords) is refused, not read as the default.
+    with pytest.raises(TypeError, match="connect_timeout must be a number of seconds, not a callable"):
+        make_pool(pre_create_num=0, connect_timeout=lambda: 3)
 
 
 # -- lifecycle ----------------------------------------------------------------------
@@ -172,6 +172,30 @@ def test_lent_raw_and_lender_read_a_borrowed_connection(make_pool: Callable[...,
     assert conn.lent_raw is conn.raw and conn.lender is pool
     conn.close()
     assert conn.lent_raw is None and conn.lender is pool  # given back: no connection, same lender
+
+
+def test_returned_error_names_the_pool_of_a_given_back_connection(make_pool: Callable[..., ConnectionPool]) -> None:
+    pool = make_pool(pre_create_num=0, pool_name="seam-returned")
+    conn = pool.get_conn()
+    conn.close()
+    error = conn.returned_error()
+    assert isinstance(error, ConnectionReturnedError) and "'seam-returned'" in str(error)
+
+
+def test_replace_session_puts_a_new_session_in_a_lent_slot(make_pool: Callable[..., ConnectionPool]) -> None:
+    """What the proxy's ping(reconnect=True) does with a dead connection:
+    the slot keeps its place, with a new session; the dead one is closed."""
+    pool = make_pool(maxsize=1, pre_create_num=0)
+    conn = pool.get_conn()
+    dead = conn.raw
+    dead.ping_fails = True
+    conn.ping()  # reconnect=True, 0.5.0's default: through replace_session
+    assert conn.raw is not dead and dead.disposed
+    assert conn.raw.ping(reconnect=False) is None
+    stats = pool.get_stats()
+    assert stats["open"] == 1 and stats["borrowed"] == 1 and stats["connections_made"] == 2
+    conn.close()
+    assert pool.get_stats()["idle"] == 1
 
 
 # -- one fork registry ---------------------------------------------------------------

@@ -177,6 +177,28 @@ def test_a_failed_node_is_stepped_over_until_the_routing_changes() -> None:
     assert s.stats["rerouted"] == 1  # a node pool's PoolTimeout is not a node failure
 
 
+def test_a_read_goes_to_the_primary_once_no_routed_replica_can_be_reached() -> None:
+    """docs/cluster.md, read_fallback_to_primary: a replica that fails to
+    connect does not qualify, even while the routing (its probe still in
+    flight) lists it; replicas that were only full do not send reads there."""
+    s = steering()
+    probed(s, primary(), replica(2), replica(3))
+    attempt = s.attempt(True, False, 5.0, 0.0, 30.0)
+    for now in (0.0, 0.1):
+        pool = attempt.choose(now)
+        assert pool is not None and pool not in s.writers
+        attempt.pool_failed(pool, s.nodes[int(pool.name[-1])], OSError("gone"))
+    assert attempt.choose(0.2) is s.writers[0]
+    strict = steering(read_fallback_to_primary=False)
+    probed(strict, primary(), replica(2), replica(3))
+    attempt = strict.attempt(True, False, 5.0, 0.0, 30.0)
+    for now in (0.0, 0.1):
+        pool = attempt.choose(now)
+        assert pool is not None
+        attempt.pool_failed(pool, strict.nodes[int(pool.name[-1])], OSError("gone"))
+    assert attempt.choose(0.2) is None  # no fallback wanted: wait for a new routing
+
+
 def test_the_deadline_ends_a_borrow_with_the_last_error() -> None:
     s = steering()
     probed(s, primary(), replica(2), replica(3))

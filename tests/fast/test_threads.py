@@ -371,11 +371,9 @@ def test_a_return_racing_another_return_of_the_same_proxy_is_refused(
     """Two threads give one proxy back at once: both read its slot before
     taking the lock; the one that gets the lock second is refused, and the
     slot is parked once (not twice, not lent to two borrowers)."""
-    import pymysqlpool._driver as driver
-
     pool = make_pool(maxsize=2, pre_create_num=1)
     conn = pool.get_conn()
-    real = driver.needs_reset
+    real = pool._needs_reset  # the driver's, kept by the pool
     raced = []
 
     def needs_reset(raw: Any, autocommit: bool) -> bool:
@@ -385,7 +383,7 @@ def test_a_return_racing_another_return_of_the_same_proxy_is_refused(
             pool.release(conn)
         return real(raw, autocommit)
 
-    monkeypatch.setattr(driver, "needs_reset", needs_reset)
+    monkeypatch.setattr(pool, "_needs_reset", needs_reset)
     with pytest.raises(ReturnConnectionToPoolError):
         pool.release(conn)
     monkeypatch.undo()

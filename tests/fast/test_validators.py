@@ -4,6 +4,7 @@ parameter -- and the pool, for a call on a pool -- whatever the entry point."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from typing import Any
@@ -140,3 +141,111 @@ def test_sqlalchemy_helper_checks_client_flag_by_the_policy() -> None:
         pool_from_url("mysql://root@127.0.0.1:1/db", client_flag="2")
     with pytest.raises(ValueError, match="client_flag"):
         pool_from_url("mysql://root@127.0.0.1:1/db", client_flag=-1)
+
+
+# -- switches ------------------------------------------------------------------------
+
+NOT_A_SWITCH = ["yes", "no", "false", 1, 0, None, 0.0, b"", [], object()]
+
+
+@pytest.mark.parametrize("value", NOT_A_SWITCH, ids=repr)
+def test_a_switch_is_true_or_false_only(value: Any) -> None:
+    with pytest.raises(TypeError, match=r"^pool 'p': failed must be True or False, got "):
+        _validators.flag("failed", value, "p")
+    assert _validators.flag("failed", True) is True and _validators.flag("failed", False) is False
+
+
+@pytest.mark.parametrize("value", NOT_A_SWITCH, ids=repr)
+def test_release_refuses_a_failed_that_is_not_a_bool_and_keeps_the_connection_lent(
+    value: Any, make_pool: Callable[..., ConnectionPool], server: FakeServer
+) -> None:
+    """``release(conn, failed="no")`` would roll back as if it were True, and
+    ``failed=0`` leave an open transaction to the next borrower if it meant
+    True: neither is guessed. The refusal changes nothing: the borrower still
+    holds the connection and gives it back properly."""
+    pool = make_pool(maxsize=1, pool_name="orders")
+    conn = pool.get_conn()
+    conn.begin()
+    with pytest.raises(TypeError, match=r"^pool 'orders': failed must be True or False"):
+        pool.release(conn, value)
+    stats = pool.get_stats()
+    assert stats["borrowed"] == 1 and stats["returns"] == 0
+    assert conn.raw.in_trans and conn.raw.rollbacks == 0
+    pool.release(conn, True)
+    assert pool.get_stats()["idle"] == 1 and server.open_count == 1
+
+
+@pytest.mark.parametrize("value", ["no", 1, None], ids=repr)
+def test_asyncio_release_refuses_a_failed_that_is_not_a_bool(value: Any, async_pool_class: Any) -> None:
+    async def main() -> None:
+        async with async_pool_class(maxsize=1, pool_name="orders", host="127.0.0.1") as pool:
+            conn = await pool.get_conn()
+            with pytest.raises(TypeError, match=r"^pool 'orders': failed must be True or False"):
+                await pool.release(conn, value)
+            assert pool.get_stats()["borrowed"] == 1
+            await pool.release(conn, False)
+            stats = pool.get_stats()
+            assert stats["borrowed"] == 0 and stats["returns"] == 1
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_borrow_timeout_beyond_any_float_waits_as_inf_does(
+    make_pool: Callable[..., ConnectionPool], async_pool_class: Any
+) -> None:
+    """10**400 passes the seconds rule (it is forever, as in the constructor);
+    the borrow then added it to the clock as it was: OverflowError."""
+    pool = make_pool(maxsize=1)
+    pool.release(pool.get_conn(timeout=10**400))
+    with pool.connection(timeout=10**400):
+        pass
+    assert pool.get_stats()["borrows"] == 2
+
+    async def main() -> None:
+        async with async_pool_class(maxsize=1, host="127.0.0.1") as apool:
+            await apool.release(await apool.get_conn(timeout=10**400))
+            async with apool.connection(timeout=10**400):
+                pass
+            assert apool.get_stats()["borrows"] == 2
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+@pytest.mark.parametrize("kind", ["ClusterPool", "AsyncClusterPool"])
+@pytest.mark.parametrize("key", ["name", "pool_name"])
+@pytest.mark.parametrize("value", [5, b"c", ["c"], object(), lambda: "c"], ids=repr)
+def test_a_cluster_name_is_a_str_as_a_pool_name_is(kind: str, key: str, value: Any) -> None:
+    """The cluster made str() of anything (a lambda's repr became its name,
+    in every node pool's name and in the stats)."""
+    if kind == "AsyncClusterPool":
+        pytest.importorskip("aiomysql")
+    import pymysqlpool
+
+    with pytest.raises(TypeError, match=rf"^{key} must be a str, got "):
+        getattr(pymysqlpool, kind)(hosts=[("127.0.0.1", 1)], **{key: value})
+
+
+@pytest.mark.parametrize(
+    ("query", "key", "value"),
+    [
+        ("pool_name=2024", "pool_name", "2024"),
+        ("pool_name=true", "pool_name", "true"),
+        ("ssl_key_password=1234", "ssl_key_password", "1234"),
+        ("program_name=7", "program_name", "7"),
+        ("ssl_verify_cert=1", "ssl_verify_cert", "1"),
+    ],
+)
+def test_url_text_parameters_stay_text(query: str, key: str, value: str) -> None:
+    """Digits in a name or a password are text: read as a number, the pool
+    refused its own URL (``pool_name must be a str, got int``)."""
+    pool = ConnectionPool.from_url(f"mysql://root@127.0.0.1:1/db?{query}", open=False)
+    try:
+        assert (pool.name if key == "pool_name" else pool._config.connect_kwargs[key]) == value
+    finally:
+        pool.close()
+    cluster = ClusterPool(f"mysql://root@127.0.0.1:1/db?{query}")
+    try:
+        if key == "pool_name":
+            assert cluster.name == value
+    finally:
+        cluster.close()

@@ -94,3 +94,36 @@ def test_asyncio_cluster_refuses_second_and_foreign_returns_and_takes_one_throug
             assert cluster.get_stats()["borrowed"] == 0 == other.get_stats()["borrowed"]
 
     asyncio.run(asyncio.wait_for(main(), LIMIT))
+
+
+@pytest.mark.parametrize("failed", ["no", 1, None], ids=repr)
+def test_cluster_release_refuses_a_failed_that_is_not_a_bool_before_its_statements(
+    server_kwargs: dict[str, Any], failed: Any
+) -> None:
+    """``failed="no"`` would have run the return's statements as for a
+    failure and then been refused by the node pool, the connection left
+    lent. Refused first, both shells: nothing runs, the borrower keeps the
+    connection and gives it back properly."""
+    with ClusterPool(**_cluster_kwargs(server_kwargs, "ret-flag")) as cluster:
+        assert cluster.wait_ready(20)
+        conn = cluster.get_conn()
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        with pytest.raises(TypeError, match=r"^pool 'ret-flag(/[^']+)?': failed must be True or False"):
+            cluster.release(conn, failed)
+        assert cluster.get_stats()["borrowed"] == 1
+        cluster.release(conn, False)
+        assert cluster.get_stats()["borrowed"] == 0
+
+    async def main() -> None:
+        async with AsyncClusterPool(**_cluster_kwargs(server_kwargs, "ret-flag")) as cluster:
+            assert await cluster.wait_ready(20)
+            conn = await cluster.get_conn()
+            with pytest.raises(TypeError, match=r"^pool 'ret-flag(/[^']+)?': failed must be True or False"):
+                await cluster.release(conn, failed)
+            assert cluster.get_stats()["borrowed"] == 1
+            await cluster.release(conn, True)
+            assert cluster.get_stats()["borrowed"] == 0
+
+    pytest.importorskip("aiomysql")
+    asyncio.run(asyncio.wait_for(main(), LIMIT))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from server_helpers import ServerView, query
 
-from pymysqlpool import ConnectionPool
+from pymysqlpool import ConnectionPool, GetConnectionFromPoolError, PoolTimeout
 
 
 class Recorder:
@@ -70,3 +70,26 @@ def test_on_connect_can_configure_and_refuse_a_session(
     with pool.connection() as conn:
         assert query(conn, "SELECT @tagged") == ((42,),)
     assert server_view.settles_at(admin, 1)
+
+
+def test_a_checkout_hook_that_always_raises_ends_the_borrow_after_three_connections(
+    make_pool: Callable[..., ConnectionPool], admin: Any, server_view: ServerView
+) -> None:
+    """A hook bug is not a connect storm: without the rule one borrow opened
+    hundreds of connections a second against the server until its timeout.
+    The third refusal raises the hook's error (chained) at once, and no
+    session stays behind."""
+
+    class Broken:
+        def on_checkout(self, raw: Any, waited: float) -> None:
+            raise RuntimeError("hook bug")
+
+    pool = make_pool(maxsize=4, events=Broken())
+    with pytest.raises(GetConnectionFromPoolError, match="on_checkout rejected 3 connections in a row") as raised:
+        pool.get_conn(timeout=5)
+    assert not isinstance(raised.value, PoolTimeout)
+    assert isinstance(raised.value.__cause__, RuntimeError) and str(raised.value.__cause__) == "hook bug"
+    stats = pool.get_stats()
+    assert stats["connections_made"] == 3 and stats["closed_failed_check"] == 3
+    assert stats["borrow_errors"] == 1 and stats["open"] == 0
+    assert server_view.settles_at(admin, 0)

@@ -19,7 +19,8 @@ import pytest
 from pymysql.constants import CLIENT
 from server_helpers import query, raw_connect
 
-from pymysqlpool import ConnectionPool, PooledConnection
+from pymysqlpool import ConnectionPool, ConnectionReturnedError, PooledConnection
+from pymysqlpool._driver import results_pending
 from support.shells import is_closed
 
 pytestmark = pytest.mark.server
@@ -125,6 +126,63 @@ def test_second_result_set_half_read(make_pool: Callable[..., ConnectionPool]) -
     _next_borrower_gets_only_its_own_rows(pool)
     pool.close()
     _forget(cur)
+
+
+@pytest.mark.threads_only("the thread pool's own cursor classes (pymysqlpool.cursors)")
+@pytest.mark.parametrize("cursorclass", [pymysql.cursors.Cursor, pymysql.cursors.DictCursor], ids=["tuple", "dict"])
+def test_cursor_reads_its_pending_sets_on_execute_and_close(
+    make_pool: Callable[..., ConnectionPool], cursorclass: type
+) -> None:
+    """The cursors ask nextset() only when a further set can be there (a
+    speed-up, see cursors.Cursor): a cursor reused or closed with sets unread
+    still reads them itself, leaving the connection at a packet boundary."""
+    pool = make_pool(maxsize=1, client_flag=CLIENT.MULTI_STATEMENTS, pool_name="multi-cursor")
+    row = (lambda v: (v,)) if cursorclass is pymysql.cursors.Cursor else (lambda v: {"v": v})
+    try:
+        with pool.connection() as conn:
+            cur = conn.cursor(cursorclass)
+            cur.execute("SELECT 'A1' AS v; SELECT 'A2' AS v; SELECT 'A3' AS v")
+            assert list(cur.fetchall()) == [row("A1")]
+            cur.execute("SELECT 'B' AS v")  # A2 and A3 read first, by the cursor
+            assert list(cur.fetchall()) == [row("B")]
+            assert not cur.nextset()
+            cur.execute("SELECT 'C1' AS v; SELECT 'C2' AS v")
+            cur.close()
+            assert not results_pending(conn.raw)  # read by close(), not left to the next command
+            with conn.cursor(cursorclass) as other:
+                other.execute("SELECT %s AS v", ("D",))
+                assert list(other.fetchall()) == [row("D")]
+            cur.close()  # closing twice does nothing
+        stats = pool.get_stats()
+        assert stats["closed_unread"] == stats["closed_broken"] == 0 and stats["connections_made"] == 1
+    finally:
+        pool.close()
+
+
+@pytest.mark.threads_only("the thread pool's own cursor classes (pymysqlpool.cursors)")
+def test_cursor_kept_after_return_sends_nothing(make_pool: Callable[..., ConnectionPool]) -> None:
+    """execute() skips PyMySQL's nextset() check on a fresh cursor: the
+    statement's own check refuses a cursor whose borrow ended, with or
+    without arguments, before anything reaches the next borrower's session."""
+    pool = make_pool(maxsize=1, pool_name="kept-cursor")
+    try:
+        conn = pool.get_conn()
+        cur = conn.cursor()
+        used = conn.cursor()
+        used.execute("SELECT 1")
+        pool.release(conn)
+        holder = pool.get_conn()
+        try:
+            for stale in (cur, used):
+                with pytest.raises(ConnectionReturnedError):
+                    stale.execute("SET @kept = 1")
+                with pytest.raises(ConnectionReturnedError):
+                    stale.execute("SET @kept = %s", (1,))
+            assert query(holder, "SELECT @kept") == ((None,),)
+        finally:
+            pool.release(holder)
+    finally:
+        pool.close()
 
 
 def test_pymysql_cleanup_warnings_are_errors_here() -> None:

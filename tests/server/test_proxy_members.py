@@ -91,6 +91,38 @@ def test_a_connection_of_another_class_is_forwarded_through_getattr(
     assert pool.get_stats()["returns"] == 1
 
 
+class _Remembering(pymysql.connections.Connection):  # type: ignore[misc]
+    """A factory's connection class whose names are all PyMySQL's when it is
+    booked, and whose instances gain one of their own once used (by a call
+    the pool never makes on its own)."""
+
+    def select_db(self, db: str) -> None:
+        super().select_db(db)
+        self.selected = db
+
+
+@pytest.mark.threads_only("connection_factory is the thread pool's")
+def test_a_connection_that_gains_attributes_is_forwarded_them(
+    make_pool: Callable[..., ConnectionPool],
+) -> None:
+    """Judged by the names it had when booked, its proxy would lack the new
+    one (AttributeError): a class whose instances have a __dict__ is lent
+    through the proxy that forwards what it lacks."""
+    pool = make_pool(maxsize=1, pool_name="gains", connection_factory=lambda **kw: _Remembering(**kw))
+    conn = pool.get_conn()
+    try:
+        assert not hasattr(conn.raw, "selected")
+        db = conn.raw.db.decode() if isinstance(conn.raw.db, bytes) else conn.raw.db
+        conn.select_db(db)
+        assert conn.selected == conn.raw.selected == db
+        assert conn.thread_id() == conn.raw.thread_id()
+    finally:
+        pool.release(conn)
+    with pytest.raises(ConnectionReturnedError):
+        _ = conn.selected
+    assert pool.get_stats()["returns"] == 1
+
+
 def test_asyncio_proxy_forwards_every_attribute_of_a_used_connection(server_view: ServerView) -> None:
     async def main() -> None:
         async with AsyncConnectionPool(maxsize=1, **server_view.connect_kwargs) as pool:
