@@ -210,7 +210,11 @@ class Books:
     # -- holding ------------------------------------------------------------------
 
     def hold(self, slot: Slot) -> None:
-        """OUT (or IDLE but not queued: an interrupted park) -> HELD: the pool works on it."""
+        """OUT (or IDLE but not queued: an interrupted park) -> HELD: the pool
+        works on it. A slot let go while lent (GONE or KILLING: close(timeout)
+        shut it down) stays as it is: its late return only closes the socket."""
+        if slot.state == GONE or slot.state == KILLING:
+            return
         slot.state = HELD
         self.held += 1
 

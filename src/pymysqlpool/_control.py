@@ -11,7 +11,8 @@ method (bound by name in its class body, so a call costs what a method's
 does) and reads the core's private state as a method does.
 
 May touch: the Books verbs ``hold_idle``, ``hold_idle_end``,
-``fail_waiters``, ``forget_all``; the books' ``maxsize`` (resize); the
+``fail_waiters``, ``forget_all``, ``hold`` (a lent slot close(timeout) let
+go of); the books' ``maxsize`` (resize); the
 core's lifecycle state (``_state``, ``_life``: epoch, shed), ``_config``
 (resize), ``_maintenance`` (taken on close), and after a fork its lock, TLS
 contexts, generation and reclaim queue.
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from ._lifecycle import POOL_CLOSED, POOL_OPEN
 from ._plans import Plan
-from ._slot import KILLING, Slot
+from ._slot import KILLING, OUT, Slot
 from ._validators import _named, count
 from .errors import PoolClosed, PoolTimeout
 
@@ -72,6 +73,8 @@ def interrupt_late(self: PoolCore, timeout: float) -> int:
             slot.doom("closed_on_pool_close")
     for slot in late:
         self._drv.interrupt(slot.raw)
+    for slot in late:
+        _let_go(self, slot)
     if late:
         logger.warning(
             "pool %r: closed; %d borrowed connection(s) not returned within %.3g s were shut down",
@@ -80,6 +83,20 @@ def interrupt_late(self: PoolCore, timeout: float) -> int:
             timeout,
         )
     return len(late)
+
+
+def _let_go(self: PoolCore, slot: Slot) -> None:
+    """A lent slot whose socket close(timeout) shut down stops being counted
+    now, not when its borrower gives the proxy back (maybe never): its
+    session ended with the socket, or is killed if it was mid-statement
+    (counted until the kill ends). Its late return finds it let go
+    (Books.hold leaves it as it is) and only closes the socket."""
+    kill = self._abandoned(slot)  # asked first: the borrower's own close forgets a half-read result
+    with self._lock:
+        if slot.state != OUT:  # given back meanwhile: its return closes it
+            return
+        self._books.hold(slot)
+    self._unbook(slot, "closed_on_pool_close", kill)
 
 
 def warm_enough(self: PoolCore, limit: float, deadline: float) -> bool:

@@ -210,17 +210,23 @@ def unreserve(self: PoolCore, token: DialToken, outcome: Optional[str], served: 
     ``served``: it was counted as a borrow, which did not happen;
     ``outcome`` names the counter that says why."""
     with self._lock:
-        if not self._books.spend(token):
-            return
-        if served:
-            self._stats.borrows -= 1
-        if outcome is not None:
-            setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
+        live = self._books.spend(token)
+        if live:
+            if served:
+                self._stats.borrows -= 1
+            if outcome is not None:
+                setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
         unfinished = token.unfinished
         if unfinished is None:
-            self._pass_capacity()
+            if live:
+                self._pass_capacity()
             return
-        # A dial cut in its set-up: its place stays counted until the kill ends.
+        # A dial cut in its set-up: its place stays counted until the kill
+        # ends. Also when the right was revoked as orphaned meanwhile (a
+        # configure() that outlasted the reconcile's grace): the session is
+        # on the server all the same (counted beyond maxsize if its place was
+        # taken: the server holds it).
+        token.unfinished = None  # booked once, however often given back
         self._books.book_killing(unfinished, "closed_broken", self._clock() + self._config.kill_bound)
     self._start_kill(unfinished)
 

@@ -210,7 +210,7 @@ def kill_over_idle_plan(self: PoolCore, target: Tuple[int, float], budget: float
         logger.info("pool %r: could not kill session %d over an idle connection (%s)", self.name, target[0], exc)
         gone, failed = False, True
     except BaseException:
-        self._drop(slot, "closed_broken")  # interrupted: its state is unknown
+        self._cut(slot, "closed_broken")  # interrupted: its state is unknown; killed if cut mid-KILL
         raise
     yield from self._return_plan(slot, failed)
     return gone

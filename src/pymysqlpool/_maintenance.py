@@ -27,6 +27,7 @@ import weakref
 from typing import Any, Callable, Dict, Generator, Optional, Protocol, Tuple, Type
 
 from . import _warmup
+from ._signals import Latch, Wakeup, start_thread
 
 logger = logging.getLogger("pymysqlpool")
 
@@ -134,33 +135,31 @@ class Maintenance:
 
     def __init__(self, pool: Maintained) -> None:
         self._pool_ref: Callable[[], Any] = weakref.ref(pool)
-        # A bare lock, held while no round is asked for: wake() releases it.
-        # Not an Event: wake() runs on borrowers' threads (a return that closed
-        # a connection), and an asynchronous exception landing inside an
-        # Event's Condition (Python code) can leave its lock held for good,
-        # hanging every later wake and stop (seen in the interrupt storm test).
-        self._wakeup = threading.Lock()
-        self._wakeup.acquire()
+        self._name = f"pymysqlpool-maintenance-{pool.name}"
+        # Not an Event: wake() runs on borrowers' threads (a return that
+        # closed a connection), and an asynchronous exception landing inside
+        # an Event's Condition can leave its lock held for good, hanging every
+        # later wake and stop (seen in the interrupt storm test). See _signals.
+        self._wakeup = Wakeup()
         self._stopping = False
         self._schedule = Schedule()
-        self._thread = threading.Thread(target=self._loop, name=f"pymysqlpool-maintenance-{pool.name}", daemon=True)
+        self._thread: Optional[threading.Thread] = None
+        self._ended: Optional[Latch] = None  # waited on by stop(), not join(): see _signals
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread, self._ended = start_thread(self._loop, self._name)
 
     def wake(self) -> None:
         if threading.current_thread() is self._thread:
             return  # asked by its own round (it closed a connection): the refill that follows sees to it
-        try:
-            self._wakeup.release()
-        except RuntimeError:  # woken already
-            pass
+        self._wakeup.set()
 
     def stop(self) -> None:
         self._stopping = True
         self.wake()
-        if self._thread is not threading.current_thread() and self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        ended = self._ended
+        if ended is not None and self._thread is not threading.current_thread():
+            ended.wait(5.0)
 
     def _loop(self) -> None:
         steps = rounds(self._pool_ref, self._schedule, BaseException)
@@ -175,7 +174,7 @@ class Maintenance:
                     refill = functools.partial(_refill_step, pool)
                     _warmup.run(refill, arg, f"pymysqlpool-refill-{pool.name}")
                 elif step == PAUSE:
-                    self._wakeup.acquire(timeout=arg)  # woken or not, it is held again after
+                    self._wakeup.wait(arg)
                 else:
                     return
             except BaseException as exc:  # even an injected exception: rounds() logs it

@@ -18,9 +18,9 @@ does) and reads the core's private state as a method does.
 
 May touch: the Books verbs ``hold_idle``, ``hold``, ``spend``,
 ``new_token``, ``in_state``, ``book_killing`` (a warm-up dial cut in its
-set-up, killed) and the slot set, counts and dial tokens it
-reads; the core's ``_reclaim`` queue, ``_replacements``, leak and
-keep-alive counters.
+set-up, killed), ``await_kill`` (an orphan left mid-answer, killed) and the
+slot set, counts and dial tokens it reads; the core's ``_reclaim`` queue,
+``_replacements``, leak and keep-alive counters.
 """
 
 from __future__ import annotations
@@ -141,11 +141,26 @@ def check_plan(self: PoolCore) -> Plan:
             done += 1
         return closed
     finally:
-        # Interrupted: what was not checked yet is closed, not lost. Not
-        # the ones already parked: they may be another caller's (HELD) by now.
-        for slot in slots[done:]:
-            if slot.state == HELD:
-                self._cut(slot, "closed_failed_check")  # the one cut mid-ping: killed
+        _cut_short(self, slots[done:])
+
+
+def _cut_short(self: PoolCore, rest: List[Slot]) -> None:
+    """An interrupted (or cancelled) check or keep-alive round: ``rest``,
+    what it had not finished. The first, the one it was probing, is cut
+    (killed if its probe was left mid-answer) under ``closed_broken``: an
+    interrupt is no failed check. The others were never touched: back to
+    idle. Only slots still HELD: one already parked may be another
+    caller's by now."""
+    if rest and rest[0].state == HELD:
+        self._cut(rest[0], "closed_broken")
+    for slot in rest[1:]:
+        with self._lock:
+            if slot.state != HELD:
+                continue
+            if self._state == POOL_OPEN:
+                self._park(slot, slot.last_used)
+                continue
+        self._drop(slot, "closed_on_pool_close")
 
 
 def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, float]]) -> Plan:
@@ -184,6 +199,7 @@ def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, floa
         for item in set(seen).difference(candidates).union(stale):
             del seen[item]
         seized: List[Slot] = []
+        kills: List[Slot] = []
         for item in stale:
             if isinstance(item, DialToken):
                 # Its dial, if it still ends, books only if there is room.
@@ -191,23 +207,31 @@ def reconcile_plan(self: PoolCore, grace: float, seen: Dict[Any, Tuple[Any, floa
                     self._pass_capacity()
             elif item.state == OUT:
                 unqueued.append(item)
+            elif item.state == HELD and self._abandoned(item):
+                # Left in the middle of an exchange (a return or ping whose
+                # clean-up an interrupt cut): its session may still run it,
+                # so it is killed, its place counted until it is gone.
+                books.await_kill(item, "closed_orphaned", now + self._config.kill_bound)
+                kills.append(item)
             elif self._unbook_locked(item, "closed_orphaned"):
                 # HELD: unbooked here, under the lock, so that a holder
-                # that was merely slow finds it gone and does not park it.
+                # that was merely slow finds it gone (or KILLING) and does not park it.
                 seized.append(item)
         for slot in unqueued:
             books.hold(slot)
     for slot in overdue:
         self._killed(slot, False)
+    for slot in kills:
+        self._drv.force_close(slot.raw)
+        self._start_kill(slot)
     for slot in seized:
         self._drv.force_close(slot.raw)
         self._after_close(slot, "closed_orphaned")
-    if unqueued or seized:
-        logger.warning(
-            "pool %r: closing %d connection(s) orphaned by an interrupt", self.name, len(unqueued) + len(seized)
-        )
+    closed = len(unqueued) + len(seized) + len(kills)
+    if closed:
+        logger.warning("pool %r: closing %d connection(s) orphaned by an interrupt", self.name, closed)
         yield from self._close_all_plan(unqueued, "closed_orphaned")
-    return len(unqueued) + len(seized)
+    return closed
 
 
 def leaked(self: PoolCore, slot: Slot) -> None:
@@ -340,11 +364,7 @@ def keepalive_plan(self: PoolCore, now: float) -> Plan:
                     self._stats.keepalive_pings += 1
             done += 1
     finally:
-        # Interrupted: what was not pinged yet is closed. Not the ones
-        # already parked: they may be another caller's (HELD) by now.
-        for slot in taken[done:]:
-            if slot.state == HELD:
-                self._cut(slot, "closed_broken")  # the one cut mid-ping: killed
+        _cut_short(self, taken[done:])
 
 
 def refill_wanted(self: PoolCore) -> int:

@@ -12,8 +12,9 @@ however many run. Used by both pools' prefill and by the maintenance's refill.
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, Awaitable, Callable, List
+
+from ._signals import Latch, start_thread
 
 # Enough to overlap the round trips of a connect; few enough not to swamp a
 # server that is just coming back up.
@@ -36,7 +37,9 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
     if not step():
         return
     errors: List[BaseException] = []
-    stop = threading.Event()
+    # Not a threading.Event, nor Thread.join(): see _signals (the caller may
+    # be interrupted while it waits, the helpers set the flag on error).
+    stop = Latch()
 
     def loop() -> None:
         try:
@@ -45,12 +48,10 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
             errors.append(exc)
             stop.set()
 
-    started: List[threading.Thread] = []
+    ended: List[Latch] = []
     try:
         for i in range(1, workers):
-            thread = threading.Thread(target=loop, name=f"{name}-{i}", daemon=True)
-            thread.start()
-            started.append(thread)
+            ended.append(start_thread(loop, f"{name}-{i}")[1])
         _steps(step, stop)
     except Exception as exc:  # a step failed here, or no thread could be started
         errors.append(exc)
@@ -59,8 +60,8 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
         stop.set()
         raise
     try:
-        for thread in started:
-            thread.join()
+        for latch in ended:
+            latch.wait()
     except BaseException:  # interrupted waiting: the others stop after their current step
         stop.set()
         raise
@@ -68,7 +69,7 @@ def run(step: Callable[[], bool], workers: int, name: str) -> None:
         raise errors[0]
 
 
-def _steps(step: Callable[[], bool], stop: threading.Event) -> None:
+def _steps(step: Callable[[], bool], stop: Latch) -> None:
     while not stop.is_set() and step():
         pass
 

@@ -15,12 +15,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import AbstractSet, Any, Callable, List, Optional, Set, Tuple, Type
+from typing import Any, Callable, List, Optional, Tuple, Type
 
 import pymysql
 
 from . import _driver, _forking, _topology
 from ._clusterbase import SteeredCluster, Steps
+from ._signals import Latch, Wakeup, start_thread
 from ._steering import NodeState, parse_cluster_url
 from ._validators import flag
 from .connection import PooledConnection
@@ -93,8 +94,11 @@ class ClusterPool(SteeredCluster[_NodePool]):
     _force_close = staticmethod(_driver.force_close)
 
     def _begin(self) -> None:
-        self._changed = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
+        # Not threading.Event/Condition, nor Thread.join(): borrowers' threads
+        # set and wait on these, and an interrupt landing inside an Event's or
+        # Condition's Python code can leave its lock held for good (see _signals).
+        self._changed = Latch()  # set, and replaced by a new one, when the routing changed
+        self._wake = Wakeup()
         try:
             for node in self._steering.nodes:
                 self._open_node(node)
@@ -102,8 +106,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
             for node in self._steering.nodes:
                 node.pool.close()
             raise
-        self._first_round = threading.Event()
-        self._probe_workers: AbstractSet[threading.Thread] = frozenset()
+        self._first_round = Latch()
         self._monitor = self._start_monitor()
         _forking.register(self, ClusterPool._after_fork_in_child)
 
@@ -118,8 +121,7 @@ class ClusterPool(SteeredCluster[_NodePool]):
             pool.start_maintenance()  # warms the node up in the background once it answers
 
     def _start_monitor(self) -> threading.Thread:
-        thread = threading.Thread(target=self._monitor_loop, name=f"pymysqlpool-cluster-{self.name}", daemon=True)
-        thread.start()
+        thread, self._monitor_ended = start_thread(self._monitor_loop, f"pymysqlpool-cluster-{self.name}")
         return thread
 
     def _after_fork_in_child(self) -> None:
@@ -135,9 +137,9 @@ class ClusterPool(SteeredCluster[_NodePool]):
                 node.probe_raw = None
             node.busy = False
             node.urgent = True
-        self._changed = threading.Condition(threading.Lock())
+        self._changed = Latch()
         self._steering.lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = Wakeup()
         self._monitor = self._start_monitor()
 
     # -- borrowing ------------------------------------------------------------
@@ -194,9 +196,9 @@ class ClusterPool(SteeredCluster[_NodePool]):
             pool = attempt.choose(_monotonic())
             if pool is None:
                 limit = attempt.wait_for()
-                with self._changed:
-                    if attempt.routing_unchanged():
-                        self._changed.wait(limit)
+                changed = self._changed  # taken before the look: a change after it sets this one
+                if attempt.routing_unchanged():
+                    changed.wait(limit)
                 attempt.waited_for_routing()
                 continue
             try:
@@ -300,12 +302,8 @@ class ClusterPool(SteeredCluster[_NodePool]):
         worker, so a node that hangs (SIGSTOP, a black-holed link) delays
         neither the probes of the others nor the routing they change."""
         steering = self._steering
-        started: Set[threading.Thread] = set()  # joined by close(): each worker adds itself as it starts
-        self._probe_workers = started
         workers = ThreadPoolExecutor(
-            max_workers=len(steering.nodes),
-            thread_name_prefix=f"pymysqlpool-probe-{self.name}",
-            initializer=lambda: started.add(threading.current_thread()),
+            max_workers=len(steering.nodes), thread_name_prefix=f"pymysqlpool-probe-{self.name}"
         )
         try:
             while not steering.closed:
@@ -317,7 +315,9 @@ class ClusterPool(SteeredCluster[_NodePool]):
                     workers.submit(self._probe, node)
                 self._wake.wait(steering.sleep_for(_monotonic()))
         finally:
-            workers.shutdown(wait=False)
+            # A probe in flight ends within probe_timeout: the monitor ends
+            # after its workers, so close() waits for them by waiting for it.
+            workers.shutdown(wait=True)
 
     def _probe(self, node: NodeState) -> None:
         try:
@@ -347,12 +347,16 @@ class ClusterPool(SteeredCluster[_NodePool]):
 
     def _publish(self) -> None:
         steering = self._steering
-        with self._changed:
-            changed = steering.publish()
-            if steering.probed_once:
-                self._first_round.set()
-            if changed:
-                self._changed.notify_all()
+        changed = steering.publish()
+        if steering.probed_once:
+            self._first_round.set()
+        if changed:
+            self._announce()
+
+    def _announce(self) -> None:
+        """Wake whoever waits for a new routing (or the close)."""
+        changed, self._changed = self._changed, Latch()
+        changed.set()
 
     # -- closing and stats -----------------------------------------------------
 
@@ -361,17 +365,12 @@ class ClusterPool(SteeredCluster[_NodePool]):
         whatever a first call could not close, the second closes."""
         self._steering.closed = True
         self._wake.set()
-        with self._changed:
-            self._changed.notify_all()
+        self._announce()
         try:
             if threading.current_thread() is not self._monitor:
-                deadline = _monotonic() + self._settings.probe_timeout * 3 + 5
-                self._monitor.join(deadline - _monotonic())
-                # A probe in flight ends within probe_timeout: wait for its worker, so that
-                # no thread of the cluster outlives close().
-                for worker in list(self._probe_workers):
-                    if worker is not threading.current_thread():
-                        worker.join(max(deadline - _monotonic(), 0.0))
+                # The monitor ends after its probe workers (a probe in flight ends
+                # within probe_timeout), so that no thread of the cluster outlives close().
+                self._monitor_ended.wait(self._settings.probe_timeout * 3 + 5)
         finally:
             errors: List[BaseException] = []
             for node in self._steering.nodes:
@@ -414,14 +413,13 @@ class ClusterPool(SteeredCluster[_NodePool]):
         limit = self._wait_limit(timeout)
         deadline = None if limit is None else _monotonic() + limit
         steering = self._steering
-        with self._changed:
-            while True:
-                if steering.closed:
-                    raise steering.close_error()
-                if steering.readers if read_only else steering.writers:
-                    break
-                remaining = None if deadline is None else deadline - _monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-        return True
+        while True:
+            changed = self._changed  # taken before the look: a change after it sets this one
+            if steering.closed:
+                raise steering.close_error()
+            if steering.readers if read_only else steering.writers:
+                return True
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            changed.wait(remaining)

@@ -1553,7 +1553,7 @@ def abandoned_beside_idle(clock: Clock, idle: int) -> Tuple[Shell, Slot, Running
     return shell, slot, kill, parked
 
 
-@pytest.mark.parametrize("outcome", ["ok", "fail", "interrupt"])
+@pytest.mark.parametrize("outcome", ["ok", "fail", "interrupt", "interrupt mid-answer"])
 def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(
     clock: Clock, outcome: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1561,7 +1561,8 @@ def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(
     the pool's most recently used idle connection, held meanwhile (no
     borrower gets it), then given back through the return's rules: parked as
     it was after a KILL answered, reset after one that failed, dropped when
-    interrupted (its state unknown)."""
+    interrupted (its state unknown) -- and killed in turn, its slot counted,
+    when the interrupt left it in the middle of the KILL's answer."""
     caplog.set_level("INFO", logger="pymysqlpool")
     shell, slot, kill, parked = abandoned_beside_idle(clock, idle=2)
     core = shell.core
@@ -1570,8 +1571,17 @@ def test_a_kill_refused_a_side_connection_goes_over_the_newest_idle_connection(
     assert kill.request[0] == KILL and kill.request[1] == (slot.session, clock.now - slot.created, newest.raw)
     assert newest.state == HELD and oldest.state == IDLE
     shell.check_books()
-    shell.answer(kill, outcome)
-    if outcome == "ok":
+    newest.raw.mid = outcome == "interrupt mid-answer"  # the KILL sent, its answer not read
+    shell.answer(kill, "interrupt" if newest.raw.mid else outcome)
+    if newest.raw.mid:
+        assert newest.state == KILLING and newest.raw.closed and core._stats.closes["closed_broken"] == 1
+        (second,) = [run for run in shell.plans if run.kind == "kill"]
+        assert second.request == (KILL, (newest.session, clock.now - newest.created), KILL_BOUND)
+        shell.answer(second, "ok")
+        assert newest.state == GONE and core._stats.kills == 1
+        assert slot.state == KILLING  # the reconcile frees it after its bound
+        shell.reap_kills()
+    elif outcome == "ok":
         assert kill not in shell.plans  # no reset: the KILL left the connection clean
         assert newest.state == IDLE and (core._stats.kills, core._stats.kill_failures) == (1, 0)
     elif outcome == "fail":

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pymysqlpool import ConnectionPool, _warmup
+from pymysqlpool._signals import Latch
 from support.waiting import wait_until
 
 from .fakes import FakeConnectError, FakeServer
@@ -189,16 +190,16 @@ class Interrupt(BaseException):
     """Stands for KeyboardInterrupt without upsetting pytest."""
 
 
-def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
-    """Every threading.Event made from now on (run's ``stop`` among them)."""
-    made: list[threading.Event] = []
+def _record_events(monkeypatch: pytest.MonkeyPatch) -> list[Latch]:
+    """Every flag run makes from now on (its ``stop``)."""
+    made: list[Latch] = []
 
-    class Recorded(threading.Event):
+    class Recorded(Latch):
         def __init__(self) -> None:
             super().__init__()
             made.append(self)
 
-    monkeypatch.setattr(threading, "Event", Recorded)
+    monkeypatch.setattr(_warmup, "Latch", Recorded)
     return made
 
 

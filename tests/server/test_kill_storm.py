@@ -13,7 +13,9 @@ connect_timeout while the server still holds the session.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +27,8 @@ from server_helpers import Account, mysql_kwargs, pool_sessions_of, query, raw_c
 
 from pymysqlpool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from support.interrupts import raise_after
-from support.sessions import kill_sessions
+from support.sessions import kill_sessions, sessions_ended
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -270,6 +273,163 @@ def test_an_interrupted_connect_is_killed_and_its_place_kept(admin: Any, make_ac
     assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
     assert stats["connections_made"] == 2 and stats["closed_broken"] == 1, stats
     events.assert_paired()
+
+
+def test_a_connect_cut_after_its_right_to_dial_was_revoked_is_killed(
+    admin: Any, make_account: Callable[..., Account]
+) -> None:
+    """configure() is the caller's code: connect_timeout does not bound it,
+    so a set-up can outlast the reconcile's grace (2 x connect_timeout + 1 s),
+    which gives the dial's right back as orphaned. An interrupt that then cuts
+    the set-up still has its session killed and its place counted until it is
+    gone (before: closed without a kill, its statement ran on beside the next
+    borrow's new session: three sessions of a maxsize=2 pool)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    calls: list[int] = []
+    # The warm-up's connection starts the maintenance; the second dial sleeps.
+    pool = ConnectionPool(
+        maxsize=2, pre_create_num=1, connect_timeout=1, configure=slow_first_set_up(calls, 2, 30), **kw
+    )
+
+    def revoked() -> bool:
+        return pool.get_stats()["connecting"] == 0 and set_up_running(admin, account)
+
+    def interrupt_once_revoked() -> None:
+        if wait_until(revoked, timeout=20):
+            signal.setitimer(signal.ITIMER_REAL, 0.001)  # raise_after's handler, now
+
+    try:
+        with sessions_ended(functools.partial(query, admin), account.user):
+            lent = pool.get_conn(10)  # the warm one
+            watcher = threading.Thread(target=interrupt_once_revoked, name="test-revoke-watcher", daemon=True)
+            with pytest.raises(KeyboardInterrupt), raise_after(60, KeyboardInterrupt):
+                watcher.start()
+                pool.get_conn(40)  # dials: its configure() sleeps 30 s, cut once its right was revoked
+            watcher.join(5)
+            conn, seen = borrow_watched(pool, admin, account)
+            stats = pool.get_stats()
+            conn.close()
+            lent.close()
+    finally:
+        pool.close()
+    assert len(calls) == 3, calls
+    assert max(len(view) for view in seen) <= 2, seen  # never three sessions of a maxsize=2 pool
+    assert calls[1] not in seen[-1], (seen, calls)  # the cut one is gone
+    assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
+
+
+def test_reconcile_kills_an_orphan_left_in_the_middle_of_an_answer(
+    admin: Any, make_account: Callable[..., Account]
+) -> None:
+    """What an asynchronous exception inside a return's clean-up can leave:
+    a slot the pool holds (HELD) that nobody works on, its connection left
+    mid-statement. The reconcile closes it, and kills its session, counting
+    the place until it is gone (before: closed without a kill, the statement
+    ran on for its 30 s)."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    pool = ConnectionPool(maxsize=1, connect_timeout=1, **kw)
+    try:
+        with sessions_ended(functools.partial(query, admin), account.user):
+            conn = pool.get_conn(10)
+            assert pool._maintenance is not None
+            pool._maintenance.stop()  # this test's reconcile call is the round
+            session = conn.thread_id()
+            with pytest.raises(KeyboardInterrupt), raise_after(0.5, KeyboardInterrupt):
+                query(conn, "DO SLEEP(30)")
+            slot = conn._slot
+            assert slot is not None
+            with pool._lock:  # a return interrupted after its stores, its clean-up lost
+                conn._slot = conn._raw = None
+                slot.proxied = False
+                pool._books.hold(slot)
+            assert pool._run(pool._reconcile_plan(0.0, {})) == 1
+            assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=15)
+            stats = pool.get_stats()
+            assert session not in pool_sessions_of(admin, account)
+            again = pool.get_conn(10)  # the place is free again
+            again.close()
+    finally:
+        pool.close()
+    assert (stats["kills"], stats["kill_failures"], stats["closed_orphaned"], stats["open"]) == (1, 0, 1, 0), stats
+
+
+# -- check() cut ------------------------------------------------------------------------
+
+
+def sleeping_check_once(session: list[int]) -> Callable[[Any], Any]:
+    """A ``check=`` whose first call runs DO SLEEP(30) on the server (noting
+    the session's id in ``session``); later calls pass at once."""
+
+    def check(raw: Any) -> Any:
+        if session:
+            return None
+        session.append(raw.server_thread_id[0])
+        return raw.query("DO SLEEP(30)")  # a coroutine on the asyncio pool's driver, run at once on PyMySQL
+
+    return check
+
+
+def assert_check_cut(stats: dict[str, Any], session: int, admin: Any, account: Account) -> None:
+    """A cut check() is no failed check: the connection it was checking is
+    closed as cut (killed: its statement ran on) and the other goes back to idle."""
+    assert (stats["closed_failed_check"], stats["closed_broken"]) == (0, 1), stats
+    assert (stats["kills"], stats["kill_failures"], stats["killing"]) == (1, 0, 0), stats
+    assert (stats["connections_made"], stats["idle"]) == (2, 1), stats  # nothing was dialed in its place yet
+    assert session not in pool_sessions_of(admin, account)
+
+
+def test_an_interrupted_check_is_no_failed_check(admin: Any, make_account: Callable[..., Account]) -> None:
+    """KeyboardInterrupt in check(): before, every connection not yet checked
+    was closed and all were counted under closed_failed_check."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    session: list[int] = []
+    pool = ConnectionPool(maxsize=2, pre_create_num=2, check=sleeping_check_once(session), **kw)
+    try:
+        with sessions_ended(functools.partial(query, admin), account.user):
+            assert pool._maintenance is not None
+            pool._maintenance.stop()  # no refill in the cut one's place while the test reads the stats
+            with pytest.raises(KeyboardInterrupt), raise_after(0.5, KeyboardInterrupt):
+                pool.check()
+            assert wait_until(lambda: pool.get_stats()["killing"] == 0, timeout=15)
+            stats = pool.get_stats()
+    finally:
+        pool.close()
+    assert_check_cut(stats, session[0], admin, account)
+
+
+def test_a_cancelled_check_is_no_failed_check(admin: Any, make_account: Callable[..., Account]) -> None:
+    """The asyncio twin: check() cancelled while it checks the first connection."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    session: list[int] = []
+
+    async def scenario() -> dict[str, Any]:
+        pool = AsyncConnectionPool(maxsize=2, pre_create_num=2, check=sleeping_check_once(session), **kw)
+        async with pool:
+            await pool.wait(10)
+            assert pool._maintenance is not None
+            await pool._maintenance.stop()  # no refill in the cut one's place while the test reads the stats
+            checking = asyncio.ensure_future(pool.check())
+            for _ in range(200):  # until the check's statement runs (bounded: 10 s)
+                if session or checking.done():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            checking.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await checking
+            for _ in range(300):  # until the kill ended (bounded: 15 s)
+                if pool.get_stats()["killing"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            return pool.get_stats()
+
+    with sessions_ended(functools.partial(query, admin), account.user):
+        stats = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert_check_cut(stats, session[0], admin, account)
 
 
 # -- the pool's own reset cut -------------------------------------------------------------
@@ -587,3 +747,107 @@ def assert_killed_soon(admin: Any, account: Account, session: int, stats: Callab
         time.sleep(0.05)
     assert session not in pool_sessions_of(admin, account)
     assert (stats()["kills"], stats()["kill_failures"]) == (1, 0), stats()
+
+
+# -- close(timeout): the stats right after it -------------------------------------------
+
+
+def sleep_running(admin: Any, session: int) -> bool:
+    rows = query(admin, "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (session,))
+    return bool(rows) and "DO SLEEP" in str(rows[0][0])
+
+
+def assert_let_go(stats: dict[str, Any]) -> None:
+    """Right after close(timeout) shut both borrowed connections down: neither
+    is counted open nor borrowed though neither proxy was given back; the one
+    mid-statement is killed (counted in killing until its kill ends)."""
+    assert (stats["borrowed"], stats["idle"], stats["closed_on_pool_close"]) == (0, 0, 2), stats
+    assert stats["open"] == stats["killing"] <= 1, stats
+
+
+def test_close_timeout_stops_counting_what_it_shut_down(admin: Any, make_account: Callable[..., Account]) -> None:
+    """get_stats() after close(timeout) is true before the borrowers give
+    their proxies back (before: both still counted open and borrowed until
+    they did, maybe never); the late returns change nothing but ``returns``."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    pool = ConnectionPool(maxsize=2, **kw)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+    give_back = threading.Event()
+
+    def borrower() -> None:
+        conn = pool.get_conn(10)
+        ids.append(conn.thread_id())
+        try:
+            query(conn, "DO SLEEP(30)")
+        except pymysql.err.OperationalError as exc:
+            errors.append(exc)
+        give_back.wait(20)
+        conn.close()
+
+    with sessions_ended(functools.partial(query, admin), account.user):
+        idle = pool.get_conn(10)  # lent, between statements
+        worker = threading.Thread(target=borrower, name="test-borrower", daemon=True)
+        worker.start()
+        assert wait_until(lambda: bool(ids) and sleep_running(admin, ids[0]), timeout=10)
+        assert pool.close(timeout=0.2) == 2
+        assert_let_go(pool.get_stats())
+        assert_killed_soon(admin, account, ids[0], pool.get_stats)  # before the borrower gave it back
+        give_back.set()
+        worker.join(10)
+        idle.close()
+        stats = pool.get_stats()
+    assert len(errors) == 1, errors
+    assert (stats["open"], stats["closed_on_pool_close"], stats["returns"]) == (0, 2, 2), stats
+
+
+def test_async_close_timeout_stops_counting_what_it_shut_down(admin: Any, make_account: Callable[..., Account]) -> None:
+    """The asyncio twin."""
+    account = make_account()
+    kw = {**mysql_kwargs(), "user": account.user, "password": account.password}
+    ids: list[int] = []
+    errors: list[BaseException] = []
+    seen: list[dict[str, Any]] = []
+
+    async def scenario() -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(maxsize=2, **kw)
+        await pool.open()
+        give_back = asyncio.Event()
+
+        async def borrower() -> None:
+            conn = await pool.get_conn(10)
+            ids.append(conn.thread_id())
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("DO SLEEP(30)")
+            except pymysql.err.OperationalError as exc:
+                errors.append(exc)
+            await asyncio.wait_for(give_back.wait(), 20)
+            await pool.release(conn)
+
+        idle = await pool.get_conn(10)
+        task = asyncio.ensure_future(borrower())
+        for _ in range(200):  # until the borrower's statement runs (bounded: 10 s)
+            if ids and await asyncio.to_thread(sleep_running, admin, ids[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.close(timeout=0.2) == 2
+        seen.append(pool.get_stats())
+        for _ in range(200):  # the kill's task runs on this loop: until it ended (bounded: 10 s)
+            if pool.get_stats()["killing"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        seen.append(pool.get_stats())
+        give_back.set()
+        await asyncio.wait_for(task, 10)
+        await pool.release(idle)
+        return pool
+
+    with sessions_ended(functools.partial(query, admin), account.user):
+        pool = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert len(errors) == 1, errors
+    assert_let_go(seen[0])
+    assert (seen[1]["open"], seen[1]["kills"], seen[1]["kill_failures"]) == (0, 1, 0), seen[1]
+    stats = pool.get_stats()
+    assert (stats["open"], stats["closed_on_pool_close"], stats["returns"]) == (0, 2, 2), stats

@@ -35,6 +35,9 @@ class BlockingAsyncPool:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="blocking-async-pool", daemon=True)
         self._thread.start()
+        # Proxies lent and not given back: a late borrower still uses the loop
+        # after close(timeout) stopped counting its connection.
+        self._lent = 0
         try:
             self._pool = self._call(self._make(args, kwargs))
         except BaseException:
@@ -73,12 +76,17 @@ class BlockingAsyncPool:
     # -- the thread pool's API ------------------------------------------------
 
     def get_conn(self, timeout: Optional[float] = None) -> BlockingConnection:
-        return BlockingConnection(self, self._call(self._pool.get_conn(timeout)))
+        conn = BlockingConnection(self, self._call(self._pool.get_conn(timeout)))
+        self._lent += 1
+        return conn
 
     connection = get_conn
 
     def release(self, conn: Any, failed: bool = False) -> None:
         self._call(self._pool.release(conn._conn if isinstance(conn, BlockingConnection) else conn, failed))
+        self._lent -= 1
+        if not self._pool._open and not self._lent and self._pool.closed:
+            self._stop_loop()  # the last late borrower gave its proxy back
 
     def close(self, timeout: Optional[float] = None) -> int:
         if self._loop.is_closed():
@@ -86,7 +94,7 @@ class BlockingAsyncPool:
         try:
             forced: int = self._call(self._pool.close(timeout))
         finally:
-            if not self._pool._open:
+            if not self._pool._open and not self._lent:
                 self._stop_loop()
         return forced
 
