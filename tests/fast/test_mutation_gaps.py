@@ -74,3 +74,19 @@ def test_a_retry_s_validation_gets_only_what_is_left_of_timeout_plus_connect_tim
         assert budgets == [pytest.approx(10.0), pytest.approx(7.0)]
         assert pool.get_stats()["closed_failed_check"] == 2
         conn.close()
+
+
+def test_a_return_to_a_closed_pool_closes_without_a_reset(server: FakeServer) -> None:
+    """A connection given back after close() is closed, not cleaned first:
+    no ROLLBACK (the server rolls back what a closed session left), so a
+    frozen server cannot hold the return for connect_timeout."""
+    pool = ConnectionPool(maxsize=2, size=0, connection_factory=server)
+    conn = pool.get_conn()
+    fake = conn.raw
+    conn.begin()  # a transaction left open
+    assert fake.in_trans
+    pool.close()
+    conn.close()
+    assert fake.disposed and fake.rollbacks == 0
+    stats = pool.get_stats()
+    assert stats["closed_on_pool_close"] == 1 and stats["rollbacks_on_return"] == 0
