@@ -10,8 +10,13 @@ import pymysql
 import pytest
 
 from pymysqlpool import ConnectionPool, PoolTimeout
+from pymysqlpool._plans import CLOSE, KILL, RESET
+from pymysqlpool._slot import GONE, KILLING
+from support.leaks import LeakWarnings
+from support.waiting import wait_until
 
 from .fakes import FakeConnection, FakeServer
+from .test_core_machine import Clock, Shell, borrowed, make_core
 from .test_state_machine import FakeClock
 
 
@@ -76,6 +81,33 @@ def test_a_retry_s_validation_gets_only_what_is_left_of_timeout_plus_connect_tim
         conn.close()
 
 
+def test_a_long_borrow_is_reported_once_however_many_rounds_see_it(
+    server: FakeServer, leak_warnings: LeakWarnings
+) -> None:
+    """docs/stats.md: ``leaks_detected`` counts borrows reported by
+    leak_timeout; a borrow still out at the next rounds is not reported again."""
+    clock = FakeClock()
+    with ConnectionPool(maxsize=2, size=0, leak_timeout=1.0, keepalive_interval=1.5, connection_factory=server) as pool:
+        pool._use_clock(clock)
+        stays, goes = pool.get_conn(), pool.get_conn()
+        witness = stays.raw  # the older idle one: borrows take the newest
+        stays.close()
+        goes.close()
+        clock.now += 0.1  # a borrow after the last return: a real clock moves on between them
+        held = pool.get_conn()
+        assert held.raw is not witness
+        clock.now += 2.0
+        assert wait_until(lambda: pool.get_stats()["leaks_detected"] == 1)
+        for _ in range(2):
+            # Each keep-alive ping of the idle one ends a round that looked at the long borrow again.
+            pings = witness.pings
+            clock.now += 2.0
+            assert wait_until(lambda pings=pings: witness.pings > pings)
+        assert pool.get_stats()["leaks_detected"] == 1
+        assert len(leak_warnings.messages) == 1
+        held.close()
+
+
 def test_a_return_to_a_closed_pool_closes_without_a_reset(server: FakeServer) -> None:
     """A connection given back after close() is closed, not cleaned first:
     no ROLLBACK (the server rolls back what a closed session left), so a
@@ -90,3 +122,29 @@ def test_a_return_to_a_closed_pool_closes_without_a_reset(server: FakeServer) ->
     assert fake.disposed and fake.rollbacks == 0
     stats = pool.get_stats()
     assert stats["closed_on_pool_close"] == 1 and stats["rollbacks_on_return"] == 0
+
+
+def test_a_reset_cut_mid_answer_by_an_error_is_killed_in_its_place() -> None:
+    """CHANGELOG: the return's reset cut after its command was sent -- timed
+    out by connect_timeout (an error, not only an interrupt) -- is killed
+    like an abandoned statement: the server runs the ROLLBACK on."""
+    clock = Clock()
+    shell = Shell(make_core(clock, 1, timeout=30.0), clock)
+    core = shell.core
+    (proxy,) = borrowed(shell, 1)
+    slot = proxy._slot
+    assert slot is not None
+    proxy._raw.dirty = True  # a transaction open: the return rolls back
+    run = shell.give_back(proxy)
+    assert run is not None and run.request[0] == RESET
+    slot.raw.mid = True  # the ROLLBACK sent, its answer not read (the real driver's mark)
+    shell.answer(run, "fail")
+    (close,) = [run for run in shell.plans if run.request[0] == CLOSE]
+    shell.answer(close, "ok")
+    assert slot.state == KILLING and slot.raw.closed
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    assert kill.request[0] == KILL and kill.request[1][0] == slot.raw.session
+    shell.answer(kill, "ok")
+    assert slot.state == GONE and core._stats.kills == 1
+    shell.finish_all()
+    shell.check_books()
