@@ -4,13 +4,13 @@ mutant that every other test let pass."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Tuple
 
 import pymysql
 import pytest
 
 from pymysqlpool import ConnectionPool, PoolTimeout
-from pymysqlpool._plans import CLOSE, KILL, RESET
+from pymysqlpool._plans import CLOSE, DIAL, KILL, RESET
 from pymysqlpool._slot import GONE, KILLING
 from support.leaks import LeakWarnings
 from support.waiting import wait_until
@@ -146,5 +146,30 @@ def test_a_reset_cut_mid_answer_by_an_error_is_killed_in_its_place() -> None:
     assert kill.request[0] == KILL and kill.request[1][0] == slot.raw.session
     shell.answer(kill, "ok")
     assert slot.state == GONE and core._stats.kills == 1
+    shell.finish_all()
+    shell.check_books()
+
+
+def test_a_dial_cut_in_its_set_up_fires_neither_on_connect_nor_on_close() -> None:
+    """docs/guide.md, Events: on_close pairs with on_connect. A connect cut in
+    its set-up never fired on_connect; its kill ending fires no on_close."""
+    events: List[Tuple[str, Any]] = []
+
+    class Recorder:
+        def on_connect(self, raw: Any, ms: float) -> None:
+            events.append(("connect", raw))
+
+        def on_close(self, raw: Any, reason: str) -> None:
+            events.append(("close", raw))
+
+    clock = Clock()
+    shell = Shell(make_core(clock, 1, timeout=30.0, events=Recorder()), clock)
+    dial = shell.borrow()
+    assert dial is not None and dial.request[0] == DIAL
+    shell.answer(dial, "interrupt", 1)  # the server made the session; the shell closed it mid set-up
+    (kill,) = [run for run in shell.plans if run.kind == "kill"]
+    shell.answer(kill, "ok")
+    assert shell.core._stats.kills == 1
+    assert events == []
     shell.finish_all()
     shell.check_books()
