@@ -173,3 +173,16 @@ def test_a_dial_cut_in_its_set_up_fires_neither_on_connect_nor_on_close() -> Non
     assert events == []
     shell.finish_all()
     shell.check_books()
+
+
+def test_a_shrink_closes_the_longest_rested_idle_connections_first(server: FakeServer) -> None:
+    """resize() down closes idle extras from the longest rested: the one kept
+    is the one a borrow would take next (the most recently used)."""
+    with ConnectionPool(maxsize=3, size=0, connection_factory=server) as pool:
+        conns = [pool.get_conn() for _ in range(3)]
+        newest = conns[-1].raw
+        for conn in conns:
+            conn.close()  # the last one given back rests the shortest
+        pool.resize(maxsize=1)
+        assert server.live_snapshot() == [newest]
+        assert pool.get_stats()["closed_resized"] == 2
