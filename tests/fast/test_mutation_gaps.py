@@ -18,6 +18,7 @@ from support.waiting import wait_until
 from .fakes import FakeConnection, FakeServer
 from .test_core_machine import Clock, Shell, borrowed, make_core
 from .test_state_machine import FakeClock
+from .test_steering import steering
 
 
 class _SlowConnects:
@@ -186,3 +187,11 @@ def test_a_shrink_closes_the_longest_rested_idle_connections_first(server: FakeS
         pool.resize(maxsize=1)
         assert server.live_snapshot() == [newest]
         assert pool.get_stats()["closed_resized"] == 2
+
+
+def test_a_cluster_is_named_by_pool_name_or_name_else_cluster() -> None:
+    """The cluster's name (its log lines, errors and the metrics' ``pool``
+    label): ``pool_name``, else ``name``, else "cluster"."""
+    assert steering().name == "cluster"
+    assert steering(name="orders").name == "orders"
+    assert steering(pool_name="billing", name="orders").name == "billing"
