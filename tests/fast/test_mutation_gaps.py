@@ -191,7 +191,7 @@ def test_a_shrink_closes_the_longest_rested_idle_connections_first(server: FakeS
 
 def test_a_cluster_is_named_by_pool_name_or_name_else_cluster() -> None:
     """The cluster's name (its log lines, errors and the metrics' ``pool``
-    label): ``pool_name``, else ``name``, else "cluster"."""
+    label): ``pool_name`` or ``name`` as given, else "cluster"."""
     assert steering().name == "cluster"
     assert steering(name="orders").name == "orders"
-    assert steering(pool_name="billing", name="orders").name == "billing"
+    assert steering(pool_name="billing").name == "billing"
