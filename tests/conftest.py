@@ -22,6 +22,14 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # An id holding an object's address differs between xdist workers, and
+    # the run stops ("Different tests were collected"): refused in any run.
+    moving = [item.nodeid for item in items if " at 0x" in item.nodeid]
+    if moving:
+        raise pytest.UsageError(f"test ids with an object's address (give the parametrize stable ids): {moving[:5]}")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Behaviour tests take the ``shell`` fixture (through ``make_pool``) and run
     # once for each shell; a test of a thread-only feature says so with
