@@ -30,6 +30,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"test ids with an object's address (give the parametrize stable ids): {moving[:5]}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # A fuzz test may log text holding a lone surrogate (an argv byte that is
+    # not UTF-8, as the CLI fuzz sends): an xdist worker cannot send such a
+    # report to the controller and the whole run stops. Escaped, the same.
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections
+    ]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Behaviour tests take the ``shell`` fixture (through ``make_pool``) and run
     # once for each shell; a test of a thread-only feature says so with
