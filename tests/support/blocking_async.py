@@ -171,6 +171,10 @@ class BlockingAsyncClusterPool(BlockingAsyncPool):
 
     connection = get_conn  # type: ignore[assignment]
 
+    def release(self, conn: Any, failed: bool = False) -> None:
+        # No count of lent proxies here: the cluster's close() ends the loop itself.
+        self._call(self._pool.release(conn._conn if isinstance(conn, BlockingConnection) else conn, failed))
+
     def close(self, timeout: Optional[float] = None) -> int:
         if self._loop.is_closed():
             return 0
