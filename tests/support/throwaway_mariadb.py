@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -77,14 +78,45 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+# Its own generator: hypothesis seeds the module's one during its examples.
+_pick = random.SystemRandom()
+_handed_out: set[int] = set()
+
+
+def _ports_of_this_worker() -> range:
+    """Ports below the kernel's ephemeral range, a slice of their own for each
+    pytest-xdist worker: a port picked by binding port 0 comes from the
+    ephemeral range, where every outgoing client socket (thousands per run,
+    from any worker) may take it before mariadbd (or Galera's IST and SST
+    listeners, picked up front) binds it."""
+    try:
+        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    low, slices = 10000, 8
+    width = max(1, (first_ephemeral - low) // slices)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % slices if worker[2:].isdigit() else 0
+    return range(low + index * width, low + (index + 1) * width)
+
+
 def _free_port() -> int:
-    # Racy by nature (the port is released before mariadbd binds it); start()
-    # retries with a new port when the bind fails.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    assert port != SHARED_SERVER_PORT
-    return port
+    # Still racy (the port is released before mariadbd binds it), but only
+    # against this worker's own servers; start() retries a first start with
+    # a new port when the bind fails.
+    ports = _ports_of_this_worker()
+    for _ in range(100):
+        port = _pick.choice(ports)
+        if port == SHARED_SERVER_PORT or port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (a listener of this machine's services, or ours)
+        _handed_out.add(port)  # picked up front (a Galera node's three) must differ
+        return port
+    raise RuntimeError(f"no free port in {ports} after 100 tries")
 
 
 def _all_threads_stopped(pid: int) -> bool:
