@@ -37,11 +37,17 @@ def where(server: dict, host: str = "", port: int = 0, user: str = "") -> str:
     return f"{user or server['user']}@{host or server['host']}:{port or server['port']}/{server['database']}"
 
 
+# Where closed_port is closed: on this machine, whatever MYSQL_HOST says (a
+# port found free here says nothing about the test server's host). The tests
+# that use it expect a refused connect, never the test server.
+CLOSED_HOST = "127.0.0.1"
+
+
 @pytest.fixture
 def closed_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on (bound then released)."""
+    """A TCP port on CLOSED_HOST nothing listens on (bound then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((CLOSED_HOST, 0))
         return int(sock.getsockname()[1])
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pymysqlpool.__main__ import main
 
-from .conftest import SECRET, where
+from .conftest import CLOSED_HOST, SECRET, where
 
 pytestmark = pytest.mark.server
 
@@ -64,16 +64,16 @@ def test_check_pre_create_counts_own_connections(capsys: pytest.CaptureFixture[s
 def test_check_closed_port_fails_with_one_line(
     live_server: dict, closed_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["check", "--host", "127.0.0.1", "--port", str(closed_port), "--connect-timeout", "3"]) == 1
+    assert main(["check", "--host", CLOSED_HOST, "--port", str(closed_port), "--connect-timeout", "3"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
-    target = where(live_server, host="127.0.0.1", port=closed_port)
+    target = where(live_server, host=CLOSED_HOST, port=closed_port)
     assert err.startswith(f"pymysqlpool check: error: cannot connect to {target}: [2003]")
 
 
 def test_check_closed_port_json(closed_port: int, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--json", "--host", "127.0.0.1", "--port", str(closed_port)]) == 1
+    assert main(["check", "--json", "--host", CLOSED_HOST, "--port", str(closed_port)]) == 1
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert report["ok"] is False and "cannot connect" in report["error"]
@@ -89,15 +89,15 @@ def test_env_is_used_and_flags_win(
     live_server: dict, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     host, port, db = live_server["host"], str(live_server["port"]), live_server["database"]
-    monkeypatch.setenv("MYSQL_HOST", "127.0.0.1")
+    monkeypatch.setenv("MYSQL_HOST", CLOSED_HOST)
     monkeypatch.setenv("MYSQL_PORT", str(closed_port))
     assert main(["check"]) == 1
-    assert f"@127.0.0.1:{closed_port}/" in capsys.readouterr().err
+    assert f"@{CLOSED_HOST}:{closed_port}/" in capsys.readouterr().err
     assert main(["check", "--url", f"mysql://{live_server['user']}@{host}:{port}/{db}"]) == 0
     assert main(["check", "--host", host, "--port", port]) == 0
     monkeypatch.setenv("MYSQL_HOST", host)
     monkeypatch.setenv("MYSQL_PORT", port)
-    assert main(["check", "--url", f"mysql://127.0.0.1:{closed_port}"]) == 1
+    assert main(["check", "--url", f"mysql://{CLOSED_HOST}:{closed_port}"]) == 1
     assert main(["check", "--url", f"mysql://{host}:{closed_port}", "--port", port]) == 0
 
 

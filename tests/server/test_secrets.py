@@ -109,7 +109,9 @@ def test_wrong_password_error_does_not_contain_it(
 
 def test_unreachable_server_error_does_not_contain_it(account: Account, log_text: Callable[[], str]) -> None:
     kwargs = {**mysql_kwargs(), "user": account.user, "password": account.password}
-    kwargs.update(host="127.0.0.1", port=1, connect_timeout=2)  # nothing listens on port 1
+    # This machine's port 1, not the test server's host: nothing listens
+    # there, so the connect is refused at once wherever MYSQL_HOST points.
+    kwargs.update(host="127.0.0.1", port=1, connect_timeout=2)
     pool = ConnectionPool(maxsize=1, pool_name="unreachable", **kwargs)
     try:
         with pytest.raises((pymysql.err.OperationalError, pymysqlpool.PoolTimeout)) as caught:
